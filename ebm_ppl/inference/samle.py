@@ -1,0 +1,146 @@
+"""Stochastic-approximation maximum likelihood, written once for both backends.
+
+For an energy model ``p(x) = exp(log p~(x)) / Z`` the log-likelihood gradient is the
+positive phase minus the negative phase (eq. 9)::
+
+    d/dθ mean_n log p(x_n) = mean_n d/dθ log p~(x_n) - E_model[d/dθ log p~(x)]
+
+The trainers minimise the surrogate ``-(mean_n log p~(x_n) - mean_k log p~(x_k))`` where the
+``x_k`` are model samples from Markov chains advanced by the energy distribution's own
+transition operator with the parameters held fixed (no gradient flows through them). With
+chains restarted at the data this is CD-k (eq. 10); with chains carried across updates it is
+persistent CD / stochastic approximation (Younes 1989; Tieleman 2008).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, NamedTuple
+
+from ebm_ppl import ops
+from ebm_ppl.inference.gibbs import classify_sites
+
+
+def robbins_monro(a: float, b: float) -> Callable[[Any], Any]:
+    """Step-size schedule ``t -> a / (b + t)`` (Robbins and Monro 1951).
+
+    The result is a plain callable of the step count, usable as an optax schedule and as the
+    ``lr_lambda`` of ``torch.optim.lr_scheduler.LambdaLR`` / ``pyro.optim.LambdaLR`` (with a
+    base learning rate of 1).
+    """
+    if not (a > 0 and b > 0):
+        raise ValueError(f"robbins_monro needs a > 0 and b > 0, got a={a}, b={b}")
+
+    def schedule(t):
+        return a / (b + t)
+
+    return schedule
+
+
+class SAConfig(NamedTuple):
+    """Settings shared by the Pyro and NumPyro trainers."""
+
+    num_gibbs_steps: int = 1
+    persistent: bool = True
+    num_chains: int | None = None
+
+
+def check_config(num_gibbs_steps: int, persistent: bool, num_chains: int | None) -> SAConfig:
+    if not isinstance(num_gibbs_steps, int) or num_gibbs_steps < 1:
+        raise ValueError(f"num_gibbs_steps must be a positive int, got {num_gibbs_steps!r}")
+    if num_chains is not None and (not isinstance(num_chains, int) or num_chains < 1):
+        raise ValueError(f"num_chains must be a positive int or None, got {num_chains!r}")
+    if not persistent and num_chains is not None:
+        raise ValueError(
+            "num_chains applies to persistent chains only; CD-k (persistent=False) restarts "
+            "one chain at each data point"
+        )
+    return SAConfig(num_gibbs_steps, bool(persistent), num_chains)
+
+
+def observed_energy_sites(nodes: Mapping[str, Mapping]) -> list[str]:
+    """Names of the observed energy sites of a trace; ``ValueError`` if there is none."""
+    _, observed, _ = classify_sites(nodes)
+    if not observed:
+        raise ValueError(
+            "the model has no observed energy site: SAMLE trains the parameters of energy "
+            "distributions observed on data, e.g. pyro.sample('v', RBM(W, b, c), obs=data)"
+        )
+    return observed
+
+
+def _numel(shape) -> int:
+    return int(math.prod(tuple(shape)))
+
+
+def init_chains(key: Any, nodes: Mapping[str, Mapping], config: SAConfig) -> dict[str, Any]:
+    """Starting states of the persistent chains of every observed energy site.
+
+    Each site gets ``num_chains`` chains (default: as many as data points in this batch) of
+    the distribution with the parameters' own batch shape (not the plate's).
+    """
+    chains = {}
+    names = observed_energy_sites(nodes)
+    keys = ops.split(key, len(names))
+    for k, name in zip(keys, names):
+        site = nodes[name]
+        fn = site["fn"]
+        base = fn.unexpanded()
+        n = config.num_chains
+        if n is None:
+            n = max(1, _numel(site["value"].shape[: site["value"].ndim - len(fn.event_shape)]))
+        chains[name] = base.init_chain(k, (n,) + tuple(base.batch_shape) + tuple(fn.event_shape))
+    return chains
+
+
+def sa_objective(
+    key: Any,
+    nodes: Mapping[str, Mapping],
+    chains: Mapping[str, Any],
+    config: SAConfig,
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Surrogate loss of one SA-MLE update, the advanced chains and statistics.
+
+    ``nodes`` is a Pyro or NumPyro trace of the model run on a data batch with the current
+    parameters. For every observed energy site the positive phase is its scaled
+    unnormalized log-density at the data (plate subsampling scales are honoured) and the
+    negative phase its mean log-density at the chains after ``num_gibbs_steps`` transitions.
+    The loss is normalised per data point, so its gradient is ``-(E_data - E_model)``.
+    """
+    names = observed_energy_sites(nodes)
+    keys = ops.split(key, len(names))
+    total_pos = total_neg = 0.0
+    total_n = 0.0
+    new_chains = {}
+    for k, name in zip(keys, names):
+        site = nodes[name]
+        fn, x = site["fn"], site["value"]
+        scale = site.get("scale")
+        scale = 1.0 if scale is None else scale
+        logp = fn.log_prob_unchecked(x)
+        n = _numel(logp.shape) * scale
+        total_pos = total_pos + logp.sum() * scale
+        if config.persistent:
+            base = fn.unexpanded()
+            x_model, _ = base.transition(k, chains[name], config.num_gibbs_steps)
+            new_chains[name] = x_model
+        else:
+            base = fn
+            x_model, _ = base.transition(k, ops.stop_gradient(x), config.num_gibbs_steps)
+        total_neg = total_neg + n * base.log_prob_unchecked(x_model).mean()
+        total_n = total_n + n
+    loss = -(total_pos - total_neg) / total_n
+    stats = {
+        "log_prob_data": ops.stop_gradient(total_pos / total_n),
+        "log_prob_model": ops.stop_gradient(total_neg / total_n),
+    }
+    return loss, new_chains, stats
+
+
+def reconstruction_error(nodes: Mapping[str, Mapping]) -> Any:
+    """Sum over observed energy sites of their mean reconstruction error on the data."""
+    total = 0.0
+    for name in observed_energy_sites(nodes):
+        site = nodes[name]
+        total = total + ops.stop_gradient(site["fn"].monitor(site["value"]))
+    return total

@@ -1,0 +1,409 @@
+"""The binary restricted Boltzmann machine, written once for torch and JAX.
+
+Notation follows Salakhutdinov (2015), section 2.1. Parameters are ``weights`` ``W`` of shape
+``(..., D, F)`` (visible x hidden), ``visible_bias`` ``b`` of shape ``(..., D)`` and
+``hidden_bias`` ``a`` of shape ``(..., F)``; leading dimensions are batch dimensions and
+broadcast against each other and against the data.
+
+* energy (eq. 1): ``E(v, h) = -v^T W h - b^T v - a^T h``
+* free energy (eq. 5): ``F(v) = -b^T v - sum_j softplus(a_j + sum_i W_ij v_i)``, so that
+  ``p(v) = exp(-F(v)) / Z``
+* block conditionals (eq. 6-8): ``p(h_j = 1 | v) = g(a_j + v^T W_:j)``,
+  ``p(v_i = 1 | h) = g(b_i + W_i: h)``
+* partition function (eq. 3), exact by enumerating the smaller layer and summing the other
+  one out analytically.
+
+Every function takes and returns arrays of one backend; nothing here knows about Pyro or
+NumPyro. :class:`RBMMethods` gives both PPL frontends the same methods on top of these.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from ebm_ppl import ops
+
+Array = Any
+
+#: Largest layer that :func:`log_partition` enumerates (``2**20`` states).
+MAX_ENUMERATE_UNITS = 20
+
+
+class Clamp(NamedTuple):
+    """Visible units held fixed during sampling (inpainting).
+
+    ``mask`` is boolean, broadcastable to the visible state; where it is true the state is
+    set to ``values`` after every update. Sampling then targets ``p(v_free | v_clamped)``.
+    """
+
+    mask: Array
+    values: Array
+
+
+# --------------------------------------------------------------------------------------
+# checks
+# --------------------------------------------------------------------------------------
+
+
+def check_params(weights: Array, visible_bias: Array, hidden_bias: Array) -> tuple:
+    """Validate RBM parameters; return ``(batch_shape, n_visible, n_hidden)``.
+
+    Raises ``TypeError`` for non-arrays or mixed backends and ``ValueError`` (naming the
+    argument) for wrong shapes or non-finite values (the latter only for concrete arrays).
+    """
+    names = ("weights", "visible_bias", "hidden_bias")
+    arrays = (weights, visible_bias, hidden_bias)
+    for name, x in zip(names, arrays):
+        if not (ops.is_torch(x) or ops.is_jax(x)):
+            raise TypeError(
+                f"{name} must be a torch.Tensor or a JAX array, got {type(x).__name__}"
+            )
+    if len({ops.backend_name(x) for x in arrays}) > 1:
+        raise TypeError("weights, visible_bias and hidden_bias must all be torch or all JAX")
+    if weights.ndim < 2:
+        raise ValueError(
+            f"weights must have shape (..., n_visible, n_hidden), got {tuple(weights.shape)}"
+        )
+    n_visible, n_hidden = int(weights.shape[-2]), int(weights.shape[-1])
+    if n_visible == 0 or n_hidden == 0:
+        raise ValueError(f"weights must have non-empty layers, got {tuple(weights.shape)}")
+    if visible_bias.ndim < 1 or visible_bias.shape[-1] != n_visible:
+        raise ValueError(
+            f"visible_bias must have shape (..., {n_visible}) to match weights "
+            f"{tuple(weights.shape)}, got {tuple(visible_bias.shape)}"
+        )
+    if hidden_bias.ndim < 1 or hidden_bias.shape[-1] != n_hidden:
+        raise ValueError(
+            f"hidden_bias must have shape (..., {n_hidden}) to match weights "
+            f"{tuple(weights.shape)}, got {tuple(hidden_bias.shape)}"
+        )
+    for name, x in zip(names, arrays):
+        if not _is_floating(x):
+            raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
+        if ops.is_concrete(x) and not ops.all_finite(x):
+            raise ValueError(f"{name} contains NaN or infinite values")
+    try:
+        batch_shape = ops.broadcast_shapes(
+            tuple(weights.shape[:-2]), tuple(visible_bias.shape[:-1]), tuple(hidden_bias.shape[:-1])
+        )
+    except ValueError:
+        raise ValueError(
+            "the batch shapes of weights "
+            f"{tuple(weights.shape[:-2])}, visible_bias {tuple(visible_bias.shape[:-1])} and "
+            f"hidden_bias {tuple(hidden_bias.shape[:-1])} do not broadcast"
+        ) from None
+    return batch_shape, n_visible, n_hidden
+
+
+def _is_floating(x: Array) -> bool:
+    if ops.is_torch(x):
+        return x.is_floating_point()
+    import jax.numpy as jnp
+
+    return jnp.issubdtype(x.dtype, jnp.floating)
+
+
+def check_binary(x: Array, size: int, name: str = "value") -> None:
+    """Check that ``x`` has last dimension ``size`` and (if concrete) only 0/1 entries."""
+    if not (ops.is_torch(x) or ops.is_jax(x)):
+        raise TypeError(f"{name} must be a torch.Tensor or a JAX array, got {type(x).__name__}")
+    if x.ndim < 1 or x.shape[-1] != size:
+        raise ValueError(f"{name} must have shape (..., {size}), got {tuple(x.shape)}")
+    if ops.is_concrete(x):
+        if math.prod(x.shape) == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+        if not ops.all_finite(x):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if not ops.is_binary(x):
+            raise ValueError(
+                f"{name} must be binary (0/1) for a binary RBM; binarize the data first "
+                "(ebm_ppl.datasets.binarize)"
+            )
+
+
+# --------------------------------------------------------------------------------------
+# the math
+# --------------------------------------------------------------------------------------
+
+
+def visible_to_hidden(v: Array, weights: Array) -> Array:
+    """``v^T W``: shape ``(..., D) x (..., D, F) -> (..., F)`` (one GEMM for 2-D ``W``)."""
+    if weights.ndim == 2:
+        return v @ weights
+    return (v[..., None, :] @ weights)[..., 0, :]
+
+
+def hidden_to_visible(h: Array, weights: Array) -> Array:
+    """``W h``: shape ``(..., F) x (..., D, F) -> (..., D)``."""
+    if weights.ndim == 2:
+        return h @ weights.T
+    return (weights @ h[..., :, None])[..., 0]
+
+
+def hidden_logits(weights: Array, hidden_bias: Array, v: Array) -> Array:
+    """Logits of ``p(h_j = 1 | v)`` (eq. 7): ``a + v^T W``, shape ``(..., F)``."""
+    return visible_to_hidden(v, weights) + hidden_bias
+
+
+def visible_logits(weights: Array, visible_bias: Array, h: Array) -> Array:
+    """Logits of ``p(v_i = 1 | h)`` (eq. 8): ``b + W h``, shape ``(..., D)``."""
+    return hidden_to_visible(h, weights) + visible_bias
+
+
+def _dot(x: Array, y: Array) -> Array:
+    return (x * y).sum(-1)
+
+
+def energy(weights: Array, visible_bias: Array, hidden_bias: Array, v: Array, h: Array) -> Array:
+    """Joint energy ``E(v, h)`` of eq. 1, shape ``broadcast(v, h, params)[:-1]``."""
+    return -(
+        _dot(visible_to_hidden(v, weights), h) + _dot(visible_bias, v) + _dot(hidden_bias, h)
+    )
+
+
+def free_energy(weights: Array, visible_bias: Array, hidden_bias: Array, v: Array) -> Array:
+    """Free energy ``F(v) = -log sum_h exp(-E(v, h))`` (eq. 5), shape ``(...)``."""
+    return -(
+        _dot(visible_bias, v)
+        + ops.softplus(hidden_logits(weights, hidden_bias, v)).sum(-1)
+    )
+
+
+def hidden_free_energy(
+    weights: Array, visible_bias: Array, hidden_bias: Array, h: Array
+) -> Array:
+    """``-log sum_v exp(-E(v, h))``: the free energy with the visible layer summed out."""
+    return -(
+        _dot(hidden_bias, h) + ops.softplus(visible_logits(weights, visible_bias, h)).sum(-1)
+    )
+
+
+def log_partition(
+    weights: Array,
+    visible_bias: Array,
+    hidden_bias: Array,
+    max_units: int = MAX_ENUMERATE_UNITS,
+    chunk_elements: int = 1 << 23,
+) -> Array:
+    """Exact ``log Z`` (eq. 3), shape = the parameters' batch shape.
+
+    Enumerates the ``2**k`` states of the smaller layer (``k <= max_units``) and sums the
+    other layer out analytically, accumulating a log-sum-exp over chunks of states so memory
+    stays bounded and large weights stay finite. Raises ``ValueError`` for larger models:
+    use annealed importance sampling there.
+    """
+    batch_shape, n_visible, n_hidden = check_params(weights, visible_bias, hidden_bias)
+    k = min(n_visible, n_hidden)
+    if k > max_units:
+        raise ValueError(
+            f"log_partition enumerates the smaller layer, which has {k} units here "
+            f"(n_visible={n_visible}, n_hidden={n_hidden}); at most {max_units} are feasible. "
+            "Estimate log Z with annealed importance sampling (AIS) instead."
+        )
+    if n_hidden <= n_visible:
+        # enumerate h: log Z = lse_h [a^T h + sum_i softplus(b_i + (W h)_i)]
+        w_enum, bias_enum, bias_other = ops.transpose(weights), hidden_bias, visible_bias
+    else:
+        # enumerate v: log Z = lse_v [b^T v + sum_j softplus(a_j + (v^T W)_j)]
+        w_enum, bias_enum, bias_other = weights, visible_bias, hidden_bias
+    n_other = n_visible + n_hidden - k
+    batch_numel = max(1, math.prod(batch_shape))
+    chunk = max(1, min(2**k, chunk_elements // (n_other * batch_numel)))
+    parts = []
+    for start in range(0, 2**k, chunk):
+        states = ops.binary_states(k, weights, start, min(2**k, start + chunk))  # (S, k)
+        logits = states @ w_enum + bias_other[..., None, :]  # (..., S, n_other)
+        terms = ops.softplus(logits).sum(-1) + (states @ bias_enum[..., :, None])[..., 0]
+        parts.append(ops.logsumexp(terms, axis=-1)[..., None])
+    log_z = ops.logsumexp(ops.concat(parts, axis=-1), axis=-1)
+    return ops.broadcast_to(log_z, batch_shape)
+
+
+def reconstruction_error(
+    weights: Array, visible_bias: Array, hidden_bias: Array, v: Array
+) -> Array:
+    """Mean over the batch of ``sum_i (v_i - p(v_i = 1 | E[h | v]))^2`` (a training monitor)."""
+    p_h = ops.sigmoid(hidden_logits(weights, hidden_bias, v))
+    p_v = ops.sigmoid(visible_logits(weights, visible_bias, p_h))
+    return ((v - p_v) ** 2).sum(-1).mean()
+
+
+def gibbs_sweep(
+    key: Any,
+    weights: Array,
+    visible_bias: Array,
+    hidden_bias: Array,
+    v: Array,
+    clamp: Clamp | None = None,
+    beta: float | Array = 1.0,
+) -> tuple[Array, Array]:
+    """One block-Gibbs sweep ``h ~ p(h | v)``, then ``v ~ p(v | h)`` (eq. 6-8).
+
+    ``beta`` is an inverse temperature (the conditionals of ``exp(-beta E)``); ``clamp``
+    holds part of ``v`` fixed. Returns the new ``(v, h)``; ``v`` has ``v``'s shape.
+    """
+    k_h, k_v = ops.split(key, 2)
+    h = ops.bernoulli(k_h, ops.sigmoid(beta * hidden_logits(weights, hidden_bias, v)))
+    v = ops.bernoulli(k_v, ops.sigmoid(beta * visible_logits(weights, visible_bias, h)))
+    if clamp is not None:
+        v = ops.where(clamp.mask, clamp.values, v)
+    return v, h
+
+
+def gibbs_chain(
+    key: Any,
+    weights: Array,
+    visible_bias: Array,
+    hidden_bias: Array,
+    v: Array,
+    num_steps: int,
+    clamp: Clamp | None = None,
+) -> tuple[Array, Array]:
+    """``num_steps >= 1`` block-Gibbs sweeps from ``v``; returns the last ``(v, h)``.
+
+    In JAX the sweeps run in one ``lax.scan``; in torch a Python loop.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    k0, k1 = ops.split(key, 2)
+    first = gibbs_sweep(k0, weights, visible_bias, hidden_bias, v, clamp)
+
+    def step(k, carry):
+        return gibbs_sweep(k, weights, visible_bias, hidden_bias, carry[0], clamp)
+
+    return ops.iterate(step, k1, first, num_steps - 1, like=v)
+
+
+def initial_visible(key: Any, visible_bias: Array, shape: tuple) -> Array:
+    """A starting state for chains: independent ``Bernoulli(g(b))`` draws of ``shape``."""
+    probs = ops.broadcast_to(ops.sigmoid(visible_bias), shape)
+    return ops.bernoulli(key, probs)
+
+
+class RBMMethods:
+    """The RBM math as distribution methods, shared by the Pyro and NumPyro classes.
+
+    A subclass sets ``weights``, ``visible_bias``, ``hidden_bias`` (stored in the shapes the
+    user gave; the distribution's ``batch_shape`` may be larger after ``expand``, and
+    results are broadcast to it) and ``num_gibbs_steps``.
+    """
+
+    weights: Array
+    visible_bias: Array
+    hidden_bias: Array
+    num_gibbs_steps: int
+
+    @property
+    def n_visible(self) -> int:
+        return int(self.weights.shape[-2])
+
+    @property
+    def n_hidden(self) -> int:
+        return int(self.weights.shape[-1])
+
+    @property
+    def params(self) -> tuple:
+        """``(weights, visible_bias, hidden_bias)`` in their stored shapes."""
+        return (self.weights, self.visible_bias, self.hidden_bias)
+
+    def _out(self, x: Array, value: Array) -> Array:
+        shape = ops.broadcast_shapes(tuple(value.shape[:-1]), tuple(self.batch_shape))
+        return ops.broadcast_to(x, shape)
+
+    def _check_value(self, value: Array, name: str = "value") -> None:
+        if getattr(self, "_check_inputs", True):
+            check_binary(value, self.n_visible, name)
+        elif value.shape[-1] != self.n_visible:
+            raise ValueError(f"{name} must have shape (..., {self.n_visible})")
+
+    def log_prob(self, value: Array) -> Array:
+        """Unnormalized log-density ``-F(v)`` (eq. 5; add ``-log_partition()`` to normalize).
+
+        Shape: ``broadcast(value.shape[:-1], batch_shape)``. Raises ``ValueError`` for values
+        of the wrong shape and (for concrete arrays) non-binary or non-finite values.
+        """
+        self._check_value(value)
+        return self.log_prob_unchecked(value)
+
+    def log_prob_unchecked(self, value: Array) -> Array:
+        """:meth:`log_prob` without input checks (for hot loops on validated data)."""
+        return self._out(-free_energy(*self.params, value), value)
+
+    def unexpanded(self):
+        """The same distribution with the parameters' own batch shape (undoing ``expand``)."""
+        return self._with_batch_shape(
+            ops.broadcast_shapes(
+                tuple(self.weights.shape[:-2]),
+                tuple(self.visible_bias.shape[:-1]),
+                tuple(self.hidden_bias.shape[:-1]),
+            )
+        )
+
+    def free_energy(self, value: Array) -> Array:
+        """``F(v)`` of eq. 5, shape ``broadcast(value.shape[:-1], batch_shape)``."""
+        self._check_value(value)
+        return self._out(free_energy(*self.params, value), value)
+
+    def energy(self, value: Array, hidden: Array) -> Array:
+        """Joint energy ``E(v, h)`` of eq. 1."""
+        self._check_value(value)
+        check_binary(hidden, self.n_hidden, "hidden")
+        e = energy(*self.params, value, hidden)
+        shape = ops.broadcast_shapes(
+            tuple(value.shape[:-1]), tuple(hidden.shape[:-1]), tuple(self.batch_shape)
+        )
+        return ops.broadcast_to(e, shape)
+
+    def hidden_logits(self, value: Array) -> Array:
+        """Logits of ``p(h | v)`` (eq. 7), shape ``(..., n_hidden)``."""
+        self._check_value(value)
+        return hidden_logits(self.weights, self.hidden_bias, value)
+
+    def visible_logits(self, hidden: Array) -> Array:
+        """Logits of ``p(v | h)`` (eq. 8), shape ``(..., n_visible)``."""
+        check_binary(hidden, self.n_hidden, "hidden")
+        return visible_logits(self.weights, self.visible_bias, hidden)
+
+    def hidden_probs(self, value: Array) -> Array:
+        """``p(h_j = 1 | v)`` (eq. 7)."""
+        return ops.sigmoid(self.hidden_logits(value))
+
+    def visible_probs(self, hidden: Array) -> Array:
+        """``p(v_i = 1 | h)`` (eq. 8)."""
+        return ops.sigmoid(self.visible_logits(hidden))
+
+    def log_partition(self, max_units: int = MAX_ENUMERATE_UNITS) -> Array:
+        """Exact ``log Z`` (eq. 3) by enumerating the smaller layer, shape ``batch_shape``.
+
+        Raises ``ValueError`` (pointing to AIS) when the smaller layer has more than
+        ``max_units`` units.
+        """
+        log_z = log_partition(*self.params, max_units=max_units)
+        return ops.broadcast_to(log_z, tuple(self.batch_shape))
+
+    # ---- the transition operator, used by BlockGibbs and SAMLE --------------------------
+
+    def init_chain(self, key: Any, shape: tuple) -> Array:
+        """Chains of the given full shape ``(..., n_visible)`` drawn from ``Bernoulli(g(b))``."""
+        return initial_visible(key, ops.stop_gradient(self.visible_bias), tuple(shape))
+
+    def transition(
+        self, key: Any, value: Array, num_steps: int = 1, clamp: Clamp | None = None
+    ) -> tuple[Array, Array]:
+        """``num_steps`` block-Gibbs sweeps from ``value`` with the parameters held constant.
+
+        Returns ``(value, hidden)``; no gradient flows into the parameters.
+        """
+        params = tuple(ops.stop_gradient(p) for p in self.params)
+        return gibbs_chain(key, *params, value, num_steps, clamp)
+
+    def _sample(self, key: Any, sample_shape: tuple) -> Array:
+        shape = tuple(sample_shape) + tuple(self.batch_shape) + (self.n_visible,)
+        k0, k1 = ops.split(key, 2)
+        v = self.init_chain(k0, shape)
+        return self.transition(k1, v, self.num_gibbs_steps)[0]
+
+    def monitor(self, value: Array) -> Array:
+        """Reconstruction error of ``value`` (see :func:`reconstruction_error`)."""
+        return reconstruction_error(*self.params, value)

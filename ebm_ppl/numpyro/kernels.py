@@ -1,0 +1,220 @@
+"""Block-Gibbs MCMC kernel for NumPyro models with energy sites."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+from numpyro.infer.mcmc import MCMCKernel
+from numpyro.infer.util import log_density
+from numpyro.util import is_prng_key
+
+from ebm_ppl.inference.gibbs import (
+    HIDDEN_SUFFIX,
+    apply_clamps,
+    block_gibbs_step,
+    check_no_other_factors,
+    classify_sites,
+    make_clamps,
+)
+
+__all__ = ["BlockGibbs", "BlockGibbsState"]
+
+
+class BlockGibbsState(NamedTuple):
+    """State of :class:`BlockGibbs`.
+
+    - **i**: iteration number.
+    - **z**: latent energy-site values (and ``"<site>_hidden"`` with ``report_hidden``).
+    - **free_energy**: total free energy of the latent energy sites at ``z`` (an energy
+      trace for diagnostics; collect it with ``extra_fields=("free_energy",)``).
+    - **rng_key**: the PRNG key for the next step.
+    """
+
+    i: jax.Array
+    z: dict
+    free_energy: jax.Array
+    rng_key: jax.Array
+
+
+class BlockGibbs(MCMCKernel):
+    """Block-Gibbs sampling of the latent energy sites of a NumPyro model.
+
+    Runs under ``numpyro.infer.MCMC`` with any ``chain_method`` (``"sequential"``,
+    ``"parallel"``, ``"vectorized"``). Every latent site whose distribution is one of ours
+    (e.g. :class:`~ebm_ppl.numpyro.RBM`) is advanced by its exact block conditionals,
+    alternating layers (for an RBM ``h ~ p(h|v)`` then ``v ~ p(v|h)``, eq. 6-8); hidden
+    layers are auxiliary state, recorded as ``"<site>_hidden"`` with ``report_hidden=True``.
+
+    :param model: a NumPyro model whose latent sample sites are all energy sites. To combine
+        with continuous latent sites, use :meth:`gibbs_fn` inside ``numpyro.infer.HMCGibbs``.
+    :param clamp: ``{"site": (mask, values)}`` holds the coordinates where the boolean
+        ``mask`` is true at ``values`` (inpainting): the chain samples the exact conditional
+        of the rest. Same form as in the Pyro kernel.
+    :param report_hidden: also record hidden states.
+    :param num_sweeps: block-Gibbs sweeps per MCMC step.
+
+    Other factors of the model must not depend on the energy sites' values (checked at
+    ``init`` on random states).
+    """
+
+    sample_field = "z"
+
+    def __init__(
+        self,
+        model: Callable,
+        clamp: Mapping[str, Any] | None = None,
+        report_hidden: bool = False,
+        num_sweeps: int = 1,
+    ) -> None:
+        if not callable(model):
+            raise TypeError(f"model must be callable, got {type(model).__name__}")
+        if not isinstance(num_sweeps, int) or num_sweeps < 1:
+            raise ValueError(f"num_sweeps must be a positive int, got {num_sweeps!r}")
+        self._model = model
+        self.clamp = clamp
+        self.report_hidden = bool(report_hidden)
+        self.num_sweeps = num_sweeps
+        self._latent: list[str] = []
+        self._dists: dict = {}
+
+    @property
+    def model(self) -> Callable:
+        return self._model
+
+    @property
+    def default_fields(self) -> tuple:
+        return ("z",)
+
+    # ---- tracing --------------------------------------------------------------------------
+
+    def _trace(self, key, values, args, kwargs):
+        model = handlers.seed(self._model, key)
+        if values is not None:
+            model = handlers.condition(model, data=values)
+        return handlers.trace(model).get_trace(*args, **kwargs)
+
+    def _setup(self, args, kwargs) -> None:
+        tr = self._trace(jax.random.PRNGKey(0), None, args, kwargs)
+        latent, _, other = classify_sites(tr)
+        if other:
+            raise ValueError(
+                f"BlockGibbs samples energy sites only, but the model has other latent sites "
+                f"{other}. Use numpyro.infer.HMCGibbs(NUTS(model), "
+                "gibbs_fn=BlockGibbs(model).gibbs_fn(*args), gibbs_sites=[...]) to combine it "
+                "with NUTS for continuous sites."
+            )
+        if not latent:
+            raise ValueError(
+                "the model has no latent energy site to sample (every energy site is observed)"
+            )
+        for n in latent:
+            if n + HIDDEN_SUFFIX in tr:
+                raise ValueError(f"site name {n + HIDDEN_SUFFIX!r} is reserved for hidden states")
+        self._latent = latent
+        self._dists = {n: tr[n]["fn"] for n in latent}
+        self._check_factors(args, kwargs)
+
+    def _check_factors(self, args, kwargs) -> None:
+        def residual(values):
+            total, tr = log_density(
+                handlers.seed(self._model, 0), args, kwargs, values
+            )
+            for n in self._latent:
+                total = total - tr[n]["fn"].log_prob(values[n]).sum()
+            return float(total)
+
+        keys = jax.random.split(jax.random.PRNGKey(1), 3)
+        draws = [
+            {n: fn.init_chain(k, fn.shape()) for n, fn in self._dists.items()} for k in keys
+        ]
+        check_no_other_factors(residual, draws, self._latent)
+
+    def _dists_at(self, key, z, args, kwargs) -> dict:
+        values = {n: z[n] for n in self._latent}
+        tr = self._trace(key, values, args, kwargs)
+        return {n: tr[n]["fn"] for n in self._latent}
+
+    def _step(self, key, dists, values, clamps):
+        new, aux = block_gibbs_step(key, dists, values, clamps, self.num_sweeps)
+        z = dict(new)
+        if self.report_hidden:
+            for n, h in aux.items():
+                z[n + HIDDEN_SUFFIX] = h
+        free_energy = sum(dists[n].unexpanded().free_energy(new[n]).sum() for n in self._latent)
+        return z, free_energy
+
+    # ---- MCMCKernel interface -------------------------------------------------------------
+
+    def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
+        model_kwargs = {} if model_kwargs is None else model_kwargs
+        self._setup(model_args, model_kwargs)
+        if is_prng_key(rng_key):
+            return self._init_one(rng_key, init_params, model_args, model_kwargs)
+        if init_params is None:
+            return jax.vmap(lambda k: self._init_one(k, None, model_args, model_kwargs))(rng_key)
+        return jax.vmap(lambda k, p: self._init_one(k, p, model_args, model_kwargs))(
+            rng_key, init_params
+        )
+
+    def _init_one(self, rng_key, init_params, args, kwargs) -> BlockGibbsState:
+        key_init, key_step, key_next = jax.random.split(rng_key, 3)
+        dists = self._dists
+        if init_params is None:
+            keys = jax.random.split(key_init, len(self._latent))
+            values = {n: dists[n].init_chain(k, dists[n].shape()) for n, k in zip(self._latent, keys)}
+        else:
+            values = {n: jnp.asarray(init_params[n]) for n in self._latent}
+        clamps = make_clamps(self.clamp, values, self._latent)
+        values = apply_clamps(values, clamps)
+        z, free_energy = self._step(key_step, dists, values, clamps)
+        return BlockGibbsState(jnp.array(0), z, free_energy, key_next)
+
+    def sample(self, state: BlockGibbsState, model_args, model_kwargs) -> BlockGibbsState:
+        model_kwargs = {} if model_kwargs is None else model_kwargs
+        if not is_prng_key(state.rng_key):  # chain_method="vectorized"
+            return jax.vmap(lambda s: self._sample_one(s, model_args, model_kwargs))(state)
+        return self._sample_one(state, model_args, model_kwargs)
+
+    def _sample_one(self, state: BlockGibbsState, model_args, model_kwargs) -> BlockGibbsState:
+        key_trace, key_step, key_next = jax.random.split(state.rng_key, 3)
+        dists = self._dists_at(key_trace, state.z, model_args, model_kwargs)
+        values = {n: state.z[n] for n in self._latent}
+        clamps = make_clamps(self.clamp, values, self._latent)
+        z, free_energy = self._step(key_step, dists, apply_clamps(values, clamps), clamps)
+        return BlockGibbsState(state.i + 1, z, free_energy, key_next)
+
+    def get_diagnostics_str(self, state: BlockGibbsState) -> str:
+        return f"free energy {float(np.mean(state.free_energy)):.4g}"
+
+    # ---- composition with HMC / NUTS ------------------------------------------------------
+
+    def gibbs_fn(self, *model_args, **model_kwargs) -> Callable:
+        """A ``gibbs_fn`` for ``numpyro.infer.HMCGibbs`` updating the energy sites.
+
+        Returns ``fn(rng_key, gibbs_sites, hmc_sites) -> gibbs_sites``: the model is traced
+        with the current continuous (HMC) values so energy parameters may depend on them,
+        then each energy site takes ``num_sweeps`` exact block-Gibbs sweeps. Clamps apply.
+        """
+
+        def fn(rng_key, gibbs_sites, hmc_sites):
+            key_trace, key_step = jax.random.split(rng_key)
+            values = dict(hmc_sites)
+            values.update(gibbs_sites)
+            tr = self._trace(key_trace, values, model_args, model_kwargs)
+            names = [n for n in gibbs_sites]
+            dists = {n: tr[n]["fn"] for n in names}
+            clamps = make_clamps(self.clamp, gibbs_sites, names)
+            current = apply_clamps(dict(gibbs_sites), clamps)
+            new, _ = block_gibbs_step(key_step, dists, current, clamps, self.num_sweeps)
+            return new
+
+        return fn
+
+    @property
+    def energy_sites(self) -> dict:
+        """The energy distributions of the latent sites, as traced at ``init``."""
+        return dict(self._dists)

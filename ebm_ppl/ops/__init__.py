@@ -1,0 +1,317 @@
+"""One small array-ops layer with the same names for torch and JAX.
+
+Every function dispatches *per call* on the type of its array arguments (JAX tracers
+included); there is no process-global backend. The math of the energy models in
+:mod:`ebm_ppl.models` is written once against these names.
+
+Randomness is always explicit. A *key* is a ``jax.random.PRNGKey`` for JAX arrays; for torch
+it is ``None`` (torch's global generator, seeded by ``pyro.set_rng_seed``) or a
+``torch.Generator``. :func:`split` returns fresh JAX keys and repeats a torch key (a torch
+generator is stateful), so the same algorithm code serves both backends.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Callable, Sequence
+
+Array = Any
+Key = Any
+
+__all__ = [
+    "is_torch",
+    "is_jax",
+    "backend_name",
+    "is_concrete",
+    "sigmoid",
+    "softplus",
+    "logsumexp",
+    "log1mexp_safe",
+    "matmul",
+    "transpose",
+    "where",
+    "stop_gradient",
+    "uniform",
+    "bernoulli",
+    "split",
+    "binary_states",
+    "broadcast_to",
+    "broadcast_shapes",
+    "asarray_like",
+    "to_numpy",
+    "iterate",
+    "all_finite",
+    "is_binary",
+    "concat",
+    "zeros_like",
+]
+
+
+def is_torch(x: Any) -> bool:
+    """True when ``x`` is a ``torch.Tensor`` (torch is only looked at if imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def is_jax(x: Any) -> bool:
+    """True when ``x`` is a JAX array or tracer (JAX is only looked at if imported)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, jax.Array)
+
+
+def backend_name(*xs: Any) -> str:
+    """``"torch"`` or ``"jax"`` from the first array argument that is one of them."""
+    for x in xs:
+        if is_torch(x):
+            return "torch"
+        if is_jax(x):
+            return "jax"
+    raise TypeError(
+        "expected torch tensors or JAX arrays, got "
+        + ", ".join(type(x).__name__ for x in xs)
+    )
+
+
+def _jnp():
+    import jax.numpy as jnp
+
+    return jnp
+
+
+def is_concrete(x: Any) -> bool:
+    """True when the values of ``x`` can be inspected now (not a JAX tracer)."""
+    if is_jax(x):
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    return True
+
+
+def sigmoid(x: Array) -> Array:
+    """Logistic function ``g(x) = 1 / (1 + exp(-x))``."""
+    if is_torch(x):
+        return x.sigmoid()
+    import jax
+
+    return jax.nn.sigmoid(x)
+
+
+def softplus(x: Array) -> Array:
+    """``log(1 + exp(x))``, stable for large ``|x|``."""
+    if is_torch(x):
+        import torch.nn.functional as F
+
+        return F.softplus(x)
+    import jax
+
+    return jax.nn.softplus(x)
+
+
+def logsumexp(x: Array, axis: int = -1) -> Array:
+    """Stable ``log(sum(exp(x), axis))``."""
+    if is_torch(x):
+        return x.logsumexp(dim=axis)
+    import jax
+
+    return jax.scipy.special.logsumexp(x, axis=axis)
+
+
+def log1mexp_safe(x: Array) -> Array:
+    """``log(1 - exp(x))`` for ``x <= 0`` (used by estimators that subtract in log space)."""
+    if is_torch(x):
+        import torch
+
+        return torch.where(
+            x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x))
+        )
+    jnp = _jnp()
+    return jnp.where(x > -math.log(2), jnp.log(-jnp.expm1(x)), jnp.log1p(-jnp.exp(x)))
+
+
+def matmul(a: Array, b: Array) -> Array:
+    """Broadcasting matrix product ``a @ b``."""
+    return a @ b
+
+
+def transpose(x: Array) -> Array:
+    """Swap the last two axes."""
+    if is_torch(x):
+        return x.transpose(-1, -2)
+    return _jnp().swapaxes(x, -1, -2)
+
+
+def where(cond: Array, a: Array, b: Array) -> Array:
+    """Elementwise ``cond ? a : b`` with broadcasting."""
+    if is_torch(cond) or is_torch(a) or is_torch(b):
+        import torch
+
+        return torch.where(cond, a, b)
+    return _jnp().where(cond, a, b)
+
+
+def stop_gradient(x: Array) -> Array:
+    """Value of ``x`` with no gradient flowing back (``detach`` / ``lax.stop_gradient``)."""
+    if is_torch(x):
+        return x.detach()
+    import jax
+
+    return jax.lax.stop_gradient(x)
+
+
+def uniform(key: Key, shape: Sequence[int], like: Array) -> Array:
+    """Uniform(0, 1) draws of ``shape`` with the dtype (and device) of ``like``."""
+    if is_torch(like):
+        import torch
+
+        return torch.rand(
+            tuple(shape), generator=key, dtype=like.dtype, device=like.device
+        )
+    import jax
+
+    return jax.random.uniform(key, tuple(shape), dtype=like.dtype)
+
+
+def bernoulli(key: Key, probs: Array) -> Array:
+    """Bernoulli draws with success probabilities ``probs``, as 0./1. of ``probs``' dtype.
+
+    Compares uniforms with the probabilities, which is about twice as fast as
+    ``torch.bernoulli`` on CPU.
+    """
+    u = uniform(key, tuple(probs.shape), probs)
+    if is_torch(probs):
+        return (u < probs).to(probs.dtype)
+    return (u < probs).astype(probs.dtype)
+
+
+def split(key: Key, num: int = 2) -> list:
+    """``num`` independent keys from ``key`` (a torch key is repeated: it is stateful)."""
+    if key is None or is_torch_generator(key):
+        return [key] * num
+    import jax
+
+    return list(jax.random.split(key, num))
+
+
+def is_torch_generator(key: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(key, torch.Generator)
+
+
+def binary_states(n: int, like: Array, start: int = 0, stop: int | None = None) -> Array:
+    """Rows ``start..stop`` of the ``2**n`` binary vectors of length ``n`` (lexicographic).
+
+    Returns shape ``(stop - start, n)`` with the dtype of ``like``; bit ``j`` of row ``k`` is
+    ``(k >> (n - 1 - j)) & 1``.
+    """
+    stop = 2**n if stop is None else stop
+    if is_torch(like):
+        import torch
+
+        idx = torch.arange(start, stop, device=like.device)
+        shifts = torch.arange(n - 1, -1, -1, device=like.device)
+        return ((idx[:, None] >> shifts) & 1).to(like.dtype)
+    jnp = _jnp()
+    idx = jnp.arange(start, stop, dtype=jnp.int32)
+    shifts = jnp.arange(n - 1, -1, -1, dtype=jnp.int32)
+    return ((idx[:, None] >> shifts) & 1).astype(like.dtype)
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> tuple:
+    """Numpy broadcasting of shapes; ``ValueError`` when they are incompatible."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(ndim):
+        dims = {s[len(s) - ndim + i] for s in shapes if len(s) - ndim + i >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            raise ValueError(f"shapes {[tuple(s) for s in shapes]} cannot be broadcast")
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def broadcast_to(x: Array, shape: Sequence[int]) -> Array:
+    if is_torch(x):
+        return x.expand(tuple(shape))
+    return _jnp().broadcast_to(x, tuple(shape))
+
+
+def asarray_like(x: Any, like: Array) -> Array:
+    """``x`` as an array of ``like``'s backend and dtype."""
+    if is_torch(like):
+        import torch
+
+        return torch.as_tensor(x, dtype=like.dtype, device=like.device)
+    return _jnp().asarray(x, dtype=like.dtype)
+
+
+def to_numpy(x: Array):
+    import numpy as np
+
+    if is_torch(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def zeros_like(x: Array) -> Array:
+    if is_torch(x):
+        import torch
+
+        return torch.zeros_like(x)
+    return _jnp().zeros_like(x)
+
+
+def concat(xs: Sequence[Array], axis: int = 0) -> Array:
+    if is_torch(xs[0]):
+        import torch
+
+        return torch.cat(list(xs), dim=axis)
+    return _jnp().concatenate(list(xs), axis=axis)
+
+
+def all_finite(x: Array) -> bool:
+    """True when every entry of ``x`` is finite (concrete arrays only)."""
+    if is_torch(x):
+        import torch
+
+        return bool(torch.isfinite(x).all())
+    import numpy as np
+
+    return bool(np.isfinite(np.asarray(x)).all())  # numpy: never staged into a jit trace
+
+
+def is_binary(x: Array) -> bool:
+    """True when every entry of ``x`` is 0 or 1 (concrete arrays only)."""
+    if is_torch(x):
+        return bool(((x == 0) | (x == 1)).all())
+    import numpy as np
+
+    a = np.asarray(x)
+    return bool(((a == 0) | (a == 1)).all())
+
+
+def iterate(
+    step: Callable[[Key, Any], Any],
+    key: Key,
+    carry: Any,
+    num_steps: int,
+    like: Array,
+) -> Any:
+    """Apply ``carry = step(key_t, carry)`` ``num_steps`` times and return the last carry.
+
+    JAX (``like`` is a JAX array): one ``lax.scan`` with a fresh key per step, so the loop is
+    compiled once; torch: a Python loop sharing the generator.
+    """
+    if num_steps < 0:
+        raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+    if not is_jax(like):
+        for _ in range(num_steps):
+            carry = step(key, carry)
+        return carry
+    import jax
+
+    if num_steps == 0:
+        return carry
+    keys = jax.random.split(key, num_steps)
+    carry, _ = jax.lax.scan(lambda c, k: (step(k, c), None), carry, keys)
+    return carry

@@ -1,0 +1,84 @@
+"""Energy-based distributions for Pyro (torch)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from pyro.distributions import TorchDistribution, constraints
+
+from ebm_ppl import ops
+from ebm_ppl.models.rbm import RBMMethods, check_params
+
+__all__ = ["RBM"]
+
+
+class RBM(RBMMethods, TorchDistribution):
+    r"""Binary restricted Boltzmann machine over the visible units (eq. 1-8).
+
+    ``RBM(weights, visible_bias, hidden_bias)`` with ``weights`` of shape
+    ``(..., n_visible, n_hidden)``, ``visible_bias`` ``(..., n_visible)`` and ``hidden_bias``
+    ``(..., n_hidden)``; leading dimensions form the batch shape, the event shape is
+    ``(n_visible,)``.
+
+    ``log_prob(v)`` is the **unnormalized** log-density ``-F(v)`` (eq. 5), with the hidden
+    units summed out analytically; ``log_partition()`` gives the exact ``log Z`` for models
+    whose smaller layer has at most 20 units. ``sample()`` is approximate: it runs
+    ``num_gibbs_steps`` block-Gibbs sweeps from independent ``Bernoulli(sigmoid(b))`` draws
+    using torch's global generator (seeded by ``pyro.set_rng_seed``), so ``Predictive``,
+    ``trace`` and ``seed`` work on models that contain the site.
+
+    ``expand`` is native and lazy: parameters keep the shape they were given and are
+    broadcast when evaluated, so ``pyro.plate`` over data costs one matrix product.
+    Inputs are checked (binary, finite, shapes) unless ``validate_args=False``.
+    """
+
+    arg_constraints = {
+        "weights": constraints.real,
+        "visible_bias": constraints.real_vector,
+        "hidden_bias": constraints.real_vector,
+    }
+    support = constraints.independent(constraints.boolean, 1)
+    has_rsample = False
+    has_enumerate_support = False
+
+    def __init__(
+        self,
+        weights: torch.Tensor,
+        visible_bias: torch.Tensor,
+        hidden_bias: torch.Tensor,
+        num_gibbs_steps: int = 100,
+        validate_args: bool | None = None,
+    ) -> None:
+        for name, x in (
+            ("weights", weights),
+            ("visible_bias", visible_bias),
+            ("hidden_bias", hidden_bias),
+        ):
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if not isinstance(num_gibbs_steps, int) or num_gibbs_steps < 1:
+            raise ValueError(f"num_gibbs_steps must be a positive int, got {num_gibbs_steps!r}")
+        batch_shape, n_visible, _ = check_params(weights, visible_bias, hidden_bias)
+        self.weights, self.visible_bias, self.hidden_bias = weights, visible_bias, hidden_bias
+        self.num_gibbs_steps = num_gibbs_steps
+        self._check_inputs = validate_args is not False
+        super().__init__(torch.Size(batch_shape), torch.Size((n_visible,)), validate_args=False)
+        if validate_args is not None:
+            self._validate_args = validate_args
+
+    def _with_batch_shape(self, batch_shape) -> RBM:
+        new = copy.copy(self)
+        new._batch_shape = torch.Size(batch_shape)
+        return new
+
+    def expand(self, batch_shape, _instance=None) -> RBM:
+        batch_shape = torch.Size(batch_shape)
+        if ops.broadcast_shapes(tuple(batch_shape), tuple(self.batch_shape)) != tuple(batch_shape):
+            raise ValueError(f"cannot expand batch shape {tuple(self.batch_shape)} to {batch_shape}")
+        return self._with_batch_shape(batch_shape)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps (torch global RNG)."""
+        with torch.no_grad():
+            return self._sample(None, tuple(sample_shape))

@@ -1,0 +1,188 @@
+"""Block-Gibbs MCMC kernel for Pyro models with energy sites."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Callable, Mapping
+
+import pyro.poutine as poutine
+import torch
+from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
+
+from ebm_ppl.inference.gibbs import (
+    HIDDEN_SUFFIX,
+    apply_clamps,
+    block_gibbs_step,
+    check_no_other_factors,
+    classify_sites,
+    make_clamps,
+)
+
+__all__ = ["BlockGibbs"]
+
+
+class BlockGibbs(MCMCKernel):
+    """Block-Gibbs sampling of the latent energy sites of a Pyro model, for ``pyro.infer.MCMC``.
+
+    Every latent site whose distribution is one of ours (e.g. :class:`~ebm_ppl.pyro.RBM`) is
+    advanced by its exact block conditionals, alternating layers (for an RBM: ``h ~ p(h|v)``,
+    then ``v ~ p(v|h)``, eq. 6-8). The hidden layers are auxiliary state, resampled from the
+    visible state at every step; ``report_hidden=True`` also records them as
+    ``"<site>_hidden"``.
+
+    :param model: a Pyro model; its latent sample sites must all be energy sites (observed
+        sites and ``pyro.param`` are fine). Continuous latent sites are not supported by the
+        Pyro kernel yet (NumPyro composes with NUTS through ``HMCGibbs``).
+    :param clamp: ``{"site": (mask, values)}`` holds the coordinates of a site where the
+        boolean ``mask`` is true at ``values`` (inpainting); the chain then samples the
+        exact conditional of the remaining coordinates. Expressed the same way in NumPyro.
+    :param report_hidden: also return the hidden states as samples.
+    :param num_sweeps: block-Gibbs sweeps per MCMC step (thinning inside the kernel).
+
+    The model is traced once in :meth:`setup`; its parameters are taken as constants for the
+    run. Other factors of the model must not depend on the energy sites' values (checked at
+    set-up on random states), since their conditionals would then differ from the energy
+    distribution's own.
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        clamp: Mapping[str, Any] | None = None,
+        report_hidden: bool = False,
+        num_sweeps: int = 1,
+    ) -> None:
+        if not callable(model):
+            raise TypeError(f"model must be callable, got {type(model).__name__}")
+        if not isinstance(num_sweeps, int) or num_sweeps < 1:
+            raise ValueError(f"num_sweeps must be a positive int, got {num_sweeps!r}")
+        self.model = model
+        self.clamp = clamp
+        self.report_hidden = bool(report_hidden)
+        self.num_sweeps = num_sweeps
+        self.transforms: dict = {}
+        self._initial_params: dict | None = None
+        self._user_initial = False
+        self._dists: dict = {}
+        self._clamps: dict = {}
+        self._latent: list[str] = []
+        self._steps = 0
+        self._last: dict | None = None
+
+    # ---- set-up ---------------------------------------------------------------------------
+
+    def _trace(self, values: Mapping[str, torch.Tensor] | None, args, kwargs):
+        model = self.model if values is None else poutine.condition(self.model, data=values)
+        with torch.no_grad():
+            return poutine.trace(model).get_trace(*args, **kwargs)
+
+    def setup(self, warmup_steps: int, *args, **kwargs) -> None:
+        self._args, self._kwargs = args, kwargs
+        tr = self._trace(None, args, kwargs)
+        latent, _, other = classify_sites(tr.nodes)
+        if other:
+            raise ValueError(
+                f"BlockGibbs samples energy sites only, but the model has other latent sites "
+                f"{other}. Observe them, or use NumPyro, where ebm_ppl.numpyro.BlockGibbs "
+                "composes with NUTS through numpyro.infer.HMCGibbs."
+            )
+        if not latent:
+            raise ValueError(
+                "the model has no latent energy site to sample (every energy site is observed)"
+            )
+        self._latent = latent
+        self._dists = {n: tr.nodes[n]["fn"] for n in latent}
+        values = {n: tr.nodes[n]["value"] for n in latent}
+        self._clamps = make_clamps(self.clamp, values, latent)
+        for n in latent:
+            if n + HIDDEN_SUFFIX in tr.nodes:
+                raise ValueError(f"site name {n + HIDDEN_SUFFIX!r} is reserved for hidden states")
+        self._check_factors(args, kwargs)
+        if self._user_initial:
+            # the first state is one sweep from the user's values (so hidden states exist)
+            given = {n: torch.as_tensor(self._initial_params[n]) for n in latent}
+            with torch.no_grad():
+                self._initial_params = self._step(apply_clamps(given, self._clamps))
+        else:
+            self._initial_params = self._initialize()
+        self._steps = 0
+
+    def _check_factors(self, args, kwargs) -> None:
+        def residual(values):
+            tr = self._trace(values, args, kwargs)
+            total = tr.log_prob_sum()
+            for n in self._latent:
+                total = total - tr.nodes[n]["log_prob_sum"]
+            return total
+
+        draws = []
+        for _ in range(3):
+            draws.append({n: fn.init_chain(None, tuple(fn.shape())) for n, fn in self._dists.items()})
+        check_no_other_factors(residual, draws, self._latent)
+
+    def _initialize(self) -> dict:
+        with torch.no_grad():
+            values = {n: fn.init_chain(None, tuple(fn.shape())) for n, fn in self._dists.items()}
+            values = apply_clamps(values, self._clamps)
+            return self._step(values)
+
+    def _step(self, values: Mapping[str, torch.Tensor]) -> dict:
+        new, aux = block_gibbs_step(None, self._dists, values, self._clamps, self.num_sweeps)
+        out = dict(new)
+        if self.report_hidden:
+            for n, h in aux.items():
+                out[n + HIDDEN_SUFFIX] = h
+        return out
+
+    # ---- MCMCKernel interface -------------------------------------------------------------
+
+    @property
+    def initial_params(self) -> dict | None:
+        return self._initial_params
+
+    @initial_params.setter
+    def initial_params(self, params: dict) -> None:
+        self._initial_params = dict(params)
+        self._user_initial = True
+
+    @property
+    def save_params(self) -> list[str]:
+        names = list(self._latent)
+        if self.report_hidden:
+            names += [n + HIDDEN_SUFFIX for n in self._latent]
+        return sorted(names)
+
+    def sample(self, params: dict) -> dict:
+        with torch.no_grad():
+            values = apply_clamps({n: params[n] for n in self._latent}, self._clamps)
+            out = self._step(values)
+        self._steps += 1
+        self._last = out
+        return out
+
+    def logging(self) -> OrderedDict:
+        if not self._last:
+            return OrderedDict()
+        act = torch.stack([self._last[n].float().mean() for n in self._latent]).mean()
+        return OrderedDict([("mean_act", f"{float(act):.3f}")])
+
+    def diagnostics(self) -> dict:
+        return {"sweeps": self._steps * self.num_sweeps}
+
+    def cleanup(self) -> None:
+        if not self._user_initial:
+            self._initial_params = None
+        self._user_initial = False
+        self._last = None
+
+    # ---- helpers for diagnostics ----------------------------------------------------------
+
+    @property
+    def energy_sites(self) -> dict:
+        """The energy distributions of the latent sites, as traced at set-up."""
+        return dict(self._dists)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_last"] = None
+        return state
