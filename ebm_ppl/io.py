@@ -170,20 +170,24 @@ def _to_numpy(x: Any, where: str) -> np.ndarray:
             f"{where} has dtype {arr.dtype}, which cannot be stored; supported dtypes: "
             + ", ".join(sorted(_SUPPORTED_DTYPES))
         )
-    # safetensors.numpy reads the raw buffer, so the array must be C-contiguous.
-    return np.ascontiguousarray(arr)
+    # safetensors.numpy reads the raw buffer, so the array must be C-contiguous (and
+    # np.ascontiguousarray would turn 0-d arrays into 1-d ones).
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
-def _from_numpy(arr: np.ndarray, backend: str) -> Array:
-    """A fresh array of ``backend`` holding a copy of ``arr``."""
+def _from_numpy(arr: np.ndarray, backend: str, copy: bool = True) -> Array:
+    """``arr`` as an array of ``backend``; a copy unless ``copy=False`` (``arr`` then must be
+    a writable array that nothing else uses, e.g. one just read from a file)."""
+    if copy:
+        arr = np.array(arr, copy=True)
     if backend == "numpy":
-        return np.array(arr, copy=True)
+        return arr
     if backend == "torch":
         import torch
 
         if arr.dtype.name == "bfloat16":
-            return torch.from_numpy(arr.view(np.int16).copy()).view(torch.bfloat16)
-        return torch.from_numpy(arr.copy())
+            return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(arr)
     import jax.numpy as jnp
 
     return jnp.asarray(arr)
@@ -216,7 +220,7 @@ def _check_json(value: Any, where: str, active: set[int]) -> None:
             for k, v in value.items():
                 if not isinstance(k, str):
                     # the brief of this API: a config that is not JSON data is a ValueError
-                    raise ValueError(  # noqa: TRY004
+                    raise ValueError(
                         f"{where} has key {k!r} of type {type(k).__name__}; JSON object keys "
                         "must be strings"
                     )
@@ -390,7 +394,7 @@ def load_checkpoint(
         with safetensors.safe_open(file, framework="np") as f:
             metadata = f.metadata() or {}
             _check_metadata(metadata, file)
-            raw = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+            raw = {name: f.get_tensor(name) for name in f.keys()}
     except safetensors.SafetensorError as err:
         raise ValueError(f"path {str(file)!r} is not a readable safetensors file: {err}") from err
     try:
@@ -399,10 +403,9 @@ def load_checkpoint(
         raise ValueError(f"path {str(file)!r}: the stored config is not valid JSON") from err
     if not isinstance(config, dict):
         # a corrupt file is a bad value of ``path``, not a wrong argument type
-        raise ValueError(  # noqa: TRY004
-            f"path {str(file)!r}: the stored config is not a JSON object"
-        )
-    return {name: _from_numpy(arr, backend) for name, arr in raw.items()}, config
+        raise ValueError(f"path {str(file)!r}: the stored config is not a JSON object")
+    # safetensors hands out private, writable buffers: no need to copy them again
+    return {name: _from_numpy(arr, backend, copy=False) for name, arr in raw.items()}, config
 
 
 def _check_metadata(metadata: Mapping[str, str], file: Path) -> None:
@@ -514,7 +517,7 @@ class _Flattener:
                 return {"kind": kind, "items": items}
             if _is_namedtuple(x):
                 fields = list(type(x)._fields)
-                values = [child(v, _escape(f), f".{f}") for f, v in zip(fields, x)]
+                values = [child(v, _escape(f), f".{f}") for f, v in zip(fields, x, strict=True)]
                 return {
                     "kind": "namedtuple",
                     "name": type(x).__name__,
@@ -667,7 +670,7 @@ class _Builder:
                 or not isinstance(name, str)
             ):
                 raise _malformed(where, "is a malformed namedtuple node")
-            values = [self(v, f"{where}.{f}") for f, v in zip(fields, items)]
+            values = [self(v, f"{where}.{f}") for f, v in zip(fields, items, strict=True)]
             return _namedtuple_class(name, tuple(fields))(*values)
         if kind == "pytree":
             if not self.placeholders:
@@ -695,7 +698,7 @@ def _fit_template(tree: Any, template: Any) -> Any:
         raise ValueError(
             f"template has {len(paths_and_leaves)} leaves but the saved state has {len(leaves)}"
         )
-    for (path, t), leaf in zip(paths_and_leaves, leaves):
+    for (path, t), leaf in zip(paths_and_leaves, leaves, strict=True):
         where = f"template{jax.tree_util.keystr(path)}"
         t_shape = getattr(t, "shape", None)
         if t_shape is None:

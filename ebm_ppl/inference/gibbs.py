@@ -10,7 +10,8 @@ shape)``, ``transition(key, value, num_steps, clamp) -> (value, aux)`` and ``log
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ebm_ppl import ops
 from ebm_ppl.models.rbm import Clamp

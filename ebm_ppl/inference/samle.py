@@ -15,7 +15,8 @@ persistent CD / stochastic approximation (Younes 1989; Tieleman 2008).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from ebm_ppl import ops
 from ebm_ppl.inference.gibbs import classify_sites
@@ -67,6 +68,13 @@ def observed_energy_sites(nodes: Mapping[str, Mapping]) -> list[str]:
             "distributions observed on data, e.g. pyro.sample('v', RBM(W, b, c), obs=data)"
         )
     return observed
+
+
+def validate_observed(nodes: Mapping[str, Mapping]) -> None:
+    """Check the data of every observed energy site (shape, support, finiteness)."""
+    for name in observed_energy_sites(nodes):
+        site = nodes[name]
+        site["fn"]._check_value(site["value"], name=f"the data observed at site {name!r}")
 
 
 def _numel(shape) -> int:
@@ -144,3 +152,38 @@ def reconstruction_error(nodes: Mapping[str, Mapping]) -> Any:
         site = nodes[name]
         total = total + ops.stop_gradient(site["fn"].monitor(site["value"]))
     return total
+
+
+# --------------------------------------------------------------------------------------
+# minibatching shared by the trainers
+# --------------------------------------------------------------------------------------
+
+
+def epoch_data(data: Any, epoch: int) -> Any:
+    """The data of one epoch: ``data(epoch)`` when ``data`` is callable (e.g. a
+    :class:`~ebm_ppl.datasets.StochasticBinarization`, a fresh draw per epoch), else ``data``.
+    """
+    return data(epoch) if callable(data) else data
+
+
+def data_size(data: Any) -> int:
+    """Number of data points of an array, or of a per-epoch data callable."""
+    n = len(data) if hasattr(data, "__len__") else None
+    if n is None:
+        raise TypeError("data must be an array of shape (n, ...) or a callable with __len__")
+    if n == 0:
+        raise ValueError("data is empty: SAMLE needs at least one data point")
+    return int(n)
+
+
+def batch_indices(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True):
+    """Index arrays of the full minibatches of one epoch (a trailing partial batch is dropped
+    so that every update sees ``batch_size`` points; with ``batch_size >= n`` one batch of all)."""
+    import numpy as np
+
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = min(batch_size, n)
+    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+    num = n // batch_size
+    return order[: num * batch_size].reshape(num, batch_size)

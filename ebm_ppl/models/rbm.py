@@ -56,9 +56,7 @@ def check_params(weights: Array, visible_bias: Array, hidden_bias: Array) -> tup
     arrays = (weights, visible_bias, hidden_bias)
     for name, x in zip(names, arrays):
         if not (ops.is_torch(x) or ops.is_jax(x)):
-            raise TypeError(
-                f"{name} must be a torch.Tensor or a JAX array, got {type(x).__name__}"
-            )
+            raise TypeError(f"{name} must be a torch.Tensor or a JAX array, got {type(x).__name__}")
     if len({ops.backend_name(x) for x in arrays}) > 1:
         raise TypeError("weights, visible_bias and hidden_bias must all be torch or all JAX")
     if weights.ndim < 2:
@@ -157,26 +155,17 @@ def _dot(x: Array, y: Array) -> Array:
 
 def energy(weights: Array, visible_bias: Array, hidden_bias: Array, v: Array, h: Array) -> Array:
     """Joint energy ``E(v, h)`` of eq. 1, shape ``broadcast(v, h, params)[:-1]``."""
-    return -(
-        _dot(visible_to_hidden(v, weights), h) + _dot(visible_bias, v) + _dot(hidden_bias, h)
-    )
+    return -(_dot(visible_to_hidden(v, weights), h) + _dot(visible_bias, v) + _dot(hidden_bias, h))
 
 
 def free_energy(weights: Array, visible_bias: Array, hidden_bias: Array, v: Array) -> Array:
     """Free energy ``F(v) = -log sum_h exp(-E(v, h))`` (eq. 5), shape ``(...)``."""
-    return -(
-        _dot(visible_bias, v)
-        + ops.softplus(hidden_logits(weights, hidden_bias, v)).sum(-1)
-    )
+    return -(_dot(visible_bias, v) + ops.softplus(hidden_logits(weights, hidden_bias, v)).sum(-1))
 
 
-def hidden_free_energy(
-    weights: Array, visible_bias: Array, hidden_bias: Array, h: Array
-) -> Array:
+def hidden_free_energy(weights: Array, visible_bias: Array, hidden_bias: Array, h: Array) -> Array:
     """``-log sum_v exp(-E(v, h))``: the free energy with the visible layer summed out."""
-    return -(
-        _dot(hidden_bias, h) + ops.softplus(visible_logits(weights, visible_bias, h)).sum(-1)
-    )
+    return -(_dot(hidden_bias, h) + ops.softplus(visible_logits(weights, visible_bias, h)).sum(-1))
 
 
 def log_partition(

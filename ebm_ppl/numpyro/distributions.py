@@ -63,7 +63,9 @@ class RBM(RBMMethods, Distribution):
                     continue
                 raise TypeError(f"{name} must be a JAX array, got {type(x).__name__}")
         weights, visible_bias, hidden_bias = (
-            jnp.asarray(weights), jnp.asarray(visible_bias), jnp.asarray(hidden_bias)
+            jnp.asarray(weights),
+            jnp.asarray(visible_bias),
+            jnp.asarray(hidden_bias),
         )
         if not isinstance(num_gibbs_steps, int) or num_gibbs_steps < 1:
             raise ValueError(f"num_gibbs_steps must be a positive int, got {num_gibbs_steps!r}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -120,17 +121,13 @@ class BlockGibbs(MCMCKernel):
 
     def _check_factors(self, args, kwargs) -> None:
         def residual(values):
-            total, tr = log_density(
-                handlers.seed(self._model, 0), args, kwargs, values
-            )
+            total, tr = log_density(handlers.seed(self._model, 0), args, kwargs, values)
             for n in self._latent:
                 total = total - tr[n]["fn"].log_prob(values[n]).sum()
             return float(total)
 
         keys = jax.random.split(jax.random.PRNGKey(1), 3)
-        draws = [
-            {n: fn.init_chain(k, fn.shape()) for n, fn in self._dists.items()} for k in keys
-        ]
+        draws = [{n: fn.init_chain(k, fn.shape()) for n, fn in self._dists.items()} for k in keys]
         check_no_other_factors(residual, draws, self._latent)
 
     def _dists_at(self, key, z, args, kwargs) -> dict:
@@ -165,7 +162,9 @@ class BlockGibbs(MCMCKernel):
         dists = self._dists
         if init_params is None:
             keys = jax.random.split(key_init, len(self._latent))
-            values = {n: dists[n].init_chain(k, dists[n].shape()) for n, k in zip(self._latent, keys)}
+            values = {
+                n: dists[n].init_chain(k, dists[n].shape()) for n, k in zip(self._latent, keys)
+            }
         else:
             values = {n: jnp.asarray(init_params[n]) for n in self._latent}
         clamps = make_clamps(self.clamp, values, self._latent)

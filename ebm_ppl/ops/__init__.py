@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 Array = Any
 Key = Any
@@ -68,8 +69,7 @@ def backend_name(*xs: Any) -> str:
         if is_jax(x):
             return "jax"
     raise TypeError(
-        "expected torch tensors or JAX arrays, got "
-        + ", ".join(type(x).__name__ for x in xs)
+        "expected torch tensors or JAX arrays, got " + ", ".join(type(x).__name__ for x in xs)
     )
 
 
@@ -122,9 +122,7 @@ def log1mexp_safe(x: Array) -> Array:
     if is_torch(x):
         import torch
 
-        return torch.where(
-            x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x))
-        )
+        return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
     jnp = _jnp()
     return jnp.where(x > -math.log(2), jnp.log(-jnp.expm1(x)), jnp.log1p(-jnp.exp(x)))
 
@@ -164,9 +162,7 @@ def uniform(key: Key, shape: Sequence[int], like: Array) -> Array:
     if is_torch(like):
         import torch
 
-        return torch.rand(
-            tuple(shape), generator=key, dtype=like.dtype, device=like.device
-        )
+        return torch.rand(tuple(shape), generator=key, dtype=like.dtype, device=like.device)
     import jax
 
     return jax.random.uniform(key, tuple(shape), dtype=like.dtype)

@@ -5,3 +5,6 @@ from ebm_ppl.pyro.distributions import RBM
 from ebm_ppl.pyro.kernels import BlockGibbs
 
 __all__ = ["RBM", "BlockGibbs", "robbins_monro"]
+from ebm_ppl.pyro.samle import SAMLE  # noqa: E402
+
+__all__ += ["SAMLE"]

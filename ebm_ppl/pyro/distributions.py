@@ -75,7 +75,9 @@ class RBM(RBMMethods, TorchDistribution):
     def expand(self, batch_shape, _instance=None) -> RBM:
         batch_shape = torch.Size(batch_shape)
         if ops.broadcast_shapes(tuple(batch_shape), tuple(self.batch_shape)) != tuple(batch_shape):
-            raise ValueError(f"cannot expand batch shape {tuple(self.batch_shape)} to {batch_shape}")
+            raise ValueError(
+                f"cannot expand batch shape {tuple(self.batch_shape)} to {batch_shape}"
+            )
         return self._with_batch_shape(batch_shape)
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pyro.poutine as poutine
 import torch
@@ -117,7 +118,9 @@ class BlockGibbs(MCMCKernel):
 
         draws = []
         for _ in range(3):
-            draws.append({n: fn.init_chain(None, tuple(fn.shape())) for n, fn in self._dists.items()})
+            draws.append(
+                {n: fn.init_chain(None, tuple(fn.shape())) for n, fn in self._dists.items()}
+            )
         check_no_other_factors(residual, draws, self._latent)
 
     def _initialize(self) -> dict:

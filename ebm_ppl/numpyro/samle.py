@@ -1,0 +1,270 @@
+"""Stochastic-approximation maximum likelihood (CD-k / persistent CD) for NumPyro models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+from numpyro.distributions import biject_to, constraints
+from numpyro.optim import _NumPyroOptim, optax_to_numpyro
+from tqdm.auto import tqdm
+
+from ebm_ppl.inference.samle import (
+    batch_indices,
+    check_config,
+    data_size,
+    epoch_data,
+    init_chains,
+    reconstruction_error,
+    sa_objective,
+    validate_observed,
+)
+from ebm_ppl.io import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+
+__all__ = ["SAMLE", "SAMLEState"]
+
+
+class SAMLEState(NamedTuple):
+    """State of :class:`SAMLE` (a pytree, like ``numpyro.infer.svi.SVIState``).
+
+    - **optim_state**: the optimizer state, holding the unconstrained parameters and the
+      update count.
+    - **chains**: the persistent chains, by site name (empty for CD-k).
+    - **rng_key**: the PRNG key for the next update.
+    """
+
+    optim_state: Any
+    chains: dict
+    rng_key: jax.Array
+
+
+class SAMLE:
+    """Train the parameters of a NumPyro model's observed energy sites by stochastic approximation.
+
+    The same algorithm as :class:`ebm_ppl.pyro.SAMLE` (one implementation in
+    :mod:`ebm_ppl.inference.samle`): each update minimises ``-(mean log p~(data) - mean
+    log p~(x_model))`` (eq. 9) with ``x_model`` from chains advanced by ``num_gibbs_steps``
+    block-Gibbs sweeps at fixed parameters; persistent chains (PCD / SA) or chains restarted
+    at the data (CD-k, ``persistent=False``).
+
+    :param model: a NumPyro model with ``numpyro.param`` parameters and at least one energy
+        site observed on data, called as ``model(batch, *args, **kwargs)``.
+    :param optim: an optax ``GradientTransformation`` (momentum, weight decay, schedules such
+        as :func:`ebm_ppl.numpyro.robbins_monro` as the learning rate) or a
+        ``numpyro.optim`` optimizer.
+
+    The interface mirrors ``numpyro.infer.SVI``: ``init(rng_key, *args)``, a jitted
+    ``update(state, *args) -> (state, stats)``, ``get_params(state)``, and ``run`` that
+    trains over epochs of minibatches with one compiled ``lax.scan`` per epoch.
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        optim: Any,
+        num_gibbs_steps: int = 1,
+        persistent: bool = True,
+        num_chains: int | None = None,
+    ) -> None:
+        if not callable(model):
+            raise TypeError(f"model must be callable, got {type(model).__name__}")
+        if isinstance(optim, _NumPyroOptim):
+            self.optim = optim
+        elif _is_optax(optim):
+            self.optim = optax_to_numpyro(optim)
+        else:
+            raise TypeError(
+                "optim must be an optax GradientTransformation (e.g. optax.sgd(0.05, "
+                f"momentum=0.5)) or a numpyro.optim optimizer, got {type(optim).__name__}"
+            )
+        self.model = model
+        self.config = check_config(num_gibbs_steps, persistent, num_chains)
+        self.constraints: dict[str, Any] = {}
+        self.history: list[dict] = []
+        self._update = jax.jit(self._update_impl)
+        self._epoch_fns: dict = {}
+
+    # ---- set-up ---------------------------------------------------------------------------
+
+    def _trace(self, key, params, args, kwargs):
+        model = handlers.seed(self.model, key)
+        if params is not None:
+            model = handlers.substitute(model, data=params)
+        return handlers.trace(model).get_trace(*args, **kwargs)
+
+    def init(self, rng_key: jax.Array, *args, **kwargs) -> SAMLEState:
+        """Initial state: parameters from the model's ``numpyro.param`` sites, fresh chains."""
+        key_trace, key_chains, key_next = jax.random.split(rng_key, 3)
+        tr = self._trace(key_trace, None, args, kwargs)
+        validate_observed(tr)
+        params = {}
+        for name, site in tr.items():
+            if site["type"] == "param":
+                constraint = site["kwargs"].get("constraint", constraints.real)
+                self.constraints[name] = constraint
+                params[name] = biject_to(constraint).inv(site["value"])
+        if not params:
+            raise ValueError("the model has no numpyro.param parameters to train")
+        chains = init_chains(key_chains, tr, self.config) if self.config.persistent else {}
+        return SAMLEState(self.optim.init(params), chains, key_next)
+
+    def _constrain(self, unconstrained: dict) -> dict:
+        return {n: biject_to(self.constraints[n])(p) for n, p in unconstrained.items()}
+
+    def get_params(self, state: SAMLEState) -> dict:
+        """The current (constrained) parameter values."""
+        return self._constrain(self.optim.get_params(state.optim_state))
+
+    # ---- one update -----------------------------------------------------------------------
+
+    def _update_impl(self, state: SAMLEState, args, kwargs):
+        key_trace, key_chain, key_next = jax.random.split(state.rng_key, 3)
+
+        def loss_fn(unconstrained):
+            tr = self._trace(key_trace, self._constrain(unconstrained), args, kwargs)
+            loss, chains, stats = sa_objective(key_chain, tr, state.chains, self.config)
+            return loss, (chains, stats)
+
+        params = self.optim.get_params(state.optim_state)
+        (loss, (chains, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        optim_state = self.optim.update(grads, state.optim_state, value=loss)
+        return SAMLEState(optim_state, chains, key_next), stats
+
+    def update(self, state: SAMLEState, *args, **kwargs) -> tuple[SAMLEState, dict]:
+        """One SA-MLE update (jitted); returns the new state and statistics."""
+        return self._update(state, args, kwargs)
+
+    def reconstruction_error(self, state: SAMLEState, *args, **kwargs) -> float:
+        """Reconstruction error of the model's observed energy sites on the given data."""
+        tr = self._trace(jax.random.PRNGKey(0), self.get_params(state), args, kwargs)
+        return float(reconstruction_error(tr))
+
+    # ---- training loop --------------------------------------------------------------------
+
+    def _epoch_fn(self, num_batches: int, batch_size: int, args, kwargs):
+        key = (num_batches, batch_size)
+        if key not in self._epoch_fns:
+
+            @jax.jit
+            def epoch(state, x, idx, args, kwargs):
+                def body(s, i):
+                    s, _ = self._update_impl(s, (x[i],) + tuple(args), kwargs)
+                    return s, None
+
+                state, _ = jax.lax.scan(body, state, idx)
+                return state
+
+            self._epoch_fns[key] = epoch
+        return partial(self._epoch_fns[key], args=args, kwargs=kwargs)
+
+    def run(
+        self,
+        rng_key: jax.Array,
+        data: Any,
+        *args,
+        num_epochs: int = 1,
+        batch_size: int = 100,
+        shuffle: bool = True,
+        seed: int = 0,
+        progress_bar: bool | None = None,
+        init_state: SAMLEState | None = None,
+        checkpoint: str | Path | None = None,
+        **kwargs,
+    ) -> SAMLEState:
+        """Train for ``num_epochs`` epochs of minibatches; returns the final state.
+
+        ``data`` is an array ``(n, ...)`` or a callable ``epoch -> array`` with ``__len__``
+        (e.g. :class:`~ebm_ppl.datasets.StochasticBinarization`). Each epoch is one compiled
+        ``lax.scan`` over its minibatches. The progress bar (on when stderr is a terminal,
+        unless ``progress_bar`` says otherwise) shows the reconstruction error after each
+        epoch, also appended to ``history``. ``init_state`` resumes a run (e.g. from
+        :meth:`load`); epochs continue from the state's update count. With ``checkpoint``
+        the state is saved after every epoch.
+        """
+        n = data_size(data)
+        steps_per_epoch = len(batch_indices(n, batch_size, seed, 0, shuffle=False))
+        x0 = jnp.asarray(np.asarray(epoch_data(data, 0), dtype=np.float32))
+        state = (
+            init_state
+            if init_state is not None
+            else self.init(rng_key, x0[:batch_size], *args, **kwargs)
+        )
+        done = int(state.optim_state[0])
+        first_epoch = done // steps_per_epoch
+        disable = None if progress_bar is None else not progress_bar
+        bs = min(batch_size, n)
+        epoch_fn = self._epoch_fn(steps_per_epoch, bs, args, kwargs)
+        with tqdm(
+            total=max(0, num_epochs - first_epoch), disable=disable, desc="SAMLE", unit="epoch"
+        ) as bar:
+            for epoch in range(first_epoch, num_epochs):
+                x = (
+                    x0
+                    if epoch == 0
+                    else jnp.asarray(np.asarray(epoch_data(data, epoch), dtype=np.float32))
+                )
+                # check the epoch's data eagerly (inside jit values cannot be inspected)
+                validate_observed(self._trace(jax.random.PRNGKey(0), None, (x,) + args, kwargs))
+                idx = batch_indices(n, batch_size, seed, epoch, shuffle)
+                start = done - epoch * steps_per_epoch
+                if start > 0:  # resuming inside an epoch: finish its remaining batches
+                    for i in range(start, len(idx)):
+                        state, _ = self.update(state, x[idx[i]], *args, **kwargs)
+                else:
+                    state = epoch_fn(state, x, jnp.asarray(idx))
+                done = (epoch + 1) * steps_per_epoch
+                rec = self.reconstruction_error(state, x[idx[-1]], *args, **kwargs)
+                self.history.append({"step": done, "epoch": epoch, "recon_error": rec})
+                bar.set_postfix(recon=f"{rec:.3f}", refresh=False)
+                bar.update(1)
+                if checkpoint is not None:
+                    self.save(checkpoint, state)
+        return state
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def save(self, path: str | Path, state: SAMLEState) -> Path:
+        """Save the optimizer state (with the parameters), chains, key and history."""
+        opt_tensors, opt_spec = flatten_state(state.optim_state, "optim")
+        tensors = dict(opt_tensors)
+        for name, x in state.chains.items():
+            tensors[f"chains/{name}"] = x
+        tensors["rng/key"] = (
+            jax.random.key_data(state.rng_key)
+            if jnp.issubdtype(state.rng_key.dtype, jax.dtypes.prng_key)
+            else state.rng_key
+        )
+        config = {
+            "kind": "ebm_ppl.numpyro.SAMLE",
+            "sa_config": self.config._asdict(),
+            "optim_spec": opt_spec,
+            "history": self.history,
+        }
+        return save_checkpoint(path, tensors, config)
+
+    def load(self, path: str | Path, rng_key: jax.Array, *args, **kwargs) -> SAMLEState:
+        """Restore a state written by :meth:`save`.
+
+        ``rng_key`` and ``args`` (a data batch) build a template state of the same structure
+        (the model is traced once); the saved arrays then replace its leaves.
+        """
+        tensors, config = load_checkpoint(path, backend="jax")
+        if config.get("kind") != "ebm_ppl.numpyro.SAMLE":
+            raise ValueError(f"{path} is not a checkpoint of ebm_ppl.numpyro.SAMLE")
+        template = self.init(rng_key, *args, **kwargs)
+        optim_state = unflatten_state(
+            tensors, config["optim_spec"], "optim", "jax", template=template.optim_state
+        )
+        chains = {k[len("chains/") :]: v for k, v in tensors.items() if k.startswith("chains/")}
+        self.history = list(config.get("history", []))
+        return SAMLEState(optim_state, chains, jnp.asarray(tensors["rng/key"]))
+
+
+def _is_optax(x: Any) -> bool:
+    return hasattr(x, "init") and hasattr(x, "update") and callable(x.update)
