@@ -28,8 +28,8 @@ def classify_sites(nodes: Mapping[str, Mapping]) -> tuple[list[str], list[str], 
     """Split a trace's sample sites into (latent energy, observed energy, other latent)."""
     latent, observed, other = [], [], []
     for name, site in nodes.items():
-        if site.get("type") != "sample":
-            continue
+        if site.get("type") != "sample" or type(site["fn"]).__name__ == "_Subsample":
+            continue  # Pyro records plates as "_Subsample" sample sites
         energy = is_energy_distribution(site["fn"])
         if site.get("is_observed"):
             if energy:

@@ -319,6 +319,20 @@ class RBMMethods:
         """:meth:`log_prob` without input checks (for hot loops on validated data)."""
         return self._out(-free_energy(*self.params, value), value)
 
+    def _expanded(self, batch_shape: tuple):
+        """Native ``expand``: a copy with a larger batch shape; parameters are not copied."""
+        batch_shape = tuple(batch_shape)
+        try:
+            ok = ops.broadcast_shapes(batch_shape, tuple(self.batch_shape)) == batch_shape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"cannot expand a distribution of batch shape {tuple(self.batch_shape)} "
+                f"to batch shape {batch_shape}"
+            )
+        return self._with_batch_shape(batch_shape)
+
     def unexpanded(self):
         """The same distribution with the parameters' own batch shape (undoing ``expand``)."""
         return self._with_batch_shape(

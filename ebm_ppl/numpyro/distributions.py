@@ -83,10 +83,7 @@ class RBM(RBMMethods, Distribution):
         return new
 
     def expand(self, batch_shape) -> RBM:
-        batch_shape = tuple(batch_shape)
-        if ops.broadcast_shapes(batch_shape, tuple(self.batch_shape)) != batch_shape:
-            raise ValueError(f"cannot expand batch shape {self.batch_shape} to {batch_shape}")
-        return self._with_batch_shape(batch_shape)
+        return self._expanded(batch_shape)
 
     def sample(self, key, sample_shape=()) -> jax.Array:
         """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps from ``key``."""

@@ -7,7 +7,6 @@ import copy
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from ebm_ppl import ops
 from ebm_ppl.models.rbm import RBMMethods, check_params
 
 __all__ = ["RBM"]
@@ -73,12 +72,7 @@ class RBM(RBMMethods, TorchDistribution):
         return new
 
     def expand(self, batch_shape, _instance=None) -> RBM:
-        batch_shape = torch.Size(batch_shape)
-        if ops.broadcast_shapes(tuple(batch_shape), tuple(self.batch_shape)) != tuple(batch_shape):
-            raise ValueError(
-                f"cannot expand batch shape {tuple(self.batch_shape)} to {batch_shape}"
-            )
-        return self._with_batch_shape(batch_shape)
+        return self._expanded(batch_shape)
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps (torch global RNG)."""

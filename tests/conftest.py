@@ -1,0 +1,134 @@
+"""Shared fixtures: a backend object so that shared-math tests run on torch and JAX alike."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+class Backend:
+    """Minimal per-backend helpers for tests (arrays, keys, the RBM class)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        if name == "torch":
+            import torch
+
+            from ebm_ppl.pyro import RBM
+
+            self.torch = torch
+            self.RBM = RBM
+        else:
+            import jax
+
+            from ebm_ppl.numpyro import RBM
+
+            self.jax = jax
+            self.RBM = RBM
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def array(self, x, dtype=np.float32):
+        x = np.asarray(x, dtype=dtype)
+        if self.name == "torch":
+            return self.torch.as_tensor(x)
+        import jax.numpy as jnp
+
+        return jnp.asarray(x)
+
+    def np(self, x) -> np.ndarray:
+        from ebm_ppl.ops import to_numpy
+
+        return to_numpy(x)
+
+    def key(self, seed: int):
+        if self.name == "torch":
+            self.torch.manual_seed(seed)
+            return None
+        return self.jax.random.PRNGKey(seed)
+
+
+@pytest.fixture(params=["torch", "jax"])
+def backend(request) -> Backend:
+    return Backend(request.param)
+
+
+def all_states(n: int) -> np.ndarray:
+    """All 2**n binary vectors, lexicographic, float32 (n, ) rows."""
+    return np.array(list(itertools.product([0, 1], repeat=n)), dtype=np.float32)
+
+
+def random_params(rng: np.random.Generator, n_visible: int, n_hidden: int, scale: float = 1.0):
+    w = (scale * rng.standard_normal((n_visible, n_hidden))).astype(np.float32)
+    b = (0.5 * rng.standard_normal(n_visible)).astype(np.float32)
+    c = (0.5 * rng.standard_normal(n_hidden)).astype(np.float32)
+    return w, b, c
+
+
+def exact_visible_probs(w, b, c) -> np.ndarray:
+    """p(v) over all visible states by brute force over (v, h) in float64."""
+    w, b, c = (np.asarray(a, np.float64) for a in (w, b, c))
+    vs = all_states(w.shape[0]).astype(np.float64)
+    hs = all_states(w.shape[1]).astype(np.float64)
+    neg_e = vs @ w @ hs.T + (vs @ b)[:, None] + (hs @ c)[None, :]
+    m = neg_e.max()
+    joint = np.exp(neg_e - m)
+    pv = joint.sum(1)
+    return pv / pv.sum()
+
+
+def chi2_pvalue(counts: np.ndarray, probs: np.ndarray) -> float:
+    """Pearson chi-square goodness-of-fit p-value, pooling cells with expected count < 5."""
+    from scipy import stats
+
+    n = counts.sum()
+    expected = probs * n
+    order = np.argsort(expected)
+    obs, exp = [], []
+    acc_o = acc_e = 0.0
+    for i in order:
+        acc_o += counts[i]
+        acc_e += expected[i]
+        if acc_e >= 5:
+            obs.append(acc_o)
+            exp.append(acc_e)
+            acc_o = acc_e = 0.0
+    if acc_e > 0:
+        obs[-1] += acc_o
+        exp[-1] += acc_e
+    obs, exp = np.array(obs), np.array(exp)
+    stat = ((obs - exp) ** 2 / exp).sum()
+    return float(stats.chi2.sf(stat, df=len(obs) - 1))
+
+
+def state_index(v: np.ndarray) -> np.ndarray:
+    """Row index of each binary vector in :func:`all_states` order."""
+    n = v.shape[-1]
+    return (v.astype(np.int64) * (1 << np.arange(n - 1, -1, -1))).sum(-1)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The team's verified data folder (../shared/data); tests skip when it is absent."""
+    root = Path(
+        os.environ.get(
+            "EBM_PPL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+        )
+    )
+    if not (root / "mnist").is_dir():
+        pytest.skip(f"verified data folder not found at {root} (set EBM_PPL_SHARED_DATA)")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pyro_param_store():
+    import pyro
+
+    pyro.clear_param_store()
+    yield
+    pyro.clear_param_store()

@@ -1,0 +1,180 @@
+"""BlockGibbs under each PPL's own MCMC reproduces exact RBM probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import all_states, chi2_pvalue, exact_visible_probs, random_params, state_index
+
+
+def run_mcmc(backend, w, b, c, *, plate=1, num_samples=1, warmup=60, num_chains=1, **kw):
+    """Sample site 'v' of a model with an RBM under a plate of ``plate`` independent chains."""
+    seed = kw.pop("seed", 0)
+    chain_method = kw.pop("chain_method", "sequential")
+    if backend.name == "torch":
+        import pyro
+        import torch
+        from pyro.infer import MCMC
+
+        from ebm_ppl.pyro import RBM, BlockGibbs
+
+        W, B, C = (torch.as_tensor(a) for a in (w, b, c))
+
+        def model():
+            with pyro.plate("chains", plate):
+                pyro.sample("v", RBM(W, B, C))
+
+        mcmc = MCMC(
+            BlockGibbs(model, **kw),
+            num_samples=num_samples,
+            warmup_steps=warmup,
+            num_chains=num_chains,
+            disable_progbar=True,
+        )
+        pyro.set_rng_seed(seed)
+        mcmc.run()
+        return {k: v.numpy() for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    from numpyro.infer import MCMC
+
+    from ebm_ppl.numpyro import RBM, BlockGibbs
+
+    W, B, C = (jnp.asarray(a) for a in (w, b, c))
+
+    def model():
+        with numpyro.plate("chains", plate):
+            numpyro.sample("v", RBM(W, B, C))
+
+    mcmc = MCMC(
+        BlockGibbs(model, **kw),
+        num_warmup=warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=chain_method,
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.PRNGKey(seed))
+    return {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_independent_chains_match_exact_marginal(backend, seed):
+    """3000 independent chains (a plate) after 60 sweeps: chi-square against exact p(v)."""
+    w, b, c = random_params(np.random.default_rng(100 + seed), 4, 3, scale=1.2)
+    backend.key(seed)
+    out = run_mcmc(backend, w, b, c, plate=3000, seed=seed)
+    v = out["v"][0, -1]  # last draw of each independent chain
+    counts = np.bincount(state_index(v), minlength=16)
+    assert chi2_pvalue(counts, exact_visible_probs(w, b, c)) > 1e-3
+
+
+def test_single_long_chain_thinned(backend):
+    """One chain, thinned by 5 sweeps per draw: chi-square on the visited states."""
+    w, b, c = random_params(np.random.default_rng(7), 4, 2, scale=0.8)
+    backend.key(3)
+    out = run_mcmc(backend, w, b, c, num_samples=3000, num_sweeps=5, seed=3)
+    counts = np.bincount(state_index(out["v"][0, :, 0]), minlength=16)
+    assert chi2_pvalue(counts, exact_visible_probs(w, b, c)) > 1e-3
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_clamped_sampling_matches_exact_conditional(backend, seed):
+    w, b, c = random_params(np.random.default_rng(200 + seed), 5, 3, scale=1.2)
+    mask = np.array([True, False, True, False, False])
+    values = np.array([1.0, 0.0, 0.0, 0.0, 0.0], np.float32)
+    backend.key(seed)
+    out = run_mcmc(backend, w, b, c, plate=3000, clamp={"v": (mask, values)}, seed=seed, warmup=40)
+    v = out["v"][0, -1]
+    assert (v[:, mask] == values[mask]).all()
+    # exact p(v_free | v_clamped) by enumeration
+    p = exact_visible_probs(w, b, c)
+    states = all_states(5)
+    keep = (states[:, mask] == values[mask]).all(1)
+    p_cond = p[keep] / p[keep].sum()
+    free = states[keep][:, ~mask]
+    counts = np.bincount(state_index(v[:, ~mask]), minlength=8)
+    assert chi2_pvalue(counts, p_cond[np.argsort(state_index(free))]) > 1e-3
+
+
+def test_multiple_chains_and_hidden(backend):
+    w, b, c = random_params(np.random.default_rng(1), 6, 3)
+    kw = {"chain_method": "vectorized"} if backend.name == "jax" else {}
+    out = run_mcmc(
+        backend, w, b, c, plate=2, num_samples=10, warmup=5, num_chains=2, report_hidden=True, **kw
+    )
+    assert out["v"].shape == (2, 10, 2, 6)
+    assert out["v_hidden"].shape == (2, 10, 2, 3)
+    assert set(np.unique(out["v"])) <= {0.0, 1.0}
+
+
+def test_numpyro_parallel_chain_method():
+    from conftest import Backend
+
+    w, b, c = random_params(np.random.default_rng(1), 6, 3)
+    out = run_mcmc(
+        Backend("jax"), w, b, c, num_samples=5, warmup=2, num_chains=2, chain_method="parallel"
+    )
+    assert out["v"].shape == (2, 5, 1, 6)
+
+
+def test_rejects_bad_clamp_and_other_latent_sites(backend):
+    w, b, c = random_params(np.random.default_rng(1), 6, 3)
+    with pytest.raises(ValueError, match="clamp"):
+        run_mcmc(backend, w, b, c, clamp={"v": (np.ones(5, bool), np.ones(5))})
+    with pytest.raises(ValueError, match="not a latent energy site"):
+        run_mcmc(backend, w, b, c, clamp={"x": (np.ones(6, bool), np.ones(6))})
+
+
+def test_rejects_continuous_sites_in_pyro_and_other_factors():
+    import pyro
+    import pyro.distributions as dist
+    import torch
+    from pyro.infer import MCMC
+
+    from ebm_ppl.pyro import RBM, BlockGibbs
+
+    w, b, c = (torch.as_tensor(a) for a in random_params(np.random.default_rng(1), 4, 2))
+
+    def with_normal():
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("v", RBM(w, b, c))
+
+    with pytest.raises(ValueError, match="other latent sites"):
+        MCMC(BlockGibbs(with_normal), num_samples=2, disable_progbar=True).run()
+
+    def with_likelihood():
+        v = pyro.sample("v", RBM(w, b, c))
+        pyro.sample("y", dist.Normal(v.sum(), 1.0), obs=torch.tensor(1.0))
+
+    with pytest.raises(ValueError, match="other factors"):
+        MCMC(BlockGibbs(with_likelihood), num_samples=2, disable_progbar=True).run()
+
+
+def test_numpyro_hmcgibbs_composition():
+    """z ~ N(0,1); v ~ RBM with hidden bias c + z u, normalized by -log Z(z): z stays N(0,1)."""
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC, NUTS, HMCGibbs
+    from scipy import stats
+
+    from ebm_ppl.numpyro import RBM, BlockGibbs
+
+    w, b, c = (jnp.asarray(a) for a in random_params(np.random.default_rng(11), 4, 3))
+    u = jnp.array([1.5, -1.0, 0.5])
+
+    def model():
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+        rbm = RBM(w, b, c + z * u)
+        numpyro.sample("v", rbm)
+        numpyro.factor("log_z", -rbm.log_partition())
+
+    kernel = HMCGibbs(NUTS(model), gibbs_fn=BlockGibbs(model).gibbs_fn(), gibbs_sites=["v"])
+    mcmc = MCMC(kernel, num_warmup=300, num_samples=3000, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0))
+    z = np.asarray(mcmc.get_samples()["z"])[::5]
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    assert set(np.unique(np.asarray(mcmc.get_samples()["v"]))) <= {0.0, 1.0}

@@ -1,0 +1,76 @@
+"""The NumPyro RBM behaves as a native NumPyro distribution (pytree, plates, handlers)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import pytest
+from numpyro import handlers
+from numpyro.infer import Predictive
+
+from ebm_ppl.numpyro import RBM
+
+
+def params(nv=6, nh=3, seed=0):
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
+    return (
+        jax.random.normal(k1, (nv, nh)),
+        0.3 * jax.random.normal(k2, (nv,)),
+        0.3 * jax.random.normal(k3, (nh,)),
+    )
+
+
+def model(data=None, n=5):
+    W = numpyro.param("W", params()[0])
+    b = numpyro.param("b", jnp.zeros(6))
+    c = numpyro.param("c", jnp.zeros(3))
+    with numpyro.plate("data", n if data is None else data.shape[0]):
+        return numpyro.sample("v", RBM(W, b, c, num_gibbs_steps=20), obs=data)
+
+
+def test_jit_pytree_round_trip():
+    d = RBM(*params(), num_gibbs_steps=7)
+    leaves, treedef = jax.tree_util.tree_flatten(d)
+    assert len(leaves) == 3
+    d2 = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert d2.num_gibbs_steps == 7 and d2.batch_shape == d.batch_shape
+    v = jnp.asarray((np.arange(12).reshape(2, 6) % 2).astype(np.float32))
+    out = jax.jit(lambda dist, x: dist.log_prob(x))(d, v)
+    np.testing.assert_allclose(out, d.log_prob(v), rtol=1e-6)
+    same = jax.jit(lambda dist: dist)(d)
+    assert isinstance(same, RBM)
+    np.testing.assert_allclose(same.weights, d.weights)
+    assert float(jax.jit(lambda dist: dist.log_partition())(d)) == pytest.approx(
+        float(d.log_partition()), rel=1e-6
+    )
+
+
+def test_native_expand_under_plate():
+    data = jnp.ones((5, 6))
+    tr = handlers.trace(handlers.seed(model, 0)).get_trace(data)
+    fn = tr["v"]["fn"]
+    assert type(fn) is RBM and fn.batch_shape == (5,)
+    assert fn.weights.shape == (6, 3)
+    assert fn.log_prob(data).shape == (5,)
+    e = RBM(*params()).expand((2, 5))
+    assert e.batch_shape == (2, 5) and e.log_prob(data).shape == (2, 5)
+
+
+def test_condition_seed_predictive():
+    x1 = handlers.seed(model, 0)()
+    x2 = handlers.seed(model, 0)()
+    assert jnp.array_equal(x1, x2) and x1.shape == (5, 6)
+    data = jnp.ones((5, 6))
+    tr = handlers.trace(handlers.seed(handlers.condition(model, data={"v": data}), 0)).get_trace()
+    assert tr["v"]["is_observed"]
+    pred = Predictive(model, num_samples=4)(jax.random.PRNGKey(1))
+    assert pred["v"].shape == (4, 5, 6)
+    x = RBM(*params(), num_gibbs_steps=3).expand((2,)).sample(jax.random.PRNGKey(2), (7,))
+    assert x.shape == (7, 2, 6)
+
+
+def test_sample_needs_key():
+    with pytest.raises(ValueError, match="key"):
+        RBM(*params()).sample(None)
