@@ -769,3 +769,47 @@ def unflatten_state(
     if template is None:
         return tree
     return _fit_template(tree, template)
+
+
+# --------------------------------------------------------------------------------------
+# trained models
+# --------------------------------------------------------------------------------------
+
+_MODEL_PARAMS = {"RBM": ("weights", "visible_bias", "hidden_bias")}
+
+
+def save_model(path: str | os.PathLike, model: Any, **extra_config: Any) -> Path:
+    """Save one of our energy distributions (e.g. a trained ``RBM``) as safetensors + JSON.
+
+    The file holds the parameters by name and a config with the class name and its settings,
+    so :func:`load_model` can rebuild it in either backend. ``extra_config`` (JSON-able) is
+    stored alongside, e.g. training settings.
+    """
+    kind = type(model).__name__
+    if kind not in _MODEL_PARAMS:
+        raise TypeError(f"model must be one of {sorted(_MODEL_PARAMS)}, got {kind}")
+    tensors = {name: getattr(model, name) for name in _MODEL_PARAMS[kind]}
+    config = {
+        "kind": "ebm_ppl.model",
+        "model": kind,
+        "num_gibbs_steps": int(model.num_gibbs_steps),
+        "extra": dict(extra_config),
+    }
+    return save_checkpoint(path, tensors, config)
+
+
+def load_model(path: str | os.PathLike, backend: str = "torch") -> Any:
+    """Rebuild a model saved by :func:`save_model` as a Pyro (``backend="torch"``) or
+    NumPyro (``backend="jax"``) distribution. Never unpickles."""
+    if backend not in ("torch", "jax"):
+        raise ValueError(f"backend must be 'torch' or 'jax', got {backend!r}")
+    tensors, config = load_checkpoint(path, backend=backend)
+    if config.get("kind") != "ebm_ppl.model" or config.get("model") not in _MODEL_PARAMS:
+        raise ValueError(f"{path} does not hold a model saved by ebm_ppl.io.save_model")
+    if backend == "torch":
+        from ebm_ppl import pyro as frontend
+    else:
+        from ebm_ppl import numpyro as frontend
+    cls = getattr(frontend, config["model"])
+    names = _MODEL_PARAMS[config["model"]]
+    return cls(*(tensors[n] for n in names), num_gibbs_steps=config["num_gibbs_steps"])

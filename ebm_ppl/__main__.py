@@ -1,0 +1,3 @@
+from ebm_ppl.cli import main
+
+raise SystemExit(main())
