@@ -86,6 +86,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data-root",
         help="folder holding the MNIST .gz files (default: $EBM_PPL_DATA, then the cache)",
     )
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each measurement wait up to S seconds for other processes to leave the "
+        "CPU (default 0: don't wait; the share they took is reported as other_cpu_pct)",
+    )
     p.add_argument("--download", action="store_true", help="download MNIST if it is missing")
     p.add_argument(
         "--synthetic",
@@ -200,20 +208,73 @@ def sklearn_threads() -> dict[str, Any]:
     }
 
 
-def settle() -> None:
-    """Let worker threads of the previous measurement stop spinning; collect garbage."""
+class CpuMonitor:
+    """Share of the machine's CPU time used by *other* processes since construction.
+
+    Reads ``/proc/stat`` (all CPUs, steal included) and this process's own CPU time; the
+    difference over the elapsed wall time is what other processes took. ``None`` where
+    ``/proc/stat`` is missing. Timings on a shared machine are only trustworthy when this is
+    near 0.
+    """
+
+    def __init__(self) -> None:
+        self.start = self._snapshot()
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat") as f:
+                ticks = [int(v) for v in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+        own = os.times()
+        return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system, time.perf_counter()
+
+    def other_share(self) -> float | None:
+        end = self._snapshot()
+        if self.start is None or end is None or end[2] <= self.start[2]:
+            return None
+        busy, own, wall = (e - s for e, s in zip(end, self.start))
+        return max(0.0, (busy - own) / (wall * (os.cpu_count() or 1)))
+
+
+class Timings(list):
+    """Wall seconds per repeat, with the other processes' CPU share during them."""
+
+    other_cpu: float | None = None
+
+
+def settle(wait_idle: float = 0.0) -> None:
+    """Collect garbage; let the previous measurement's worker threads stop spinning; with
+    ``wait_idle > 0`` wait (up to that many seconds) until other processes leave the CPU."""
     gc.collect()
     time.sleep(0.3)
+    deadline = time.perf_counter() + wait_idle
+    while True:
+        mon = CpuMonitor()
+        time.sleep(0.5)
+        share = mon.other_share()
+        if share is None or share < 0.1 or time.perf_counter() >= deadline:
+            return
+        print(
+            f"# waiting: other processes use {100 * share:.0f}% of the CPU",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(2.0)
 
 
-def time_repeats(fn: Callable[[], Any], repeats: int) -> list[float]:
+def time_repeats(fn: Callable[[], Any], repeats: int) -> Timings:
     """Wall seconds of ``repeats`` calls of ``fn`` (which must block until its work is done)."""
-    out = []
+    out = Timings()
+    mon = CpuMonitor()
     for _ in range(repeats):
         gc.collect()
         t0 = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t0)
+    out.other_cpu = mon.other_share()
     return out
 
 
@@ -293,7 +354,7 @@ def bench_torch(name: str, x: np.ndarray, args, emit) -> None:
         return time_repeats(repeat, args.repeats)
 
     for manual in (False, True):
-        settle()
+        settle(args.wait_idle)
         secs = core(manual)
         emit(
             base,
@@ -323,7 +384,7 @@ def bench_torch(name: str, x: np.ndarray, args, emit) -> None:
             num_chains=NUM_CHAINS if persistent else None,
         )
 
-    settle()
+    settle(args.wait_idle)
     pyro.clear_param_store()
     pyro.set_rng_seed(args.seed)
     svi = trainer()
@@ -336,7 +397,7 @@ def bench_torch(name: str, x: np.ndarray, args, emit) -> None:
 
     emit(base, name, "pyro.SAMLE.step", time_repeats(repeat_step, args.repeats), args.updates)
 
-    settle()
+    settle(args.wait_idle)
     pyro.clear_param_store()
     pyro.set_rng_seed(args.seed)
     warm_trainer = trainer()
@@ -349,7 +410,8 @@ def bench_torch(name: str, x: np.ndarray, args, emit) -> None:
         svi.run(x, num_epochs=next(epochs), batch_size=BATCH_SIZE, progress_bar=False)
 
     per_epoch = len(x) // BATCH_SIZE
-    emit(base, name, "pyro.SAMLE.run", time_repeats(repeat_run, args.epoch_repeats), per_epoch)
+    secs = time_repeats(repeat_run, args.epoch_repeats)
+    emit(base, name, "pyro.SAMLE.run", secs, per_epoch, epoch=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -434,7 +496,7 @@ def bench_jax(name: str, x: np.ndarray, args, emit) -> None:
         return time_repeats(repeat, args.repeats), compile_s
 
     for manual in (False, True):
-        settle()
+        settle(args.wait_idle)
         secs, compile_s = time_scan(update_manual if manual else update_autograd)
         emit(
             base,
@@ -463,7 +525,7 @@ def bench_jax(name: str, x: np.ndarray, args, emit) -> None:
             num_chains=NUM_CHAINS if persistent else None,
         )
 
-    settle()
+    settle(args.wait_idle)
     batches = [jnp.asarray(b) for b in cycle_batches(x, 1 + n_warm + args.updates, args.seed)]
     svi = trainer()
     st = svi.init(key0, batches[0])
@@ -487,7 +549,7 @@ def bench_jax(name: str, x: np.ndarray, args, emit) -> None:
     per = statistics.median(secs) / args.updates
     emit(base, name, "numpyro.SAMLE.update", secs, args.updates, compile_s=first - per)
 
-    settle()
+    settle(args.wait_idle)
     svi = trainer()
     t0 = time.perf_counter()
     st = jax.block_until_ready(svi.run(key0, x, num_epochs=1, progress_bar=False))
@@ -509,6 +571,7 @@ def bench_jax(name: str, x: np.ndarray, args, emit) -> None:
         "numpyro.SAMLE.run",
         secs,
         len(x) // BATCH_SIZE,
+        epoch=True,
         compile_s=first - statistics.median(secs),
     )
 
@@ -533,7 +596,7 @@ def bench_sklearn(name: str, x: np.ndarray, args, emit) -> None:
         )
 
     # fit: one epoch over the data per call, float32 kept (re-initialises, ~10 ms)
-    settle()
+    settle(args.wait_idle)
     make().fit(x[: 10 * BATCH_SIZE])  # warm-up
     rbm_fit = make()
 
@@ -542,10 +605,10 @@ def bench_sklearn(name: str, x: np.ndarray, args, emit) -> None:
 
     secs = time_repeats(repeat_fit, args.epoch_repeats)
     dtype = str(rbm_fit.components_.dtype)
-    emit(base, name, "BernoulliRBM.fit", secs, len(x) // BATCH_SIZE, dtype=dtype, gemms=5)
+    emit(base, name, "BernoulliRBM.fit", secs, len(x) // BATCH_SIZE, True, dtype=dtype, gemms=5)
 
     # partial_fit: one update per call; sklearn converts each minibatch to float64
-    settle()
+    settle(args.wait_idle)
     n_warm = 3 if args.quick else 10
     batches = cycle_batches(x, n_warm + args.updates, args.seed)
     rbm_pf = make()
@@ -573,10 +636,10 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict] = []
     sklearn_ms: dict[str, float] = {}
 
-    def emit(base, name, api, secs, updates, **extra):
+    def emit(base, name, api, secs, updates, epoch=False, **extra):
         ms = [1e3 * s / updates for s in secs]
         med = statistics.median(ms)
-        epoch_measured = updates == UPDATES_PER_EPOCH
+        epoch_measured = epoch and updates == UPDATES_PER_EPOCH
         rec = {
             "name": name,
             "backend": base["backend"],
@@ -598,6 +661,15 @@ def main(argv: list[str] | None = None) -> int:
             "data": source,
             "dtype": "float32",
         }
+        other = getattr(secs, "other_cpu", None)
+        rec["other_cpu_pct"] = None if other is None else round(100 * other, 1)
+        if other is not None and other > 0.1:
+            print(
+                f"# warning: other processes took {100 * other:.0f}% of the CPU during "
+                f"{name} {base['backend']} {api}; its time is not trustworthy",
+                file=sys.stderr,
+                flush=True,
+            )
         if "compile_s" in extra:
             extra["compile_s"] = round(extra["compile_s"], 3)
         rec.update(extra)
@@ -625,15 +697,14 @@ def main(argv: list[str] | None = None) -> int:
 
     wall = time.perf_counter() - t_start
     ref = min(sklearn_ms.values()) if sklearn_ms else None
-    print(
-        f"# {'name':5} {'backend':8} {'api':26} {'ms/upd':>7} {'s/epoch':>8} {'x skl':>6}",
-        file=sys.stderr,
-    )
+    head = f"# {'name':5} {'backend':8} {'api':24} {'ms/upd':>7} {'s/epoch':>8} {'x skl':>6} other%"
+    print(head, file=sys.stderr)
     for r in records:
         sp = f"{ref / r['ms_per_update']:6.2f}" if ref else "     -"
+        other = "-" if r["other_cpu_pct"] is None else f"{r['other_cpu_pct']:.0f}"
         print(
-            f"# {r['name']:5} {r['backend']:8} {r['api']:26} {r['ms_per_update']:7.3f} "
-            f"{r['s_per_epoch']:8.3f} {sp}",
+            f"# {r['name']:5} {r['backend']:8} {r['api']:24} {r['ms_per_update']:7.3f} "
+            f"{r['s_per_epoch']:8.3f} {sp} {other:>6}",
             file=sys.stderr,
         )
     print(
