@@ -12,9 +12,7 @@ from ebm_ppl.io import load_model, save_model
 
 
 def test_demo_both_backends(tmp_path, capsys):
-    rc = main(
-        ["demo", "--epochs", "3", "--hidden", "6", "--draws", "20", "--out", str(tmp_path)]
-    )
+    rc = main(["demo", "--epochs", "3", "--hidden", "6", "--draws", "20", "--out", str(tmp_path)])
     assert rc == 0
     out = capsys.readouterr().out
     assert "independent pixels" in out and "RBM (pyro)" in out and "RBM (numpyro)" in out
@@ -26,7 +24,9 @@ def test_demo_both_backends(tmp_path, capsys):
     # the checkpoint loads in either backend and gives the same log-likelihoods
     pyro_rbm = load_model(tmp_path / "rbm_pyro.safetensors", backend="torch")
     jax_rbm = load_model(tmp_path / "rbm_pyro.safetensors", backend="jax")
-    assert float(pyro_rbm.log_partition()) == pytest.approx(float(jax_rbm.log_partition()), rel=1e-5)
+    assert float(pyro_rbm.log_partition()) == pytest.approx(
+        float(jax_rbm.log_partition()), rel=1e-5
+    )
 
 
 def test_demo_rejects_large_hidden(tmp_path, capsys):
