@@ -800,7 +800,7 @@ def save_model(path: str | os.PathLike, model: Any, **extra_config: Any) -> Path
 
 def load_model(path: str | os.PathLike, backend: str = "torch") -> Any:
     """Rebuild a model saved by :func:`save_model` as a Pyro (``backend="torch"``) or
-    NumPyro (``backend="jax"``) distribution. Never unpickles."""
+    NumPyro (``backend="jax"``) distribution (safetensors + JSON only, no code is loaded)."""
     if backend not in ("torch", "jax"):
         raise ValueError(f"backend must be 'torch' or 'jax', got {backend!r}")
     tensors, config = load_checkpoint(path, backend=backend)
