@@ -114,35 +114,45 @@ def sa_objective(
     unnormalized log-density at the data (plate subsampling scales are honoured) and the
     negative phase its mean log-density at the chains after ``num_gibbs_steps`` transitions.
     The loss is normalised per data point, so its gradient is ``-(E_data - E_model)``.
+    Energy distributions with a ``contrast`` method (the RBM family) evaluate their part
+    with fused analytic gradients; others through ``log_prob``.
     """
     names = observed_energy_sites(nodes)
     keys = ops.split(key, len(names))
-    total_pos = total_neg = 0.0
-    total_n = 0.0
-    new_chains = {}
-    for k, name in zip(keys, names):
+    sizes = {}
+    for name in names:
         site = nodes[name]
         fn, x = site["fn"], site["value"]
         scale = site.get("scale")
         scale = 1.0 if scale is None else scale
-        logp = fn.log_prob_unchecked(x)
-        n = _numel(logp.shape) * scale
-        total_pos = total_pos + logp.sum() * scale
+        batch = ops.broadcast_shapes(tuple(x.shape[: x.ndim - len(fn.event_shape)]), fn.batch_shape)
+        sizes[name] = (scale, _numel(batch) * scale)
+    total_n = sum(n for _, n in sizes.values())
+    loss = 0.0
+    new_chains = {}
+    for k, name in zip(keys, names):
+        site = nodes[name]
+        fn, x = site["fn"], site["value"]
+        scale, n = sizes[name]
         if config.persistent:
-            base = fn.unexpanded()
+            base, cache = fn.unexpanded(), None
             x_model, _ = base.transition(k, chains[name], config.num_gibbs_steps)
             new_chains[name] = x_model
-        else:
+        else:  # CD-k: the chain starts at the data and reuses the data's hidden logits
             base = fn
-            x_model, _ = base.transition(k, ops.stop_gradient(x), config.num_gibbs_steps)
-        total_neg = total_neg + n * base.log_prob_unchecked(x_model).mean()
-        total_n = total_n + n
-    loss = -(total_pos - total_neg) / total_n
-    stats = {
-        "log_prob_data": ops.stop_gradient(total_pos / total_n),
-        "log_prob_model": ops.stop_gradient(total_neg / total_n),
-    }
-    return loss, new_chains, stats
+            cache = fn.data_cache(x) if hasattr(fn, "data_cache") else None
+            kw = {} if cache is None else {"cache": cache}
+            x_model, _ = base.transition(k, ops.stop_gradient(x), config.num_gibbs_steps, **kw)
+        x_model = ops.stop_gradient(x_model)
+        m = _numel(x_model.shape[: x_model.ndim - len(fn.event_shape)])
+        w_data, w_model = scale / total_n, n / (total_n * m)
+        if hasattr(fn, "contrast"):
+            loss = loss + fn.contrast(x, x_model, w_data, w_model, cache)
+        else:
+            lp_d = fn.log_prob_unchecked(x).sum()
+            lp_x = base.log_prob_unchecked(x_model).sum()
+            loss = loss - (w_data * lp_d - w_model * lp_x)
+    return loss, new_chains, {"loss": ops.stop_gradient(loss)}
 
 
 def reconstruction_error(nodes: Mapping[str, Mapping]) -> Any:

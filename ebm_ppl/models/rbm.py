@@ -111,9 +111,9 @@ def check_binary(x: Array, size: int, name: str = "value") -> None:
     if ops.is_concrete(x):
         if math.prod(x.shape) == 0:
             raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
-        if not ops.all_finite(x):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        if not ops.is_binary(x):
+        if not ops.is_binary(x):  # NaN and inf fail this too; say which it was
+            if not ops.all_finite(x):
+                raise ValueError(f"{name} contains NaN or infinite values")
             raise ValueError(
                 f"{name} must be binary (0/1) for a binary RBM; binarize the data first "
                 "(ebm_ppl.datasets.binarize)"
@@ -160,7 +160,49 @@ def energy(weights: Array, visible_bias: Array, hidden_bias: Array, v: Array, h:
 
 def free_energy(weights: Array, visible_bias: Array, hidden_bias: Array, v: Array) -> Array:
     """Free energy ``F(v) = -log sum_h exp(-E(v, h))`` (eq. 5), shape ``(...)``."""
-    return -(_dot(visible_bias, v) + ops.softplus(hidden_logits(weights, hidden_bias, v)).sum(-1))
+    return free_energy_from_logits(visible_bias, v, hidden_logits(weights, hidden_bias, v))
+
+
+def free_energy_from_logits(visible_bias: Array, v: Array, logits: Array) -> Array:
+    """Eq. 5 given the hidden logits ``a + v^T W`` (so a caller can reuse them)."""
+    return -(_dot(visible_bias, v) + ops.softplus(logits).sum(-1))
+
+
+def contrast(
+    weights: Array,
+    visible_bias: Array,
+    hidden_bias: Array,
+    data: Array,
+    samples: Array,
+    w_data: float | Array,
+    w_model: float | Array,
+    data_logits: Array | None = None,
+    need_grads: bool = True,
+) -> tuple[Array, tuple | None]:
+    """The SA-MLE surrogate ``w_data sum_n F(v_n) - w_model sum_k F(x_k)`` and its gradient.
+
+    With ``F`` the free energy (eq. 5) its gradient is the positive minus the negative phase
+    statistics of eq. 9: ``dF/dW = -v^T g(a + v^T W)``, ``dF/db = -v``, ``dF/da = -g(.)``.
+    Computed with two fused matrix products (``addmm``). ``data`` and ``samples`` have
+    shapes ``(..., D)`` and the parameters no batch dimensions. ``data_logits`` optionally
+    gives ``a + v^T W`` of the data. Returns ``(value, (dW, db, da))``, or ``(value, None)``
+    when ``need_grads`` is false.
+    """
+    d = data.reshape(-1, data.shape[-1])
+    x = samples.reshape(-1, samples.shape[-1])
+    ld = hidden_logits(weights, hidden_bias, d) if data_logits is None else data_logits
+    ld = ld.reshape(-1, ld.shape[-1])
+    lx = hidden_logits(weights, hidden_bias, x)
+    value = w_data * free_energy_from_logits(visible_bias, d, ld).sum() - w_model * (
+        free_energy_from_logits(visible_bias, x, lx).sum()
+    )
+    if not need_grads:
+        return value, None
+    pd, px = ops.sigmoid(ld), ops.sigmoid(lx)
+    g_w = ops.addmm(ops.transpose(x) @ px, ops.transpose(d), pd, beta=w_model, alpha=-w_data)
+    g_b = w_model * x.sum(0) - w_data * d.sum(0)
+    g_a = w_model * px.sum(0) - w_data * pd.sum(0)
+    return value, (g_w, g_b, g_a)
 
 
 def hidden_free_energy(weights: Array, visible_bias: Array, hidden_bias: Array, h: Array) -> Array:
@@ -226,14 +268,18 @@ def gibbs_sweep(
     v: Array,
     clamp: Clamp | None = None,
     beta: float | Array = 1.0,
+    logits: Array | None = None,
 ) -> tuple[Array, Array]:
     """One block-Gibbs sweep ``h ~ p(h | v)``, then ``v ~ p(v | h)`` (eq. 6-8).
 
     ``beta`` is an inverse temperature (the conditionals of ``exp(-beta E)``); ``clamp``
-    holds part of ``v`` fixed. Returns the new ``(v, h)``; ``v`` has ``v``'s shape.
+    holds part of ``v`` fixed; ``logits``, if given, are the already computed hidden logits
+    ``a + v^T W`` of ``v``. Returns the new ``(v, h)``; ``v`` has ``v``'s shape.
     """
     k_h, k_v = ops.split(key, 2)
-    h = ops.bernoulli(k_h, ops.sigmoid(beta * hidden_logits(weights, hidden_bias, v)))
+    if logits is None:
+        logits = hidden_logits(weights, hidden_bias, v)
+    h = ops.bernoulli(k_h, ops.sigmoid(beta * logits))
     v = ops.bernoulli(k_v, ops.sigmoid(beta * visible_logits(weights, visible_bias, h)))
     if clamp is not None:
         v = ops.where(clamp.mask, clamp.values, v)
@@ -248,15 +294,17 @@ def gibbs_chain(
     v: Array,
     num_steps: int,
     clamp: Clamp | None = None,
+    logits: Array | None = None,
 ) -> tuple[Array, Array]:
     """``num_steps >= 1`` block-Gibbs sweeps from ``v``; returns the last ``(v, h)``.
 
-    In JAX the sweeps run in one ``lax.scan``; in torch a Python loop.
+    ``logits`` optionally gives the hidden logits of the starting ``v`` (saves one matrix
+    product). In JAX the sweeps run in one ``lax.scan``; in torch a Python loop.
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     k0, k1 = ops.split(key, 2)
-    first = gibbs_sweep(k0, weights, visible_bias, hidden_bias, v, clamp)
+    first = gibbs_sweep(k0, weights, visible_bias, hidden_bias, v, clamp, logits=logits)
 
     def step(k, carry):
         return gibbs_sweep(k, weights, visible_bias, hidden_bias, carry[0], clamp)
@@ -333,6 +381,34 @@ class RBMMethods:
             )
         return self._with_batch_shape(batch_shape)
 
+    def contrast(
+        self, data: Array, samples: Array, w_data: float, w_model: float, cache: Array | None = None
+    ) -> Array:
+        """``-(w_data sum log p~(data) - w_model sum log p~(samples))``: the SA-MLE surrogate
+        of this site (eq. 9), with the analytic gradient of :func:`contrast` in torch.
+
+        ``cache`` is :meth:`data_cache` of ``data``. Parameters with batch dimensions fall
+        back to plain autodiff.
+        """
+        fused = (
+            ops.is_torch(data)
+            and self.weights.ndim == 2
+            and self.visible_bias.ndim == 1
+            and self.hidden_bias.ndim == 1
+            and tuple(data.shape[:-1]) == ops.broadcast_shapes(data.shape[:-1], self.batch_shape)
+        )
+        if not fused:  # plain autodiff (JAX fuses this itself)
+            lp_d = self.log_prob_unchecked(data).sum()
+            lp_x = self.unexpanded().log_prob_unchecked(samples).sum()
+            return -(w_data * lp_d - w_model * lp_x)
+        return ops.with_analytic_grad(contrast, self.params, data, samples, w_data, w_model, cache)
+
+    def data_cache(self, value: Array) -> Array:
+        """The hidden logits of ``value`` without gradient: lets :meth:`transition` start a
+        chain at the data, and :meth:`contrast` evaluate it, without recomputing them."""
+        params = tuple(ops.stop_gradient(p) for p in self.params)
+        return hidden_logits(params[0], params[2], value)
+
     def unexpanded(self):
         """The same distribution with the parameters' own batch shape (undoing ``expand``)."""
         return self._with_batch_shape(
@@ -392,14 +468,21 @@ class RBMMethods:
         return initial_visible(key, ops.stop_gradient(self.visible_bias), tuple(shape))
 
     def transition(
-        self, key: Any, value: Array, num_steps: int = 1, clamp: Clamp | None = None
+        self,
+        key: Any,
+        value: Array,
+        num_steps: int = 1,
+        clamp: Clamp | None = None,
+        cache: Array | None = None,
     ) -> tuple[Array, Array]:
         """``num_steps`` block-Gibbs sweeps from ``value`` with the parameters held constant.
 
-        Returns ``(value, hidden)``; no gradient flows into the parameters.
+        ``cache`` is :meth:`data_cache` of ``value``. Returns
+        ``(value, hidden)``; no gradient flows into the parameters.
         """
         params = tuple(ops.stop_gradient(p) for p in self.params)
-        return gibbs_chain(key, *params, value, num_steps, clamp)
+        logits = None if cache is None else ops.stop_gradient(cache)
+        return gibbs_chain(key, *params, value, num_steps, clamp, logits=logits)
 
     def _sample(self, key: Any, sample_shape: tuple) -> Array:
         shape = tuple(sample_shape) + tuple(self.batch_shape) + (self.n_visible,)

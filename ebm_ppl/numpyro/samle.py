@@ -189,7 +189,8 @@ class SAMLE:
         """
         n = data_size(data)
         steps_per_epoch = len(batch_indices(n, batch_size, seed, 0, shuffle=False))
-        x0 = jnp.asarray(np.asarray(epoch_data(data, 0), dtype=np.float32))
+        raw = epoch_data(data, 0)
+        x0 = _as_device_array(raw)
         state = (
             init_state
             if init_state is not None
@@ -203,14 +204,18 @@ class SAMLE:
         with tqdm(
             total=max(0, num_epochs - first_epoch), disable=disable, desc="SAMLE", unit="epoch"
         ) as bar:
+            x, checked = x0, False
             for epoch in range(first_epoch, num_epochs):
-                x = (
-                    x0
-                    if epoch == 0
-                    else jnp.asarray(np.asarray(epoch_data(data, epoch), dtype=np.float32))
-                )
-                # check the epoch's data eagerly (inside jit values cannot be inspected)
-                validate_observed(self._trace(jax.random.PRNGKey(0), None, (x,) + args, kwargs))
+                if callable(data) and epoch > 0:
+                    new_raw = epoch_data(data, epoch)
+                    # the same (immutable) JAX array again needs no new copy or check
+                    if not (isinstance(new_raw, jax.Array) and new_raw is raw):
+                        raw, x, checked = new_raw, _as_device_array(new_raw), False
+                if not checked:
+                    # check the epoch's data eagerly (inside jit values cannot be inspected)
+                    tr = self._trace(jax.random.PRNGKey(0), None, (x,) + args, kwargs)
+                    validate_observed(tr)
+                    checked = True
                 idx = batch_indices(n, batch_size, seed, epoch, shuffle)
                 start = done - epoch * steps_per_epoch
                 if start > 0:  # resuming inside an epoch: finish its remaining batches
@@ -264,6 +269,12 @@ class SAMLE:
         chains = {k[len("chains/") :]: v for k, v in tensors.items() if k.startswith("chains/")}
         self.history = list(config.get("history", []))
         return SAMLEState(optim_state, chains, jnp.asarray(tensors["rng/key"]))
+
+
+def _as_device_array(x: Any) -> jax.Array:
+    if isinstance(x, jax.Array):
+        return x
+    return jnp.asarray(np.asarray(x, dtype=np.float32))
 
 
 def _is_optax(x: Any) -> bool:

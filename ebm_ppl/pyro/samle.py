@@ -10,7 +10,6 @@ import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.infer.util import zero_grads
 from pyro.optim import PyroOptim
 from tqdm.auto import tqdm
 
@@ -87,13 +86,20 @@ class SAMLE:
                 group["lr"] = lr
 
     def step(self, *args, **kwargs) -> dict[str, float]:
-        """One SA-MLE update on the model run with ``args``; returns statistics."""
+        """One SA-MLE update on the model run with ``args``; returns statistics.
+
+        The data observed at energy sites is checked (shape, support, finiteness).
+        """
+        return self._step(True, args, kwargs)
+
+    def _step(self, validate: bool, args, kwargs) -> dict[str, float]:
         with poutine.trace(param_only=True) as param_capture:
             tr = poutine.trace(self.model).get_trace(*args, **kwargs)
         params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
         if not params:
             raise ValueError("the model has no pyro.param parameters to train")
-        validate_observed(tr.nodes)
+        if validate:
+            validate_observed(tr.nodes)
         if self.config.persistent and self.chains is None:
             self.chains = init_chains(None, tr.nodes, self.config)
         loss, chains, stats = sa_objective(None, tr.nodes, self.chains or {}, self.config)
@@ -104,7 +110,8 @@ class SAMLE:
         if self.lr_schedule is not None and self.num_steps == 0:
             # optimizers are created lazily on the first call: set the lr and redo nothing
             self._set_lr()
-        zero_grads(params)
+        for p in params:  # like optimizer.zero_grad(set_to_none=True): no zero-filling pass
+            p.grad = None
         if self.config.persistent:
             self.chains = chains
         self.num_steps += 1
@@ -145,12 +152,21 @@ class SAMLE:
         disable = None if progress_bar is None else not progress_bar
         total = steps_per_epoch * max(0, num_epochs - first_epoch)
         with tqdm(total=total, disable=disable, desc="SAMLE", unit="upd") as bar:
+            x = raw = None
             for epoch in range(first_epoch, num_epochs):
-                x = _as_tensor(epoch_data(data, epoch))
+                new_raw = epoch_data(data, epoch) if x is None or callable(data) else raw
+                if new_raw is not raw:  # the same array again needs no new copy or check
+                    raw, x = new_raw, _as_tensor(new_raw)
+                    # check the whole epoch's data once, not every minibatch
+                    # (under a forked RNG, so checking does not change the random stream)
+                    with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=[]):
+                        validate_observed(
+                            poutine.trace(self.model).get_trace(x, *args, **kwargs).nodes
+                        )
                 idx = batch_indices(n, batch_size, seed, epoch, shuffle)
                 start = self.num_steps - epoch * steps_per_epoch
                 for i in range(start, len(idx)):
-                    self.step(x[torch.as_tensor(idx[i])], *args, **kwargs)
+                    self._step(False, (x[torch.as_tensor(idx[i])], *args), kwargs)
                     if self.num_steps % log_every == 0:
                         rec = self.reconstruction_error()
                         self.history.append(
