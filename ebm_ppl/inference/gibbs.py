@@ -19,6 +19,14 @@ from ebm_ppl.models.rbm import Clamp
 HIDDEN_SUFFIX = "_hidden"
 
 
+def check_kernel_args(model: Any, num_sweeps: Any) -> None:
+    """Argument checks shared by the Pyro and NumPyro ``BlockGibbs`` kernels."""
+    if not callable(model):
+        raise TypeError(f"model must be callable, got {type(model).__name__}")
+    if not isinstance(num_sweeps, int) or num_sweeps < 1:
+        raise ValueError(f"num_sweeps must be a positive int, got {num_sweeps!r}")
+
+
 def is_energy_distribution(fn: Any) -> bool:
     """True for distributions that carry their own block-Gibbs transition."""
     return callable(getattr(fn, "transition", None)) and callable(getattr(fn, "init_chain", None))

@@ -19,6 +19,7 @@ NumPyro. :class:`RBMMethods` gives both PPL frontends the same methods on top of
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, NamedTuple
 
@@ -330,6 +331,37 @@ class RBMMethods:
     visible_bias: Array
     hidden_bias: Array
     num_gibbs_steps: int
+
+    def _init_params(
+        self,
+        backend: str,
+        weights: Array,
+        visible_bias: Array,
+        hidden_bias: Array,
+        num_gibbs_steps: int,
+        validate_args: bool | None,
+    ) -> tuple[tuple, tuple]:
+        """Check and store the parameters; return ``(batch_shape, event_shape)``."""
+        for name, x in (
+            ("weights", weights),
+            ("visible_bias", visible_bias),
+            ("hidden_bias", hidden_bias),
+        ):
+            if ops.is_torch(x) != (backend == "torch") or not (ops.is_torch(x) or ops.is_jax(x)):
+                kind = "a torch.Tensor" if backend == "torch" else "a JAX array"
+                raise TypeError(f"{name} must be {kind}, got {type(x).__name__}")
+        if not isinstance(num_gibbs_steps, int) or num_gibbs_steps < 1:
+            raise ValueError(f"num_gibbs_steps must be a positive int, got {num_gibbs_steps!r}")
+        batch_shape, n_visible, _ = check_params(weights, visible_bias, hidden_bias)
+        self.weights, self.visible_bias, self.hidden_bias = weights, visible_bias, hidden_bias
+        self.num_gibbs_steps = num_gibbs_steps
+        self._check_inputs = validate_args is not False
+        return batch_shape, (n_visible,)
+
+    def _with_batch_shape(self, batch_shape: tuple):
+        new = copy.copy(self)
+        new._batch_shape = type(self._batch_shape)(batch_shape)
+        return new
 
     @property
     def n_visible(self) -> int:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.distributions import Distribution, constraints
 
-from ebm_ppl import ops
-from ebm_ppl.models.rbm import RBMMethods, check_params
+from ebm_ppl.models.rbm import RBMMethods
 
 __all__ = ["RBM"]
 
@@ -53,34 +51,15 @@ class RBM(RBMMethods, Distribution):
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
     ) -> None:
-        for name, x in (
-            ("weights", weights),
-            ("visible_bias", visible_bias),
-            ("hidden_bias", hidden_bias),
-        ):
-            if not isinstance(x, (jax.Array,)):
-                if hasattr(x, "__array__") and not ops.is_torch(x):
-                    continue
-                raise TypeError(f"{name} must be a JAX array, got {type(x).__name__}")
         weights, visible_bias, hidden_bias = (
-            jnp.asarray(weights),
-            jnp.asarray(visible_bias),
-            jnp.asarray(hidden_bias),
+            _as_jax(a) for a in (weights, visible_bias, hidden_bias)
         )
-        if not isinstance(num_gibbs_steps, int) or num_gibbs_steps < 1:
-            raise ValueError(f"num_gibbs_steps must be a positive int, got {num_gibbs_steps!r}")
-        batch_shape, n_visible, _ = check_params(weights, visible_bias, hidden_bias)
-        self.weights, self.visible_bias, self.hidden_bias = weights, visible_bias, hidden_bias
-        self.num_gibbs_steps = num_gibbs_steps
-        self._check_inputs = validate_args is not False
-        super().__init__(tuple(batch_shape), (n_visible,), validate_args=False)
+        batch_shape, event_shape = self._init_params(
+            "jax", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
+        )
+        super().__init__(tuple(batch_shape), event_shape, validate_args=False)
         if validate_args is not None:
             self._validate_args = validate_args
-
-    def _with_batch_shape(self, batch_shape) -> RBM:
-        new = copy.copy(self)
-        new._batch_shape = tuple(batch_shape)
-        return new
 
     def expand(self, batch_shape) -> RBM:
         return self._expanded(batch_shape)
@@ -90,3 +69,10 @@ class RBM(RBMMethods, Distribution):
         if key is None:
             raise ValueError("RBM.sample needs a JAX PRNG key (use numpyro.handlers.seed)")
         return self._sample(key, tuple(sample_shape))
+
+
+def _as_jax(x):
+    """numpy arrays are welcome in JAX; anything else is left for the type check."""
+    if isinstance(x, np.ndarray):
+        return jnp.asarray(x)
+    return x

@@ -17,6 +17,7 @@ from ebm_ppl.inference.gibbs import (
     HIDDEN_SUFFIX,
     apply_clamps,
     block_gibbs_step,
+    check_kernel_args,
     check_no_other_factors,
     classify_sites,
     make_clamps,
@@ -71,10 +72,7 @@ class BlockGibbs(MCMCKernel):
         report_hidden: bool = False,
         num_sweeps: int = 1,
     ) -> None:
-        if not callable(model):
-            raise TypeError(f"model must be callable, got {type(model).__name__}")
-        if not isinstance(num_sweeps, int) or num_sweeps < 1:
-            raise ValueError(f"num_sweeps must be a positive int, got {num_sweeps!r}")
+        check_kernel_args(model, num_sweeps)
         self._model = model
         self.clamp = clamp
         self.report_hidden = bool(report_hidden)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
-from ebm_ppl.models.rbm import RBMMethods, check_params
+from ebm_ppl.models.rbm import RBMMethods
 
 __all__ = ["RBM"]
 
@@ -49,27 +47,12 @@ class RBM(RBMMethods, TorchDistribution):
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
     ) -> None:
-        for name, x in (
-            ("weights", weights),
-            ("visible_bias", visible_bias),
-            ("hidden_bias", hidden_bias),
-        ):
-            if not isinstance(x, torch.Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if not isinstance(num_gibbs_steps, int) or num_gibbs_steps < 1:
-            raise ValueError(f"num_gibbs_steps must be a positive int, got {num_gibbs_steps!r}")
-        batch_shape, n_visible, _ = check_params(weights, visible_bias, hidden_bias)
-        self.weights, self.visible_bias, self.hidden_bias = weights, visible_bias, hidden_bias
-        self.num_gibbs_steps = num_gibbs_steps
-        self._check_inputs = validate_args is not False
-        super().__init__(torch.Size(batch_shape), torch.Size((n_visible,)), validate_args=False)
+        batch_shape, event_shape = self._init_params(
+            "torch", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
+        )
+        super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=False)
         if validate_args is not None:
             self._validate_args = validate_args
-
-    def _with_batch_shape(self, batch_shape) -> RBM:
-        new = copy.copy(self)
-        new._batch_shape = torch.Size(batch_shape)
-        return new
 
     def expand(self, batch_shape, _instance=None) -> RBM:
         return self._expanded(batch_shape)
