@@ -80,3 +80,25 @@ def test_validate_args_false_skips_value_checks():
     d.log_prob(torch.full((2, 6), 0.5))  # no error: caller opted out
     with pytest.raises(ValueError):
         RBM(*params()).log_prob(torch.full((2, 6), 0.5))
+
+
+def module_level_model():
+    with pyro.plate("d", 3):
+        pyro.sample("v", RBM(*params()))
+
+
+def test_block_gibbs_kernel_is_picklable():
+    """Pyro's multiprocessing chains pickle the kernel."""
+    import pickle
+
+    from pyro.infer import MCMC
+
+    from ebm_ppl.pyro import BlockGibbs
+
+    kernel = BlockGibbs(module_level_model, report_hidden=True)
+    MCMC(kernel, num_samples=3, warmup_steps=1, disable_progbar=True).run()
+    clone = pickle.loads(pickle.dumps(kernel))
+    assert clone.report_hidden and set(clone.energy_sites) == {"v"}
+    mcmc = MCMC(clone, num_samples=3, warmup_steps=1, disable_progbar=True)
+    mcmc.run()
+    assert mcmc.get_samples()["v"].shape == (3, 3, 6)
