@@ -287,6 +287,56 @@ def gibbs_sweep(
     return v, h
 
 
+def tempered_log_prob(
+    weights: Array,
+    visible_bias: Array,
+    hidden_bias: Array,
+    base_logits: Array,
+    v: Array,
+    beta: float | Array,
+    logits: Array | None = None,
+) -> Array:
+    """``log f_beta(v)`` of the AIS path from a Bernoulli base to the RBM (hidden summed out):
+
+    ``(1 - beta) a0 . v + beta b . v + sum_j softplus(beta (c_j + v^T W_:j))``, i.e. the
+    base's log-density to the power ``1 - beta`` times the RBM's joint at inverse temperature
+    ``beta`` with its hidden units summed out (Salakhutdinov & Murray 2008). At ``beta = 1``
+    this is ``-F(v)``; at ``beta = 0`` it is the base plus ``F log 2``.
+    """
+    if logits is None:
+        logits = hidden_logits(weights, hidden_bias, v)
+    return (
+        (1.0 - beta) * _dot(base_logits, v)
+        + beta * _dot(visible_bias, v)
+        + ops.softplus(beta * logits).sum(-1)
+    )
+
+
+def ais_step(
+    key: Any,
+    weights: Array,
+    visible_bias: Array,
+    hidden_bias: Array,
+    base_logits: Array,
+    v: Array,
+    beta_prev: float | Array,
+    beta: float | Array,
+) -> tuple[Array, Array]:
+    """One AIS step: the log-weight increment ``log f_beta(v) - log f_beta_prev(v)`` and a
+    block-Gibbs transition that leaves ``f_beta`` invariant (``h ~ g(beta (c + v^T W))``,
+    ``v ~ g((1 - beta) a0 + beta (b + W h))``). The hidden logits of ``v`` are computed once
+    and serve both, so a step costs two matrix products. Returns ``(v_new, increment)``.
+    """
+    logits = hidden_logits(weights, hidden_bias, v)
+    delta = (beta - beta_prev) * (_dot(visible_bias, v) - _dot(base_logits, v)) + (
+        ops.softplus(beta * logits) - ops.softplus(beta_prev * logits)
+    ).sum(-1)
+    k_h, k_v = ops.split(key, 2)
+    h = ops.bernoulli(k_h, ops.sigmoid(beta * logits))
+    v_logits = (1.0 - beta) * base_logits + beta * visible_logits(weights, visible_bias, h)
+    return ops.bernoulli(k_v, ops.sigmoid(v_logits)), delta
+
+
 def gibbs_chain(
     key: Any,
     weights: Array,
@@ -440,6 +490,32 @@ class RBMMethods:
         chain at the data, and :meth:`contrast` evaluate it, without recomputing them."""
         params = tuple(ops.stop_gradient(p) for p in self.params)
         return hidden_logits(params[0], params[2], value)
+
+    # ---- annealed importance sampling (the generic AIS driver calls these) ----------------
+
+    def _check_ais_base(self, base: Any) -> None:
+        if self.weights.ndim != 2 or self.visible_bias.ndim != 1 or self.hidden_bias.ndim != 1:
+            raise ValueError("AIS needs an RBM without batch dimensions in its parameters")
+        logits = getattr(base, "logits", None)
+        if logits is None or tuple(logits.shape) != (self.n_visible,):
+            raise ValueError(
+                f"base must be a Bernoulli base over {self.n_visible} visible units, got "
+                f"logits of shape {None if logits is None else tuple(logits.shape)}"
+            )
+
+    def ais_log_z0(self, base: Any) -> Array:
+        """``log Z`` of the path's ``beta = 0`` end: the base's ``log Z`` plus ``F log 2``."""
+        self._check_ais_base(base)
+        return base.log_partition() + self.n_hidden * math.log(2.0)
+
+    def ais_step(self, key: Any, v: Array, beta_prev: Any, beta: Any, base: Any):
+        """One AIS step on the path from ``base`` to this RBM (see :func:`ais_step`)."""
+        params = tuple(ops.stop_gradient(p) for p in self.params)
+        return ais_step(key, *params, base.logits, v, beta_prev, beta)
+
+    def ais_log_f(self, v: Array, beta: Any, base: Any) -> Array:
+        """``log f_beta(v)`` on the path from ``base`` (see :func:`tempered_log_prob`)."""
+        return tempered_log_prob(*self.params, base.logits, v, beta)
 
     def unexpanded(self):
         """The same distribution with the parameters' own batch shape (undoing ``expand``)."""

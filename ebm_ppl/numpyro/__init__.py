@@ -1,10 +1,37 @@
-"""NumPyro (JAX) frontend of ebm_ppl: distributions, MCMC kernels and trainers."""
+"""NumPyro (JAX) frontend of ebm_ppl: distributions, MCMC kernels, trainers and AIS."""
 
+from ebm_ppl.inference.ais import (
+    AISResult,
+    LogLikelihood,
+    evaluate,
+    geometric_schedule,
+    linear_schedule,
+    salakhutdinov_murray_schedule,
+)
 from ebm_ppl.inference.samle import robbins_monro
+from ebm_ppl.models.base import BernoulliBase, base_rate, register_pytree, uniform_base
+from ebm_ppl.numpyro.ais import AIS
 from ebm_ppl.numpyro.distributions import RBM
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
+from ebm_ppl.numpyro.samle import SAMLE, SAMLEState
 
-__all__ = ["RBM", "BlockGibbs", "BlockGibbsState", "robbins_monro"]
-from ebm_ppl.numpyro.samle import SAMLE, SAMLEState  # noqa: E402
+register_pytree()  # BernoulliBase crosses jit boundaries in AIS
 
-__all__ += ["SAMLE", "SAMLEState"]
+__all__ = [
+    "AIS",
+    "AISResult",
+    "BernoulliBase",
+    "BlockGibbs",
+    "BlockGibbsState",
+    "LogLikelihood",
+    "RBM",
+    "SAMLE",
+    "SAMLEState",
+    "base_rate",
+    "evaluate",
+    "geometric_schedule",
+    "linear_schedule",
+    "robbins_monro",
+    "salakhutdinov_murray_schedule",
+    "uniform_base",
+]

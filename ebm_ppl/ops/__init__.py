@@ -303,6 +303,15 @@ def to_numpy(x: Array):
     return np.asarray(x)
 
 
+def zeros(shape: Sequence[int], like: Array) -> Array:
+    """Zeros of ``shape`` with the backend and dtype of ``like``."""
+    if is_torch(like):
+        import torch
+
+        return torch.zeros(tuple(shape), dtype=like.dtype, device=like.device)
+    return _jnp().zeros(tuple(shape), dtype=like.dtype)
+
+
 def zeros_like(x: Array) -> Array:
     if is_torch(x):
         import torch

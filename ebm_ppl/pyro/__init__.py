@@ -1,10 +1,33 @@
-"""Pyro (torch) frontend of ebm_ppl: distributions, MCMC kernels and trainers."""
+"""Pyro (torch) frontend of ebm_ppl: distributions, MCMC kernels, trainers and AIS."""
 
+from ebm_ppl.inference.ais import (
+    AISResult,
+    LogLikelihood,
+    evaluate,
+    geometric_schedule,
+    linear_schedule,
+    salakhutdinov_murray_schedule,
+)
 from ebm_ppl.inference.samle import robbins_monro
+from ebm_ppl.models.base import BernoulliBase, base_rate, uniform_base
+from ebm_ppl.pyro.ais import AIS
 from ebm_ppl.pyro.distributions import RBM
 from ebm_ppl.pyro.kernels import BlockGibbs
+from ebm_ppl.pyro.samle import SAMLE
 
-__all__ = ["RBM", "BlockGibbs", "robbins_monro"]
-from ebm_ppl.pyro.samle import SAMLE  # noqa: E402
-
-__all__ += ["SAMLE"]
+__all__ = [
+    "AIS",
+    "AISResult",
+    "BernoulliBase",
+    "BlockGibbs",
+    "LogLikelihood",
+    "RBM",
+    "SAMLE",
+    "base_rate",
+    "evaluate",
+    "geometric_schedule",
+    "linear_schedule",
+    "robbins_monro",
+    "salakhutdinov_murray_schedule",
+    "uniform_base",
+]

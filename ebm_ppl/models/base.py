@@ -1,0 +1,102 @@
+"""Tractable base distributions for annealed importance sampling.
+
+The base-rate model of Salakhutdinov & Murray (2008) is an RBM with zero weights: its visible
+units are independent Bernoullis, so it can be sampled exactly and its partition function is
+known in closed form. The uniform model is the special case with zero logits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ebm_ppl import ops
+
+Array = Any
+
+
+class BernoulliBase:
+    """Independent Bernoulli visible units with ``logits`` of shape ``(D,)``.
+
+    ``log_prob(v) = logits . v`` (unnormalized) and ``log_partition() = sum_i softplus(logits_i)``,
+    so that ``log_prob(v) - log_partition()`` is the exact log-probability.
+    """
+
+    def __init__(self, logits: Array) -> None:
+        if not (ops.is_torch(logits) or ops.is_jax(logits)):
+            raise TypeError(
+                f"logits must be a torch.Tensor or a JAX array, got {type(logits).__name__}"
+            )
+        if logits.ndim != 1 or logits.shape[0] == 0:
+            raise ValueError(f"logits must have shape (n_visible,), got {tuple(logits.shape)}")
+        if ops.is_concrete(logits) and not ops.all_finite(logits):
+            raise ValueError("logits contains NaN or infinite values")
+        self.logits = logits
+
+    @property
+    def n_visible(self) -> int:
+        return int(self.logits.shape[0])
+
+    def log_prob(self, value: Array) -> Array:
+        """Unnormalized ``logits . v``, shape ``value.shape[:-1]``."""
+        return (value * self.logits).sum(-1)
+
+    def log_partition(self) -> Array:
+        """Exact ``log Z = sum_i log(1 + exp(logits_i))``."""
+        return ops.softplus(self.logits).sum()
+
+    def sample(self, key: Any, shape: tuple) -> Array:
+        """Exact independent draws of shape ``shape + (D,)``."""
+        probs = ops.broadcast_to(ops.sigmoid(self.logits), tuple(shape) + (self.n_visible,))
+        return ops.bernoulli(key, probs)
+
+    def tree_flatten(self):  # a JAX pytree, so it can cross jit boundaries
+        return (self.logits,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = cls.__new__(cls)
+        obj.logits = children[0]
+        return obj
+
+
+def uniform_base(n_visible: int, like: Array) -> BernoulliBase:
+    """The uniform distribution over ``{0,1}^n_visible`` (logits 0, ``log Z = D log 2``),
+    in the backend and dtype of ``like``."""
+    if not isinstance(n_visible, int) or n_visible < 1:
+        raise ValueError(f"n_visible must be a positive int, got {n_visible!r}")
+    return BernoulliBase(ops.zeros((n_visible,), like))
+
+
+def base_rate(data: Array, pseudocount: float = 1.0) -> BernoulliBase:
+    """The base-rate model: logits = smoothed log-odds of the pixel means of ``data``.
+
+    ``p_i = (sum_n v_ni + pseudocount) / (N + 2 pseudocount)``; ``data`` is ``(N, D)`` binary
+    (torch or JAX). This is the AIS starting point of Salakhutdinov & Murray (2008).
+    """
+    if not (ops.is_torch(data) or ops.is_jax(data)):
+        raise TypeError(f"data must be a torch.Tensor or a JAX array, got {type(data).__name__}")
+    if data.ndim != 2 or data.shape[0] == 0:
+        raise ValueError(
+            f"data must have shape (n_data, n_visible) with n_data > 0, got {tuple(data.shape)}"
+        )
+    if not pseudocount > 0:
+        raise ValueError(f"pseudocount must be > 0, got {pseudocount}")
+    n = data.shape[0]
+    p = (data.sum(0) + pseudocount) / (n + 2.0 * pseudocount)
+    if ops.is_torch(data):
+        logits = (p.log() - (-p).log1p()).to(data.dtype)
+    else:
+        import jax.numpy as jnp
+
+        logits = (jnp.log(p) - jnp.log1p(-p)).astype(data.dtype)
+    return BernoulliBase(logits)
+
+
+def register_pytree() -> None:
+    """Make :class:`BernoulliBase` a JAX pytree (called by ``ebm_ppl.numpyro``)."""
+    import jax
+
+    try:
+        jax.tree_util.register_pytree_node_class(BernoulliBase)
+    except ValueError:  # already registered
+        pass

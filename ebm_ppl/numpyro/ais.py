@@ -1,0 +1,37 @@
+"""Annealed importance sampling for NumPyro energy distributions (:mod:`ebm_ppl.inference.ais`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from ebm_ppl.inference.ais import AISResult, run_ais
+
+__all__ = ["AIS"]
+
+
+def AIS(  # noqa: N802 (the public name of the algorithm)
+    target: Any,
+    base: Any = None,
+    betas: Any = None,
+    num_runs: int = 100,
+    *,
+    rng_key: jax.Array,
+    reverse_samples: jax.Array | None = None,
+    progress_bar: bool | None = None,
+) -> AISResult:
+    """Estimate ``log Z`` of ``target`` (e.g. :class:`~ebm_ppl.numpyro.RBM`) by annealed
+    importance sampling; all runs advance together in chunks of ``lax.scan``.
+
+    :param base: ``None`` (the uniform model), :func:`~ebm_ppl.numpyro.base_rate` of the
+        training data (the base-rate model) or visible logits.
+    :param betas: increasing inverse temperatures from 0 to 1 (default: the 14,501-value
+        :func:`~ebm_ppl.numpyro.salakhutdinov_murray_schedule`).
+    :param rng_key: a JAX PRNG key (required: randomness is explicit in NumPyro).
+    :param reverse_samples: ``(runs, D)`` samples of the target for reverse AIS (a bracket on
+        ``log Z``; a ``RuntimeWarning`` says when the directions disagree).
+    """
+    if rng_key is None:
+        raise ValueError("AIS needs rng_key=jax.random.PRNGKey(...)")
+    return run_ais(rng_key, target, base, betas, num_runs, reverse_samples, progress_bar)
