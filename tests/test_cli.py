@@ -51,3 +51,50 @@ def test_save_load_model_round_trip(backend, tmp_path):
         load_model(path, backend="numpy")
     with pytest.raises(TypeError, match="model"):
         save_model(tmp_path / "bad", object())
+
+
+@pytest.mark.parametrize("backend", ["numpyro", "pyro"])
+def test_evaluate_command_matches_exact(tmp_path, capsys, backend):
+    import torch
+
+    from ebm_ppl.cli import _eval_data
+    from ebm_ppl.pyro import RBM
+
+    g = torch.Generator().manual_seed(0)
+    rbm = RBM(0.3 * torch.randn(64, 10, generator=g), -0.5 * torch.ones(64), torch.zeros(10))
+    path = save_model(tmp_path / "m", rbm)
+    rc = main(
+        [
+            "evaluate",
+            str(path),
+            "--data",
+            "digits",
+            "--betas",
+            "linear:800",
+            "--reverse",
+            "--backend",
+            backend,
+            "--json",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    res = json.loads(out.strip().splitlines()[-1])
+    exact_log_z = float(rbm.log_partition())
+    assert abs(res["log_z"] - exact_log_z) <= 3 * res["log_z_stderr"] + 1e-3
+    assert abs(res["reverse_log_z"] - exact_log_z) <= 3 * res["reverse_log_z_stderr"] + 1e-3
+    _, test = _eval_data("digits", 0, None)
+    exact_ll = float((rbm.log_prob(torch.as_tensor(test)) - exact_log_z).mean())
+    assert res["test_ll"] == pytest.approx(exact_ll, abs=3 * res["log_z_stderr"] + 1e-3)
+    assert "average test log-likelihood" in out
+
+
+def test_evaluate_command_rejects_mismatched_data(tmp_path, capsys):
+    import torch
+
+    from ebm_ppl.pyro import RBM
+
+    path = save_model(tmp_path / "m", RBM(torch.zeros(5, 2), torch.zeros(5), torch.zeros(2)))
+    assert main(["evaluate", str(path), "--data", "digits", "--no-progress"]) == 2
+    assert "visible units" in capsys.readouterr().out
