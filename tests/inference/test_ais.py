@@ -205,3 +205,23 @@ def test_schedules():
         check_schedule(s)
     with pytest.raises(ValueError):
         linear_schedule(1)
+
+
+def test_annealing_path_is_exact(backend):
+    """The path's ends and increments, by enumeration: f_0 is the base (times 2^F, as
+    ``ais_log_z0`` says), f_1 is the RBM's -F(v), and ``ais_step`` adds log f_b - log f_b'."""
+    from scipy.special import logsumexp
+
+    fe = frontend(backend)
+    w, b, c = random_params(np.random.default_rng(9), 7, 4, scale=1.5)
+    d = backend.RBM(backend.array(w), backend.array(b), backend.array(c))
+    base = fe.BernoulliBase(backend.array(np.linspace(-2, 2, 7)))
+    v = backend.array(all_states(7))
+    log_f0 = backend.np(d.ais_log_f(v, 0.0, base)).astype(np.float64)
+    assert logsumexp(log_f0) == pytest.approx(float(backend.np(d.ais_log_z0(base))), rel=1e-6)
+    np.testing.assert_allclose(
+        backend.np(d.ais_log_f(v, 1.0, base)), backend.np(d.log_prob(v)), rtol=1e-5, atol=1e-5
+    )
+    _, delta = d.ais_step(backend.key(0), v, 0.3, 0.45, base)
+    expected = backend.np(d.ais_log_f(v, 0.45, base)) - backend.np(d.ais_log_f(v, 0.3, base))
+    np.testing.assert_allclose(backend.np(delta), expected, rtol=1e-4, atol=1e-4)
