@@ -226,7 +226,7 @@ def anneal(
     Returns the float64 log-weights ``(runs,)`` and the final states. A tqdm bar over the
     schedule is shown when stderr is a terminal (or as ``progress_bar`` says).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     pairs = np.stack([betas[:-1], betas[1:]], axis=1)
     num = len(pairs)

@@ -13,7 +13,7 @@ import numpy as np
 from numpyro import handlers
 from numpyro.distributions import biject_to, constraints
 from numpyro.optim import _NumPyroOptim, optax_to_numpyro
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ebm_ppl.inference.samle import (
     batch_indices,

@@ -11,7 +11,7 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.optim import PyroOptim
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ebm_ppl.inference.samle import (
     batch_indices,
