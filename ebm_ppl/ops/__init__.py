@@ -12,7 +12,6 @@ generator is stateful), so the same algorithm code serves both backends.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,8 +27,6 @@ __all__ = [
     "sigmoid",
     "softplus",
     "logsumexp",
-    "log1mexp_safe",
-    "matmul",
     "transpose",
     "where",
     "stop_gradient",
@@ -45,7 +42,10 @@ __all__ = [
     "all_finite",
     "is_binary",
     "concat",
+    "zeros",
     "zeros_like",
+    "addmm",
+    "with_analytic_grad",
 ]
 
 
@@ -115,21 +115,6 @@ def logsumexp(x: Array, axis: int = -1) -> Array:
     import jax
 
     return jax.scipy.special.logsumexp(x, axis=axis)
-
-
-def log1mexp_safe(x: Array) -> Array:
-    """``log(1 - exp(x))`` for ``x <= 0`` (used by estimators that subtract in log space)."""
-    if is_torch(x):
-        import torch
-
-        return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
-    jnp = _jnp()
-    return jnp.where(x > -math.log(2), jnp.log(-jnp.expm1(x)), jnp.log1p(-jnp.exp(x)))
-
-
-def matmul(a: Array, b: Array) -> Array:
-    """Broadcasting matrix product ``a @ b``."""
-    return a @ b
 
 
 def transpose(x: Array) -> Array:
