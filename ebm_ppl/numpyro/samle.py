@@ -103,6 +103,12 @@ class SAMLE:
         key_trace, key_chains, key_next = jax.random.split(rng_key, 3)
         tr = self._trace(key_trace, None, args, kwargs)
         validate_observed(tr)
+        params = self._read_params(tr)
+        chains = init_chains(key_chains, tr, self.config) if self.config.persistent else {}
+        return SAMLEState(self.optim.init(params), chains, key_next)
+
+    def _read_params(self, tr) -> dict:
+        """Record the constraints of the trace's param sites; their unconstrained values."""
         params = {}
         for name, site in tr.items():
             if site["type"] == "param":
@@ -111,8 +117,7 @@ class SAMLE:
                 params[name] = biject_to(constraint).inv(site["value"])
         if not params:
             raise ValueError("the model has no numpyro.param parameters to train")
-        chains = init_chains(key_chains, tr, self.config) if self.config.persistent else {}
-        return SAMLEState(self.optim.init(params), chains, key_next)
+        return params
 
     def _constrain(self, unconstrained: dict) -> dict:
         return {n: biject_to(self.constraints[n])(p) for n, p in unconstrained.items()}
@@ -215,6 +220,8 @@ class SAMLE:
                     # check the epoch's data eagerly (inside jit values cannot be inspected)
                     tr = self._trace(jax.random.PRNGKey(0), None, (x,) + args, kwargs)
                     validate_observed(tr)
+                    if not self.constraints:  # a state made by another trainer instance
+                        self._read_params(tr)
                     checked = True
                 idx = batch_indices(n, batch_size, seed, epoch, shuffle)
                 start = done - epoch * steps_per_epoch

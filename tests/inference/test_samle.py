@@ -257,6 +257,10 @@ def test_resume_from_checkpoint_is_exact(backend, tmp_path):
     resumed = t2.run(key, x, num_epochs=2, batch_size=25, progress_bar=False, init_state=restored)
     assert int(resumed.optim_state[0]) == 8
     np.testing.assert_array_equal(t2.get_params(resumed)["W"], straight["W"])
+    # a state handed to a fresh trainer (e.g. one with more Gibbs steps) continues as well
+    t3 = make()
+    handed = t3.run(key, x, num_epochs=2, batch_size=25, progress_bar=False, init_state=half)
+    np.testing.assert_array_equal(t3.get_params(handed)["W"], straight["W"])
 
 
 def test_bad_training_input(backend):
