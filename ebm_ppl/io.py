@@ -775,7 +775,10 @@ def unflatten_state(
 # trained models
 # --------------------------------------------------------------------------------------
 
-_MODEL_PARAMS = {"RBM": ("weights", "visible_bias", "hidden_bias")}
+_MODEL_PARAMS = {
+    "RBM": ("weights", "visible_bias", "hidden_bias"),
+    "GaussianRBM": ("weights", "visible_bias", "hidden_bias", "sigma"),
+}
 
 
 def save_model(path: str | os.PathLike, model: Any, **extra_config: Any) -> Path:

@@ -18,17 +18,19 @@ class Backend:
         if name == "torch":
             import torch
 
-            from ebm_ppl.pyro import RBM
+            from ebm_ppl.pyro import RBM, GaussianRBM
 
             self.torch = torch
             self.RBM = RBM
+            self.GaussianRBM = GaussianRBM
         else:
             import jax
 
-            from ebm_ppl.numpyro import RBM
+            from ebm_ppl.numpyro import RBM, GaussianRBM
 
             self.jax = jax
             self.RBM = RBM
+            self.GaussianRBM = GaussianRBM
 
     def __repr__(self) -> str:
         return self.name
@@ -132,3 +134,38 @@ def _fresh_pyro_param_store():
     pyro.clear_param_store()
     yield
     pyro.clear_param_store()
+
+
+# ---- Gaussian-Bernoulli RBM oracles ----
+
+
+def gparams(rng, d, f, scale=0.8):
+    w = (scale * rng.standard_normal((d, f))).astype(np.float32)
+    b = rng.standard_normal(d).astype(np.float32)
+    c = (0.5 * rng.standard_normal(f)).astype(np.float32)
+    s = rng.uniform(0.5, 1.5, d).astype(np.float32)
+    return w, b, c, s
+
+
+def hidden_states(f):
+    """All 2**f hidden states, float64 rows."""
+    return all_states(f).astype(np.float64)
+
+
+def exact_mixture(w, b, c, s):
+    """(p(h) over all h, E[v|h] per h) of the Gaussian RBM, float64."""
+    w, b, c, s = (np.asarray(a, np.float64) for a in (w, b, c, s))
+    hs = hidden_states(w.shape[1])
+    t = hs @ w.T  # (S, D)
+    log_ph = hs @ c + (b * t / s + t**2 / 2).sum(1)
+    ph = np.exp(log_ph - log_ph.max())
+    return ph / ph.sum(), b + s * t
+
+
+def exact_log_z_gaussian(w, b, c, s):
+    w, b, c, s = (np.asarray(a, np.float64) for a in (w, b, c, s))
+    hs = hidden_states(w.shape[1])
+    t = hs @ w.T
+    terms = hs @ c + (b * t / s + t**2 / 2).sum(1) + np.log(np.sqrt(2 * np.pi) * s).sum()
+    m = terms.max()
+    return m + np.log(np.exp(terms - m).sum())

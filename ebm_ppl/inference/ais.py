@@ -9,9 +9,10 @@ stochastic lower bound in ``log Z`` (Jensen). **Reverse AIS** starts from sample
 target and anneals to the base; ``E[w_rev] = Z_0 / Z_target`` gives an estimate that tends
 to lie above ``log Z``, so the two bracket it.
 
-The target supplies the path: ``ais_log_z0(base)``, ``ais_step(key, v, beta_prev, beta,
-base) -> (v, increment)`` and ``ais_log_f(v, beta, base)`` (the RBM family implements them;
-later models plug in the same way). All runs advance as one batch: a Python loop over the
+The target supplies the path: ``ais_base(base)`` (its default base, or the user's checked),
+``ais_log_z0(base)``, ``ais_step(key, v, beta_prev, beta, base) -> (v, increment)`` and
+``ais_log_f(v, beta, base)``; the RBM family implements them (binary, Gaussian, ...) and
+later models plug in the same way. All runs advance as one batch: a Python loop over the
 schedule in torch, chunks of ``lax.scan`` in JAX; log-weights are summed per chunk and
 accumulated in float64.
 """
@@ -276,21 +277,10 @@ def run_ais(
 
     ``key`` is a JAX key for JAX targets and ``None`` / a ``torch.Generator`` for torch.
     """
-    from ebm_ppl.models.base import BernoulliBase, uniform_base
-
     if not isinstance(num_runs, int) or isinstance(num_runs, bool) or num_runs < 1:
         raise ValueError(f"num_runs must be a positive int, got {num_runs!r}")
     betas = salakhutdinov_murray_schedule() if betas is None else check_schedule(betas)
-    if base is None:
-        base = uniform_base(target.n_visible, target.weights)
-    elif not isinstance(base, BernoulliBase):
-        if ops.is_torch(base) or ops.is_jax(base):
-            base = BernoulliBase(base)
-        else:
-            raise TypeError(
-                "base must be None (uniform), a BernoulliBase (e.g. base_rate(train_data)) or "
-                f"an array of visible logits, got {type(base).__name__}"
-            )
+    base = target.ais_base(base)
     log_z0 = float(target.ais_log_z0(base))
     k_init, k_fwd, k_rev = ops.split(key, 3)
     v0 = base.sample(k_init, (num_runs,))

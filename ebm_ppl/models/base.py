@@ -7,6 +7,7 @@ known in closed form. The uniform model is the special case with zero logits.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ebm_ppl import ops
@@ -92,11 +93,74 @@ def base_rate(data: Array, pseudocount: float = 1.0) -> BernoulliBase:
     return BernoulliBase(logits)
 
 
+class GaussianBase:
+    """Independent Gaussian visible units ``N(mean, std^2)``, shapes ``(D,)``: the tractable
+    end of the AIS path for real-valued models (``log Z`` exact, exact samples)."""
+
+    def __init__(self, mean: Array, std: Array) -> None:
+        for name, x in (("mean", mean), ("std", std)):
+            if not (ops.is_torch(x) or ops.is_jax(x)):
+                raise TypeError(f"{name} must be a torch.Tensor or a JAX array")
+            if x.ndim != 1 or x.shape[0] == 0:
+                raise ValueError(f"{name} must have shape (n_visible,), got {tuple(x.shape)}")
+        if mean.shape != std.shape:
+            raise ValueError(f"mean {tuple(mean.shape)} and std {tuple(std.shape)} differ")
+        for name, x in (("mean", mean), ("std", std)):
+            if ops.is_concrete(x) and not ops.all_finite(x):
+                raise ValueError(f"{name} contains NaN or infinite values")
+        if ops.is_concrete(std) and not bool((std > 0).all()):
+            raise ValueError("std must be > 0")
+        self.mean, self.std = mean, std
+
+    @property
+    def n_visible(self) -> int:
+        return int(self.mean.shape[0])
+
+    def log_prob(self, value: Array) -> Array:
+        """Unnormalized ``-sum_i (v_i - mean_i)^2 / (2 std_i^2)``, shape ``value.shape[:-1]``."""
+        return -(((value - self.mean) / self.std) ** 2).sum(-1) / 2.0
+
+    def log_partition(self) -> Array:
+        """``sum_i log(sqrt(2 pi) std_i)``."""
+        return ops.log(self.std).sum() + self.n_visible * 0.5 * math.log(2.0 * math.pi)
+
+    def sample(self, key: Any, shape: tuple) -> Array:
+        """Exact draws of shape ``shape + (D,)``."""
+        z = ops.normal(key, tuple(shape) + (self.n_visible,), self.mean)
+        return self.mean + self.std * z
+
+    def tree_flatten(self):
+        return (self.mean, self.std), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = cls.__new__(cls)
+        obj.mean, obj.std = children
+        return obj
+
+
+def gaussian_base(data: Array, min_std: float = 1e-2) -> GaussianBase:
+    """An AIS base fitted to ``data`` ``(N, D)``: per-unit mean and standard deviation
+    (floored at ``min_std``, so constant pixels stay proper)."""
+    if not (ops.is_torch(data) or ops.is_jax(data)):
+        raise TypeError(f"data must be a torch.Tensor or a JAX array, got {type(data).__name__}")
+    if data.ndim != 2 or data.shape[0] < 2:
+        raise ValueError(
+            f"data must have shape (n_data, n_visible) with n_data >= 2, got {tuple(data.shape)}"
+        )
+    if not min_std > 0:
+        raise ValueError(f"min_std must be > 0, got {min_std}")
+    mean = data.mean(0)
+    std = ((data - mean) ** 2).mean(0) ** 0.5
+    return GaussianBase(mean, ops.where(std > min_std, std, ops.zeros_like(std) + min_std))
+
+
 def register_pytree() -> None:
-    """Make :class:`BernoulliBase` a JAX pytree (called by ``ebm_ppl.numpyro``)."""
+    """Make the base classes JAX pytrees (called by ``ebm_ppl.numpyro``)."""
     import jax
 
-    try:
-        jax.tree_util.register_pytree_node_class(BernoulliBase)
-    except ValueError:  # already registered
-        pass
+    for cls in (BernoulliBase, GaussianBase):
+        try:
+            jax.tree_util.register_pytree_node_class(cls)
+        except ValueError:  # already registered
+            pass

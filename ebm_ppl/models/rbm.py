@@ -19,11 +19,11 @@ NumPyro. :class:`RBMMethods` gives both PPL frontends the same methods on top of
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
+from ebm_ppl.models.family import EnergyMethods, check_backend, temperature
 
 Array = Any
 
@@ -308,7 +308,7 @@ def tempered_log_prob(
     return (
         (1.0 - beta) * _dot(base_logits, v)
         + beta * _dot(visible_bias, v)
-        + ops.softplus(beta * logits).sum(-1)
+        + ops.softplus(temperature(beta) * logits).sum(-1)
     )
 
 
@@ -369,13 +369,15 @@ def initial_visible(key: Any, visible_bias: Array, shape: tuple) -> Array:
     return ops.bernoulli(key, probs)
 
 
-class RBMMethods:
+class RBMMethods(EnergyMethods):
     """The RBM math as distribution methods, shared by the Pyro and NumPyro classes.
 
     A subclass sets ``weights``, ``visible_bias``, ``hidden_bias`` (stored in the shapes the
     user gave; the distribution's ``batch_shape`` may be larger after ``expand``, and
     results are broadcast to it) and ``num_gibbs_steps``.
     """
+
+    _event_dims = {"weights": 2, "visible_bias": 1, "hidden_bias": 1}
 
     weights: Array
     visible_bias: Array
@@ -392,14 +394,10 @@ class RBMMethods:
         validate_args: bool | None,
     ) -> tuple[tuple, tuple]:
         """Check and store the parameters; return ``(batch_shape, event_shape)``."""
-        for name, x in (
-            ("weights", weights),
-            ("visible_bias", visible_bias),
-            ("hidden_bias", hidden_bias),
-        ):
-            if ops.is_torch(x) != (backend == "torch") or not (ops.is_torch(x) or ops.is_jax(x)):
-                kind = "a torch.Tensor" if backend == "torch" else "a JAX array"
-                raise TypeError(f"{name} must be {kind}, got {type(x).__name__}")
+        check_backend(
+            backend,
+            {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias},
+        )
         if not isinstance(num_gibbs_steps, int) or num_gibbs_steps < 1:
             raise ValueError(f"num_gibbs_steps must be a positive int, got {num_gibbs_steps!r}")
         batch_shape, n_visible, _ = check_params(weights, visible_bias, hidden_bias)
@@ -408,11 +406,6 @@ class RBMMethods:
         self._check_inputs = validate_args is not False
         return batch_shape, (n_visible,)
 
-    def _with_batch_shape(self, batch_shape: tuple):
-        new = copy.copy(self)
-        new._batch_shape = type(self._batch_shape)(batch_shape)
-        return new
-
     @property
     def n_visible(self) -> int:
         return int(self.weights.shape[-2])
@@ -420,15 +413,6 @@ class RBMMethods:
     @property
     def n_hidden(self) -> int:
         return int(self.weights.shape[-1])
-
-    @property
-    def params(self) -> tuple:
-        """``(weights, visible_bias, hidden_bias)`` in their stored shapes."""
-        return (self.weights, self.visible_bias, self.hidden_bias)
-
-    def _out(self, x: Array, value: Array) -> Array:
-        shape = ops.broadcast_shapes(tuple(value.shape[:-1]), tuple(self.batch_shape))
-        return ops.broadcast_to(x, shape)
 
     def _check_value(self, value: Array, name: str = "value") -> None:
         if getattr(self, "_check_inputs", True):
@@ -448,20 +432,6 @@ class RBMMethods:
     def log_prob_unchecked(self, value: Array) -> Array:
         """:meth:`log_prob` without input checks (for hot loops on validated data)."""
         return self._out(-free_energy(*self.params, value), value)
-
-    def _expanded(self, batch_shape: tuple):
-        """Native ``expand``: a copy with a larger batch shape; parameters are not copied."""
-        batch_shape = tuple(batch_shape)
-        try:
-            ok = ops.broadcast_shapes(batch_shape, tuple(self.batch_shape)) == batch_shape
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"cannot expand a distribution of batch shape {tuple(self.batch_shape)} "
-                f"to batch shape {batch_shape}"
-            )
-        return self._with_batch_shape(batch_shape)
 
     def contrast(
         self, data: Array, samples: Array, w_data: float, w_model: float, cache: Array | None = None
@@ -517,14 +487,30 @@ class RBMMethods:
         """``log f_beta(v)`` on the path from ``base`` (see :func:`tempered_log_prob`)."""
         return tempered_log_prob(*self.params, base.logits, v, beta)
 
-    def unexpanded(self):
-        """The same distribution with the parameters' own batch shape (undoing ``expand``)."""
-        return self._with_batch_shape(
-            ops.broadcast_shapes(
-                tuple(self.weights.shape[:-2]),
-                tuple(self.visible_bias.shape[:-1]),
-                tuple(self.hidden_bias.shape[:-1]),
-            )
+    def tempered_transition(self, key: Any, v: Array, beta: Any, base: Any) -> Array:
+        """One block-Gibbs sweep leaving ``f_beta`` of the AIS path invariant; ``beta`` is a
+        float or one inverse temperature per replica (broadcasting against ``v.shape[:-1]``).
+        """
+        w, b, c = (ops.stop_gradient(p) for p in self.params)
+        t = temperature(beta)
+        k_h, k_v = ops.split(key, 2)
+        h = ops.bernoulli(k_h, ops.sigmoid(t * hidden_logits(w, c, v)))
+        v_logits = (1.0 - t) * base.logits + t * visible_logits(w, b, h)
+        return ops.bernoulli(k_v, ops.sigmoid(v_logits))
+
+    def ais_base(self, base: Any) -> Any:
+        """The AIS base: ``None`` -> the uniform model; visible logits -> a Bernoulli base."""
+        from ebm_ppl.models.base import BernoulliBase, uniform_base
+
+        if base is None:
+            return uniform_base(self.n_visible, self.weights)
+        if isinstance(base, BernoulliBase):
+            return base
+        if ops.is_torch(base) or ops.is_jax(base):
+            return BernoulliBase(base)
+        raise TypeError(
+            "base must be None (uniform), a BernoulliBase (e.g. base_rate(train_data)) or "
+            f"an array of visible logits, got {type(base).__name__}"
         )
 
     def free_energy(self, value: Array) -> Array:

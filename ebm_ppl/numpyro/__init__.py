@@ -9,19 +9,28 @@ from ebm_ppl.inference.ais import (
     salakhutdinov_murray_schedule,
 )
 from ebm_ppl.inference.samle import robbins_monro
-from ebm_ppl.models.base import BernoulliBase, base_rate, register_pytree, uniform_base
+from ebm_ppl.models.base import (
+    BernoulliBase,
+    GaussianBase,
+    base_rate,
+    gaussian_base,
+    register_pytree,
+    uniform_base,
+)
 from ebm_ppl.numpyro.ais import AIS
-from ebm_ppl.numpyro.distributions import RBM
+from ebm_ppl.numpyro.distributions import RBM, GaussianRBM
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
 from ebm_ppl.numpyro.samle import SAMLE, SAMLEState
 
-register_pytree()  # BernoulliBase crosses jit boundaries in AIS
+register_pytree()  # the AIS bases cross jit boundaries in AIS
 
 __all__ = [
     "AIS",
     "AISResult",
     "BernoulliBase",
     "BlockGibbs",
+    "GaussianBase",
+    "GaussianRBM",
     "BlockGibbsState",
     "LogLikelihood",
     "RBM",
@@ -29,6 +38,7 @@ __all__ = [
     "SAMLEState",
     "base_rate",
     "evaluate",
+    "gaussian_base",
     "geometric_schedule",
     "linear_schedule",
     "robbins_monro",

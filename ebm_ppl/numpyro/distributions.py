@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution, constraints
 
+from ebm_ppl.models.gaussian_rbm import GaussianRBMMethods
 from ebm_ppl.models.rbm import RBMMethods
 
-__all__ = ["RBM"]
+__all__ = ["GaussianRBM", "RBM"]
 
 
 class RBM(RBMMethods, Distribution):
@@ -68,6 +69,69 @@ class RBM(RBMMethods, Distribution):
         """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps from ``key``."""
         if key is None:
             raise ValueError("RBM.sample needs a JAX PRNG key (use numpyro.handlers.seed)")
+        return self._sample(key, tuple(sample_shape))
+
+
+class GaussianRBM(GaussianRBMMethods, Distribution):
+    r"""Gaussian-Bernoulli RBM over real-valued visible units (eq. 11-14).
+
+    ``GaussianRBM(weights, visible_bias, hidden_bias, sigma=1.0)`` with ``weights``
+    ``(..., D, F)``, ``visible_bias`` ``(..., D)``, ``hidden_bias`` ``(..., F)`` and ``sigma``
+    (the visible standard deviations) a float or an array ``(..., D)`` / ``(..., 1)``. Fix
+    ``sigma`` (common practice, with standardized data) or learn it with
+    ``numpyro.param("sigma", ..., constraint=constraints.positive)`` (optimized on the log
+    scale).
+
+    ``log_prob(v)`` is the **unnormalized** ``-F(v)`` (hidden units summed out);
+    ``log_partition()`` is exact for at most 20 hidden units. ``sample(key)`` runs
+    ``num_gibbs_steps`` block-Gibbs sweeps (one ``lax.scan``) from ``N(b, sigma^2)``. A
+    jit-safe pytree with a native, lazy ``expand``.
+    """
+
+    arg_constraints = {
+        "weights": constraints.real,
+        "visible_bias": constraints.real_vector,
+        "hidden_bias": constraints.real_vector,
+        "sigma": constraints.positive,
+    }
+    support = constraints.real_vector
+    has_enumerate_support = False
+    reparametrized_params: list = []
+    pytree_data_fields = ("weights", "visible_bias", "hidden_bias", "sigma")
+    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs")
+
+    def __init__(
+        self,
+        weights,
+        visible_bias,
+        hidden_bias,
+        sigma=1.0,
+        num_gibbs_steps: int = 100,
+        validate_args: bool | None = None,
+    ) -> None:
+        weights, visible_bias, hidden_bias = (
+            _as_jax(a) for a in (weights, visible_bias, hidden_bias)
+        )
+        batch_shape, event_shape = self._init_params(
+            "jax",
+            weights,
+            visible_bias,
+            hidden_bias,
+            _as_jax(sigma),
+            num_gibbs_steps,
+            validate_args,
+        )
+        super().__init__(tuple(batch_shape), event_shape, validate_args=False)
+        if validate_args is not None:
+            self._validate_args = validate_args
+
+    def expand(self, batch_shape) -> GaussianRBM:
+        return self._expanded(batch_shape)
+
+    def sample(self, key, sample_shape=()) -> jax.Array:
+        """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps from ``key``."""
+        if key is None:
+            raise ValueError("GaussianRBM.sample needs a JAX PRNG key (use numpyro.handlers.seed)")
         return self._sample(key, tuple(sample_shape))
 
 

@@ -31,6 +31,8 @@ __all__ = [
     "where",
     "stop_gradient",
     "uniform",
+    "normal",
+    "log",
     "bernoulli",
     "split",
     "binary_states",
@@ -205,6 +207,22 @@ def uniform(key: Key, shape: Sequence[int], like: Array) -> Array:
     import jax
 
     return jax.random.uniform(key, tuple(shape), dtype=like.dtype)
+
+
+def normal(key: Key, shape: Sequence[int], like: Array) -> Array:
+    """Standard normal draws of ``shape`` with the dtype (and device) of ``like``."""
+    if is_torch(like):
+        import torch
+
+        return torch.randn(tuple(shape), generator=key, dtype=like.dtype, device=like.device)
+    import jax
+
+    return jax.random.normal(key, tuple(shape), dtype=like.dtype)
+
+
+def log(x: Array) -> Array:
+    """Elementwise natural logarithm."""
+    return x.log() if is_torch(x) else _jnp().log(x)
 
 
 def bernoulli(key: Key, probs: Array) -> Array:

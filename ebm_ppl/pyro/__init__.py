@@ -9,9 +9,15 @@ from ebm_ppl.inference.ais import (
     salakhutdinov_murray_schedule,
 )
 from ebm_ppl.inference.samle import robbins_monro
-from ebm_ppl.models.base import BernoulliBase, base_rate, uniform_base
+from ebm_ppl.models.base import (
+    BernoulliBase,
+    GaussianBase,
+    base_rate,
+    gaussian_base,
+    uniform_base,
+)
 from ebm_ppl.pyro.ais import AIS
-from ebm_ppl.pyro.distributions import RBM
+from ebm_ppl.pyro.distributions import RBM, GaussianRBM
 from ebm_ppl.pyro.kernels import BlockGibbs
 from ebm_ppl.pyro.samle import SAMLE
 
@@ -20,11 +26,14 @@ __all__ = [
     "AISResult",
     "BernoulliBase",
     "BlockGibbs",
+    "GaussianBase",
+    "GaussianRBM",
     "LogLikelihood",
     "RBM",
     "SAMLE",
     "base_rate",
     "evaluate",
+    "gaussian_base",
     "geometric_schedule",
     "linear_schedule",
     "robbins_monro",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from ebm_ppl.models.gaussian_rbm import GaussianRBMMethods
 from ebm_ppl.models.rbm import RBMMethods
 
-__all__ = ["RBM"]
+__all__ = ["GaussianRBM", "RBM"]
 
 
 class RBM(RBMMethods, TorchDistribution):
@@ -55,6 +56,57 @@ class RBM(RBMMethods, TorchDistribution):
             self._validate_args = validate_args
 
     def expand(self, batch_shape, _instance=None) -> RBM:
+        return self._expanded(batch_shape)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps (torch global RNG)."""
+        with torch.no_grad():
+            return self._sample(None, tuple(sample_shape))
+
+
+class GaussianRBM(GaussianRBMMethods, TorchDistribution):
+    r"""Gaussian-Bernoulli RBM over real-valued visible units (eq. 11-14).
+
+    ``GaussianRBM(weights, visible_bias, hidden_bias, sigma=1.0)`` with ``weights``
+    ``(..., D, F)``, ``visible_bias`` ``(..., D)``, ``hidden_bias`` ``(..., F)`` and ``sigma``
+    (the visible standard deviations) a float or an array ``(..., D)`` / ``(..., 1)``. Fix
+    ``sigma`` (common practice, with standardized data) or learn it with
+    ``pyro.param("sigma", ..., constraint=constraints.positive)``, which Pyro optimizes on the
+    log scale.
+
+    ``log_prob(v)`` is the **unnormalized** ``-F(v)`` (hidden units summed out);
+    ``log_partition()`` is exact for at most 20 hidden units (the integral over ``v`` is
+    Gaussian). ``sample()`` runs ``num_gibbs_steps`` block-Gibbs sweeps from ``N(b, sigma^2)``
+    (torch's global RNG). ``expand`` is native and lazy.
+    """
+
+    arg_constraints = {
+        "weights": constraints.real,
+        "visible_bias": constraints.real_vector,
+        "hidden_bias": constraints.real_vector,
+        "sigma": constraints.positive,
+    }
+    support = constraints.real_vector
+    has_rsample = False
+    has_enumerate_support = False
+
+    def __init__(
+        self,
+        weights: torch.Tensor,
+        visible_bias: torch.Tensor,
+        hidden_bias: torch.Tensor,
+        sigma: torch.Tensor | float = 1.0,
+        num_gibbs_steps: int = 100,
+        validate_args: bool | None = None,
+    ) -> None:
+        batch_shape, event_shape = self._init_params(
+            "torch", weights, visible_bias, hidden_bias, sigma, num_gibbs_steps, validate_args
+        )
+        super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=False)
+        if validate_args is not None:
+            self._validate_args = validate_args
+
+    def expand(self, batch_shape, _instance=None) -> GaussianRBM:
         return self._expanded(batch_shape)
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:

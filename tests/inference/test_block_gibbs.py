@@ -11,18 +11,21 @@ def run_mcmc(backend, w, b, c, *, plate=1, num_samples=1, warmup=60, num_chains=
     """Sample site 'v' of a model with an RBM under a plate of ``plate`` independent chains."""
     seed = kw.pop("seed", 0)
     chain_method = kw.pop("chain_method", "sequential")
+    make = kw.pop("make", None)  # frontend module, arrays -> distribution
     if backend.name == "torch":
         import pyro
         import torch
         from pyro.infer import MCMC
 
+        import ebm_ppl.pyro as frontend
         from ebm_ppl.pyro import RBM, BlockGibbs
 
         W, B, C = (torch.as_tensor(a) for a in (w, b, c))
+        dist = RBM(W, B, C) if make is None else make(frontend, torch.as_tensor)
 
         def model():
             with pyro.plate("chains", plate):
-                pyro.sample("v", RBM(W, B, C))
+                pyro.sample("v", dist)
 
         mcmc = MCMC(
             BlockGibbs(model, **kw),
@@ -39,13 +42,15 @@ def run_mcmc(backend, w, b, c, *, plate=1, num_samples=1, warmup=60, num_chains=
     import numpyro
     from numpyro.infer import MCMC
 
+    import ebm_ppl.numpyro as frontend
     from ebm_ppl.numpyro import RBM, BlockGibbs
 
     W, B, C = (jnp.asarray(a) for a in (w, b, c))
+    dist = RBM(W, B, C) if make is None else make(frontend, jnp.asarray)
 
     def model():
         with numpyro.plate("chains", plate):
-            numpyro.sample("v", RBM(W, B, C))
+            numpyro.sample("v", dist)
 
     mcmc = MCMC(
         BlockGibbs(model, **kw),
@@ -68,6 +73,28 @@ def test_independent_chains_match_exact_marginal(backend, seed):
     v = out["v"][0, -1]  # last draw of each independent chain
     counts = np.bincount(state_index(v), minlength=16)
     assert chi2_pvalue(counts, exact_visible_probs(w, b, c)) > 1e-3
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gaussian_rbm_chains_match_exact_moments(backend, seed):
+    """GaussianRBM under MCMC: 3000 independent chains, moments of the exact mixture."""
+    from conftest import exact_mixture, gparams, hidden_states
+
+    w, b, c, s = gparams(np.random.default_rng(200 + seed), 3, 4, scale=0.6)
+
+    def make(frontend, arr):
+        return frontend.GaussianRBM(arr(w), arr(b), arr(c), arr(s))
+
+    backend.key(seed)
+    out = run_mcmc(backend, w, b, c, plate=3000, seed=seed, make=make, report_hidden=True)
+    v, h = out["v"][0, -1], out["v_hidden"][0, -1]
+    ph, means = exact_mixture(w, b, c, s)
+    mu = ph @ means
+    sd = np.sqrt(ph @ (means**2) + s.astype(np.float64) ** 2 - mu**2)
+    np.testing.assert_array_less(np.abs(v.mean(0) - mu), 5 * sd / np.sqrt(3000))
+    # hidden marginals p(h_j = 1) from the exact p(h)
+    p1 = ph @ hidden_states(4)
+    np.testing.assert_array_less(np.abs(h.mean(0) - p1), 5 * np.sqrt(p1 * (1 - p1) / 3000))
 
 
 def test_single_long_chain_thinned(backend):

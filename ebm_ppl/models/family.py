@@ -1,0 +1,293 @@
+"""What every RBM-family distribution shares, written once for torch and JAX.
+
+The RBM family (Salakhutdinov 2015, section 2) pairs a layer of binary hidden units ``h``
+with visible units of some exponential-family type. Every member has an energy of the form
+
+    ``E(v, h) = -V(v) - h . u(v)``,    ``u(v) = a + (input of v to the hidden layer)``
+
+where ``V`` collects the terms that do not involve ``h`` and ``u`` is affine in the visible
+sufficient statistics. Summing the hidden units out gives the free energy
+
+    ``F(v) = -V(v) - sum_j softplus(u_j(v))``                                  (eq. 5, 12, 17)
+
+so ``p(h_j = 1 | v) = g(u_j(v))`` always, and only the visible conditional differs between
+members (Bernoulli, Gaussian, multinomial, categorical). :class:`EnergyMethods` holds the
+shape plumbing of our distributions (lazy ``expand``), and :class:`HarmoniumMethods` the
+math common to the family: unnormalized ``log_prob``, exact ``log Z`` by enumerating the
+hidden layer, block-Gibbs transitions, and the annealing path used by AIS and parallel
+tempering. A member supplies four hooks (``_hidden_input``, ``_visible_term``,
+``_log_visible_sum``, ``_sample_visible``) plus its input checks.
+
+The annealing path from a tractable ``base`` over ``v`` (independent of ``h``) to the model is
+
+    ``log f_beta(v) = (1 - beta) log base(v) + beta V(v) + sum_j softplus(beta u_j(v))``
+
+i.e. ``base(v)^(1 - beta) * sum_h exp(-beta E(v, h))``, whose ``beta = 0`` end has
+``Z_0 = Z_base 2^F`` (Salakhutdinov & Murray 2008). ``beta`` is a float or an array that
+broadcasts against the state's batch shape ``v.shape[:-1]`` (one temperature per replica).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from ebm_ppl import ops
+
+Array = Any
+
+#: Largest hidden layer that :meth:`HarmoniumMethods.log_partition` enumerates.
+MAX_ENUMERATE_UNITS = 20
+
+
+def temperature(beta: Any) -> Any:
+    """``beta`` ready to multiply a ``(..., units)`` array: arrays get a trailing axis."""
+    if ops.is_torch(beta) or ops.is_jax(beta):
+        return beta[..., None]
+    return beta
+
+
+class EnergyMethods:
+    """Shape plumbing shared by our energy distributions.
+
+    A subclass lists its parameters in ``_event_dims`` (name -> number of trailing event
+    dimensions of that parameter); leading dimensions are batch dimensions. The
+    distribution's ``batch_shape`` may be larger than the parameters' after a lazy
+    ``expand``; results are broadcast to it.
+    """
+
+    _event_dims: dict[str, int] = {}
+
+    @property
+    def params(self) -> tuple:
+        """The parameters, in ``_event_dims`` order and the shapes the user gave."""
+        return tuple(getattr(self, n) for n in self._event_dims)
+
+    def _with_batch_shape(self, batch_shape: tuple):
+        new = copy.copy(self)
+        new._batch_shape = type(self._batch_shape)(batch_shape)
+        return new
+
+    def _expanded(self, batch_shape: tuple):
+        """Native ``expand``: a copy with a larger batch shape; parameters are not copied."""
+        batch_shape = tuple(batch_shape)
+        try:
+            ok = ops.broadcast_shapes(batch_shape, tuple(self.batch_shape)) == batch_shape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"cannot expand a distribution of batch shape {tuple(self.batch_shape)} "
+                f"to batch shape {batch_shape}"
+            )
+        return self._with_batch_shape(batch_shape)
+
+    def unexpanded(self):
+        """The same distribution with the parameters' own batch shape (undoing ``expand``)."""
+        shapes = [
+            tuple(getattr(self, n).shape[: getattr(self, n).ndim - k])
+            for n, k in self._event_dims.items()
+        ]
+        return self._with_batch_shape(ops.broadcast_shapes(*shapes))
+
+    def _out(self, x: Array, value: Array) -> Array:
+        shape = ops.broadcast_shapes(tuple(value.shape[:-1]), tuple(self.batch_shape))
+        return ops.broadcast_to(x, shape)
+
+
+def check_backend(backend: str, named: dict[str, Any]) -> None:
+    """``TypeError`` unless every value is an array of ``backend`` ("torch" or "jax")."""
+    for name, x in named.items():
+        if ops.is_torch(x) != (backend == "torch") or not (ops.is_torch(x) or ops.is_jax(x)):
+            kind = "a torch.Tensor" if backend == "torch" else "a JAX array"
+            raise TypeError(f"{name} must be {kind}, got {type(x).__name__}")
+
+
+def check_finite_float(named: dict[str, Any]) -> None:
+    """``TypeError`` for non-floating arrays, ``ValueError`` for NaN/inf (concrete arrays)."""
+    for name, x in named.items():
+        floating = x.is_floating_point() if ops.is_torch(x) else _jax_floating(x)
+        if not floating:
+            raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
+        if ops.is_concrete(x) and not ops.all_finite(x):
+            raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def _jax_floating(x: Array) -> bool:
+    import jax.numpy as jnp
+
+    return bool(jnp.issubdtype(x.dtype, jnp.floating))
+
+
+def check_num_gibbs_steps(num_gibbs_steps: Any) -> None:
+    if not isinstance(num_gibbs_steps, int) or num_gibbs_steps < 1:
+        raise ValueError(f"num_gibbs_steps must be a positive int, got {num_gibbs_steps!r}")
+
+
+class HarmoniumMethods(EnergyMethods):
+    """Distribution methods of an RBM-family member with binary hidden units.
+
+    Hooks a member implements (``p`` is the parameter tuple, possibly gradient-stopped):
+
+    * ``_hidden_input(p, v)``: ``u(v)``, the hidden logits, shape ``(..., F)``;
+    * ``_visible_term(p, v)``: ``V(v)``, shape ``(...)``;
+    * ``_log_visible_sum(p, h)``: ``log sum_v exp(-E(v, h))`` (a sum or an integral) for a
+      batch of hidden states ``h`` of shape ``(S, F)``, shape ``(..., S)``;
+    * ``_sample_visible(key, p, h, beta, base)``: a draw from the visible conditional of
+      ``base(v)^(1 - beta) exp(-beta E(v, h))`` (``base=None``, ``beta=1``: the model's own
+      conditional), shape of the batch of ``h`` plus the event shape;
+    * ``_visible_mean(p, h)``: ``E[v | h]`` (for the reconstruction monitor);
+    * ``_check_value(value, name)``, ``init_chain(key, shape)`` and ``ais_base(base)``.
+    """
+
+    num_gibbs_steps: int
+
+    @property
+    def n_hidden(self) -> int:
+        return int(self.params[0].shape[-1])
+
+    # ---- densities --------------------------------------------------------------------
+
+    def log_prob(self, value: Array) -> Array:
+        """Unnormalized log-density ``-F(v)`` (hidden units summed out; add
+        ``-log_partition()`` to normalize), shape ``broadcast(value.shape[:-1], batch_shape)``.
+        """
+        self._check_value(value)
+        return self.log_prob_unchecked(value)
+
+    def log_prob_unchecked(self, value: Array) -> Array:
+        """:meth:`log_prob` without input checks (for hot loops on validated data)."""
+        p = self.params
+        lp = self._visible_term(p, value) + ops.softplus(self._hidden_input(p, value)).sum(-1)
+        return self._out(lp, value)
+
+    def free_energy(self, value: Array) -> Array:
+        """``F(v)``, shape ``broadcast(value.shape[:-1], batch_shape)``."""
+        return -self.log_prob(value)
+
+    def hidden_logits(self, value: Array) -> Array:
+        """Logits of ``p(h | v)``, shape ``(..., n_hidden)``."""
+        self._check_value(value)
+        return self._hidden_input(self.params, value)
+
+    def hidden_probs(self, value: Array) -> Array:
+        """``p(h_j = 1 | v)``."""
+        return ops.sigmoid(self.hidden_logits(value))
+
+    def energy(self, value: Array, hidden: Array) -> Array:
+        """Joint energy ``E(v, h) = -V(v) - h . u(v)``."""
+        from ebm_ppl.models.rbm import check_binary
+
+        self._check_value(value)
+        check_binary(hidden, self.n_hidden, "hidden")
+        p = self.params
+        e = -(self._visible_term(p, value) + (hidden * self._hidden_input(p, value)).sum(-1))
+        shape = ops.broadcast_shapes(
+            tuple(value.shape[:-1]), tuple(hidden.shape[:-1]), tuple(self.batch_shape)
+        )
+        return ops.broadcast_to(e, shape)
+
+    def log_partition(self, max_units: int = MAX_ENUMERATE_UNITS) -> Array:
+        """Exact ``log Z``, shape ``batch_shape``: a log-sum-exp over the ``2^F`` hidden
+        states (in chunks) of the visible layer's sum or integral given ``h``.
+
+        Raises ``ValueError`` (pointing to AIS) when ``F > max_units``.
+        """
+        f = self.n_hidden
+        if f > max_units:
+            raise ValueError(
+                f"log_partition enumerates the hidden layer, which has {f} units here; at most "
+                f"{max_units} are feasible. Estimate log Z with annealed importance sampling "
+                "(AIS) instead."
+            )
+        p = self.params
+        like = p[0]
+        batch = tuple(self.unexpanded().batch_shape)
+        width = max(1, math.prod(batch)) * max(int(like.shape[-2]), 1)
+        chunk = max(1, min(2**f, (1 << 23) // width))
+        parts = []
+        for start in range(0, 2**f, chunk):
+            states = ops.binary_states(f, like, start, min(2**f, start + chunk))
+            parts.append(ops.logsumexp(self._log_visible_sum(p, states), axis=-1)[..., None])
+        log_z = ops.logsumexp(ops.concat(parts, axis=-1), axis=-1)
+        return ops.broadcast_to(log_z, tuple(self.batch_shape))
+
+    # ---- sampling ---------------------------------------------------------------------
+
+    def _frozen(self) -> tuple:
+        return tuple(ops.stop_gradient(x) for x in self.params)
+
+    def _sweep(self, key: Any, p: tuple, v: Array, beta: Any, base: Any, clamp: Any = None):
+        """``h ~ p_beta(h | v)``, then ``v ~ p_beta(v | h)`` on the annealing path."""
+        k_h, k_v = ops.split(key, 2)
+        h = ops.bernoulli(k_h, ops.sigmoid(temperature(beta) * self._hidden_input(p, v)))
+        v = self._sample_visible(k_v, p, h, beta, base)
+        if clamp is not None:
+            v = ops.where(clamp.mask, clamp.values, v)
+        return v, h
+
+    def transition(
+        self,
+        key: Any,
+        value: Array,
+        num_steps: int = 1,
+        clamp: Any = None,
+        cache: Array | None = None,
+    ) -> tuple[Array, Array]:
+        """``num_steps`` block-Gibbs sweeps (``h | v`` then ``v | h``) from ``value`` with
+        the parameters held constant; returns ``(value, hidden)``. ``clamp`` holds part of
+        the visible units fixed. In JAX the sweeps are one ``lax.scan``."""
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        p = self._frozen()
+        k0, k1 = ops.split(key, 2)
+        first = self._sweep(k0, p, value, 1.0, None, clamp)
+        return ops.iterate(
+            lambda k, c: self._sweep(k, p, c[0], 1.0, None, clamp), k1, first, num_steps - 1, value
+        )
+
+    def _sample(self, key: Any, sample_shape: tuple) -> Array:
+        shape = tuple(sample_shape) + tuple(self.batch_shape) + tuple(self.event_shape)
+        k0, k1 = ops.split(key, 2)
+        v = self.init_chain(k0, shape)
+        return self.transition(k1, v, self.num_gibbs_steps)[0]
+
+    def monitor(self, value: Array) -> Array:
+        """Mean over the batch of ``||v - E[v | h = E[h | v]]||^2`` (a training monitor)."""
+        p = self.params
+        h = ops.sigmoid(self._hidden_input(p, value))
+        return ((value - self._visible_mean(p, h)) ** 2).reshape(value.shape[0], -1).sum(-1).mean()
+
+    # ---- the annealing path (AIS, parallel tempering) ----------------------------------
+
+    def ais_log_z0(self, base: Any) -> Array:
+        """``log Z`` of the path's ``beta = 0`` end: ``log Z_base + F log 2``."""
+        self._check_ais_base(base)
+        return base.log_partition() + self.n_hidden * math.log(2.0)
+
+    def ais_log_f(self, v: Array, beta: Any, base: Any) -> Array:
+        """``log f_beta(v)`` on the path from ``base`` (see the module docstring)."""
+        p = self.params
+        b = temperature(beta)
+        return (
+            (1.0 - beta) * base.log_prob(v)
+            + beta * self._visible_term(p, v)
+            + ops.softplus(b * self._hidden_input(p, v)).sum(-1)
+        )
+
+    def tempered_transition(self, key: Any, v: Array, beta: Any, base: Any) -> Array:
+        """One block-Gibbs sweep leaving ``f_beta`` invariant (``beta`` per replica)."""
+        return self._sweep(key, self._frozen(), v, beta, base)[0]
+
+    def ais_step(self, key: Any, v: Array, beta_prev: Any, beta: Any, base: Any):
+        """One AIS step: ``log f_beta(v) - log f_beta_prev(v)`` and a sweep at ``beta``; the
+        hidden input ``u(v)`` is computed once and serves both. Returns ``(v_new, delta)``."""
+        p = self._frozen()
+        u = self._hidden_input(p, v)
+        delta = (beta - beta_prev) * (self._visible_term(p, v) - base.log_prob(v)) + (
+            ops.softplus(beta * u) - ops.softplus(beta_prev * u)
+        ).sum(-1)
+        k_h, k_v = ops.split(key, 2)
+        h = ops.bernoulli(k_h, ops.sigmoid(beta * u))
+        return self._sample_visible(k_v, p, h, beta, base), delta
