@@ -297,3 +297,137 @@ def test_bad_optimizer_and_model():
 
     with pytest.raises(ValueError, match="no observed energy site"):
         SAMLE(no_obs, pyro.optim.SGD({"lr": 0.1})).step(torch.zeros(3, 4))
+
+
+def gaussian_gradients(backend, params, data, num_chains, num_steps, seed):
+    """(exact, SA) gradients of the mean log-likelihood of a GaussianRBM, for W, b, c, sigma."""
+    cfg = SAConfig(num_gibbs_steps=num_steps, persistent=True, num_chains=num_chains)
+    if backend.name == "torch":
+        import torch
+
+        from ebm_ppl.pyro import GaussianRBM
+
+        torch.manual_seed(seed)
+        p = [torch.tensor(a, requires_grad=True) for a in params]
+        x = torch.as_tensor(data)
+        d = GaussianRBM(*p)
+        (-(d.log_prob(x).mean() - d.log_partition())).backward()
+        exact = [q.grad.numpy().copy() for q in p]
+        for q in p:
+            q.grad = None
+        nodes = _nodes(GaussianRBM(*p).expand((len(data),)), x)
+        loss, _, _ = sa_objective(None, nodes, init_chains(None, nodes, cfg), cfg)
+        loss.backward()
+        return exact, [q.grad.numpy() for q in p]
+    import jax
+    import jax.numpy as jnp
+
+    from ebm_ppl.numpyro import GaussianRBM
+
+    p = tuple(jnp.asarray(a) for a in params)
+    x = jnp.asarray(data)
+
+    def nll(q):
+        return -(GaussianRBM(*q).log_prob(x).mean() - GaussianRBM(*q).log_partition())
+
+    exact = jax.grad(nll)(p)
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    chains = init_chains(k1, _nodes(GaussianRBM(*p).expand((len(data),)), x), cfg)
+    sa = jax.grad(
+        lambda q: sa_objective(k2, _nodes(GaussianRBM(*q).expand((len(data),)), x), chains, cfg)[0]
+    )(p)
+    return [np.asarray(g) for g in exact], [np.asarray(g) for g in sa]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gaussian_sa_gradient_matches_exact_gradient(backend, seed):
+    from conftest import exact_mixture, gparams
+
+    rng = np.random.default_rng(seed)
+    w, b, c, s = gparams(rng, 4, 3, scale=0.6)
+    data = (rng.standard_normal((25, 4)) + b).astype(np.float32)
+    n = 20000
+    exact, sa = gaussian_gradients(backend, (w, b, c, s), data, n, 100, seed)
+    # per-chain statistics of the negative phase: v_i h_j / s_i (dW), (v_i - b_i) / s_i^2 (db),
+    # h_j (dc); their standard deviations are bounded by the root second moments below
+    ph, means = exact_mixture(w, b, c, s)
+    s64 = s.astype(np.float64)
+    ev2 = ph @ (means**2) + s64**2
+    evb2 = ph @ ((means - b) ** 2) + s64**2
+    bound = [
+        np.sqrt(ev2)[:, None] / s64[:, None] * np.ones((1, 3)),
+        np.sqrt(evb2) / s64**2,
+        np.full(3, 0.5),
+    ]
+    for e, g, sd in zip(exact[:3], sa[:3], bound):
+        np.testing.assert_array_less(np.abs(g - e), 6 * sd / np.sqrt(n))
+    # dsigma: no simple bound is used; it agrees to a looser, relative tolerance
+    np.testing.assert_allclose(sa[3], exact[3], rtol=0.1, atol=0.05)
+
+
+def test_gaussian_training_with_learned_sigma_raises_exact_log_likelihood(backend):
+    from conftest import exact_log_z_gaussian
+
+    from ebm_ppl.datasets import load_digits
+
+    x, _ = load_digits("train")
+    x = ((x[:300] - x[:300].mean(0)) / (x[:300].std(0) + 0.5)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    w0 = (0.01 * rng.standard_normal((64, 6))).astype(np.float32)
+
+    def exact_ll(w, b, c, s):
+        lp = backend.np(
+            backend.GaussianRBM(*(backend.array(a) for a in (w, b, c, s))).log_prob(
+                backend.array(x)
+            )
+        )
+        return float(lp.mean() - exact_log_z_gaussian(w, b, c, s))
+
+    if backend.name == "torch":
+        import pyro
+        import torch
+        from pyro.distributions import constraints
+
+        from ebm_ppl.pyro import SAMLE, GaussianRBM
+
+        pyro.clear_param_store()
+        pyro.set_rng_seed(0)
+
+        def model(data):
+            W = pyro.param("W", torch.as_tensor(w0))
+            b = pyro.param("b", torch.zeros(64))
+            c = pyro.param("c", torch.zeros(6))
+            s = pyro.param("s", torch.full((64,), 2.0), constraint=constraints.positive)
+            with pyro.plate("data", data.shape[0]):
+                pyro.sample("v", GaussianRBM(W, b, c, s), obs=data)
+
+        trainer = SAMLE(model, pyro.optim.SGD({"lr": 0.01, "momentum": 0.5}))
+        trainer.run(torch.as_tensor(x), num_epochs=15, batch_size=30, progress_bar=False)
+        after = [pyro.param(n).detach().numpy() for n in ("W", "b", "c", "s")]
+    else:
+        import jax
+        import jax.numpy as jnp
+        import numpyro
+        import optax
+        from numpyro.distributions import constraints
+
+        from ebm_ppl.numpyro import SAMLE, GaussianRBM
+
+        def model(data):
+            W = numpyro.param("W", jnp.asarray(w0))
+            b = numpyro.param("b", jnp.zeros(64))
+            c = numpyro.param("c", jnp.zeros(6))
+            s = numpyro.param("s", jnp.full((64,), 2.0), constraint=constraints.positive)
+            with numpyro.plate("data", data.shape[0]):
+                numpyro.sample("v", GaussianRBM(W, b, c, s), obs=data)
+
+        trainer = SAMLE(model, optax.sgd(0.01, momentum=0.5))
+        state = trainer.run(
+            jax.random.PRNGKey(0), x, num_epochs=15, batch_size=30, progress_bar=False
+        )
+        after = [np.asarray(v) for v in trainer.get_params(state).values()]
+        after = [dict(zip(trainer.get_params(state), after))[n] for n in ("W", "b", "c", "s")]
+    before = exact_ll(w0, np.zeros(64, np.float32), np.zeros(6, np.float32), np.full(64, 2.0))
+    ll = exact_ll(*after)
+    assert np.all(after[3] > 0) and np.abs(after[3] - 2.0).max() > 0.1  # sigma was learned
+    assert ll > before + 10, (before, ll)
