@@ -96,6 +96,13 @@ class EnergyMethods:
         return ops.broadcast_to(x, shape)
 
 
+def path_log_f(terms: tuple[Array, Array, Array], beta: Any) -> Array:
+    """``log f_beta(v) = (1 - beta) log base(v) + beta V(v) + sum_j softplus(beta u_j(v))``
+    from :meth:`HarmoniumMethods.path_terms`; ``beta`` broadcasts against ``v.shape[:-1]``."""
+    base_lp, vis, u = terms
+    return (1.0 - beta) * base_lp + beta * vis + ops.softplus(temperature(beta) * u).sum(-1)
+
+
 def check_backend(backend: str, named: dict[str, Any]) -> None:
     """``TypeError`` unless every value is an array of ``backend`` ("torch" or "jax")."""
     for name, x in named.items():
@@ -275,6 +282,19 @@ class HarmoniumMethods(EnergyMethods):
             + beta * self._visible_term(p, v)
             + ops.softplus(b * self._hidden_input(p, v)).sum(-1)
         )
+
+    def path_terms(self, v: Array, base: Any) -> tuple[Array, Array, Array]:
+        """``(log base(v), V(v), u(v))``: everything :func:`path_log_f` needs to evaluate
+        ``log f_beta(v)`` at any ``beta`` without another matrix product."""
+        p = self._frozen()
+        return base.log_prob(v), self._visible_term(p, v), self._hidden_input(p, v)
+
+    def path_sweep(self, key: Any, u: Array, beta: Any, base: Any) -> tuple[Array, Array]:
+        """A sweep at ``beta`` from a state whose hidden input ``u(v)`` is known:
+        ``h ~ g(beta u)``, then ``v ~ p_beta(v | h)``. Returns ``(v, h)``."""
+        k_h, k_v = ops.split(key, 2)
+        h = ops.bernoulli(k_h, ops.sigmoid(temperature(beta) * u))
+        return self._sample_visible(k_v, self._frozen(), h, beta, base), h
 
     def tempered_transition(self, key: Any, v: Array, beta: Any, base: Any) -> Array:
         """One block-Gibbs sweep leaving ``f_beta`` invariant (``beta`` per replica)."""

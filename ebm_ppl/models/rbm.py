@@ -23,7 +23,7 @@ import math
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
-from ebm_ppl.models.family import EnergyMethods, check_backend, temperature
+from ebm_ppl.models.family import HarmoniumMethods, check_backend, temperature
 
 Array = Any
 
@@ -369,7 +369,7 @@ def initial_visible(key: Any, visible_bias: Array, shape: tuple) -> Array:
     return ops.bernoulli(key, probs)
 
 
-class RBMMethods(EnergyMethods):
+class RBMMethods(HarmoniumMethods):
     """The RBM math as distribution methods, shared by the Pyro and NumPyro classes.
 
     A subclass sets ``weights``, ``visible_bias``, ``hidden_bias`` (stored in the shapes the
@@ -378,6 +378,27 @@ class RBMMethods(EnergyMethods):
     """
 
     _event_dims = {"weights": 2, "visible_bias": 1, "hidden_bias": 1}
+
+    # hooks of HarmoniumMethods (the generic family code: parallel tempering, energy); the
+    # hot paths below (log_prob, transition, ais_step, log_partition) are specialised
+    def _hidden_input(self, p, v):
+        return hidden_logits(p[0], p[2], v)
+
+    def _visible_term(self, p, v):
+        return _dot(p[1], v)
+
+    def _log_visible_sum(self, p, h):
+        return -hidden_free_energy(p[0], p[1], p[2], h)
+
+    def _visible_mean(self, p, h):
+        return ops.sigmoid(visible_logits(p[0], p[1], h))
+
+    def _sample_visible(self, key, p, h, beta, base):
+        logits = visible_logits(p[0], p[1], h)
+        if base is not None:
+            t = temperature(beta)
+            logits = (1.0 - t) * base.logits + t * logits
+        return ops.bernoulli(key, ops.sigmoid(logits))
 
     weights: Array
     visible_bias: Array
@@ -473,11 +494,6 @@ class RBMMethods(EnergyMethods):
                 f"logits of shape {None if logits is None else tuple(logits.shape)}"
             )
 
-    def ais_log_z0(self, base: Any) -> Array:
-        """``log Z`` of the path's ``beta = 0`` end: the base's ``log Z`` plus ``F log 2``."""
-        self._check_ais_base(base)
-        return base.log_partition() + self.n_hidden * math.log(2.0)
-
     def ais_step(self, key: Any, v: Array, beta_prev: Any, beta: Any, base: Any):
         """One AIS step on the path from ``base`` to this RBM (see :func:`ais_step`)."""
         params = tuple(ops.stop_gradient(p) for p in self.params)
@@ -486,17 +502,6 @@ class RBMMethods(EnergyMethods):
     def ais_log_f(self, v: Array, beta: Any, base: Any) -> Array:
         """``log f_beta(v)`` on the path from ``base`` (see :func:`tempered_log_prob`)."""
         return tempered_log_prob(*self.params, base.logits, v, beta)
-
-    def tempered_transition(self, key: Any, v: Array, beta: Any, base: Any) -> Array:
-        """One block-Gibbs sweep leaving ``f_beta`` of the AIS path invariant; ``beta`` is a
-        float or one inverse temperature per replica (broadcasting against ``v.shape[:-1]``).
-        """
-        w, b, c = (ops.stop_gradient(p) for p in self.params)
-        t = temperature(beta)
-        k_h, k_v = ops.split(key, 2)
-        h = ops.bernoulli(k_h, ops.sigmoid(t * hidden_logits(w, c, v)))
-        v_logits = (1.0 - t) * base.logits + t * visible_logits(w, b, h)
-        return ops.bernoulli(k_v, ops.sigmoid(v_logits))
 
     def ais_base(self, base: Any) -> Any:
         """The AIS base: ``None`` -> the uniform model; visible logits -> a Bernoulli base."""
@@ -538,10 +543,6 @@ class RBMMethods(EnergyMethods):
         check_binary(hidden, self.n_hidden, "hidden")
         return visible_logits(self.weights, self.visible_bias, hidden)
 
-    def hidden_probs(self, value: Array) -> Array:
-        """``p(h_j = 1 | v)`` (eq. 7)."""
-        return ops.sigmoid(self.hidden_logits(value))
-
     def visible_probs(self, hidden: Array) -> Array:
         """``p(v_i = 1 | h)`` (eq. 8)."""
         return ops.sigmoid(self.visible_logits(hidden))
@@ -577,12 +578,6 @@ class RBMMethods(EnergyMethods):
         params = tuple(ops.stop_gradient(p) for p in self.params)
         logits = None if cache is None else ops.stop_gradient(cache)
         return gibbs_chain(key, *params, value, num_steps, clamp, logits=logits)
-
-    def _sample(self, key: Any, sample_shape: tuple) -> Array:
-        shape = tuple(sample_shape) + tuple(self.batch_shape) + (self.n_visible,)
-        k0, k1 = ops.split(key, 2)
-        v = self.init_chain(k0, shape)
-        return self.transition(k1, v, self.num_gibbs_steps)[0]
 
     def monitor(self, value: Array) -> Array:
         """Reconstruction error of ``value`` (see :func:`reconstruction_error`)."""

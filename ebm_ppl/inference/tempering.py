@@ -1,0 +1,282 @@
+"""Tempered transition operators: parallel tempering and tempered transitions, both backends.
+
+Both move along the annealing path of the RBM family (see :mod:`ebm_ppl.models.family`),
+
+    ``f_beta(v) = base(v)^(1 - beta) sum_h exp(-beta E(v, h))``,
+
+whose ``beta = 1`` end is the model and whose ``beta = 0`` end is a tractable base (the
+uniform model by default), so hot replicas mix freely between the model's modes.
+
+* **Parallel tempering** (replica exchange; Swendsen & Wang 1986, Geyer 1991; used for RBM
+  learning by Desjardins et al. 2010): one chain per inverse temperature of a ladder
+  ``0 <= beta_1 < ... < beta_L = 1``. Each step proposes swaps between neighbours -- the even
+  pairs on even steps, the odd pairs on odd steps -- accepted with probability
+  ``min(1, f_l(x_{l+1}) f_{l+1}(x_l) / (f_l(x_l) f_{l+1}(x_{l+1})))``, then advances every
+  replica by one block-Gibbs sweep at its own temperature. The swap needs ``log f`` of each
+  replica at its neighbours' temperatures, which costs no matrix product: the hidden input
+  ``u(v)`` computed for the swap also serves the sweep, so a step over ``L`` temperatures
+  costs about as much as ``L`` plain sweeps.
+* **Tempered transitions** (Neal 1996; for RBM learning: Salakhutdinov 2010): from the
+  current state, sweep up the ladder to the hottest temperature and back down, then accept
+  the end point with probability ``min(1, prod_i f_i(x_{i-1}) / f_{i-1}(x_{i-1}) *
+  prod_i f_{i-1}(y_{i-1}) / f_i(y_{i-1}))`` (``x`` going up, ``y`` coming down; see
+  :func:`tempered_transition`).
+
+The states are arrays of one backend; loops are ``lax.scan`` in JAX and Python in torch.
+:class:`ParallelTempering` and :class:`TemperedTransitions` package the operators for
+``SAMLE(..., transition=...)`` and ``BlockGibbs(..., transition=...)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ebm_ppl import ops
+from ebm_ppl.models.family import path_log_f
+
+Array = Any
+
+
+def check_ladder(betas: Any, name: str = "betas") -> np.ndarray:
+    """A ladder of inverse temperatures: 1-D, strictly increasing, in ``[0, 1]``, ending at 1,
+    at least two values. Returns it as float64 numpy."""
+    try:
+        b = np.asarray(ops.to_numpy(betas) if not isinstance(betas, (list, tuple)) else betas)
+        b = b.astype(np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a 1-D array of inverse temperatures") from None
+    if b.ndim != 1 or b.size < 2:
+        raise ValueError(f"{name} must be a 1-D array of at least 2 inverse temperatures")
+    if not np.isfinite(b).all() or b[0] < 0 or b[-1] != 1.0:
+        raise ValueError(f"{name} must lie in [0, 1] and end at 1 (the model), got {b}")
+    if not (np.diff(b) > 0).all():
+        raise ValueError(f"{name} must be strictly increasing")
+    return b
+
+
+def _shaped(betas: np.ndarray, like: Array, ndim: int) -> Array:
+    """The ladder as an array of ``like``'s backend, shape ``(L,) + (1,) * (ndim - 2)``."""
+    b = ops.asarray_like(betas.astype(np.float32), like)
+    return b.reshape((len(betas),) + (1,) * (ndim - 2))
+
+
+def _shift(a: Array, up: bool) -> Array:
+    """``a[l + 1]`` (``up``) or ``a[l - 1]`` at position ``l`` along axis 0 (ends repeated)."""
+    if up:
+        return ops.concat([a[1:], a[-1:]], axis=0)
+    return ops.concat([a[:1], a[:-1]], axis=0)
+
+
+def pt_swap(
+    key: Any, target: Any, base: Any, ladder: Array, betas: np.ndarray, parity: Any
+) -> tuple[Array, Array, Array]:
+    """The replica-exchange move on ``ladder`` ``(L, ..., D)`` (replica ``l`` at
+    ``betas[l]``): swaps of the pairs ``(l, l + 1)`` with ``l % 2 == parity``.
+
+    Returns ``(ladder, u, accepted)``: the swapped states, their hidden inputs ``u(v)`` (for
+    the sweep that follows) and ``accepted`` ``(L - 1, ...)`` (false for pairs not proposed).
+    """
+    b = _shaped(betas, ladder, ladder.ndim)
+    terms = target.path_terms(ladder, base)
+    own = path_log_f(terms, b)
+    lower = tuple(t[:-1] for t in terms)
+    upper = tuple(t[1:] for t in terms)
+    # x_l at beta_{l+1} plus x_{l+1} at beta_l, minus both at their own temperatures
+    log_a = path_log_f(lower, b[1:]) + path_log_f(upper, b[:-1]) - own[:-1] - own[1:]
+    proposed = ops.asarray_like(np.arange(len(betas) - 1) % 2, ladder)
+    proposed = proposed.reshape(b[1:].shape) == parity
+    u = ops.uniform(key, tuple(log_a.shape), log_a)
+    accepted = (ops.log(u) < log_a) & proposed
+    none = ops.zeros_like(accepted[:1]) != 0
+    take_up = ops.concat([accepted, none], axis=0)[..., None]  # l takes from l + 1
+    take_down = ops.concat([none, accepted], axis=0)[..., None]  # l takes from l - 1
+
+    def swap(a):
+        return ops.where(take_up, _shift(a, True), ops.where(take_down, _shift(a, False), a))
+
+    return swap(ladder), swap(terms[2]), accepted
+
+
+def pt_step(
+    key: Any, target: Any, base: Any, ladder: Array, betas: np.ndarray, parity: Any
+) -> tuple[Array, Array, Array]:
+    """One parallel-tempering step: :func:`pt_swap`, then one block-Gibbs sweep per replica
+    at its own temperature (reusing the hidden inputs of the swap). Returns
+    ``(ladder, hidden, accepted)``."""
+    k_swap, k_sweep = ops.split(key, 2)
+    ladder, u, accepted = pt_swap(k_swap, target, base, ladder, betas, parity)
+    ladder, h = target.path_sweep(k_sweep, u, _shaped(betas, ladder, ladder.ndim), base)
+    return ladder, h, accepted
+
+
+class PTStats(NamedTuple):
+    """Swap statistics of a parallel-tempering run: per neighbour pair ``(L - 1,)``."""
+
+    accepted: Array
+    proposed: Array
+
+    @property
+    def acceptance(self) -> np.ndarray:
+        a, p = ops.to_numpy(self.accepted), ops.to_numpy(self.proposed)
+        return np.where(p > 0, a / np.maximum(p, 1), np.nan)
+
+
+def pt_run(
+    key: Any,
+    target: Any,
+    base: Any,
+    ladder: Array,
+    betas: np.ndarray,
+    num_steps: int,
+    step0: int = 0,
+) -> tuple[Array, Array, PTStats]:
+    """``num_steps`` parallel-tempering steps (parity alternating from ``step0``).
+
+    Returns the ladder, the hidden states of the last sweep and the swap statistics summed
+    over steps and chains."""
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    zeros = ops.zeros((len(betas) - 1,), ladder)
+    n_chains = max(1, int(np.prod(ladder.shape[1:-1])))
+
+    def body(k, carry):
+        x, _, acc, prop, t = carry
+        x, h, a = pt_step(k, target, base, x, betas, t % 2)
+        a = a.reshape(a.shape[0], -1)
+        par = ops.asarray_like(np.arange(len(betas) - 1) % 2, x) == t % 2
+        prop = prop + ops.where(par, zeros + n_chains, zeros)
+        return x, h, acc + (a * 1.0).sum(-1), prop, t + 1
+
+    k0, k1 = ops.split(key, 2)
+    first = body(k0, (ladder, None, zeros, zeros, _counter(step0, ladder)))
+    x, h, acc, prop, _ = ops.iterate(body, k1, first, num_steps - 1, ladder)
+    return x, h, PTStats(acc, prop)
+
+
+def _counter(step0: int, like: Array) -> Any:
+    if ops.is_jax(like):
+        import jax.numpy as jnp
+
+        return jnp.asarray(step0, dtype=jnp.int32)
+    return step0
+
+
+def tempered_transition(
+    key: Any, target: Any, base: Any, v: Array, betas: np.ndarray
+) -> tuple[Array, Array]:
+    """One tempered transition (Neal 1996) of the chains ``v`` ``(..., D)`` at ``beta = 1``
+    through the ladder ``betas`` (increasing, ending at 1) and back.
+
+    With ``1 = b_0 > b_1 > ... > b_n`` the up pass draws ``x_i ~ T_i(x_{i-1})`` and the
+    down pass ``y_{i-1} ~ T_i(y_i)`` from ``y_n = x_n`` (``T_i`` a block-Gibbs sweep at
+    ``b_i``, reversible on ``v``); ``y_0`` is accepted with probability
+    ``min(1, prod_{i=1..n} f_i(x_{i-1}) / f_{i-1}(x_{i-1}) * f_{i-1}(y_{i-1}) / f_i(y_{i-1}))``.
+    Returns ``(v_new, accepted)`` with ``accepted`` of shape ``v.shape[:-1]``."""
+    down = betas[::-1].astype(np.float32)  # 1 = b_0 > b_1 > ... > b_n
+    n = len(down) - 1
+    up_rows = ops.asarray_like(np.stack([down[:-1], down[1:]], 1), v)  # (b_{i-1}, b_i)
+    down_rows = ops.asarray_like(np.stack([down[:-1], down[1:]], 1)[::-1].copy(), v)
+
+    def up(k, carry):
+        x, log_w, i = carry
+        terms = target.path_terms(x, base)
+        log_w = log_w + path_log_f(terms, up_rows[i][1]) - path_log_f(terms, up_rows[i][0])
+        return target.path_sweep(k, terms[2], up_rows[i][1], base)[0], log_w, i + 1
+
+    def back(k, carry):
+        _, u, log_w, i = carry
+        x, _ = target.path_sweep(k, u, down_rows[i][1], base)
+        terms = target.path_terms(x, base)
+        log_w = log_w + path_log_f(terms, down_rows[i][0]) - path_log_f(terms, down_rows[i][1])
+        return x, terms[2], log_w, i + 1
+
+    k_up, k_down, k_acc = ops.split(key, 3)
+    log_w0 = ops.zeros(tuple(v.shape[:-1]), v)
+    x, log_w, _ = ops.iterate(up, k_up, (v, log_w0, _counter(0, v)), n, v)
+    u = target.path_terms(x, base)[2]
+    x, _, log_w, _ = ops.iterate(back, k_down, (x, u, log_w, _counter(0, v)), n, v)
+    acc_u = ops.uniform(k_acc, tuple(log_w.shape), log_w)
+    accepted = ops.log(acc_u) < log_w
+    return ops.where(accepted[..., None], x, v), accepted
+
+
+# --------------------------------------------------------------------------------------
+# operators for SAMLE and BlockGibbs
+# --------------------------------------------------------------------------------------
+
+
+class ParallelTempering:
+    """Parallel tempering as a transition operator for ``SAMLE`` and ``BlockGibbs``.
+
+    :param betas: the ladder, strictly increasing in ``[0, 1]`` and ending at 1 (the model),
+        e.g. ``np.linspace(0.5, 1, 10)``.
+    :param base: the ``beta = 0`` end of the path (default: the model's own, e.g. the uniform
+        model for a binary RBM).
+
+    A site's chain state is the whole ladder ``(L, chains..., D)``; the model's samples are
+    its last replica. ``stats`` holds the swap statistics of the latest run.
+    """
+
+    def __init__(self, betas: Any, base: Any = None) -> None:
+        self.betas = check_ladder(betas)
+        self.base = base
+        self.stats: PTStats | None = None
+
+    def __repr__(self) -> str:
+        return f"ParallelTempering({len(self.betas)} temperatures from {self.betas[0]:g} to 1)"
+
+    def init_state(self, key: Any, dist: Any, shape: tuple) -> Array:
+        """Every replica drawn from the distribution's chain initialiser: ``(L,) + shape``."""
+        return dist.init_chain(key, (len(self.betas),) + tuple(shape))
+
+    def samples(self, state: Array) -> Array:
+        """The replica at ``beta = 1``."""
+        return state[-1]
+
+    def run(self, key: Any, dist: Any, state: Array, num_steps: int, step0: int = 0):
+        """Advance the ladder; returns ``(state, samples, hidden)`` (``hidden`` at beta = 1)."""
+        base = dist.ais_base(self.base)
+        state, h, stats = pt_run(key, dist, base, state, self.betas, num_steps, step0)
+        if ops.is_concrete(stats.accepted):
+            self.stats = stats
+        return state, state[-1], h[-1]
+
+
+class TemperedTransitions:
+    """Tempered transitions as a transition operator for ``SAMLE`` and ``BlockGibbs``: each
+    step is one tempered transition through ``betas`` (increasing, ending at 1) followed by
+    a plain block-Gibbs sweep. The chain state is the model's state itself."""
+
+    def __init__(self, betas: Any, base: Any = None) -> None:
+        self.betas = check_ladder(betas)
+        self.base = base
+        self.acceptance: float | None = None
+
+    def __repr__(self) -> str:
+        return f"TemperedTransitions({len(self.betas)} temperatures from {self.betas[0]:g} to 1)"
+
+    def init_state(self, key: Any, dist: Any, shape: tuple) -> Array:
+        return dist.init_chain(key, tuple(shape))
+
+    def samples(self, state: Array) -> Array:
+        return state
+
+    def run(self, key: Any, dist: Any, state: Array, num_steps: int, step0: int = 0):
+        base = dist.ais_base(self.base)
+        if not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+
+        def body(k, carry):
+            k1, k2 = ops.split(k, 2)
+            x, acc = tempered_transition(k1, dist, base, carry[0], self.betas)
+            x, h = dist.transition(k2, x, 1)
+            return x, h, carry[2] + (acc * 1.0).mean()
+
+        k0, k1 = ops.split(key, 2)
+        first = body(k0, (state, None, ops.zeros((), state)))
+        x, h, acc = ops.iterate(body, k1, first, num_steps - 1, state)
+        if ops.is_concrete(acc):
+            self.acceptance = float(ops.to_numpy(acc)) / num_steps
+        return x, x, h
