@@ -44,9 +44,17 @@ class SAConfig(NamedTuple):
     num_gibbs_steps: int = 1
     persistent: bool = True
     num_chains: int | None = None
+    transition: Any = None
+
+    def describe(self) -> dict:
+        """JSON-able settings (for checkpoints)."""
+        t = self.transition
+        return self._replace(transition=None if t is None else t.describe())._asdict()
 
 
-def check_config(num_gibbs_steps: int, persistent: bool, num_chains: int | None) -> SAConfig:
+def check_config(
+    num_gibbs_steps: int, persistent: bool, num_chains: int | None, transition: Any = None
+) -> SAConfig:
     if not isinstance(num_gibbs_steps, int) or num_gibbs_steps < 1:
         raise ValueError(f"num_gibbs_steps must be a positive int, got {num_gibbs_steps!r}")
     if num_chains is not None and (not isinstance(num_chains, int) or num_chains < 1):
@@ -56,7 +64,18 @@ def check_config(num_gibbs_steps: int, persistent: bool, num_chains: int | None)
             "num_chains applies to persistent chains only; CD-k (persistent=False) restarts "
             "one chain at each data point"
         )
-    return SAConfig(num_gibbs_steps, bool(persistent), num_chains)
+    if transition is not None:
+        if not all(callable(getattr(transition, m, None)) for m in ("init_state", "run")):
+            raise TypeError(
+                "transition must be None (block Gibbs) or a transition operator such as "
+                f"ParallelTempering(betas) or TemperedTransitions(betas), got {transition!r}"
+            )
+        if not persistent:
+            raise ValueError(
+                "transition operators drive persistent chains; CD-k (persistent=False) "
+                "restarts plain Gibbs chains at the data"
+            )
+    return SAConfig(num_gibbs_steps, bool(persistent), num_chains, transition)
 
 
 def observed_energy_sites(nodes: Mapping[str, Mapping]) -> list[str]:
@@ -97,7 +116,11 @@ def init_chains(key: Any, nodes: Mapping[str, Mapping], config: SAConfig) -> dic
         n = config.num_chains
         if n is None:
             n = max(1, _numel(site["value"].shape[: site["value"].ndim - len(fn.event_shape)]))
-        chains[name] = base.init_chain(k, (n,) + tuple(base.batch_shape) + tuple(fn.event_shape))
+        shape = (n,) + tuple(base.batch_shape) + tuple(fn.event_shape)
+        if config.transition is None:
+            chains[name] = base.init_chain(k, shape)
+        else:
+            chains[name] = config.transition.init_state(k, base, shape)
     return chains
 
 
@@ -136,8 +159,14 @@ def sa_objective(
         scale, n = sizes[name]
         if config.persistent:
             base, cache = fn.unexpanded(), None
-            x_model, _ = base.transition(k, chains[name], config.num_gibbs_steps)
-            new_chains[name] = x_model
+            if config.transition is None:
+                x_model, _ = base.transition(k, chains[name], config.num_gibbs_steps)
+                new_chains[name] = x_model
+            else:  # e.g. parallel tempering: the chain state is the whole ladder
+                state, x_model, _ = config.transition.run(
+                    k, base, chains[name], config.num_gibbs_steps
+                )
+                new_chains[name] = state
         else:  # CD-k: the chain starts at the data and reuses the data's hidden logits
             base = fn
             cache = fn.data_cache(x) if hasattr(fn, "data_cache") else None

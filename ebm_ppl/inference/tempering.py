@@ -130,9 +130,10 @@ def pt_run(
     ladder: Array,
     betas: np.ndarray,
     num_steps: int,
-    step0: int = 0,
+    step0: int | None = None,
 ) -> tuple[Array, Array, PTStats]:
-    """``num_steps`` parallel-tempering steps (parity alternating from ``step0``).
+    """``num_steps`` parallel-tempering steps; the swap parity alternates from ``step0``
+    (default: a random start, so that single-step runs propose every pair equally often).
 
     Returns the ladder, the hidden states of the last sweep and the swap statistics summed
     over steps and chains."""
@@ -149,18 +150,25 @@ def pt_run(
         prop = prop + ops.where(par, zeros + n_chains, zeros)
         return x, h, acc + (a * 1.0).sum(-1), prop, t + 1
 
-    k0, k1 = ops.split(key, 2)
+    k0, k1, k2 = ops.split(key, 3)
+    if step0 is None:
+        step0 = _random_bit(k2, ladder)
     first = body(k0, (ladder, None, zeros, zeros, _counter(step0, ladder)))
     x, h, acc, prop, _ = ops.iterate(body, k1, first, num_steps - 1, ladder)
     return x, h, PTStats(acc, prop)
 
 
-def _counter(step0: int, like: Array) -> Any:
+def _counter(step0: Any, like: Array) -> Any:
     if ops.is_jax(like):
         import jax.numpy as jnp
 
         return jnp.asarray(step0, dtype=jnp.int32)
-    return step0
+    return int(step0)
+
+
+def _random_bit(key: Any, like: Array) -> Any:
+    bit = ops.uniform(key, (), like) < 0.5
+    return int(bit) if ops.is_torch(like) else bit.astype("int32")
 
 
 def tempered_transition(
@@ -227,6 +235,10 @@ class ParallelTempering:
     def __repr__(self) -> str:
         return f"ParallelTempering({len(self.betas)} temperatures from {self.betas[0]:g} to 1)"
 
+    def describe(self) -> dict:
+        """JSON-able settings (stored in checkpoints)."""
+        return {"kind": "ParallelTempering", "betas": self.betas.tolist()}
+
     def init_state(self, key: Any, dist: Any, shape: tuple) -> Array:
         """Every replica drawn from the distribution's chain initialiser: ``(L,) + shape``."""
         return dist.init_chain(key, (len(self.betas),) + tuple(shape))
@@ -235,10 +247,10 @@ class ParallelTempering:
         """The replica at ``beta = 1``."""
         return state[-1]
 
-    def run(self, key: Any, dist: Any, state: Array, num_steps: int, step0: int = 0):
+    def run(self, key: Any, dist: Any, state: Array, num_steps: int):
         """Advance the ladder; returns ``(state, samples, hidden)`` (``hidden`` at beta = 1)."""
         base = dist.ais_base(self.base)
-        state, h, stats = pt_run(key, dist, base, state, self.betas, num_steps, step0)
+        state, h, stats = pt_run(key, dist, base, state, self.betas, num_steps)
         if ops.is_concrete(stats.accepted):
             self.stats = stats
         return state, state[-1], h[-1]
@@ -257,13 +269,20 @@ class TemperedTransitions:
     def __repr__(self) -> str:
         return f"TemperedTransitions({len(self.betas)} temperatures from {self.betas[0]:g} to 1)"
 
+    def describe(self) -> dict:
+        """JSON-able settings (stored in checkpoints)."""
+        return {"kind": "TemperedTransitions", "betas": self.betas.tolist()}
+
     def init_state(self, key: Any, dist: Any, shape: tuple) -> Array:
+        """Chains from the distribution's initialiser, shape ``shape``."""
         return dist.init_chain(key, tuple(shape))
 
     def samples(self, state: Array) -> Array:
+        """The chains themselves."""
         return state
 
-    def run(self, key: Any, dist: Any, state: Array, num_steps: int, step0: int = 0):
+    def run(self, key: Any, dist: Any, state: Array, num_steps: int):
+        """``num_steps`` x (a tempered transition, then a sweep); ``(state, samples, hidden)``."""
         base = dist.ais_base(self.base)
         if not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")

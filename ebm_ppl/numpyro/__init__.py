@@ -9,6 +9,7 @@ from ebm_ppl.inference.ais import (
     salakhutdinov_murray_schedule,
 )
 from ebm_ppl.inference.samle import robbins_monro
+from ebm_ppl.inference.tempering import ParallelTempering, TemperedTransitions
 from ebm_ppl.models.base import (
     BernoulliBase,
     GaussianBase,
@@ -33,8 +34,10 @@ __all__ = [
     "GaussianRBM",
     "BlockGibbsState",
     "LogLikelihood",
+    "ParallelTempering",
     "RBM",
     "SAMLE",
+    "TemperedTransitions",
     "SAMLEState",
     "base_rate",
     "evaluate",

@@ -58,6 +58,9 @@ class SAMLE:
     :param optim: an optax ``GradientTransformation`` (momentum, weight decay, schedules such
         as :func:`ebm_ppl.numpyro.robbins_monro` as the learning rate) or a
         ``numpyro.optim`` optimizer.
+    :param transition: ``None`` (block Gibbs) or a tempered operator for the persistent
+        chains: ``ParallelTempering(betas)`` (then each site's chain state is the whole
+        ladder; ``num_gibbs_steps`` counts tempering steps) or ``TemperedTransitions(betas)``.
 
     The interface mirrors ``numpyro.infer.SVI``: ``init(rng_key, *args)``, a jitted
     ``update(state, *args) -> (state, stats)``, ``get_params(state)``, and ``run`` that
@@ -71,6 +74,7 @@ class SAMLE:
         num_gibbs_steps: int = 1,
         persistent: bool = True,
         num_chains: int | None = None,
+        transition: Any = None,
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
@@ -84,7 +88,7 @@ class SAMLE:
                 f"momentum=0.5)) or a numpyro.optim optimizer, got {type(optim).__name__}"
             )
         self.model = model
-        self.config = check_config(num_gibbs_steps, persistent, num_chains)
+        self.config = check_config(num_gibbs_steps, persistent, num_chains, transition)
         self.constraints: dict[str, Any] = {}
         self.history: list[dict] = []
         self._update = jax.jit(self._update_impl)
@@ -254,7 +258,7 @@ class SAMLE:
         )
         config = {
             "kind": "ebm_ppl.numpyro.SAMLE",
-            "sa_config": self.config._asdict(),
+            "sa_config": self.config.describe(),
             "optim_spec": opt_spec,
             "history": self.history,
         }

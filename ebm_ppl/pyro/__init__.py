@@ -9,6 +9,7 @@ from ebm_ppl.inference.ais import (
     salakhutdinov_murray_schedule,
 )
 from ebm_ppl.inference.samle import robbins_monro
+from ebm_ppl.inference.tempering import ParallelTempering, TemperedTransitions
 from ebm_ppl.models.base import (
     BernoulliBase,
     GaussianBase,
@@ -29,8 +30,10 @@ __all__ = [
     "GaussianBase",
     "GaussianRBM",
     "LogLikelihood",
+    "ParallelTempering",
     "RBM",
     "SAMLE",
+    "TemperedTransitions",
     "base_rate",
     "evaluate",
     "gaussian_base",

@@ -41,6 +41,9 @@ class SAMLE:
         observed on data, called as ``model(batch, *args, **kwargs)``.
     :param optim: a ``pyro.optim`` optimizer (wrapping ``torch.optim``: momentum, weight
         decay, ... as usual), e.g. ``pyro.optim.SGD({"lr": 0.05, "momentum": 0.5})``.
+    :param transition: ``None`` (block Gibbs) or a tempered operator for the persistent
+        chains: ``ParallelTempering(betas)`` (then each site's chain state is the whole
+        ladder; ``num_gibbs_steps`` counts tempering steps) or ``TemperedTransitions(betas)``.
     :param lr_schedule: optional ``t -> lr`` (e.g. :func:`ebm_ppl.pyro.robbins_monro`) that
         sets the learning rate before update ``t`` (counted from 0, saved in checkpoints).
 
@@ -57,6 +60,7 @@ class SAMLE:
         num_gibbs_steps: int = 1,
         persistent: bool = True,
         num_chains: int | None = None,
+        transition: Any = None,
         lr_schedule: Callable[[int], float] | None = None,
     ) -> None:
         if not callable(model):
@@ -70,7 +74,7 @@ class SAMLE:
             raise TypeError("lr_schedule must be a callable t -> learning rate")
         self.model = model
         self.optim = optim
-        self.config = check_config(num_gibbs_steps, persistent, num_chains)
+        self.config = check_config(num_gibbs_steps, persistent, num_chains, transition)
         self.lr_schedule = lr_schedule
         self.chains: dict[str, torch.Tensor] | None = None
         self.num_steps = 0
@@ -194,7 +198,7 @@ class SAMLE:
         config = {
             "kind": "ebm_ppl.pyro.SAMLE",
             "num_steps": self.num_steps,
-            "sa_config": self.config._asdict(),
+            "sa_config": self.config.describe(),
             "optim_spec": opt_spec,
             "history": self.history,
         }

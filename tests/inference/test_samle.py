@@ -14,9 +14,9 @@ def _nodes(fn, data):
     return {"v": {"type": "sample", "fn": fn, "value": data, "is_observed": True, "scale": None}}
 
 
-def exact_and_sa_gradients(backend, w, b, c, data, num_chains, num_steps, seed):
+def exact_and_sa_gradients(backend, w, b, c, data, num_chains, num_steps, seed, transition=None):
     """(exact gradient of mean log p(data), SA gradient) for W, b, c as numpy arrays."""
-    cfg = SAConfig(num_gibbs_steps=num_steps, persistent=True, num_chains=num_chains)
+    cfg = SAConfig(num_steps, True, num_chains, transition)
     if backend.name == "torch":
         import torch
 
@@ -65,6 +65,35 @@ def test_sa_gradient_matches_exact_gradient(backend, seed):
     # the tolerance is tight enough to tell apart the gradient of a slightly different model
     other, _ = exact_and_sa_gradients(backend, 1.2 * w, b, c, data, 10, 1, seed)
     assert max(np.abs(s - e).max() for s, e in zip(sa, other)) > 2 * tol
+
+
+@pytest.mark.parametrize("kind", ["pt", "tt"])
+def test_tempered_operators_give_the_exact_gradient(backend, kind):
+    """SA gradients with parallel tempering / tempered transitions as the negative phase match
+    the exact gradient (the ladder states are what the persistent chains carry)."""
+    from ebm_ppl.inference.tempering import ParallelTempering, TemperedTransitions
+
+    rng = np.random.default_rng(4)
+    w, b, c = random_params(rng, 6, 4, scale=3.0)
+    data = (rng.random((25, 6)) < 0.3).astype(np.float32)
+    if kind == "pt":
+        op, n = ParallelTempering(np.linspace(0.0, 1.0, 8)), 40
+    else:
+        op, n = TemperedTransitions(np.linspace(0.0, 1.0, 20)), 10
+    exact, sa = exact_and_sa_gradients(backend, w, b, c, data, 10000, n, 4, transition=op)
+    tol = 6 * 0.5 / np.sqrt(10000)
+    for e, s in zip(exact, sa):
+        np.testing.assert_allclose(s, e, atol=tol)
+
+
+def test_transition_operator_checks():
+    from ebm_ppl.inference.samle import check_config
+    from ebm_ppl.inference.tempering import ParallelTempering
+
+    with pytest.raises(ValueError, match="persistent"):
+        check_config(1, False, None, ParallelTempering([0.5, 1.0]))
+    with pytest.raises(TypeError, match="transition must be"):
+        check_config(1, True, None, "pt")
 
 
 def digits_data(n=400):
