@@ -110,6 +110,43 @@ def block_gibbs_step(
     return new, aux
 
 
+def tempered_block_step(
+    key: Any,
+    transition: Any,
+    dists: Mapping[str, Any],
+    values: Mapping[str, Any],
+    states: Mapping[str, Any],
+    num_steps: int = 1,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Advance every energy site by ``num_steps`` of a tempered ``transition`` operator
+    (e.g. :class:`~ebm_ppl.inference.tempering.ParallelTempering`), whose per-site state
+    (the ladder) is carried in ``states``; the current ``values`` replace the state's
+    ``beta = 1`` member first. Returns ``(values, hidden, states)``."""
+    keys = ops.split(key, max(1, len(dists)))
+    new, aux, out = {}, {}, {}
+    for k, (name, fn) in zip(keys, dists.items()):
+        st = transition.with_samples(states[name], values[name])
+        out[name], new[name], aux[name] = transition.run(k, fn, st, num_steps)
+    return new, aux, out
+
+
+def check_transition(transition: Any, clamp: Any) -> None:
+    """Kernel-argument checks for a tempered transition operator."""
+    if transition is None:
+        return
+    needed = ("init_state", "run", "with_samples")
+    if not all(callable(getattr(transition, m, None)) for m in needed):
+        raise TypeError(
+            "transition must be None (block Gibbs) or a tempered operator such as "
+            f"ParallelTempering(betas) or TemperedTransitions(betas), got {transition!r}"
+        )
+    if clamp:
+        raise ValueError(
+            "clamp cannot be combined with a tempered transition (the hot replicas would "
+            "not be clamped); use plain block Gibbs for inpainting"
+        )
+
+
 def check_no_other_factors(
     residual_log_density: Callable[[dict[str, Any]], float],
     draws: list[dict[str, Any]],

@@ -224,7 +224,8 @@ class ParallelTempering:
         model for a binary RBM).
 
     A site's chain state is the whole ladder ``(L, chains..., D)``; the model's samples are
-    its last replica. ``stats`` holds the swap statistics of the latest run.
+    its last replica. ``stats`` accumulates the swap statistics of eager (torch) runs;
+    ``stats.acceptance`` is the acceptance rate per neighbour pair.
     """
 
     def __init__(self, betas: Any, base: Any = None) -> None:
@@ -251,9 +252,17 @@ class ParallelTempering:
         """Advance the ladder; returns ``(state, samples, hidden)`` (``hidden`` at beta = 1)."""
         base = dist.ais_base(self.base)
         state, h, stats = pt_run(key, dist, base, state, self.betas, num_steps)
-        if ops.is_concrete(stats.accepted):
+        if ops.is_concrete(stats.accepted):  # accumulate over eager runs (torch)
+            if self.stats is not None:
+                stats = PTStats(
+                    self.stats.accepted + stats.accepted, self.stats.proposed + stats.proposed
+                )
             self.stats = stats
         return state, state[-1], h[-1]
+
+    def with_samples(self, state: Array, value: Array) -> Array:
+        """The ladder with its ``beta = 1`` replica set to ``value``."""
+        return ops.concat([state[:-1], value[None]], axis=0)
 
 
 class TemperedTransitions:
@@ -299,3 +308,7 @@ class TemperedTransitions:
         if ops.is_concrete(acc):
             self.acceptance = float(ops.to_numpy(acc)) / num_steps
         return x, x, h
+
+    def with_samples(self, state: Array, value: Array) -> Array:
+        """The chains are the samples: ``value`` itself."""
+        return value

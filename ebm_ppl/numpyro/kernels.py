@@ -19,8 +19,10 @@ from ebm_ppl.inference.gibbs import (
     block_gibbs_step,
     check_kernel_args,
     check_no_other_factors,
+    check_transition,
     classify_sites,
     make_clamps,
+    tempered_block_step,
 )
 
 __all__ = ["BlockGibbs", "BlockGibbsState"]
@@ -34,12 +36,15 @@ class BlockGibbsState(NamedTuple):
     - **free_energy**: total free energy of the latent energy sites at ``z`` (an energy
       trace for diagnostics; collect it with ``extra_fields=("free_energy",)``).
     - **rng_key**: the PRNG key for the next step.
+    - **tempering**: per-site states of a tempered ``transition`` (e.g. the parallel-tempering
+      ladders); empty for plain block Gibbs.
     """
 
     i: jax.Array
     z: dict
     free_energy: jax.Array
     rng_key: jax.Array
+    tempering: dict = {}
 
 
 class BlockGibbs(MCMCKernel):
@@ -57,7 +62,11 @@ class BlockGibbs(MCMCKernel):
         ``mask`` is true at ``values`` (inpainting): the chain samples the exact conditional
         of the rest. Same form as in the Pyro kernel.
     :param report_hidden: also record hidden states.
-    :param num_sweeps: block-Gibbs sweeps per MCMC step.
+    :param num_sweeps: block-Gibbs sweeps per MCMC step (with ``transition``: operator
+        steps).
+    :param transition: ``None`` (block Gibbs) or a tempered operator,
+        ``ParallelTempering(betas)`` (the ladders live in the state's ``tempering`` field) or
+        ``TemperedTransitions(betas)``; not combinable with ``clamp``.
 
     Other factors of the model must not depend on the energy sites' values (checked at
     ``init`` on random states).
@@ -71,8 +80,11 @@ class BlockGibbs(MCMCKernel):
         clamp: Mapping[str, Any] | None = None,
         report_hidden: bool = False,
         num_sweeps: int = 1,
+        transition: Any = None,
     ) -> None:
         check_kernel_args(model, num_sweeps)
+        check_transition(transition, clamp)
+        self.transition = transition
         self._model = model
         self.clamp = clamp
         self.report_hidden = bool(report_hidden)
@@ -133,14 +145,19 @@ class BlockGibbs(MCMCKernel):
         tr = self._trace(key, values, args, kwargs)
         return {n: tr[n]["fn"] for n in self._latent}
 
-    def _step(self, key, dists, values, clamps):
-        new, aux = block_gibbs_step(key, dists, values, clamps, self.num_sweeps)
+    def _step(self, key, dists, values, clamps, states):
+        if self.transition is not None:
+            new, aux, states = tempered_block_step(
+                key, self.transition, dists, values, states, self.num_sweeps
+            )
+        else:
+            new, aux = block_gibbs_step(key, dists, values, clamps, self.num_sweeps)
         z = dict(new)
         if self.report_hidden:
             for n, h in aux.items():
                 z[n + HIDDEN_SUFFIX] = h
         free_energy = sum(dists[n].unexpanded().free_energy(new[n]).sum() for n in self._latent)
-        return z, free_energy
+        return z, free_energy, states
 
     # ---- MCMCKernel interface -------------------------------------------------------------
 
@@ -167,8 +184,15 @@ class BlockGibbs(MCMCKernel):
             values = {n: jnp.asarray(init_params[n]) for n in self._latent}
         clamps = make_clamps(self.clamp, values, self._latent)
         values = apply_clamps(values, clamps)
-        z, free_energy = self._step(key_step, dists, values, clamps)
-        return BlockGibbsState(jnp.array(0), z, free_energy, key_next)
+        states = {}
+        if self.transition is not None:
+            keys = jax.random.split(key_init, len(self._latent) + 1)[1:]
+            states = {
+                n: self.transition.init_state(k, dists[n], dists[n].shape())
+                for n, k in zip(self._latent, keys)
+            }
+        z, free_energy, states = self._step(key_step, dists, values, clamps, states)
+        return BlockGibbsState(jnp.array(0), z, free_energy, key_next, states)
 
     def sample(self, state: BlockGibbsState, model_args, model_kwargs) -> BlockGibbsState:
         model_kwargs = {} if model_kwargs is None else model_kwargs
@@ -181,8 +205,10 @@ class BlockGibbs(MCMCKernel):
         dists = self._dists_at(key_trace, state.z, model_args, model_kwargs)
         values = {n: state.z[n] for n in self._latent}
         clamps = make_clamps(self.clamp, values, self._latent)
-        z, free_energy = self._step(key_step, dists, apply_clamps(values, clamps), clamps)
-        return BlockGibbsState(state.i + 1, z, free_energy, key_next)
+        z, free_energy, states = self._step(
+            key_step, dists, apply_clamps(values, clamps), clamps, state.tempering
+        )
+        return BlockGibbsState(state.i + 1, z, free_energy, key_next, states)
 
     def get_diagnostics_str(self, state: BlockGibbsState) -> str:
         return f"free energy {float(np.mean(state.free_energy)):.4g}"
@@ -196,6 +222,12 @@ class BlockGibbs(MCMCKernel):
         with the current continuous (HMC) values so energy parameters may depend on them,
         then each energy site takes ``num_sweeps`` exact block-Gibbs sweeps. Clamps apply.
         """
+
+        if self.transition is not None:
+            raise ValueError(
+                "gibbs_fn runs plain block Gibbs; a tempered transition keeps ladder states "
+                "that HMCGibbs cannot carry. Build BlockGibbs(model) without transition."
+            )
 
         def fn(rng_key, gibbs_sites, hmc_sites):
             key_trace, key_step = jax.random.split(rng_key)

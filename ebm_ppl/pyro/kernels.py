@@ -16,8 +16,10 @@ from ebm_ppl.inference.gibbs import (
     block_gibbs_step,
     check_kernel_args,
     check_no_other_factors,
+    check_transition,
     classify_sites,
     make_clamps,
+    tempered_block_step,
 )
 
 __all__ = ["BlockGibbs"]
@@ -39,7 +41,12 @@ class BlockGibbs(MCMCKernel):
         boolean ``mask`` is true at ``values`` (inpainting); the chain then samples the
         exact conditional of the remaining coordinates. Expressed the same way in NumPyro.
     :param report_hidden: also return the hidden states as samples.
-    :param num_sweeps: block-Gibbs sweeps per MCMC step (thinning inside the kernel).
+    :param num_sweeps: block-Gibbs sweeps per MCMC step (thinning inside the kernel); with
+        ``transition``, operator steps per MCMC step.
+    :param transition: ``None`` (block Gibbs) or a tempered operator,
+        ``ParallelTempering(betas)`` (the kernel keeps the ladder of every site; swap
+        acceptance rates in ``diagnostics()``) or ``TemperedTransitions(betas)``; not
+        combinable with ``clamp``.
 
     The model is traced once in :meth:`setup`; its parameters are taken as constants for the
     run. Other factors of the model must not depend on the energy sites' values (checked at
@@ -53,8 +60,12 @@ class BlockGibbs(MCMCKernel):
         clamp: Mapping[str, Any] | None = None,
         report_hidden: bool = False,
         num_sweeps: int = 1,
+        transition: Any = None,
     ) -> None:
         check_kernel_args(model, num_sweeps)
+        check_transition(transition, clamp)
+        self.transition = transition
+        self._states: dict = {}
         self.model = model
         self.clamp = clamp
         self.report_hidden = bool(report_hidden)
@@ -97,6 +108,7 @@ class BlockGibbs(MCMCKernel):
             if n + HIDDEN_SUFFIX in tr.nodes:
                 raise ValueError(f"site name {n + HIDDEN_SUFFIX!r} is reserved for hidden states")
         self._check_factors(args, kwargs)
+        self._init_states()
         if self._user_initial:
             # the first state is one sweep from the user's values (so hidden states exist)
             given = {n: torch.as_tensor(self._initial_params[n]) for n in latent}
@@ -127,8 +139,20 @@ class BlockGibbs(MCMCKernel):
             values = apply_clamps(values, self._clamps)
             return self._step(values)
 
+    def _init_states(self) -> None:
+        t = self.transition
+        if t is not None:
+            self._states = {
+                n: t.init_state(None, fn, tuple(fn.shape())) for n, fn in self._dists.items()
+            }
+
     def _step(self, values: Mapping[str, torch.Tensor]) -> dict:
-        new, aux = block_gibbs_step(None, self._dists, values, self._clamps, self.num_sweeps)
+        if self.transition is not None:
+            new, aux, self._states = tempered_block_step(
+                None, self.transition, self._dists, values, self._states, self.num_sweeps
+            )
+        else:
+            new, aux = block_gibbs_step(None, self._dists, values, self._clamps, self.num_sweeps)
         out = dict(new)
         if self.report_hidden:
             for n, h in aux.items():
@@ -168,7 +192,13 @@ class BlockGibbs(MCMCKernel):
         return OrderedDict([("mean_act", f"{float(act):.3f}")])
 
     def diagnostics(self) -> dict:
-        return {"sweeps": self._steps * self.num_sweeps}
+        out = {"sweeps": self._steps * self.num_sweeps}
+        stats = getattr(self.transition, "stats", None)
+        if stats is not None:
+            out["swap_acceptance"] = [round(float(a), 3) for a in stats.acceptance]
+        if getattr(self.transition, "acceptance", None) is not None:
+            out["acceptance"] = round(float(self.transition.acceptance), 3)
+        return out
 
     def cleanup(self) -> None:
         if not self._user_initial:
@@ -186,4 +216,5 @@ class BlockGibbs(MCMCKernel):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_last"] = None
+        state["_states"] = {}
         return state

@@ -205,3 +205,98 @@ def test_numpyro_hmcgibbs_composition():
     z = np.asarray(mcmc.get_samples()["z"])[::5]
     assert stats.kstest(z, "norm").pvalue > 1e-3
     assert set(np.unique(np.asarray(mcmc.get_samples()["v"]))) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("kind", ["pt", "tt"])
+def test_tempered_kernels_cross_between_modes(backend, kind):
+    """BlockGibbs(transition=...) under each PPL's MCMC: chains started in one mode of a
+    two-mode RBM reach the exact 50/50 split (plain Gibbs stays put: test_tempering)."""
+    from conftest import all_states
+
+    from ebm_ppl.inference.tempering import ParallelTempering, TemperedTransitions
+
+    w = np.zeros((10, 2), np.float32)
+    w[:5, 0], w[5:, 0], w[:5, 1], w[5:, 1] = 8.0, -8.0, -8.0, 8.0
+    b, c = np.full(10, -2.0, np.float32), np.full(2, -20.0, np.float32)
+    vs = all_states(10).astype(np.float64)
+    log_p = vs @ b + np.logaddexp(0, vs @ w + c).sum(1)
+    p = np.exp(log_p - log_p.max())
+    p /= p.sum()
+    in_b = (vs[:, 5:].sum(1) >= 4) & (vs[:, :5].sum(1) <= 1)
+    exact = p[in_b].sum()
+    n = 1000
+    start = np.zeros((n, 10), np.float32)
+    start[:, :5] = 1.0
+    if kind == "pt":
+        op, steps = ParallelTempering(np.linspace(0.0, 1.0, 10)), 150
+    else:
+        op, steps = TemperedTransitions(np.linspace(0.0, 1.0, 30)), 30
+    if backend.name == "torch":
+        import pyro
+        import torch
+        from pyro.infer import MCMC
+
+        from ebm_ppl.pyro import RBM, BlockGibbs
+
+        dist = RBM(*(torch.as_tensor(a) for a in (w, b, c)))
+
+        def model():
+            with pyro.plate("chains", n):
+                pyro.sample("v", dist)
+
+        kernel = BlockGibbs(model, transition=op)
+        mcmc = MCMC(
+            kernel,
+            num_samples=1,
+            warmup_steps=steps,
+            initial_params={"v": torch.as_tensor(start)},
+            disable_progbar=True,
+        )
+        pyro.set_rng_seed(0)
+        mcmc.run()
+        v = mcmc.get_samples()["v"][-1].numpy()
+        diag = kernel.diagnostics()
+        assert ("swap_acceptance" in diag) if kind == "pt" else ("acceptance" in diag)
+    else:
+        import jax
+        import jax.numpy as jnp
+        import numpyro
+        from numpyro.infer import MCMC
+
+        from ebm_ppl.numpyro import RBM, BlockGibbs
+
+        dist = RBM(*(jnp.asarray(a) for a in (w, b, c)))
+
+        def model():
+            with numpyro.plate("chains", n):
+                numpyro.sample("v", dist)
+
+        mcmc = MCMC(
+            BlockGibbs(model, transition=op), num_warmup=steps, num_samples=1, progress_bar=False
+        )
+        mcmc.run(jax.random.PRNGKey(0), init_params={"v": jnp.asarray(start)})
+        v = np.asarray(mcmc.get_samples()["v"][-1])
+    frac = np.mean((v[:, 5:].sum(1) >= 4) & (v[:, :5].sum(1) <= 1))
+    assert abs(frac - exact) < 5 * np.sqrt(exact * (1 - exact) / n), (frac, exact)
+
+
+def test_tempered_kernel_argument_checks(backend):
+    from ebm_ppl.inference.tempering import ParallelTempering
+
+    Kernel = backend_kernel(backend)
+    with pytest.raises(ValueError, match="clamp cannot be combined"):
+        Kernel(
+            lambda: None,
+            clamp={"v": (np.ones(4), np.ones(4))},
+            transition=ParallelTempering([0.5, 1.0]),
+        )
+    with pytest.raises(TypeError, match="transition must be"):
+        Kernel(lambda: None, transition="pt")
+
+
+def backend_kernel(backend):
+    if backend.name == "torch":
+        from ebm_ppl.pyro import BlockGibbs
+    else:
+        from ebm_ppl.numpyro import BlockGibbs
+    return BlockGibbs
