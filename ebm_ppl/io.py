@@ -778,6 +778,7 @@ def unflatten_state(
 _MODEL_PARAMS = {
     "RBM": ("weights", "visible_bias", "hidden_bias"),
     "GaussianRBM": ("weights", "visible_bias", "hidden_bias", "sigma"),
+    "ReplicatedSoftmax": ("weights", "word_bias", "hidden_bias"),
 }
 
 

@@ -159,7 +159,9 @@ def register_pytree() -> None:
     """Make the base classes JAX pytrees (called by ``ebm_ppl.numpyro``)."""
     import jax
 
-    for cls in (BernoulliBase, GaussianBase):
+    from ebm_ppl.models.replicated_softmax import MultinomialBase
+
+    for cls in (BernoulliBase, GaussianBase, MultinomialBase):
         try:
             jax.tree_util.register_pytree_node_class(cls)
         except ValueError:  # already registered

@@ -141,10 +141,12 @@ class HarmoniumMethods(EnergyMethods):
     * ``_visible_term(p, v)``: ``V(v)``, shape ``(...)``;
     * ``_log_visible_sum(p, h)``: ``log sum_v exp(-E(v, h))`` (a sum or an integral) for a
       batch of hidden states ``h`` of shape ``(S, F)``, shape ``(..., S)``;
-    * ``_sample_visible(key, p, h, beta, base)``: a draw from the visible conditional of
-      ``base(v)^(1 - beta) exp(-beta E(v, h))`` (``base=None``, ``beta=1``: the model's own
-      conditional), shape of the batch of ``h`` plus the event shape;
-    * ``_visible_mean(p, h)``: ``E[v | h]`` (for the reconstruction monitor);
+    * ``_sample_visible(key, p, h, beta, base, like=None)``: a draw from the visible
+      conditional of ``base(v)^(1 - beta) exp(-beta E(v, h))`` (``base=None``, ``beta=1``:
+      the model's own conditional), shape of the batch of ``h`` plus the event shape;
+      ``like`` is the previous visible state where known (the replicated softmax keeps its
+      document lengths);
+    * ``_visible_mean(p, h, like=None)``: ``E[v | h]`` (for the reconstruction monitor);
     * ``_check_value(value, name)``, ``init_chain(key, shape)`` and ``ais_base(base)``.
     """
 
@@ -229,7 +231,7 @@ class HarmoniumMethods(EnergyMethods):
         """``h ~ p_beta(h | v)``, then ``v ~ p_beta(v | h)`` on the annealing path."""
         k_h, k_v = ops.split(key, 2)
         h = ops.bernoulli(k_h, ops.sigmoid(temperature(beta) * self._hidden_input(p, v)))
-        v = self._sample_visible(k_v, p, h, beta, base)
+        v = self._sample_visible(k_v, p, h, beta, base, like=v)
         if clamp is not None:
             v = ops.where(clamp.mask, clamp.values, v)
         return v, h
@@ -264,7 +266,12 @@ class HarmoniumMethods(EnergyMethods):
         """Mean over the batch of ``||v - E[v | h = E[h | v]]||^2`` (a training monitor)."""
         p = self.params
         h = ops.sigmoid(self._hidden_input(p, value))
-        return ((value - self._visible_mean(p, h)) ** 2).reshape(value.shape[0], -1).sum(-1).mean()
+        return (
+            ((value - self._visible_mean(p, h, like=value)) ** 2)
+            .reshape(value.shape[0], -1)
+            .sum(-1)
+            .mean()
+        )
 
     # ---- the annealing path (AIS, parallel tempering) ----------------------------------
 
@@ -310,4 +317,4 @@ class HarmoniumMethods(EnergyMethods):
         ).sum(-1)
         k_h, k_v = ops.split(key, 2)
         h = ops.bernoulli(k_h, ops.sigmoid(beta * u))
-        return self._sample_visible(k_v, p, h, beta, base), delta
+        return self._sample_visible(k_v, p, h, beta, base, like=v), delta

@@ -159,10 +159,10 @@ class GaussianRBMMethods(HarmoniumMethods):
     def _log_visible_sum(self, p, h):
         return log_visible_integral(*p, h)
 
-    def _visible_mean(self, p, h):
+    def _visible_mean(self, p, h, like=None):
         return visible_mean(p[0], p[1], p[3], h)
 
-    def _sample_visible(self, key, p, h, beta, base):
+    def _sample_visible(self, key, p, h, beta, base, like=None):
         mean = visible_mean(p[0], p[1], p[3], h)
         if base is None:
             return mean + p[3] * ops.normal(key, tuple(mean.shape), mean)

@@ -390,10 +390,10 @@ class RBMMethods(HarmoniumMethods):
     def _log_visible_sum(self, p, h):
         return -hidden_free_energy(p[0], p[1], p[2], h)
 
-    def _visible_mean(self, p, h):
+    def _visible_mean(self, p, h, like=None):
         return ops.sigmoid(visible_logits(p[0], p[1], h))
 
-    def _sample_visible(self, key, p, h, beta, base):
+    def _sample_visible(self, key, p, h, beta, base, like=None):
         logits = visible_logits(p[0], p[1], h)
         if base is not None:
             t = temperature(beta)

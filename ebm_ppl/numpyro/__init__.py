@@ -18,8 +18,13 @@ from ebm_ppl.models.base import (
     register_pytree,
     uniform_base,
 )
+from ebm_ppl.models.replicated_softmax import (
+    MultinomialBase,
+    log_multinomial_coefficient,
+    multinomial_base,
+)
 from ebm_ppl.numpyro.ais import AIS
-from ebm_ppl.numpyro.distributions import RBM, GaussianRBM
+from ebm_ppl.numpyro.distributions import RBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
 from ebm_ppl.numpyro.samle import SAMLE, SAMLEState
 
@@ -34,8 +39,10 @@ __all__ = [
     "GaussianRBM",
     "BlockGibbsState",
     "LogLikelihood",
+    "MultinomialBase",
     "ParallelTempering",
     "RBM",
+    "ReplicatedSoftmax",
     "SAMLE",
     "TemperedTransitions",
     "SAMLEState",
@@ -44,6 +51,8 @@ __all__ = [
     "gaussian_base",
     "geometric_schedule",
     "linear_schedule",
+    "log_multinomial_coefficient",
+    "multinomial_base",
     "robbins_monro",
     "salakhutdinov_murray_schedule",
     "uniform_base",

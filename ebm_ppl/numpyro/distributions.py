@@ -9,8 +9,9 @@ from numpyro.distributions import Distribution, constraints
 
 from ebm_ppl.models.gaussian_rbm import GaussianRBMMethods
 from ebm_ppl.models.rbm import RBMMethods
+from ebm_ppl.models.replicated_softmax import ReplicatedSoftmaxMethods
 
-__all__ = ["GaussianRBM", "RBM"]
+__all__ = ["GaussianRBM", "RBM", "ReplicatedSoftmax"]
 
 
 class RBM(RBMMethods, Distribution):
@@ -132,6 +133,64 @@ class GaussianRBM(GaussianRBMMethods, Distribution):
         """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps from ``key``."""
         if key is None:
             raise ValueError("GaussianRBM.sample needs a JAX PRNG key (use numpyro.handlers.seed)")
+        return self._sample(key, tuple(sample_shape))
+
+
+class ReplicatedSoftmax(ReplicatedSoftmaxMethods, Distribution):
+    r"""Replicated softmax model over word-count vectors (eq. 15-19).
+
+    ``ReplicatedSoftmax(weights, word_bias, hidden_bias, total_count=None)`` with ``weights``
+    ``(..., K, F)``, ``word_bias`` ``(..., K)``, ``hidden_bias`` ``(..., F)``; ``total_count``
+    is the document length ``M`` (a number or an array broadcasting with the batch shape),
+    needed for ``log_partition``, ``sample`` and AIS.
+
+    ``log_prob(v)`` is the **unnormalized** log-probability of the count vector ``v`` with the
+    hidden units summed out (including ``log(M!/prod v_k!)``); ``log_partition()`` is the
+    exact ``log Z(M)`` for at most 20 hidden units. A jit-safe pytree; multinomial draws use
+    static shapes (binomial splitting), so sampling works inside ``jit``.
+    """
+
+    arg_constraints = {
+        "weights": constraints.real,
+        "word_bias": constraints.real_vector,
+        "hidden_bias": constraints.real_vector,
+    }
+    support = constraints.independent(constraints.nonnegative_integer, 1)
+    has_enumerate_support = False
+    reparametrized_params: list = []
+    pytree_data_fields = ("weights", "word_bias", "hidden_bias", "total_count")
+    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs")
+
+    def __init__(
+        self,
+        weights,
+        word_bias,
+        hidden_bias,
+        total_count=None,
+        num_gibbs_steps: int = 100,
+        validate_args: bool | None = None,
+    ) -> None:
+        weights, word_bias, hidden_bias = (_as_jax(a) for a in (weights, word_bias, hidden_bias))
+        batch_shape, event_shape = self._init_params(
+            "jax",
+            weights,
+            word_bias,
+            hidden_bias,
+            _as_jax(total_count),
+            num_gibbs_steps,
+            validate_args,
+        )
+        super().__init__(tuple(batch_shape), event_shape, validate_args=False)
+        if validate_args is not None:
+            self._validate_args = validate_args
+
+    def expand(self, batch_shape) -> ReplicatedSoftmax:
+        return self._expanded(batch_shape)
+
+    def sample(self, key, sample_shape=()) -> jax.Array:
+        """Approximate draw of documents of ``total_count`` words (Gibbs from ``key``)."""
+        if key is None:
+            raise ValueError("ReplicatedSoftmax.sample needs a JAX PRNG key")
         return self._sample(key, tuple(sample_shape))
 
 

@@ -12,6 +12,7 @@ generator is stateful), so the same algorithm code serves both backends.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,6 +34,10 @@ __all__ = [
     "uniform",
     "normal",
     "log",
+    "lgamma",
+    "softmax",
+    "binomial",
+    "multinomial",
     "bernoulli",
     "split",
     "binary_states",
@@ -223,6 +228,62 @@ def normal(key: Key, shape: Sequence[int], like: Array) -> Array:
 def log(x: Array) -> Array:
     """Elementwise natural logarithm."""
     return x.log() if is_torch(x) else _jnp().log(x)
+
+
+def softmax(x: Array, axis: int = -1) -> Array:
+    """``exp(x - logsumexp(x))`` along ``axis``."""
+    if is_torch(x):
+        return x.softmax(axis)
+    import jax
+
+    return jax.nn.softmax(x, axis=axis)
+
+
+def lgamma(x: Array) -> Array:
+    """Elementwise ``log Gamma(x)``."""
+    if is_torch(x):
+        return x.lgamma()
+    import jax.scipy.special as jsp
+
+    return jsp.gammaln(x)
+
+
+def binomial(key: Key, n: Array, p: Array) -> Array:
+    """``Binomial(n, p)`` draws (float counts) of the broadcast shape of ``n`` and ``p``."""
+    if is_torch(p):
+        import torch
+
+        n, p = torch.broadcast_tensors(n, p)
+        return torch.binomial(n.contiguous(), p.contiguous(), generator=key)
+    import jax
+
+    return jax.random.binomial(key, n, p).astype(p.dtype)
+
+
+def multinomial(key: Key, n: Array, probs: Array) -> Array:
+    """``Multinomial(n, probs)`` count vectors, shape ``probs.shape`` (``n``: ``probs.shape[:-1]``).
+
+    Exact, with static shapes: the ``n`` draws are split between the two halves of the
+    categories by a binomial draw, recursively (``ceil(log2 K)`` levels of vectorized
+    binomials), so it works inside ``jit`` for traced ``n``.
+    """
+    k = int(probs.shape[-1])
+    depth = max(1, math.ceil(math.log2(k)))
+    width = 2**depth
+    batch = tuple(probs.shape[:-1])
+    mass = concat([probs, zeros(batch + (width - k,), probs)], axis=-1) if width > k else probs
+    counts = n[..., None] + zeros(batch + (1,), probs)
+    keys = split(key, depth)
+    for d in range(depth):
+        m = 2**d
+        halves = mass.reshape(batch + (m, 2, width // (2 * m))).sum(-1)
+        total = halves.sum(-1)
+        frac = halves[..., 0] / where(total > 0, total, total + 1.0)
+        frac = where(frac > 1.0, frac * 0 + 1.0, where(frac < 0.0, frac * 0, frac))
+        left = binomial(keys[d], counts, frac)
+        both = concat([left[..., None], (counts - left)[..., None]], axis=-1)
+        counts = both.reshape(batch + (2 * m,))
+    return counts[..., :k]
 
 
 def bernoulli(key: Key, probs: Array) -> Array:

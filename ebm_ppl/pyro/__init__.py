@@ -17,8 +17,13 @@ from ebm_ppl.models.base import (
     gaussian_base,
     uniform_base,
 )
+from ebm_ppl.models.replicated_softmax import (
+    MultinomialBase,
+    log_multinomial_coefficient,
+    multinomial_base,
+)
 from ebm_ppl.pyro.ais import AIS
-from ebm_ppl.pyro.distributions import RBM, GaussianRBM
+from ebm_ppl.pyro.distributions import RBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.pyro.kernels import BlockGibbs
 from ebm_ppl.pyro.samle import SAMLE
 
@@ -30,8 +35,10 @@ __all__ = [
     "GaussianBase",
     "GaussianRBM",
     "LogLikelihood",
+    "MultinomialBase",
     "ParallelTempering",
     "RBM",
+    "ReplicatedSoftmax",
     "SAMLE",
     "TemperedTransitions",
     "base_rate",
@@ -39,6 +46,8 @@ __all__ = [
     "gaussian_base",
     "geometric_schedule",
     "linear_schedule",
+    "log_multinomial_coefficient",
+    "multinomial_base",
     "robbins_monro",
     "salakhutdinov_murray_schedule",
     "uniform_base",

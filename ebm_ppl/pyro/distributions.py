@@ -7,8 +7,9 @@ from pyro.distributions import TorchDistribution, constraints
 
 from ebm_ppl.models.gaussian_rbm import GaussianRBMMethods
 from ebm_ppl.models.rbm import RBMMethods
+from ebm_ppl.models.replicated_softmax import ReplicatedSoftmaxMethods
 
-__all__ = ["GaussianRBM", "RBM"]
+__all__ = ["GaussianRBM", "RBM", "ReplicatedSoftmax"]
 
 
 class RBM(RBMMethods, TorchDistribution):
@@ -111,5 +112,54 @@ class GaussianRBM(GaussianRBMMethods, TorchDistribution):
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps (torch global RNG)."""
+        with torch.no_grad():
+            return self._sample(None, tuple(sample_shape))
+
+
+class ReplicatedSoftmax(ReplicatedSoftmaxMethods, TorchDistribution):
+    r"""Replicated softmax model over word-count vectors (eq. 15-19).
+
+    ``ReplicatedSoftmax(weights, word_bias, hidden_bias, total_count=None)`` with ``weights``
+    ``(..., K, F)``, ``word_bias`` ``(..., K)``, ``hidden_bias`` ``(..., F)``; ``total_count``
+    is the document length ``M`` (a number or a tensor broadcasting with the batch shape, e.g.
+    ``docs.sum(-1)`` under a plate), needed for ``log_partition``, ``sample`` and AIS.
+
+    ``log_prob(v)`` is the **unnormalized** log-probability of the count vector ``v`` with the
+    hidden units summed out: ``b.v + sum_j softplus(M a_j + v.W_:j) + log(M!/prod v_k!)``;
+    ``log_partition()`` is the exact ``log Z(M)`` for at most 20 hidden units. Block Gibbs
+    samples ``h`` (eq. 18) and then the ``M`` words from ``softmax(b + W h)`` (eq. 19),
+    keeping every document's length.
+    """
+
+    arg_constraints = {
+        "weights": constraints.real,
+        "word_bias": constraints.real_vector,
+        "hidden_bias": constraints.real_vector,
+    }
+    support = constraints.independent(constraints.nonnegative_integer, 1)
+    has_rsample = False
+    has_enumerate_support = False
+
+    def __init__(
+        self,
+        weights: torch.Tensor,
+        word_bias: torch.Tensor,
+        hidden_bias: torch.Tensor,
+        total_count: torch.Tensor | float | None = None,
+        num_gibbs_steps: int = 100,
+        validate_args: bool | None = None,
+    ) -> None:
+        batch_shape, event_shape = self._init_params(
+            "torch", weights, word_bias, hidden_bias, total_count, num_gibbs_steps, validate_args
+        )
+        super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=False)
+        if validate_args is not None:
+            self._validate_args = validate_args
+
+    def expand(self, batch_shape, _instance=None) -> ReplicatedSoftmax:
+        return self._expanded(batch_shape)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """Approximate draw of documents of ``total_count`` words (Gibbs, global RNG)."""
         with torch.no_grad():
             return self._sample(None, tuple(sample_shape))

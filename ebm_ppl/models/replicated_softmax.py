@@ -1,0 +1,291 @@
+"""The replicated softmax model (Salakhutdinov 2015, section 2.3), for torch and JAX.
+
+A document is a vector of word counts ``v`` over a dictionary of ``K`` words, with length
+``M = sum_k v_k``. Parameters: ``weights`` ``W`` ``(..., K, F)``, ``word_bias`` ``b``
+``(..., K)``, ``hidden_bias`` ``a`` ``(..., F)``.
+
+* energy (eq. 17): ``E(V, h) = -sum_jk W_kj h_j v_k - sum_k b_k v_k - M sum_j a_j h_j``
+  (the hidden biases are scaled by the document length)
+* conditionals (eq. 18-19): ``p(h_j = 1 | V) = g(M a_j + sum_k v_k W_kj)``; given ``h`` the
+  ``M`` words are independent draws from ``softmax(b + W h)``, so ``v | h`` is
+  ``Multinomial(M, softmax(b + W h))``.
+
+Eq. 16 assigns probabilities to the ordered word sequence ``V``. As a distribution over
+*count vectors* (what a PPL site observes) the sequence probability is multiplied by the
+number of orderings ``M! / prod_k v_k!``; ``log_prob`` includes that term, so that
+``exp(log_prob(v) - log_partition())`` sums to one over the count vectors of length ``M``.
+``Z(M)`` is the same either way, and per-word perplexity (which scores sequences, as LDA's
+does) subtracts the term again: :func:`log_multinomial_coefficient`.
+
+Exact ``log Z(M) = log sum_h exp(M a.h + M logsumexp_k(b_k + (W h)_k))`` for small hidden
+layers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ebm_ppl import ops
+from ebm_ppl.models.family import (
+    HarmoniumMethods,
+    check_backend,
+    check_finite_float,
+    check_num_gibbs_steps,
+    temperature,
+)
+from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
+
+Array = Any
+
+
+def log_multinomial_coefficient(v: Array) -> Array:
+    """``log(M! / prod_k v_k!)`` of count vectors ``v`` ``(..., K)``, shape ``(...)``."""
+    return ops.lgamma(v.sum(-1) + 1.0) - ops.lgamma(v + 1.0).sum(-1)
+
+
+def check_counts(x: Array, size: int, name: str = "value", total: Any = None) -> None:
+    """Check word-count vectors: last dimension ``size``, and (if concrete) finite,
+    non-negative whole numbers (summing to ``total`` where given)."""
+    if not (ops.is_torch(x) or ops.is_jax(x)):
+        raise TypeError(f"{name} must be a torch.Tensor or a JAX array, got {type(x).__name__}")
+    if x.ndim < 1 or x.shape[-1] != size:
+        raise ValueError(f"{name} must have shape (..., {size}), got {tuple(x.shape)}")
+    if not ops.is_concrete(x):
+        return
+    if math.prod(x.shape) == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+    a = ops.to_numpy(x)
+    import numpy as np
+
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if (a < 0).any() or (a != np.round(a)).any():
+        raise ValueError(f"{name} must hold word counts: non-negative whole numbers")
+    if total is not None and ops.is_concrete(total):
+        m = np.broadcast_to(ops.to_numpy(total), a.shape[:-1]) if np.ndim(total) else total
+        if not np.array_equal(a.sum(-1), np.asarray(m, dtype=a.dtype)):
+            raise ValueError(
+                f"{name}: the word counts must sum to total_count (the document length) "
+                "the distribution was built with"
+            )
+
+
+class MultinomialBase:
+    """Documents of ``total_count`` words drawn independently from ``softmax(logits)``: the
+    tractable end of the AIS path for the replicated softmax (exact ``log Z``, exact draws).
+
+    ``log_prob(v) = logits . v + log(M! / prod v_k!)`` (unnormalized),
+    ``log_partition() = M logsumexp(logits)``.
+    """
+
+    def __init__(self, logits: Array, total_count: Any) -> None:
+        if not (ops.is_torch(logits) or ops.is_jax(logits)) or logits.ndim != 1:
+            raise ValueError("logits must be a 1-D torch.Tensor or JAX array (one per word)")
+        if ops.is_concrete(logits) and not ops.all_finite(logits):
+            raise ValueError("logits contains NaN or infinite values")
+        self.logits = logits
+        self.total_count = total_count
+
+    @property
+    def n_visible(self) -> int:
+        return int(self.logits.shape[0])
+
+    def log_prob(self, value: Array) -> Array:
+        return (value * self.logits).sum(-1) + log_multinomial_coefficient(value)
+
+    def log_partition(self) -> Array:
+        return self.total_count * ops.logsumexp(self.logits, axis=-1)
+
+    def sample(self, key: Any, shape: tuple) -> Array:
+        probs = ops.broadcast_to(ops.softmax(self.logits), tuple(shape) + (self.n_visible,))
+        n = ops.zeros(tuple(shape), self.logits) + self.total_count
+        return ops.multinomial(key, n, probs)
+
+    def tree_flatten(self):
+        return (self.logits, self.total_count), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = cls.__new__(cls)
+        obj.logits, obj.total_count = children
+        return obj
+
+
+def multinomial_base(data: Array, total_count: Any, pseudocount: float = 1.0) -> MultinomialBase:
+    """A base fitted to documents ``data`` ``(N, K)``: logits = log of the smoothed word
+    frequencies ``(sum_n v_nk + pseudocount) / (sum_nk v_nk + K pseudocount)``."""
+    check_counts(data, int(data.shape[-1]), "data")
+    if not pseudocount > 0:
+        raise ValueError(f"pseudocount must be > 0, got {pseudocount}")
+    freq = data.sum(0) + pseudocount
+    return MultinomialBase(ops.log(freq / freq.sum()), total_count)
+
+
+class ReplicatedSoftmaxMethods(HarmoniumMethods):
+    """The replicated softmax model as distribution methods, shared by both frontends.
+
+    ``total_count`` (the document length ``M``; a number or an array broadcasting with the
+    batch shape) is needed for ``log_partition``, ``sample`` and AIS; ``log_prob``,
+    conditionals and block-Gibbs transitions take ``M`` from the counts themselves.
+    """
+
+    weights: Array
+    word_bias: Array
+    hidden_bias: Array
+    total_count: Any
+
+    @property
+    def _event_dims(self) -> dict:
+        dims = {"weights": 2, "word_bias": 1, "hidden_bias": 1}
+        if self.total_count is not None:
+            dims["total_count"] = 0
+        return dims
+
+    def _init_params(self, backend, weights, word_bias, hidden_bias, total_count, steps, validate):
+        from ebm_ppl.models.rbm import check_params as check_rbm
+
+        named = {"weights": weights, "word_bias": word_bias, "hidden_bias": hidden_bias}
+        check_backend(backend, named)
+        check_num_gibbs_steps(steps)
+        try:
+            batch_shape, k, _ = check_rbm(weights, word_bias, hidden_bias)
+        except ValueError as e:  # say word_bias, not visible_bias
+            raise ValueError(str(e).replace("visible_bias", "word_bias")) from None
+        if total_count is not None:
+            if isinstance(total_count, (int, float)) and not isinstance(total_count, bool):
+                total_count = ops.zeros((), weights) + float(total_count)
+            check_backend(backend, {"total_count": total_count})
+            check_finite_float({"total_count": total_count})
+            if ops.is_concrete(total_count):
+                import numpy as np
+
+                m = ops.to_numpy(total_count)
+                if (m < 0).any() or (m != np.round(m)).any():
+                    raise ValueError("total_count must hold non-negative whole numbers of words")
+            try:
+                batch_shape = ops.broadcast_shapes(batch_shape, tuple(total_count.shape))
+            except ValueError:
+                raise ValueError(
+                    f"total_count of shape {tuple(total_count.shape)} does not broadcast with "
+                    f"the parameters' batch shape {batch_shape}"
+                ) from None
+        self.weights, self.word_bias, self.hidden_bias = weights, word_bias, hidden_bias
+        self.total_count = total_count
+        self.num_gibbs_steps = steps
+        self._check_inputs = validate is not False
+        return batch_shape, (k,)
+
+    @property
+    def n_visible(self) -> int:
+        return int(self.weights.shape[-2])
+
+    @property
+    def n_words(self) -> int:
+        """Dictionary size ``K``."""
+        return self.n_visible
+
+    def _check_value(self, value: Array, name: str = "value") -> None:
+        if getattr(self, "_check_inputs", True):
+            check_counts(value, self.n_visible, name)
+        elif value.shape[-1] != self.n_visible:
+            raise ValueError(f"{name} must have shape (..., {self.n_visible})")
+
+    def _length(self, like: Array | None) -> Array:
+        if like is not None:
+            return like.sum(-1)
+        if self.total_count is None:
+            raise ValueError(
+                "this needs the document length: build the distribution with total_count=M"
+            )
+        return self.total_count
+
+    # hooks of HarmoniumMethods
+    def _hidden_input(self, p, v):
+        return visible_to_hidden(v, p[0]) + v.sum(-1)[..., None] * p[2]
+
+    def _visible_term(self, p, v):
+        return (v * p[1]).sum(-1) + log_multinomial_coefficient(v)
+
+    def _log_visible_sum(self, p, h):
+        m = self._length(None)
+        logits = h @ ops.transpose(p[0]) + p[1][..., None, :]  # (..., S, K)
+        m = ops.asarray_like(m, logits)[..., None]
+        return m * ((h @ p[2][..., :, None])[..., 0] + ops.logsumexp(logits, axis=-1))
+
+    def _visible_mean(self, p, h, like=None):
+        probs = ops.softmax(hidden_to_visible(h, p[0]) + p[1])
+        return self._length(like)[..., None] * probs
+
+    def _sample_visible(self, key, p, h, beta, base, like=None):
+        logits = hidden_to_visible(h, p[0]) + p[1]
+        if base is not None:
+            t = temperature(beta)
+            logits = (1.0 - t) * base.logits + t * logits
+        m = self._length(like) if like is not None else self._path_length(base)
+        n = ops.zeros(tuple(logits.shape[:-1]), logits) + m
+        return ops.multinomial(key, n, ops.softmax(logits))
+
+    def _path_length(self, base):
+        if base is not None and getattr(base, "total_count", None) is not None:
+            return base.total_count
+        return self._length(None)
+
+    def log_partition(self, max_units: int = 20) -> Array:
+        """Exact ``log Z(M)`` for ``M = total_count`` (eq. 16), shape ``batch_shape``."""
+        self._length(None)
+        return super().log_partition(max_units)
+
+    def energy(self, value: Array, hidden: Array) -> Array:
+        """``E(V, h)`` of eq. 17 (the energy of the word sequence; without the
+        ``log(M!/prod v_k!)`` orderings term that :meth:`log_prob` adds)."""
+        from ebm_ppl.models.rbm import check_binary
+
+        self._check_value(value)
+        check_binary(hidden, self.n_hidden, "hidden")
+        p = self.params
+        e = -((value * p[1]).sum(-1) + (hidden * self._hidden_input(p, value)).sum(-1))
+        shape = ops.broadcast_shapes(
+            tuple(value.shape[:-1]), tuple(hidden.shape[:-1]), tuple(self.batch_shape)
+        )
+        return ops.broadcast_to(e, shape)
+
+    def word_probs(self, hidden: Array) -> Array:
+        """``p(word = k | h) = softmax(b + W h)`` (eq. 19), shape ``(..., K)``."""
+        from ebm_ppl.models.rbm import check_binary
+
+        check_binary(hidden, self.n_hidden, "hidden")
+        return ops.softmax(hidden_to_visible(hidden, self.weights) + self.word_bias)
+
+    def reconstruct(self, value: Array) -> Array:
+        """One-step reconstruction (as in the review's Table 1): ``p(word | E[h | v])``."""
+        return ops.softmax(
+            hidden_to_visible(self.hidden_probs(value), self.weights) + self.word_bias
+        )
+
+    def init_chain(self, key: Any, shape: tuple) -> Array:
+        """Documents of ``total_count`` words drawn from ``softmax(b)``, shape ``shape``."""
+        m = self._length(None)
+        probs = ops.broadcast_to(ops.softmax(ops.stop_gradient(self.word_bias)), tuple(shape))
+        n = ops.zeros(tuple(shape[:-1]), probs) + ops.stop_gradient(m)
+        return ops.multinomial(key, n, probs)
+
+    def ais_base(self, base: Any) -> MultinomialBase:
+        """``None`` -> documents of ``total_count`` uniform words."""
+        if base is None:
+            return MultinomialBase(ops.zeros((self.n_visible,), self.weights), self._length(None))
+        return base
+
+    def _check_ais_base(self, base: Any) -> None:
+        if self.weights.ndim != 2 or self.word_bias.ndim != 1 or self.hidden_bias.ndim != 1:
+            raise ValueError("AIS needs a ReplicatedSoftmax without batch dimensions")
+        if self.total_count is None or tuple(self.total_count.shape) != ():
+            raise ValueError(
+                "AIS estimates Z(M) for one document length: build the model with a scalar "
+                "total_count=M"
+            )
+        if not isinstance(base, MultinomialBase) or base.n_visible != self.n_visible:
+            raise ValueError(
+                f"base must be a MultinomialBase over {self.n_visible} words "
+                f"(e.g. multinomial_base(train_docs, M)), got {type(base).__name__}"
+            )
