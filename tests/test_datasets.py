@@ -23,8 +23,10 @@ from ebm_ppl import datasets
 from ebm_ppl.datasets import (
     BINARIZED_MNIST_SHA256,
     MNIST_FILES,
+    NEWS20_FILES,
     StochasticBinarization,
     binarize,
+    load_20news,
     load_binarized_mnist,
     load_digits,
     load_mnist,
@@ -593,3 +595,44 @@ def test_binarized_mnist_download(binarized_dir, http_folder, tmp_path):
     assert [p.name for p in root.iterdir()] == [name]
     assert _sha256(root / name) == BINARIZED_MNIST_SHA256["valid"]
     np.testing.assert_array_equal(x, load_binarized_mnist("valid", root=binarized_dir))
+
+
+@pytest.fixture(scope="session")
+def news20_dir(shared_data) -> Path:
+    path = shared_data / "20news_prodlda"
+    missing = [n for n in NEWS20_FILES if not (path / n).is_file()]
+    if missing:
+        pytest.skip(f"verified 20 Newsgroups files {missing} are absent from {str(path)!r}")
+    return path
+
+
+def test_20news_counts_and_vocabulary(news20_dir):
+    """Sizes and token totals as documented in ../shared/data/README.md."""
+    train, vocab = load_20news("train", root=news20_dir)
+    test, vocab_test = load_20news("test", root=news20_dir)
+    assert train.shape == (11258, 1995) and test.shape == (7487, 1995)
+    assert train.dtype == np.float32 and vocab == vocab_test and len(vocab) == 1995
+    assert train.sum() == 991_493 and test.sum() == 629_312
+    assert vocab[:4] == ["_eos_", "write", "one", "use"] and train[:, 0].sum() == 0
+    assert (train.sum(1) > 0).all() and (train == np.round(train)).all()
+    # the most frequent words are the ones the data README names
+    top = [vocab[k] for k in np.argsort(-train.sum(0))[:3]]
+    assert set(top) <= {"write", "one", "use", "get", "say", "article", "know", "people"}
+
+
+def test_20news_download_and_checksum(news20_dir, http_folder, tmp_path):
+    served, url = http_folder
+    for name in NEWS20_FILES:
+        (served / name).write_bytes((news20_dir / name).read_bytes())
+    root = tmp_path / "cache"
+    x, _ = load_20news("test", root=root, mirrors=[url])
+    assert sorted(p.name for p in root.iterdir()) == ["test.feat", "vocab.new"]
+    np.testing.assert_array_equal(x, load_20news("test", root=news20_dir)[0])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "vocab.new").write_bytes((news20_dir / "vocab.new").read_bytes())
+    (bad / "test.feat").write_bytes((news20_dir / "test.feat").read_bytes()[:-10])
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        load_20news("test", root=bad, download=False)
+    with pytest.raises(ValueError, match="split"):
+        load_20news("valid", root=news20_dir)
