@@ -779,6 +779,7 @@ _MODEL_PARAMS = {
     "RBM": ("weights", "visible_bias", "hidden_bias"),
     "GaussianRBM": ("weights", "visible_bias", "hidden_bias", "sigma"),
     "ReplicatedSoftmax": ("weights", "word_bias", "hidden_bias"),
+    "CategoricalRBM": ("weights", "visible_bias", "hidden_bias"),
 }
 
 

@@ -159,9 +159,10 @@ def register_pytree() -> None:
     """Make the base classes JAX pytrees (called by ``ebm_ppl.numpyro``)."""
     import jax
 
+    from ebm_ppl.models.categorical_rbm import CategoricalBase
     from ebm_ppl.models.replicated_softmax import MultinomialBase
 
-    for cls in (BernoulliBase, GaussianBase, MultinomialBase):
+    for cls in (BernoulliBase, GaussianBase, MultinomialBase, CategoricalBase):
         try:
             jax.tree_util.register_pytree_node_class(cls)
         except ValueError:  # already registered

@@ -18,13 +18,14 @@ from ebm_ppl.models.base import (
     register_pytree,
     uniform_base,
 )
+from ebm_ppl.models.categorical_rbm import CategoricalBase
 from ebm_ppl.models.replicated_softmax import (
     MultinomialBase,
     log_multinomial_coefficient,
     multinomial_base,
 )
 from ebm_ppl.numpyro.ais import AIS
-from ebm_ppl.numpyro.distributions import RBM, GaussianRBM, ReplicatedSoftmax
+from ebm_ppl.numpyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
 from ebm_ppl.numpyro.samle import SAMLE, SAMLEState
 
@@ -35,6 +36,8 @@ __all__ = [
     "AISResult",
     "BernoulliBase",
     "BlockGibbs",
+    "CategoricalBase",
+    "CategoricalRBM",
     "GaussianBase",
     "GaussianRBM",
     "BlockGibbsState",

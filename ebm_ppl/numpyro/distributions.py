@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution, constraints
 
+from ebm_ppl.models.categorical_rbm import CategoricalRBMMethods
 from ebm_ppl.models.gaussian_rbm import GaussianRBMMethods
 from ebm_ppl.models.rbm import RBMMethods
 from ebm_ppl.models.replicated_softmax import ReplicatedSoftmaxMethods
 
-__all__ = ["GaussianRBM", "RBM", "ReplicatedSoftmax"]
+__all__ = ["CategoricalRBM", "GaussianRBM", "RBM", "ReplicatedSoftmax"]
 
 
 class RBM(RBMMethods, Distribution):
@@ -191,6 +192,59 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, Distribution):
         """Approximate draw of documents of ``total_count`` words (Gibbs from ``key``)."""
         if key is None:
             raise ValueError("ReplicatedSoftmax.sample needs a JAX PRNG key")
+        return self._sample(key, tuple(sample_shape))
+
+
+class CategoricalRBM(CategoricalRBMMethods, Distribution):
+    r"""RBM with ``K``-valued categorical (softmax) visible units, e.g. ratings.
+
+    ``CategoricalRBM(weights, visible_bias, hidden_bias)`` with ``weights`` ``(..., D, K, F)``,
+    ``visible_bias`` ``(..., D, K)``, ``hidden_bias`` ``(..., F)``. Values are category
+    indices ``(..., D)`` in ``0..K-1``; ``-1`` marks a missing entry, which is simply absent
+    from the energy (the collaborative-filtering RBM: block Gibbs leaves missing entries
+    missing, so CD-k on sparse ratings works as in Salakhutdinov, Mnih & Hinton 2007).
+
+    ``log_prob(v)`` is the **unnormalized** ``-F(v)``; ``log_partition()`` is the exact
+    ``log Z`` of the model with every entry present (at most 20 hidden units).
+    ``visible_probs(h)`` gives ``p(v_d = k | h)``, shape ``(..., D, K)``.
+    """
+
+    arg_constraints = {
+        "weights": constraints.real,
+        "visible_bias": constraints.real,
+        "hidden_bias": constraints.real_vector,
+    }
+    support = constraints.independent(constraints.integer_greater_than(-2), 1)
+    has_enumerate_support = False
+    reparametrized_params: list = []
+    pytree_data_fields = ("weights", "visible_bias", "hidden_bias")
+    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs")
+
+    def __init__(
+        self,
+        weights,
+        visible_bias,
+        hidden_bias,
+        num_gibbs_steps: int = 100,
+        validate_args: bool | None = None,
+    ) -> None:
+        weights, visible_bias, hidden_bias = (
+            _as_jax(a) for a in (weights, visible_bias, hidden_bias)
+        )
+        batch_shape, event_shape = self._init_params(
+            "jax", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
+        )
+        super().__init__(tuple(batch_shape), event_shape, validate_args=False)
+        if validate_args is not None:
+            self._validate_args = validate_args
+
+    def expand(self, batch_shape) -> CategoricalRBM:
+        return self._expanded(batch_shape)
+
+    def sample(self, key, sample_shape=()) -> jax.Array:
+        """Approximate draw of category indices (as floats): Gibbs from ``key``."""
+        if key is None:
+            raise ValueError("CategoricalRBM.sample needs a JAX PRNG key")
         return self._sample(key, tuple(sample_shape))
 
 

@@ -36,6 +36,8 @@ __all__ = [
     "log",
     "lgamma",
     "softmax",
+    "categorical",
+    "one_hot",
     "binomial",
     "multinomial",
     "bernoulli",
@@ -237,6 +239,28 @@ def softmax(x: Array, axis: int = -1) -> Array:
     import jax
 
     return jax.nn.softmax(x, axis=axis)
+
+
+def categorical(key: Key, logits: Array) -> Array:
+    """Category indices (as floats, dtype of ``logits``) drawn from ``softmax(logits)`` along
+    the last axis (Gumbel-max); shape ``logits.shape[:-1]``."""
+    u = uniform(key, tuple(logits.shape), logits)
+    tiny = 1e-20
+    g = -log(-log(u * (1.0 - 2 * tiny) + tiny))
+    if is_torch(logits):
+        return (logits + g).argmax(-1).to(logits.dtype)
+    return _jnp().argmax(logits + g, axis=-1).astype(logits.dtype)
+
+
+def one_hot(index: Array, k: int, like: Array) -> Array:
+    """``(index[..., None] == arange(k))`` in the dtype of ``like``; index -1 gives a zero row."""
+    if is_torch(like):
+        import torch
+
+        ar = torch.arange(k, device=like.device)
+        return (index[..., None] == ar).to(like.dtype)
+    jnp = _jnp()
+    return (index[..., None] == jnp.arange(k)).astype(like.dtype)
 
 
 def lgamma(x: Array) -> Array:

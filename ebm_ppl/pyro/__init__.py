@@ -17,13 +17,14 @@ from ebm_ppl.models.base import (
     gaussian_base,
     uniform_base,
 )
+from ebm_ppl.models.categorical_rbm import CategoricalBase
 from ebm_ppl.models.replicated_softmax import (
     MultinomialBase,
     log_multinomial_coefficient,
     multinomial_base,
 )
 from ebm_ppl.pyro.ais import AIS
-from ebm_ppl.pyro.distributions import RBM, GaussianRBM, ReplicatedSoftmax
+from ebm_ppl.pyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.pyro.kernels import BlockGibbs
 from ebm_ppl.pyro.samle import SAMLE
 
@@ -32,6 +33,8 @@ __all__ = [
     "AISResult",
     "BernoulliBase",
     "BlockGibbs",
+    "CategoricalBase",
+    "CategoricalRBM",
     "GaussianBase",
     "GaussianRBM",
     "LogLikelihood",

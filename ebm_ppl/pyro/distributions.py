@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from ebm_ppl.models.categorical_rbm import CategoricalRBMMethods
 from ebm_ppl.models.gaussian_rbm import GaussianRBMMethods
 from ebm_ppl.models.rbm import RBMMethods
 from ebm_ppl.models.replicated_softmax import ReplicatedSoftmaxMethods
 
-__all__ = ["GaussianRBM", "RBM", "ReplicatedSoftmax"]
+__all__ = ["CategoricalRBM", "GaussianRBM", "RBM", "ReplicatedSoftmax"]
 
 
 class RBM(RBMMethods, TorchDistribution):
@@ -161,5 +162,52 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, TorchDistribution):
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Approximate draw of documents of ``total_count`` words (Gibbs, global RNG)."""
+        with torch.no_grad():
+            return self._sample(None, tuple(sample_shape))
+
+
+class CategoricalRBM(CategoricalRBMMethods, TorchDistribution):
+    r"""RBM with ``K``-valued categorical (softmax) visible units, e.g. ratings.
+
+    ``CategoricalRBM(weights, visible_bias, hidden_bias)`` with ``weights`` ``(..., D, K, F)``,
+    ``visible_bias`` ``(..., D, K)``, ``hidden_bias`` ``(..., F)``. Values are category
+    indices ``(..., D)`` in ``0..K-1``; ``-1`` marks a missing entry, which is simply absent
+    from the energy (the collaborative-filtering RBM: block Gibbs leaves missing entries
+    missing, so CD-k on sparse ratings works as in Salakhutdinov, Mnih & Hinton 2007).
+
+    ``log_prob(v)`` is the **unnormalized** ``-F(v)``; ``log_partition()`` is the exact
+    ``log Z`` of the model with every entry present (at most 20 hidden units).
+    ``visible_probs(h)`` gives ``p(v_d = k | h)``, shape ``(..., D, K)``.
+    """
+
+    arg_constraints = {
+        "weights": constraints.real,
+        "visible_bias": constraints.real,
+        "hidden_bias": constraints.real_vector,
+    }
+    support = constraints.independent(constraints.integer_interval(-1, 2**31 - 1), 1)
+    has_rsample = False
+    has_enumerate_support = False
+
+    def __init__(
+        self,
+        weights: torch.Tensor,
+        visible_bias: torch.Tensor,
+        hidden_bias: torch.Tensor,
+        num_gibbs_steps: int = 100,
+        validate_args: bool | None = None,
+    ) -> None:
+        batch_shape, event_shape = self._init_params(
+            "torch", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
+        )
+        super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=False)
+        if validate_args is not None:
+            self._validate_args = validate_args
+
+    def expand(self, batch_shape, _instance=None) -> CategoricalRBM:
+        return self._expanded(batch_shape)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """Approximate draw of category indices (as floats): Gibbs, torch's global RNG."""
         with torch.no_grad():
             return self._sample(None, tuple(sample_shape))

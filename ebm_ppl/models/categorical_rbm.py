@@ -1,0 +1,251 @@
+"""RBM with softmax (K-valued categorical) visible units, for torch and JAX.
+
+The collaborative-filtering RBM of Salakhutdinov, Mnih & Hinton (2007) (the tutorial slides'
+"multinomial visible units", e.g. ratings): ``D`` visible units each taking one of ``K``
+values. Parameters: ``weights`` ``W`` ``(..., D, K, F)``, ``visible_bias`` ``b``
+``(..., D, K)``, ``hidden_bias`` ``a`` ``(..., F)``. A value is a vector of category indices
+``v`` ``(..., D)`` in ``{0, ..., K-1}``, with ``-1`` marking a **missing** entry; ``x`` is
+its one-hot encoding (a zero row for a missing entry).
+
+* energy: ``E(v, h) = -sum_dk x_dk (b_dk + sum_j W_dkj h_j) - a^T h``; missing entries are
+  simply absent from the energy (each pattern of observed entries is its own RBM sharing
+  the parameters, as in the collaborative-filtering RBM)
+* conditionals: ``p(h_j = 1 | v) = g(a_j + sum_dk x_dk W_dkj)``,
+  ``p(v_d = k | h) = softmax_k(b_dk + sum_j W_dkj h_j)``
+* ``log Z = log sum_h exp(a^T h + sum_d logsumexp_k(b_dk + (W h)_dk))`` for the model with
+  every entry present (exact for small hidden layers).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ebm_ppl import ops
+from ebm_ppl.models.family import (
+    HarmoniumMethods,
+    check_backend,
+    check_num_gibbs_steps,
+    temperature,
+)
+
+Array = Any
+
+
+def check_params(weights: Array, visible_bias: Array, hidden_bias: Array) -> tuple:
+    """Validate parameters; return ``(batch_shape, n_visible, n_categories, n_hidden)``."""
+    from ebm_ppl.models.family import check_finite_float
+
+    if weights.ndim < 3:
+        raise ValueError(
+            "weights must have shape (..., n_visible, n_categories, n_hidden), got "
+            f"{tuple(weights.shape)}"
+        )
+    d, k, f = (int(n) for n in weights.shape[-3:])
+    if d == 0 or k < 2 or f == 0:
+        raise ValueError(
+            f"weights must have non-empty layers and >= 2 categories, got {tuple(weights.shape)}"
+        )
+    if visible_bias.ndim < 2 or tuple(visible_bias.shape[-2:]) != (d, k):
+        raise ValueError(
+            f"visible_bias must have shape (..., {d}, {k}) to match weights "
+            f"{tuple(weights.shape)}, got {tuple(visible_bias.shape)}"
+        )
+    if hidden_bias.ndim < 1 or int(hidden_bias.shape[-1]) != f:
+        raise ValueError(
+            f"hidden_bias must have shape (..., {f}) to match weights {tuple(weights.shape)}, "
+            f"got {tuple(hidden_bias.shape)}"
+        )
+    check_finite_float(
+        {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias}
+    )
+    try:
+        batch = ops.broadcast_shapes(
+            tuple(weights.shape[:-3]), tuple(visible_bias.shape[:-2]), tuple(hidden_bias.shape[:-1])
+        )
+    except ValueError:
+        raise ValueError(
+            "the batch shapes of weights, visible_bias and hidden_bias do not broadcast"
+        ) from None
+    return batch, d, k, f
+
+
+def check_categories(x: Array, size: int, k: int, name: str = "value") -> None:
+    """Category indices: last dimension ``size``, whole numbers in ``{-1, 0, ..., k-1}``."""
+    if not (ops.is_torch(x) or ops.is_jax(x)):
+        raise TypeError(f"{name} must be a torch.Tensor or a JAX array, got {type(x).__name__}")
+    if x.ndim < 1 or x.shape[-1] != size:
+        raise ValueError(f"{name} must have shape (..., {size}), got {tuple(x.shape)}")
+    if not ops.is_concrete(x):
+        return
+    if math.prod(x.shape) == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+    import numpy as np
+
+    a = np.asarray(ops.to_numpy(x), dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if (a != np.round(a)).any() or (a < -1).any() or (a > k - 1).any():
+        raise ValueError(
+            f"{name} must hold category indices in 0..{k - 1} (or -1 for a missing entry)"
+        )
+
+
+def _flat(w: Array) -> Array:
+    """``(..., D, K, F) -> (..., D*K, F)``."""
+    return w.reshape(tuple(w.shape[:-3]) + (w.shape[-3] * w.shape[-2], w.shape[-1]))
+
+
+class CategoricalBase:
+    """Independent categorical units with ``logits`` ``(D, K)``: the tractable end of the AIS
+    path for :class:`CategoricalRBMMethods` (exact ``log Z`` and draws)."""
+
+    def __init__(self, logits: Array) -> None:
+        if not (ops.is_torch(logits) or ops.is_jax(logits)) or logits.ndim != 2:
+            raise ValueError("logits must be a (n_visible, n_categories) torch or JAX array")
+        self.logits = logits
+
+    @property
+    def n_visible(self) -> int:
+        return int(self.logits.shape[0])
+
+    def log_prob(self, value: Array) -> Array:
+        x = ops.one_hot(value, int(self.logits.shape[1]), self.logits)
+        return (x * self.logits).sum(-1).sum(-1)
+
+    def log_partition(self) -> Array:
+        return ops.logsumexp(self.logits, axis=-1).sum()
+
+    def sample(self, key: Any, shape: tuple) -> Array:
+        return ops.categorical(
+            key, ops.broadcast_to(self.logits, tuple(shape) + tuple(self.logits.shape))
+        )
+
+    def tree_flatten(self):
+        return (self.logits,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = cls.__new__(cls)
+        obj.logits = children[0]
+        return obj
+
+
+class CategoricalRBMMethods(HarmoniumMethods):
+    """The categorical-visible RBM as distribution methods, shared by both frontends."""
+
+    _event_dims = {"weights": 3, "visible_bias": 2, "hidden_bias": 1}
+
+    weights: Array
+    visible_bias: Array
+    hidden_bias: Array
+
+    def _init_params(self, backend, weights, visible_bias, hidden_bias, steps, validate):
+        check_backend(
+            backend, {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias}
+        )
+        check_num_gibbs_steps(steps)
+        batch_shape, d, _, _ = check_params(weights, visible_bias, hidden_bias)
+        self.weights, self.visible_bias, self.hidden_bias = weights, visible_bias, hidden_bias
+        self.num_gibbs_steps = steps
+        self._check_inputs = validate is not False
+        return batch_shape, (d,)
+
+    @property
+    def n_visible(self) -> int:
+        return int(self.weights.shape[-3])
+
+    @property
+    def n_categories(self) -> int:
+        return int(self.weights.shape[-2])
+
+    def _check_value(self, value: Array, name: str = "value") -> None:
+        if getattr(self, "_check_inputs", True):
+            check_categories(value, self.n_visible, self.n_categories, name)
+        elif value.shape[-1] != self.n_visible:
+            raise ValueError(f"{name} must have shape (..., {self.n_visible})")
+
+    def _onehot(self, p, v):
+        return ops.one_hot(v, self.n_categories, p[0])
+
+    # hooks of HarmoniumMethods
+    def _hidden_input(self, p, v):
+        x = self._onehot(p, v)
+        flat = x.reshape(tuple(x.shape[:-2]) + (x.shape[-2] * x.shape[-1],))
+        w = _flat(p[0])
+        if w.ndim == 2:
+            return flat @ w + p[2]
+        return (flat[..., None, :] @ w)[..., 0, :] + p[2]
+
+    def _visible_term(self, p, v):
+        x = self._onehot(p, v)
+        return (x * p[1]).sum(-1).sum(-1)
+
+    def _top_down(self, p, h):
+        """``(W h)_dk``, shape ``(..., D, K)``."""
+        w = _flat(p[0])
+        if w.ndim == 2:
+            t = h @ ops.transpose(w)
+        else:
+            t = (w @ h[..., :, None])[..., 0]
+        return t.reshape(tuple(t.shape[:-1]) + (self.n_visible, self.n_categories))
+
+    def _log_visible_sum(self, p, h):
+        w = _flat(p[0])
+        t = h @ ops.transpose(w)  # (..., S, D*K)
+        t = t.reshape(tuple(t.shape[:-1]) + (self.n_visible, self.n_categories))
+        logits = t + p[1][..., None, :, :]
+        return ops.logsumexp(logits, axis=-1).sum(-1) + (h @ p[2][..., :, None])[..., 0]
+
+    def _visible_mean(self, p, h, like=None):
+        """Expected category index ``sum_k k p(v_d = k | h)`` (the monitor's reconstruction)."""
+        probs = ops.softmax(self._top_down(p, h) + p[1])
+        k = ops.asarray_like(list(range(self.n_categories)), probs)
+        mean = (probs * k).sum(-1)
+        if like is not None:
+            mean = ops.where(like < 0, like, mean)
+        return mean
+
+    def _sample_visible(self, key, p, h, beta, base, like=None):
+        logits = self._top_down(p, h) + p[1]
+        if base is not None:
+            t = temperature(beta)
+            t = t[..., None] if ops.is_torch(t) or ops.is_jax(t) else t
+            logits = (1.0 - t) * base.logits + t * logits
+        v = ops.categorical(key, logits)
+        if like is not None:  # missing entries stay missing
+            v = ops.where(like < 0, ops.zeros_like(v) - 1.0, v)
+        return v
+
+    def visible_probs(self, hidden: Array) -> Array:
+        """``p(v_d = k | h)``, shape ``(..., D, K)``."""
+        from ebm_ppl.models.rbm import check_binary
+
+        check_binary(hidden, self.n_hidden, "hidden")
+        p = self.params
+        return ops.softmax(self._top_down(p, hidden) + p[1])
+
+    def init_chain(self, key: Any, shape: tuple) -> Array:
+        """Chains of full shape ``(..., D)`` drawn from ``softmax(b)`` (no missing entries)."""
+        b = ops.stop_gradient(self.visible_bias)
+        return ops.categorical(key, ops.broadcast_to(b, tuple(shape) + (self.n_categories,)))
+
+    def ais_base(self, base: Any) -> CategoricalBase:
+        """``None`` -> uniform categories; an array of logits ``(D, K)`` -> that base."""
+        if base is None:
+            return CategoricalBase(ops.zeros((self.n_visible, self.n_categories), self.weights))
+        if ops.is_torch(base) or ops.is_jax(base):
+            return CategoricalBase(base)
+        return base
+
+    def _check_ais_base(self, base: Any) -> None:
+        if self.weights.ndim != 3 or self.visible_bias.ndim != 2 or self.hidden_bias.ndim != 1:
+            raise ValueError("AIS needs a CategoricalRBM without batch dimensions")
+        if not isinstance(base, CategoricalBase) or tuple(base.logits.shape) != (
+            self.n_visible,
+            self.n_categories,
+        ):
+            raise ValueError(
+                f"base must be a CategoricalBase with logits of shape ({self.n_visible}, "
+                f"{self.n_categories}), got {type(base).__name__}"
+            )
