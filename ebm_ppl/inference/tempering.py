@@ -62,13 +62,6 @@ def _shaped(betas: np.ndarray, like: Array, ndim: int) -> Array:
     return b.reshape((len(betas),) + (1,) * (ndim - 2))
 
 
-def _shift(a: Array, up: bool) -> Array:
-    """``a[l + 1]`` (``up``) or ``a[l - 1]`` at position ``l`` along axis 0 (ends repeated)."""
-    if up:
-        return ops.concat([a[1:], a[-1:]], axis=0)
-    return ops.concat([a[:1], a[:-1]], axis=0)
-
-
 def pt_swap(
     key: Any, target: Any, base: Any, ladder: Array, betas: np.ndarray, parity: Any
 ) -> tuple[Array, Array, Array]:
@@ -89,14 +82,17 @@ def pt_swap(
     proposed = proposed.reshape(b[1:].shape) == parity
     u = ops.uniform(key, tuple(log_a.shape), log_a)
     accepted = (ops.log(u) < log_a) & proposed
-    none = ops.zeros_like(accepted[:1]) != 0
-    take_up = ops.concat([accepted, none], axis=0)[..., None]  # l takes from l + 1
-    take_down = ops.concat([none, accepted], axis=0)[..., None]  # l takes from l - 1
-
-    def swap(a):
-        return ops.where(take_up, _shift(a, True), ops.where(take_down, _shift(a, False), a))
-
-    return swap(ladder), swap(terms[2]), accepted
+    # replica l takes the state of l + 1 (or l - 1) where that pair's swap was accepted
+    acc = accepted * 1
+    zero = ops.zeros_like(acc[:1])
+    levels = ops.asarray_like(np.arange(len(betas)), acc).reshape(b.shape)
+    index = levels + ops.concat([acc, zero], axis=0) - ops.concat([zero, acc], axis=0)
+    index = ops.broadcast_to(index, tuple(ladder.shape[:-1]))
+    if ops.is_torch(index):
+        index = index.long()
+    else:
+        index = index.astype("int32")
+    return ops.gather0(ladder, index), ops.gather0(terms[2], index), accepted
 
 
 def pt_step(

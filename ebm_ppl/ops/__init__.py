@@ -38,6 +38,7 @@ __all__ = [
     "softmax",
     "categorical",
     "one_hot",
+    "gather0",
     "binomial",
     "multinomial",
     "bernoulli",
@@ -261,6 +262,16 @@ def one_hot(index: Array, k: int, like: Array) -> Array:
         return (index[..., None] == ar).to(like.dtype)
     jnp = _jnp()
     return (index[..., None] == jnp.arange(k)).astype(like.dtype)
+
+
+def gather0(a: Array, index: Array) -> Array:
+    """``out[i, j..., k] = a[index[i, j...], j..., k]``: a per-element permutation along axis 0
+    (``index`` has ``a``'s shape without the last axis; integer dtype)."""
+    if is_torch(a):
+        idx = index[..., None].expand(tuple(index.shape) + (a.shape[-1],))
+        return a.gather(0, idx)
+    jnp = _jnp()
+    return jnp.take_along_axis(a, index[..., None], axis=0)
 
 
 def lgamma(x: Array) -> Array:
