@@ -236,6 +236,45 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
         self._length(None)
         return super().log_partition(max_units)
 
+    def with_total_count(self, total_count: Any):
+        """The same model for documents of ``total_count`` words (a number or an array that
+        broadcasts with the batch shape), e.g. to run AIS for one length:
+        ``AIS(rsm.with_total_count(m))``."""
+        import copy
+
+        if isinstance(total_count, (int, float)) and not isinstance(total_count, bool):
+            m = ops.zeros((), self.weights) + float(total_count)
+        else:
+            m = ops.asarray_like(total_count, self.weights)
+        if ops.is_concrete(m):
+            a = ops.to_numpy(m)
+            if (a < 0).any() or (a != a.round()).any():
+                raise ValueError("total_count must hold non-negative whole numbers of words")
+        new = copy.copy(self)
+        new.total_count = m
+        new._batch_shape = type(self._batch_shape)(
+            ops.broadcast_shapes(tuple(self.batch_shape), tuple(m.shape))
+        )
+        return new
+
+    def perplexity(self, docs: Array, log_z: Any) -> float:
+        """Per-word perplexity ``exp(-sum_n log p(V_n) / sum_n M_n)`` of documents ``docs``
+        ``(N, K)``, where ``p(V_n)`` is the probability of the word sequence (eq. 16; the
+        count-vector ``log_prob`` minus ``log(M!/prod v_k!)``) and ``log_z`` maps each document
+        length ``M`` to ``log Z(M)`` (exact or from AIS), e.g.
+        ``{m: AIS(rsm.with_total_count(m)).log_z for m in lengths}``.
+        """
+        import numpy as np
+
+        self._check_value(docs, "docs")
+        lengths = np.asarray(ops.to_numpy(docs.sum(-1)), dtype=np.int64)
+        missing = sorted(set(lengths.tolist()) - {int(k) for k in log_z})
+        if missing:
+            raise ValueError(f"log_z has no entry for the document lengths {missing[:10]}")
+        lp = ops.to_numpy(self.log_prob(docs) - log_multinomial_coefficient(docs))
+        lz = np.array([float(log_z[int(m)]) for m in lengths])
+        return float(np.exp(-(lp.astype(np.float64) - lz).sum() / lengths.sum()))
+
     def energy(self, value: Array, hidden: Array) -> Array:
         """``E(V, h)`` of eq. 17 (the energy of the word sequence; without the
         ``log(M!/prod v_k!)`` orderings term that :meth:`log_prob` adds)."""

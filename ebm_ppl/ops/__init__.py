@@ -295,13 +295,54 @@ def binomial(key: Key, n: Array, p: Array) -> Array:
     return jax.random.binomial(key, n, p).astype(p.dtype)
 
 
-def multinomial(key: Key, n: Array, probs: Array) -> Array:
-    """``Multinomial(n, probs)`` count vectors, shape ``probs.shape`` (``n``: ``probs.shape[:-1]``).
+def multinomial(key: Key, n: Array, probs: Array, max_count: int | None = None) -> Array:
+    """``Multinomial(n, probs)`` count vectors, shape ``probs.shape`` (``n``: ``probs.shape[:-1]``,
+    whole numbers as floats).
 
-    Exact, with static shapes: the ``n`` draws are split between the two halves of the
-    categories by a binomial draw, recursively (``ceil(log2 K)`` levels of vectorized
-    binomials), so it works inside ``jit`` for traced ``n``.
+    Exact in both ways it is computed: with a known bound on ``n`` (always in torch; in JAX
+    when ``n`` is concrete or ``max_count`` is given) the words are drawn one by one by
+    inverting the cumulative probabilities (``searchsorted``) and counted; otherwise (a traced
+    ``n`` inside ``jit`` with no bound) the draws are split between the two halves of the
+    categories by binomial draws, recursively (``ceil(log2 K)`` levels), which keeps shapes
+    static.
     """
+    if max_count is None and (is_torch(n) or is_concrete(n)):
+        nn = to_numpy(n)
+        max_count = int(nn.max()) if nn.size else 0
+    if max_count is not None:
+        return _multinomial_by_words(key, n, probs, max(1, int(max_count)))
+    return _multinomial_by_halves(key, n, probs)
+
+
+def _multinomial_by_words(key: Key, n: Array, probs: Array, max_count: int) -> Array:
+    k = int(probs.shape[-1])
+    batch = tuple(probs.shape[:-1])
+    flat = probs.reshape((-1, k))
+    rows = flat.shape[0]
+    u = uniform(key, (rows, max_count), probs)
+    nf = (n + zeros(batch, probs)).reshape((rows,))
+    if is_torch(probs):
+        import torch
+
+        cdf = flat.cumsum(-1)
+        cdf = cdf / cdf[:, -1:]
+        idx = torch.searchsorted(cdf.contiguous(), (u * (1 - 1e-6)).contiguous()).clamp_(max=k - 1)
+        keep = (torch.arange(max_count, device=probs.device)[None, :] < nf[:, None]).to(probs.dtype)
+        out = torch.zeros_like(flat).scatter_add_(1, idx, keep)
+        return out.reshape(tuple(probs.shape))
+    import jax
+
+    jnp = _jnp()
+    cdf = jnp.cumsum(flat, -1)
+    cdf = cdf / cdf[:, -1:]
+    idx = jax.vmap(jnp.searchsorted)(cdf, u * (1 - 1e-6))
+    idx = jnp.minimum(idx, k - 1)
+    keep = (jnp.arange(max_count)[None, :] < nf[:, None]).astype(probs.dtype)
+    out = jax.vmap(lambda i, w: jnp.zeros(k, probs.dtype).at[i].add(w))(idx, keep)
+    return out.reshape(tuple(probs.shape))
+
+
+def _multinomial_by_halves(key: Key, n: Array, probs: Array) -> Array:
     k = int(probs.shape[-1])
     depth = max(1, math.ceil(math.log2(k)))
     width = 2**depth

@@ -233,3 +233,51 @@ def test_bad_parameters_and_missing_length(rsm_backend):
         make(be, w, b, a, total_count=2.5)
     with pytest.raises(ValueError, match="total_count=M"):
         make(be, w, b, a).log_partition()
+
+
+@pytest.mark.parametrize("method", ["words", "halves"])
+def test_multinomial_samplers_are_exact(backend, method):
+    """Both exact multinomial samplers (word by word with a bound; binomial splitting with
+    static shapes) against the exact distribution of small count vectors (chi-square)."""
+    from ebm_ppl.ops import _multinomial_by_halves, _multinomial_by_words
+
+    p = np.array([0.1, 0.25, 0.05, 0.6, 0.0], np.float32)  # a zero-probability word too
+    n = 4000
+    m = np.where(np.arange(n) % 2 == 0, 3.0, 4.0).astype(np.float32)
+    key = backend.key(1)
+    probs = backend.array(np.tile(p, (n, 1)))
+    if method == "words":
+        x = _multinomial_by_words(key, backend.array(m), probs, 4)
+    else:
+        x = _multinomial_by_halves(key, backend.array(m), probs)
+    x = backend.np(x)
+    np.testing.assert_array_equal(x.sum(1), m)
+    assert (x[:, 4] == 0).all()
+    for length in (3, 4):
+        rows = x[m == length][:, :4]
+        vs = count_vectors(4, length)
+        index = {tuple(r): i for i, r in enumerate(vs.astype(int))}
+        counts = np.bincount([index[tuple(r)] for r in rows.astype(int)], minlength=len(vs))
+        q = p[:4].astype(np.float64)
+        probs_exact = np.exp(log_coef(vs) + (vs * np.log(q)).sum(1))
+        assert chi2_pvalue(counts, probs_exact / probs_exact.sum()) > 1e-4
+
+
+def test_perplexity_with_exact_log_z(rsm_backend):
+    """perplexity() = exp(-sum log p(V_n) / sum M_n) with the sequence probability."""
+    be = rsm_backend
+    w, b, a = rparams(np.random.default_rng(8), 3, 3)
+    docs = np.array([[1, 0, 2], [0, 4, 0], [1, 1, 1], [2, 0, 0]], np.float32)
+    d = make(be, w, b, a)
+    lengths = sorted(set(docs.sum(1).astype(int).tolist()))
+    log_z = d.with_total_count(be.array(lengths)).log_partition()
+    table = dict(zip(lengths, be.np(log_z).tolist()))
+    expect = []
+    for v in docs:
+        vs, p, _ = exact_count_probs(w, b, a, int(v.sum()))
+        i = [tuple(r) for r in vs.astype(int)].index(tuple(v.astype(int)))
+        expect.append(np.log(p[i]) - log_coef(v[None].astype(np.float64))[0])
+    ppl = np.exp(-np.sum(expect) / docs.sum())
+    assert d.perplexity(be.array(docs), table) == pytest.approx(ppl, rel=1e-4)
+    with pytest.raises(ValueError, match="no entry for the document lengths"):
+        d.perplexity(be.array(docs), {3: 0.0})
