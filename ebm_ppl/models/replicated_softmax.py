@@ -142,8 +142,16 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
             dims["total_count"] = 0
         return dims
 
-    def _init_params(self, backend, weights, word_bias, hidden_bias, total_count, steps, validate):
+    def _init_params(
+        self, backend, weights, word_bias, hidden_bias, total_count, steps, validate, max_words=None
+    ):
         from ebm_ppl.models.rbm import check_params as check_rbm
+
+        if max_words is not None and (
+            not isinstance(max_words, int) or isinstance(max_words, bool) or max_words < 1
+        ):
+            raise ValueError(f"max_words must be a positive int or None, got {max_words!r}")
+        self.max_words = max_words
 
         named = {"weights": weights, "word_bias": word_bias, "hidden_bias": hidden_bias}
         check_backend(backend, named)
@@ -188,6 +196,13 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
     def _check_value(self, value: Array, name: str = "value") -> None:
         if getattr(self, "_check_inputs", True):
             check_counts(value, self.n_visible, name)
+            if self.max_words is not None and ops.is_concrete(value):
+                longest = float(ops.to_numpy(value.sum(-1)).max())
+                if longest > self.max_words:
+                    raise ValueError(
+                        f"{name} has a document of {longest:.0f} words, more than max_words="
+                        f"{self.max_words} (the bound used to draw words inside jit)"
+                    )
         elif value.shape[-1] != self.n_visible:
             raise ValueError(f"{name} must have shape (..., {self.n_visible})")
 
@@ -224,7 +239,7 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
             logits = (1.0 - t) * base.logits + t * logits
         m = self._length(like) if like is not None else self._path_length(base)
         n = ops.zeros(tuple(logits.shape[:-1]), logits) + m
-        return ops.multinomial(key, n, ops.softmax(logits))
+        return ops.multinomial(key, n, ops.softmax(logits), getattr(self, "max_words", None))
 
     def _path_length(self, base):
         if base is not None and getattr(base, "total_count", None) is not None:
@@ -307,7 +322,7 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
         m = self._length(None)
         probs = ops.broadcast_to(ops.softmax(ops.stop_gradient(self.word_bias)), tuple(shape))
         n = ops.zeros(tuple(shape[:-1]), probs) + ops.stop_gradient(m)
-        return ops.multinomial(key, n, probs)
+        return ops.multinomial(key, n, probs, getattr(self, "max_words", None))
 
     def ais_base(self, base: Any) -> MultinomialBase:
         """``None`` -> documents of ``total_count`` uniform words."""

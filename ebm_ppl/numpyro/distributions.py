@@ -147,8 +147,10 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, Distribution):
 
     ``log_prob(v)`` is the **unnormalized** log-probability of the count vector ``v`` with the
     hidden units summed out (including ``log(M!/prod v_k!)``); ``log_partition()`` is the
-    exact ``log Z(M)`` for at most 20 hidden units. A jit-safe pytree; multinomial draws use
-    static shapes (binomial splitting), so sampling works inside ``jit``.
+    exact ``log Z(M)`` for at most 20 hidden units. A jit-safe pytree; inside ``jit`` the
+    multinomial draws need static shapes: with ``max_words`` (a bound on the document lengths,
+    checked on concrete data) words are drawn one by one, otherwise by binomial splitting of
+    the dictionary, which is exact but several times slower.
     """
 
     arg_constraints = {
@@ -160,7 +162,7 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, Distribution):
     has_enumerate_support = False
     reparametrized_params: list = []
     pytree_data_fields = ("weights", "word_bias", "hidden_bias", "total_count")
-    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs")
+    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "max_words")
 
     def __init__(
         self,
@@ -170,6 +172,7 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, Distribution):
         total_count=None,
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
+        max_words: int | None = None,
     ) -> None:
         weights, word_bias, hidden_bias = (_as_jax(a) for a in (weights, word_bias, hidden_bias))
         batch_shape, event_shape = self._init_params(
@@ -180,6 +183,7 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, Distribution):
             _as_jax(total_count),
             num_gibbs_steps,
             validate_args,
+            max_words,
         )
         super().__init__(tuple(batch_shape), event_shape, validate_args=False)
         if validate_args is not None:

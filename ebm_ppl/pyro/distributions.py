@@ -129,7 +129,9 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, TorchDistribution):
     hidden units summed out: ``b.v + sum_j softplus(M a_j + v.W_:j) + log(M!/prod v_k!)``;
     ``log_partition()`` is the exact ``log Z(M)`` for at most 20 hidden units. Block Gibbs
     samples ``h`` (eq. 18) and then the ``M`` words from ``softmax(b + W h)`` (eq. 19),
-    keeping every document's length.
+    keeping every document's length. ``max_words`` (optional) bounds the document lengths so
+    that words can be drawn one by one inside ``jit`` (much faster than the bound-free
+    sampler there); data with longer documents is refused.
     """
 
     arg_constraints = {
@@ -149,9 +151,17 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, TorchDistribution):
         total_count: torch.Tensor | float | None = None,
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
+        max_words: int | None = None,
     ) -> None:
         batch_shape, event_shape = self._init_params(
-            "torch", weights, word_bias, hidden_bias, total_count, num_gibbs_steps, validate_args
+            "torch",
+            weights,
+            word_bias,
+            hidden_bias,
+            total_count,
+            num_gibbs_steps,
+            validate_args,
+            max_words,
         )
         super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=False)
         if validate_args is not None:

@@ -281,3 +281,21 @@ def test_perplexity_with_exact_log_z(rsm_backend):
     assert d.perplexity(be.array(docs), table) == pytest.approx(ppl, rel=1e-4)
     with pytest.raises(ValueError, match="no entry for the document lengths"):
         d.perplexity(be.array(docs), {3: 0.0})
+
+
+def test_max_words_bound_inside_jit():
+    """With max_words, NumPyro draws words one by one inside jit; longer documents are refused."""
+    import jax
+    import jax.numpy as jnp
+
+    from ebm_ppl.numpyro import ReplicatedSoftmax
+
+    w, b, a = rparams(np.random.default_rng(9), 6, 3)
+    d = ReplicatedSoftmax(*(jnp.asarray(x) for x in (w, b, a)), max_words=10)
+    docs = jnp.asarray(np.array([[1, 0, 2, 0, 0, 3], [0, 0, 0, 0, 10, 0]], np.float32))
+    out = jax.jit(lambda k, v, dist: dist.transition(k, v, 4)[0])(jax.random.PRNGKey(0), docs, d)
+    np.testing.assert_array_equal(np.asarray(out).sum(1), [6, 10])
+    with pytest.raises(ValueError, match="more than max_words=10"):
+        d.log_prob(jnp.asarray(np.array([[11, 0, 0, 0, 0, 0]], np.float32)))
+    with pytest.raises(ValueError, match="max_words must be a positive int"):
+        ReplicatedSoftmax(*(jnp.asarray(x) for x in (w, b, a)), max_words=0)
