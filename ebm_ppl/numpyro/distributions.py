@@ -15,7 +15,31 @@ from ebm_ppl.models.replicated_softmax import ReplicatedSoftmaxMethods
 __all__ = ["CategoricalRBM", "GaussianRBM", "RBM", "ReplicatedSoftmax"]
 
 
-class RBM(RBMMethods, Distribution):
+class _Energy(Distribution):
+    """What our NumPyro energy distributions share: native lazy ``expand`` and Gibbs ``sample``
+    (an explicit key; ``numpyro.handlers.seed`` supplies it inside models)."""
+
+    has_enumerate_support = False
+    reparametrized_params: list = []
+
+    def _finish_init(self, batch_shape, event_shape, validate_args) -> None:
+        Distribution.__init__(self, tuple(batch_shape), tuple(event_shape), validate_args=False)
+        if validate_args is not None:
+            self._validate_args = validate_args
+
+    def expand(self, batch_shape):
+        return self._expanded(batch_shape)
+
+    def sample(self, key, sample_shape=()) -> jax.Array:
+        """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps from ``key``."""
+        if key is None:
+            raise ValueError(
+                f"{type(self).__name__}.sample needs a JAX PRNG key (use numpyro.handlers.seed)"
+            )
+        return self._sample(key, tuple(sample_shape))
+
+
+class RBM(RBMMethods, _Energy):
     r"""Binary restricted Boltzmann machine over the visible units (eq. 1-8).
 
     ``RBM(weights, visible_bias, hidden_bias)`` with ``weights`` of shape
@@ -41,8 +65,6 @@ class RBM(RBMMethods, Distribution):
         "hidden_bias": constraints.real_vector,
     }
     support = constraints.independent(constraints.boolean, 1)
-    has_enumerate_support = False
-    reparametrized_params: list = []
     pytree_data_fields = ("weights", "visible_bias", "hidden_bias")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs")
 
@@ -60,21 +82,10 @@ class RBM(RBMMethods, Distribution):
         batch_shape, event_shape = self._init_params(
             "jax", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
         )
-        super().__init__(tuple(batch_shape), event_shape, validate_args=False)
-        if validate_args is not None:
-            self._validate_args = validate_args
-
-    def expand(self, batch_shape) -> RBM:
-        return self._expanded(batch_shape)
-
-    def sample(self, key, sample_shape=()) -> jax.Array:
-        """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps from ``key``."""
-        if key is None:
-            raise ValueError("RBM.sample needs a JAX PRNG key (use numpyro.handlers.seed)")
-        return self._sample(key, tuple(sample_shape))
+        self._finish_init(batch_shape, event_shape, validate_args)
 
 
-class GaussianRBM(GaussianRBMMethods, Distribution):
+class GaussianRBM(GaussianRBMMethods, _Energy):
     r"""Gaussian-Bernoulli RBM over real-valued visible units (eq. 11-14).
 
     ``GaussianRBM(weights, visible_bias, hidden_bias, sigma=1.0)`` with ``weights``
@@ -97,8 +108,6 @@ class GaussianRBM(GaussianRBMMethods, Distribution):
         "sigma": constraints.positive,
     }
     support = constraints.real_vector
-    has_enumerate_support = False
-    reparametrized_params: list = []
     pytree_data_fields = ("weights", "visible_bias", "hidden_bias", "sigma")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs")
 
@@ -123,21 +132,10 @@ class GaussianRBM(GaussianRBMMethods, Distribution):
             num_gibbs_steps,
             validate_args,
         )
-        super().__init__(tuple(batch_shape), event_shape, validate_args=False)
-        if validate_args is not None:
-            self._validate_args = validate_args
-
-    def expand(self, batch_shape) -> GaussianRBM:
-        return self._expanded(batch_shape)
-
-    def sample(self, key, sample_shape=()) -> jax.Array:
-        """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps from ``key``."""
-        if key is None:
-            raise ValueError("GaussianRBM.sample needs a JAX PRNG key (use numpyro.handlers.seed)")
-        return self._sample(key, tuple(sample_shape))
+        self._finish_init(batch_shape, event_shape, validate_args)
 
 
-class ReplicatedSoftmax(ReplicatedSoftmaxMethods, Distribution):
+class ReplicatedSoftmax(ReplicatedSoftmaxMethods, _Energy):
     r"""Replicated softmax model over word-count vectors (eq. 15-19).
 
     ``ReplicatedSoftmax(weights, word_bias, hidden_bias, total_count=None)`` with ``weights``
@@ -159,8 +157,6 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, Distribution):
         "hidden_bias": constraints.real_vector,
     }
     support = constraints.independent(constraints.nonnegative_integer, 1)
-    has_enumerate_support = False
-    reparametrized_params: list = []
     pytree_data_fields = ("weights", "word_bias", "hidden_bias", "total_count")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "max_words")
 
@@ -185,21 +181,10 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, Distribution):
             validate_args,
             max_words,
         )
-        super().__init__(tuple(batch_shape), event_shape, validate_args=False)
-        if validate_args is not None:
-            self._validate_args = validate_args
-
-    def expand(self, batch_shape) -> ReplicatedSoftmax:
-        return self._expanded(batch_shape)
-
-    def sample(self, key, sample_shape=()) -> jax.Array:
-        """Approximate draw of documents of ``total_count`` words (Gibbs from ``key``)."""
-        if key is None:
-            raise ValueError("ReplicatedSoftmax.sample needs a JAX PRNG key")
-        return self._sample(key, tuple(sample_shape))
+        self._finish_init(batch_shape, event_shape, validate_args)
 
 
-class CategoricalRBM(CategoricalRBMMethods, Distribution):
+class CategoricalRBM(CategoricalRBMMethods, _Energy):
     r"""RBM with ``K``-valued categorical (softmax) visible units, e.g. ratings.
 
     ``CategoricalRBM(weights, visible_bias, hidden_bias)`` with ``weights`` ``(..., D, K, F)``,
@@ -219,8 +204,6 @@ class CategoricalRBM(CategoricalRBMMethods, Distribution):
         "hidden_bias": constraints.real_vector,
     }
     support = constraints.independent(constraints.integer_greater_than(-2), 1)
-    has_enumerate_support = False
-    reparametrized_params: list = []
     pytree_data_fields = ("weights", "visible_bias", "hidden_bias")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs")
 
@@ -238,18 +221,7 @@ class CategoricalRBM(CategoricalRBMMethods, Distribution):
         batch_shape, event_shape = self._init_params(
             "jax", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
         )
-        super().__init__(tuple(batch_shape), event_shape, validate_args=False)
-        if validate_args is not None:
-            self._validate_args = validate_args
-
-    def expand(self, batch_shape) -> CategoricalRBM:
-        return self._expanded(batch_shape)
-
-    def sample(self, key, sample_shape=()) -> jax.Array:
-        """Approximate draw of category indices (as floats): Gibbs from ``key``."""
-        if key is None:
-            raise ValueError("CategoricalRBM.sample needs a JAX PRNG key")
-        return self._sample(key, tuple(sample_shape))
+        self._finish_init(batch_shape, event_shape, validate_args)
 
 
 def _as_jax(x):

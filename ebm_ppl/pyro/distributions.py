@@ -13,7 +13,29 @@ from ebm_ppl.models.replicated_softmax import ReplicatedSoftmaxMethods
 __all__ = ["CategoricalRBM", "GaussianRBM", "RBM", "ReplicatedSoftmax"]
 
 
-class RBM(RBMMethods, TorchDistribution):
+class _Energy(TorchDistribution):
+    """What our Pyro energy distributions share: native lazy ``expand`` and Gibbs ``sample``."""
+
+    has_rsample = False
+    has_enumerate_support = False
+
+    def _finish_init(self, batch_shape, event_shape, validate_args) -> None:
+        TorchDistribution.__init__(
+            self, torch.Size(batch_shape), torch.Size(event_shape), validate_args=False
+        )
+        if validate_args is not None:
+            self._validate_args = validate_args
+
+    def expand(self, batch_shape, _instance=None):
+        return self._expanded(batch_shape)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps (torch's global RNG)."""
+        with torch.no_grad():
+            return self._sample(None, tuple(sample_shape))
+
+
+class RBM(RBMMethods, _Energy):
     r"""Binary restricted Boltzmann machine over the visible units (eq. 1-8).
 
     ``RBM(weights, visible_bias, hidden_bias)`` with ``weights`` of shape
@@ -39,8 +61,6 @@ class RBM(RBMMethods, TorchDistribution):
         "hidden_bias": constraints.real_vector,
     }
     support = constraints.independent(constraints.boolean, 1)
-    has_rsample = False
-    has_enumerate_support = False
 
     def __init__(
         self,
@@ -53,20 +73,10 @@ class RBM(RBMMethods, TorchDistribution):
         batch_shape, event_shape = self._init_params(
             "torch", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
         )
-        super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=False)
-        if validate_args is not None:
-            self._validate_args = validate_args
-
-    def expand(self, batch_shape, _instance=None) -> RBM:
-        return self._expanded(batch_shape)
-
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps (torch global RNG)."""
-        with torch.no_grad():
-            return self._sample(None, tuple(sample_shape))
+        self._finish_init(batch_shape, event_shape, validate_args)
 
 
-class GaussianRBM(GaussianRBMMethods, TorchDistribution):
+class GaussianRBM(GaussianRBMMethods, _Energy):
     r"""Gaussian-Bernoulli RBM over real-valued visible units (eq. 11-14).
 
     ``GaussianRBM(weights, visible_bias, hidden_bias, sigma=1.0)`` with ``weights``
@@ -89,8 +99,6 @@ class GaussianRBM(GaussianRBMMethods, TorchDistribution):
         "sigma": constraints.positive,
     }
     support = constraints.real_vector
-    has_rsample = False
-    has_enumerate_support = False
 
     def __init__(
         self,
@@ -104,20 +112,10 @@ class GaussianRBM(GaussianRBMMethods, TorchDistribution):
         batch_shape, event_shape = self._init_params(
             "torch", weights, visible_bias, hidden_bias, sigma, num_gibbs_steps, validate_args
         )
-        super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=False)
-        if validate_args is not None:
-            self._validate_args = validate_args
-
-    def expand(self, batch_shape, _instance=None) -> GaussianRBM:
-        return self._expanded(batch_shape)
-
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        """Approximate draw: ``num_gibbs_steps`` block-Gibbs sweeps (torch global RNG)."""
-        with torch.no_grad():
-            return self._sample(None, tuple(sample_shape))
+        self._finish_init(batch_shape, event_shape, validate_args)
 
 
-class ReplicatedSoftmax(ReplicatedSoftmaxMethods, TorchDistribution):
+class ReplicatedSoftmax(ReplicatedSoftmaxMethods, _Energy):
     r"""Replicated softmax model over word-count vectors (eq. 15-19).
 
     ``ReplicatedSoftmax(weights, word_bias, hidden_bias, total_count=None)`` with ``weights``
@@ -140,8 +138,6 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, TorchDistribution):
         "hidden_bias": constraints.real_vector,
     }
     support = constraints.independent(constraints.nonnegative_integer, 1)
-    has_rsample = False
-    has_enumerate_support = False
 
     def __init__(
         self,
@@ -163,20 +159,10 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, TorchDistribution):
             validate_args,
             max_words,
         )
-        super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=False)
-        if validate_args is not None:
-            self._validate_args = validate_args
-
-    def expand(self, batch_shape, _instance=None) -> ReplicatedSoftmax:
-        return self._expanded(batch_shape)
-
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        """Approximate draw of documents of ``total_count`` words (Gibbs, global RNG)."""
-        with torch.no_grad():
-            return self._sample(None, tuple(sample_shape))
+        self._finish_init(batch_shape, event_shape, validate_args)
 
 
-class CategoricalRBM(CategoricalRBMMethods, TorchDistribution):
+class CategoricalRBM(CategoricalRBMMethods, _Energy):
     r"""RBM with ``K``-valued categorical (softmax) visible units, e.g. ratings.
 
     ``CategoricalRBM(weights, visible_bias, hidden_bias)`` with ``weights`` ``(..., D, K, F)``,
@@ -196,8 +182,6 @@ class CategoricalRBM(CategoricalRBMMethods, TorchDistribution):
         "hidden_bias": constraints.real_vector,
     }
     support = constraints.independent(constraints.integer_interval(-1, 2**31 - 1), 1)
-    has_rsample = False
-    has_enumerate_support = False
 
     def __init__(
         self,
@@ -210,14 +194,4 @@ class CategoricalRBM(CategoricalRBMMethods, TorchDistribution):
         batch_shape, event_shape = self._init_params(
             "torch", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
         )
-        super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=False)
-        if validate_args is not None:
-            self._validate_args = validate_args
-
-    def expand(self, batch_shape, _instance=None) -> CategoricalRBM:
-        return self._expanded(batch_shape)
-
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        """Approximate draw of category indices (as floats): Gibbs, torch's global RNG."""
-        with torch.no_grad():
-            return self._sample(None, tuple(sample_shape))
+        self._finish_init(batch_shape, event_shape, validate_args)
