@@ -29,6 +29,7 @@ The states are arrays of one backend; loops are ``lax.scan`` in JAX and Python i
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -63,23 +64,43 @@ def _shaped(betas: np.ndarray, like: Array, ndim: int) -> Array:
 
 
 def pt_swap(
-    key: Any, target: Any, base: Any, ladder: Array, betas: np.ndarray, parity: Any
+    key: Any,
+    target: Any,
+    base: Any,
+    ladder: Array,
+    betas: np.ndarray,
+    parity: Any,
+    swap_states: bool = True,
 ) -> tuple[Array, Array, Array]:
     """The replica-exchange move on ``ladder`` ``(L, ..., D)`` (replica ``l`` at
     ``betas[l]``): swaps of the pairs ``(l, l + 1)`` with ``l % 2 == parity``.
 
     Returns ``(ladder, u, accepted)``: the swapped states, their hidden inputs ``u(v)`` (for
     the sweep that follows) and ``accepted`` ``(L - 1, ...)`` (false for pairs not proposed).
+    With ``swap_states=False`` only ``u`` is permuted (the returned ladder is ``None``): a
+    sweep needs nothing else, which saves permuting the states.
     """
     b = _shaped(betas, ladder, ladder.ndim)
     terms = target.path_terms(ladder, base)
-    own = path_log_f(terms, b)
-    lower = tuple(t[:-1] for t in terms)
-    upper = tuple(t[1:] for t in terms)
-    # x_l at beta_{l+1} plus x_{l+1} at beta_l, minus both at their own temperatures
-    log_a = path_log_f(lower, b[1:]) + path_log_f(upper, b[:-1]) - own[:-1] - own[1:]
     proposed = ops.asarray_like(np.arange(len(betas) - 1) % 2, ladder)
     proposed = proposed.reshape(b[1:].shape) == parity
+    if isinstance(parity, int) and ops.is_torch(ladder):  # eager: the proposed pairs only
+        lo, hi = slice(parity, len(betas) - 1, 2), slice(parity + 1, len(betas), 2)
+        t_lo, t_hi = tuple(t[lo] for t in terms), tuple(t[hi] for t in terms)
+        part = (
+            path_log_f(t_lo, b[hi])
+            + path_log_f(t_hi, b[lo])
+            - path_log_f(t_lo, b[lo])
+            - path_log_f(t_hi, b[hi])
+        )
+        log_a = ops.zeros((len(betas) - 1,) + tuple(part.shape[1:]), part) - math.inf
+        log_a[lo] = part
+    else:
+        own = path_log_f(terms, b)
+        lower = tuple(t[:-1] for t in terms)
+        upper = tuple(t[1:] for t in terms)
+        # x_l at beta_{l+1} plus x_{l+1} at beta_l, minus both at their own temperatures
+        log_a = path_log_f(lower, b[1:]) + path_log_f(upper, b[:-1]) - own[:-1] - own[1:]
     u = ops.uniform(key, tuple(log_a.shape), log_a)
     accepted = (ops.log(u) < log_a) & proposed
     # replica l takes the state of l + 1 (or l - 1) where that pair's swap was accepted
@@ -92,7 +113,8 @@ def pt_swap(
         index = index.long()
     else:
         index = index.astype("int32")
-    return ops.gather0(ladder, index), ops.gather0(terms[2], index), accepted
+    swapped = ops.gather0(ladder, index) if swap_states else None
+    return swapped, ops.gather0(terms[2], index), accepted
 
 
 def pt_step(
@@ -102,8 +124,9 @@ def pt_step(
     at its own temperature (reusing the hidden inputs of the swap). Returns
     ``(ladder, hidden, accepted)``."""
     k_swap, k_sweep = ops.split(key, 2)
-    ladder, u, accepted = pt_swap(k_swap, target, base, ladder, betas, parity)
-    ladder, h = target.path_sweep(k_sweep, u, _shaped(betas, ladder, ladder.ndim), base)
+    b = _shaped(betas, ladder, ladder.ndim)
+    _, u, accepted = pt_swap(k_swap, target, base, ladder, betas, parity, swap_states=False)
+    ladder, h = target.path_sweep(k_sweep, u, b, base)
     return ladder, h, accepted
 
 

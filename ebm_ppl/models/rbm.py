@@ -394,10 +394,11 @@ class RBMMethods(HarmoniumMethods):
         return ops.sigmoid(visible_logits(p[0], p[1], h))
 
     def _sample_visible(self, key, p, h, beta, base, like=None):
-        logits = visible_logits(p[0], p[1], h)
-        if base is not None:
+        if base is None:
+            logits = visible_logits(p[0], p[1], h)
+        else:  # beta W h + ((1 - beta) a0 + beta b): beta scales h (F wide, not D)
             t = temperature(beta)
-            logits = (1.0 - t) * base.logits + t * logits
+            logits = hidden_to_visible(t * h, p[0]) + ((1.0 - t) * base.logits + t * p[1])
         return ops.bernoulli(key, ops.sigmoid(logits))
 
     weights: Array
