@@ -287,31 +287,6 @@ def gibbs_sweep(
     return v, h
 
 
-def tempered_log_prob(
-    weights: Array,
-    visible_bias: Array,
-    hidden_bias: Array,
-    base_logits: Array,
-    v: Array,
-    beta: float | Array,
-    logits: Array | None = None,
-) -> Array:
-    """``log f_beta(v)`` of the AIS path from a Bernoulli base to the RBM (hidden summed out):
-
-    ``(1 - beta) a0 . v + beta b . v + sum_j softplus(beta (c_j + v^T W_:j))``, i.e. the
-    base's log-density to the power ``1 - beta`` times the RBM's joint at inverse temperature
-    ``beta`` with its hidden units summed out (Salakhutdinov & Murray 2008). At ``beta = 1``
-    this is ``-F(v)``; at ``beta = 0`` it is the base plus ``F log 2``.
-    """
-    if logits is None:
-        logits = hidden_logits(weights, hidden_bias, v)
-    return (
-        (1.0 - beta) * _dot(base_logits, v)
-        + beta * _dot(visible_bias, v)
-        + ops.softplus(temperature(beta) * logits).sum(-1)
-    )
-
-
 def ais_step(
     key: Any,
     weights: Array,
@@ -499,10 +474,6 @@ class RBMMethods(HarmoniumMethods):
         """One AIS step on the path from ``base`` to this RBM (see :func:`ais_step`)."""
         params = tuple(ops.stop_gradient(p) for p in self.params)
         return ais_step(key, *params, base.logits, v, beta_prev, beta)
-
-    def ais_log_f(self, v: Array, beta: Any, base: Any) -> Array:
-        """``log f_beta(v)`` on the path from ``base`` (see :func:`tempered_log_prob`)."""
-        return tempered_log_prob(*self.params, base.logits, v, beta)
 
     def ais_base(self, base: Any) -> Any:
         """The AIS base: ``None`` -> the uniform model; visible logits -> a Bernoulli base."""
