@@ -18,7 +18,6 @@ its one-hot encoding (a zero row for a missing entry).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from ebm_ppl import ops
@@ -26,6 +25,7 @@ from ebm_ppl.models.family import (
     HarmoniumMethods,
     check_backend,
     check_num_gibbs_steps,
+    check_values,
     temperature,
 )
 
@@ -72,14 +72,8 @@ def check_params(weights: Array, visible_bias: Array, hidden_bias: Array) -> tup
 
 def check_categories(x: Array, size: int, k: int, name: str = "value") -> None:
     """Category indices: last dimension ``size``, whole numbers in ``{-1, 0, ..., k-1}``."""
-    if not (ops.is_torch(x) or ops.is_jax(x)):
-        raise TypeError(f"{name} must be a torch.Tensor or a JAX array, got {type(x).__name__}")
-    if x.ndim < 1 or x.shape[-1] != size:
-        raise ValueError(f"{name} must have shape (..., {size}), got {tuple(x.shape)}")
-    if not ops.is_concrete(x):
+    if not check_values(x, size, name):
         return
-    if math.prod(x.shape) == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
     import numpy as np
 
     a = np.asarray(ops.to_numpy(x), dtype=np.float64)

@@ -111,6 +111,21 @@ def check_backend(backend: str, named: dict[str, Any]) -> None:
             raise TypeError(f"{name} must be {kind}, got {type(x).__name__}")
 
 
+def check_values(x: Array, size: int, name: str) -> bool:
+    """Common checks of a value ``(..., size)``: an array (``TypeError`` otherwise), last
+    dimension ``size`` and not empty (``ValueError``). Returns whether its entries can be
+    inspected (concrete, not traced), for the member's own checks of the support."""
+    if not (ops.is_torch(x) or ops.is_jax(x)):
+        raise TypeError(f"{name} must be a torch.Tensor or a JAX array, got {type(x).__name__}")
+    if x.ndim < 1 or x.shape[-1] != size:
+        raise ValueError(f"{name} must have shape (..., {size}), got {tuple(x.shape)}")
+    if not ops.is_concrete(x):
+        return False
+    if math.prod(x.shape) == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+    return True
+
+
 def check_finite_float(named: dict[str, Any]) -> None:
     """``TypeError`` for non-floating arrays, ``ValueError`` for NaN/inf (concrete arrays)."""
     for name, x in named.items():

@@ -27,6 +27,7 @@ from ebm_ppl.models.family import (
     check_backend,
     check_finite_float,
     check_num_gibbs_steps,
+    check_values,
     temperature,
 )
 from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
@@ -65,15 +66,8 @@ def check_params(weights: Array, visible_bias: Array, hidden_bias: Array, sigma:
 
 def check_real(x: Array, size: int, name: str = "value") -> None:
     """Check that ``x`` has last dimension ``size`` and (if concrete) finite entries."""
-    if not (ops.is_torch(x) or ops.is_jax(x)):
-        raise TypeError(f"{name} must be a torch.Tensor or a JAX array, got {type(x).__name__}")
-    if x.ndim < 1 or x.shape[-1] != size:
-        raise ValueError(f"{name} must have shape (..., {size}), got {tuple(x.shape)}")
-    if ops.is_concrete(x):
-        if math.prod(x.shape) == 0:
-            raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
-        if not ops.all_finite(x):
-            raise ValueError(f"{name} contains NaN or infinite values")
+    if check_values(x, size, name) and not ops.all_finite(x):
+        raise ValueError(f"{name} contains NaN or infinite values")
 
 
 def hidden_input(weights: Array, hidden_bias: Array, sigma: Array, v: Array) -> Array:

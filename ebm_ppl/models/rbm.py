@@ -23,7 +23,7 @@ import math
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
-from ebm_ppl.models.family import HarmoniumMethods, check_backend, temperature
+from ebm_ppl.models.family import HarmoniumMethods, check_backend, check_values, temperature
 
 Array = Any
 
@@ -105,20 +105,13 @@ def _is_floating(x: Array) -> bool:
 
 def check_binary(x: Array, size: int, name: str = "value") -> None:
     """Check that ``x`` has last dimension ``size`` and (if concrete) only 0/1 entries."""
-    if not (ops.is_torch(x) or ops.is_jax(x)):
-        raise TypeError(f"{name} must be a torch.Tensor or a JAX array, got {type(x).__name__}")
-    if x.ndim < 1 or x.shape[-1] != size:
-        raise ValueError(f"{name} must have shape (..., {size}), got {tuple(x.shape)}")
-    if ops.is_concrete(x):
-        if math.prod(x.shape) == 0:
-            raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
-        if not ops.is_binary(x):  # NaN and inf fail this too; say which it was
-            if not ops.all_finite(x):
-                raise ValueError(f"{name} contains NaN or infinite values")
-            raise ValueError(
-                f"{name} must be binary (0/1) for a binary RBM; binarize the data first "
-                "(ebm_ppl.datasets.binarize)"
-            )
+    if check_values(x, size, name) and not ops.is_binary(x):
+        if not ops.all_finite(x):  # NaN and inf fail is_binary too; say which it was
+            raise ValueError(f"{name} contains NaN or infinite values")
+        raise ValueError(
+            f"{name} must be binary (0/1) for a binary RBM; binarize the data first "
+            "(ebm_ppl.datasets.binarize)"
+        )
 
 
 # --------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ layers.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from ebm_ppl import ops
@@ -32,6 +31,7 @@ from ebm_ppl.models.family import (
     check_backend,
     check_finite_float,
     check_num_gibbs_steps,
+    check_values,
     temperature,
 )
 from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
@@ -47,14 +47,8 @@ def log_multinomial_coefficient(v: Array) -> Array:
 def check_counts(x: Array, size: int, name: str = "value", total: Any = None) -> None:
     """Check word-count vectors: last dimension ``size``, and (if concrete) finite,
     non-negative whole numbers (summing to ``total`` where given)."""
-    if not (ops.is_torch(x) or ops.is_jax(x)):
-        raise TypeError(f"{name} must be a torch.Tensor or a JAX array, got {type(x).__name__}")
-    if x.ndim < 1 or x.shape[-1] != size:
-        raise ValueError(f"{name} must have shape (..., {size}), got {tuple(x.shape)}")
-    if not ops.is_concrete(x):
+    if not check_values(x, size, name):
         return
-    if math.prod(x.shape) == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
     a = ops.to_numpy(x)
     import numpy as np
 
