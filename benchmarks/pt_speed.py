@@ -29,6 +29,18 @@ def _time(fn, repeats):
     return statistics.median(out)
 
 
+def _report(backend: str, t_pt: float, t_gibbs: float, steps: int, L: int, n: int) -> None:  # noqa: N803
+    line = {
+        "backend": backend,
+        "pt_step_ms": round(1e3 * t_pt / steps, 3),
+        "ten_sweeps_ms": round(1e3 * t_gibbs / steps, 3),
+        "ratio": round(t_pt / t_gibbs, 3),
+        "temperatures": L,
+        "chains": n,
+    }
+    print(json.dumps(line), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
@@ -56,19 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         t_pt = _time(lambda: pt_run(None, d, base, ladder, betas, steps), args.repeats)
         t_gibbs = _time(lambda: d.transition(None, v, steps * L), args.repeats)
-    print(
-        json.dumps(
-            {
-                "backend": "torch",
-                "pt_step_ms": round(1e3 * t_pt / steps, 3),
-                "ten_sweeps_ms": round(1e3 * t_gibbs / steps, 3),
-                "ratio": round(t_pt / t_gibbs, 3),
-                "temperatures": L,
-                "chains": n,
-            }
-        ),
-        flush=True,
-    )
+    _report("torch", t_pt, t_gibbs, steps, L, n)
 
     # JAX
     import jax
@@ -84,19 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     gibbs = jax.jit(lambda k, x: d.transition(k, x, steps * L)[0])
     t_pt = _time(lambda: pt(key, ladder).block_until_ready(), args.repeats)
     t_gibbs = _time(lambda: gibbs(key, v).block_until_ready(), args.repeats)
-    print(
-        json.dumps(
-            {
-                "backend": "jax",
-                "pt_step_ms": round(1e3 * t_pt / steps, 3),
-                "ten_sweeps_ms": round(1e3 * t_gibbs / steps, 3),
-                "ratio": round(t_pt / t_gibbs, 3),
-                "temperatures": L,
-                "chains": n,
-            }
-        ),
-        flush=True,
-    )
+    _report("jax", t_pt, t_gibbs, steps, L, n)
     return 0
 
 

@@ -3,6 +3,9 @@
 The base-rate model of Salakhutdinov & Murray (2008) is an RBM with zero weights: its visible
 units are independent Bernoullis, so it can be sampled exactly and its partition function is
 known in closed form. The uniform model is the special case with zero logits.
+:class:`GaussianBase` plays the same role for real-valued visible units. The bases of the
+replicated softmax (``MultinomialBase``) and of the categorical RBM (``CategoricalBase``) live
+with their models, since they share those models' count and one-hot helpers.
 """
 
 from __future__ import annotations
