@@ -1,0 +1,146 @@
+"""Deep belief network math (Salakhutdinov 2015, section 3), written once for torch and JAX.
+
+A DBN with layers ``v = h^0, h^1, ..., h^L`` has a top RBM over ``(h^(L-1), h^L)`` and
+directed sigmoid belief layers below it (eq. 20-22):
+
+    ``P(v, h^1, ..., h^L) = P(v | h^1) ... P(h^(L-2) | h^(L-1)) P(h^(L-1), h^L)``,
+    ``P(h^(l-1)_i = 1 | h^l) = g(b^(l-1)_i + sum_j W^(l)_ij h^l_j)``.
+
+Parameters are those of the stack of RBMs it is built from: ``weights[l]`` ``W^(l+1)`` of shape
+``(n_l, n_(l+1))``, ``down_biases[l]`` (the generative biases ``b^(l)`` of layer ``l``,
+shape ``(n_l,)``) and ``up_biases[l]`` (the recognition biases ``c^(l+1)`` of layer
+``l + 1``). The top RBM uses ``weights[-1]``, visible bias ``down_biases[-1]`` (layer
+``L-1``) and hidden bias ``up_biases[-1]`` (layer ``L``).
+
+The approximate posterior is the bottom-up recognition pass (eq. 25-28):
+``Q(h^l | h^(l-1)) = prod_j g(c^(l)_j + sum_i W^(l)_ij h^(l-1)_i)``, stochastic (``Q``) or
+with mean-field activities in place of samples (``Q~``). The variational bound (eq. 24):
+
+    ``log P(v) >= E_Q[log P(v, h^1..h^(L-1))] + H(Q)``,
+
+where the joint has the top layer ``h^L`` summed out, i.e. uses the top RBM's normalized
+marginal ``-F_top(h^(L-1)) - log Z_top``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from ebm_ppl import ops
+from ebm_ppl.models.rbm import free_energy, hidden_to_visible, visible_to_hidden
+
+Array = Any
+
+
+class DBNParams(NamedTuple):
+    """``weights[l]`` ``(n_l, n_(l+1))``; ``down_biases[l]`` ``(n_l,)`` for ``l = 0..L-1``;
+    ``up_biases[l]`` ``(n_(l+1),)`` for ``l = 0..L-1``."""
+
+    weights: tuple
+    down_biases: tuple
+    up_biases: tuple
+
+
+def check_dbn(weights: Sequence[Array], down_biases: Sequence[Array], up_biases: Sequence[Array]):
+    """Validate the stack; returns the layer sizes ``(n_0, ..., n_L)``."""
+    weights, down_biases, up_biases = tuple(weights), tuple(down_biases), tuple(up_biases)
+    if len(weights) < 1:
+        raise ValueError("a DBN needs at least one weight matrix (one RBM)")
+    if not (len(down_biases) == len(up_biases) == len(weights)):
+        raise ValueError(
+            f"weights, down_biases and up_biases must have one entry per RBM of the stack; got "
+            f"{len(weights)}, {len(down_biases)} and {len(up_biases)}"
+        )
+    sizes = [int(weights[0].shape[0])]
+    for i, w in enumerate(weights):
+        if w.ndim != 2 or int(w.shape[0]) != sizes[-1]:
+            raise ValueError(
+                f"weights[{i}] must have shape ({sizes[-1]}, n_{i + 1}), got {tuple(w.shape)}"
+            )
+        sizes.append(int(w.shape[1]))
+        if tuple(down_biases[i].shape) != (sizes[i],):
+            raise ValueError(
+                f"down_biases[{i}] must have shape ({sizes[i]},), got {tuple(down_biases[i].shape)}"
+            )
+        if tuple(up_biases[i].shape) != (sizes[i + 1],):
+            raise ValueError(
+                f"up_biases[{i}] must have shape ({sizes[i + 1]},), got {tuple(up_biases[i].shape)}"
+            )
+    return tuple(sizes)
+
+
+def down_logits(params: DBNParams, layer: int, h: Array) -> Array:
+    """Logits of ``P(h^(layer-1) | h^layer)`` (eq. 21), for ``1 <= layer <= L-1``."""
+    return hidden_to_visible(h, params.weights[layer - 1]) + params.down_biases[layer - 1]
+
+
+def up_logits(params: DBNParams, layer: int, h_below: Array) -> Array:
+    """Logits of ``Q(h^layer | h^(layer-1))`` (eq. 25-26), for ``1 <= layer <= L``."""
+    return visible_to_hidden(h_below, params.weights[layer - 1]) + params.up_biases[layer - 1]
+
+
+def _bernoulli_log_prob(logits: Array, x: Array) -> Array:
+    """``sum_i log Bernoulli(x_i; g(logits_i))`` in log space, shape ``(...)``."""
+    return (x * logits - ops.softplus(logits)).sum(-1)
+
+
+def log_joint(params: DBNParams, v: Array, hidden: Sequence[Array], log_z_top: Any) -> Array:
+    """``log P(v, h^1, ..., h^(L-1))`` with the top layer summed out (normalized, given the top
+    RBM's ``log Z``); ``hidden = [h^1, ..., h^(L-1)]`` (empty for a one-RBM DBN)."""
+    layers = [v] + list(hidden)
+    n = len(params.weights)
+    if len(layers) != n:
+        raise ValueError(f"hidden must hold the {n - 1} layers h^1..h^{n - 1}, got {len(hidden)}")
+    total = 0.0
+    for layer in range(1, n):
+        total = total + _bernoulli_log_prob(
+            down_logits(params, layer, layers[layer]), layers[layer - 1]
+        )
+    top = layers[-1]
+    f = free_energy(params.weights[-1], params.down_biases[-1], params.up_biases[-1], top)
+    return total - f - log_z_top
+
+
+def recognize(key: Any, params: DBNParams, v: Array, deterministic: bool = False) -> list:
+    """The bottom-up pass: ``[h^1, ..., h^(L-1)]`` sampled from ``Q`` (or, with
+    ``deterministic``, the mean-field activities of ``Q~``, eq. 27-28)."""
+    out, h = [], v
+    keys = ops.split(key, max(1, len(params.weights) - 1))
+    for layer in range(1, len(params.weights)):
+        p = ops.sigmoid(up_logits(params, layer, h))
+        h = p if deterministic else ops.bernoulli(keys[layer - 1], p)
+        out.append(h)
+    return out
+
+
+def variational_bound(
+    key: Any, params: DBNParams, v: Array, log_z_top: Any, num_samples: int = 1
+) -> Array:
+    """Unbiased Monte Carlo estimate of the bound of eq. 24 per data point, shape
+    ``v.shape[:-1]``: ``mean_s [log P(v, h_s) - log Q(h_s | v)]`` with ``h_s ~ Q`` (the
+    stochastic recognition pass), whose expectation is ``E_Q[log P(v, h)] + H(Q)``."""
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    keys = ops.split(key, num_samples)
+    acc = 0.0
+    for k in keys:
+        hs = recognize(k, params, v)
+        lq, below = 0.0, v
+        for layer, h in enumerate(hs, start=1):
+            lq = lq + _bernoulli_log_prob(up_logits(params, layer, below), h)
+            below = h
+        acc = acc + log_joint(params, v, hs, log_z_top) - lq
+    return acc / num_samples
+
+
+def sample_top_down(key: Any, params: DBNParams, top_state: Array) -> list:
+    """Ancestral pass from a top-RBM visible state ``h^(L-1)`` down to ``v`` (Figure 6a):
+    returns ``[v, h^1, ..., h^(L-1)]``."""
+    layers = [top_state]
+    keys = ops.split(key, max(1, len(params.weights) - 1))
+    h = top_state
+    for layer in range(len(params.weights) - 1, 0, -1):
+        h = ops.bernoulli(keys[layer - 1], ops.sigmoid(down_logits(params, layer, h)))
+        layers.insert(0, h)
+    return layers
