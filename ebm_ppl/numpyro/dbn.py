@@ -8,10 +8,10 @@ import jax
 import numpyro
 import numpyro.distributions as dist
 
-from ebm_ppl.models.dbn import DBNParams, check_dbn, down_logits
+from ebm_ppl.models.dbn import DBNParams, check_dbn, down_logits, up_logits
 from ebm_ppl.numpyro.distributions import RBM
 
-__all__ = ["dbn_model"]
+__all__ = ["dbn_guide", "dbn_model"]
 
 
 def dbn_model(
@@ -53,3 +53,29 @@ def dbn_model(
         return h
 
     return model
+
+
+def dbn_guide(
+    weights: Sequence,
+    down_biases: Sequence,
+    up_biases: Sequence,
+) -> Callable:
+    """The bottom-up recognition distribution ``Q(h^1 | v) ... Q(h^(L-1) | h^(L-2))``
+    (eq. 25-26) as a guide for :func:`dbn_model`: ``guide(data)`` samples the latent sites
+    ``"h1"``, ..., ``"h{L-1}"`` from ``Bernoulli(logits=c + h W)``. With the PPL's ELBO,
+    ``-loss / n - log Z_top`` is the bound of eq. 24 (the top RBM's log-density is
+    unnormalized)."""
+    check_dbn(weights, down_biases, up_biases)
+    params = DBNParams(tuple(weights), tuple(down_biases), tuple(up_biases))
+
+    def guide(data=None, num_data: int | None = None):
+        if data is None:
+            raise ValueError("the recognition guide needs the observed data")
+        h = data
+        with numpyro.plate("data", data.shape[0]):
+            for layer in range(1, len(params.weights)):
+                logits = up_logits(params, layer, h)
+                h = numpyro.sample(f"h{layer}", dist.Bernoulli(logits=logits).to_event(1))
+        return h
+
+    return guide

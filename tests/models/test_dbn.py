@@ -59,22 +59,28 @@ def test_joint_is_normalized(backend, seed):
     assert np.exp(lp).sum() == pytest.approx(1.0, abs=1e-5)
 
 
-def exact_bound(backend, params, v, log_z):
-    """E_Q[log P(v, h^1)] + H(Q) for a 2-layer DBN, by enumerating h^1."""
+def exact_bound(backend, params, v, log_z, with_variance=False):
+    """E_Q[log P(v, h^1) - log Q(h^1 | v)] (= E_Q[log P] + H(Q)) for a 2-layer DBN, by
+    enumerating h^1; optionally also its variance under Q (for Monte Carlo tolerances)."""
     import math
 
     from ebm_ppl.models.dbn import up_logits
 
     logits = backend.np(up_logits(params, 1, backend.array(v))).astype(np.float64)
     q = 1 / (1 + np.exp(-logits))
-    total = 0.0
+    weights, terms = [], []
     for h in states(len(q)):
         qh = float(np.prod(np.where(h > 0, q, 1 - q)))
         if qh == 0:
             continue
         lj = float(backend.np(log_joint(params, backend.array(v), [backend.array(h)], log_z)))
-        total += qh * (lj - math.log(qh))
-    return total
+        weights.append(qh)
+        terms.append(lj - math.log(qh))
+    weights, terms = np.array(weights), np.array(terms)
+    mean = float((weights * terms).sum())
+    if with_variance:
+        return mean, float((weights * (terms - mean) ** 2).sum())
+    return mean
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -153,3 +159,34 @@ def test_predictive_matches_exact_marginal(backend, seed):
         v = np.asarray(out["v"][0])
     counts = np.bincount(state_index(v), minlength=8)
     assert chi2_pvalue(counts, np.exp(lp) / np.exp(lp).sum()) > 1e-4
+
+
+def test_recognition_guide_gives_the_bound_through_the_ppl_elbo(backend):
+    """Trace_ELBO of (dbn_model, dbn_guide) = -(bound + log Z_top) per data point."""
+    sizes = (4, 3, 3)
+    params = as_params(backend, *tiny(np.random.default_rng(4), sizes))
+    log_z = top_log_z(backend, params)
+    v = np.array([[1, 0, 1, 1]], np.float32)
+    exact, var = exact_bound(backend, params, v[0], log_z, with_variance=True)
+    n = 4000
+    x = backend.array(np.tile(v, (n, 1)))
+    if backend.name == "torch":
+        import pyro
+        from pyro.infer import Trace_ELBO
+
+        from ebm_ppl.pyro.dbn import dbn_guide, dbn_model
+
+        pyro.set_rng_seed(0)
+        args = (params.weights, params.down_biases, params.up_biases)
+        loss = Trace_ELBO().loss(dbn_model(*args), dbn_guide(*args), x)
+    else:
+        import jax
+        from numpyro.infer import Trace_ELBO
+
+        from ebm_ppl.numpyro.dbn import dbn_guide, dbn_model
+
+        args = (params.weights, params.down_biases, params.up_biases)
+        loss = Trace_ELBO().loss(jax.random.PRNGKey(0), {}, dbn_model(*args), dbn_guide(*args), x)
+    bound = -float(loss) / n - log_z
+    # n independent draws from Q: the estimate's standard error is sqrt(var / n)
+    assert abs(bound - exact) < 5 * np.sqrt(var / n) + 1e-4, (bound, exact, np.sqrt(var / n))
