@@ -16,6 +16,12 @@ state is checkpointed (safetensors + JSON) in ``OUT/<method>/trainer.safetensors
 the same command again resumes from it. When done, the model is written to
 ``OUT/<method>/rbm_<method>.safetensors`` with its training config (``ebm_ppl.io.save_model``),
 and one JSON line per epoch is appended to ``OUT/<method>/log.jsonl``.
+
+Greedy layer-wise learning of a DBN (issue 5): ``--below A.safetensors,B.safetensors`` trains
+the next RBM of the stack on the top layer of a bottom-up pass through the saved RBMs
+``A``, ``B`` (bottom first), drawn afresh every epoch by
+:class:`ebm_ppl.numpyro.GreedyLayerData` (``--mode sample`` is Algorithm 1 of the review,
+``factorial`` Algorithm 2); ``--name`` names the output folder (default: the method).
 """
 
 from __future__ import annotations
@@ -64,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=os.environ.get("EBM_PPL_DATA"))
     p.add_argument("--out", default="benchmarks/runs")
+    p.add_argument("--below", default=None, help="comma-separated RBM checkpoints below")
+    p.add_argument("--mode", choices=["sample", "factorial"], default="sample")
+    p.add_argument("--name", default=None, help="output folder name (default: the method)")
     args = p.parse_args(argv)
 
     import jax
@@ -72,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     import optax
 
     from ebm_ppl.datasets import StochasticBinarization, load_mnist
-    from ebm_ppl.io import save_model
+    from ebm_ppl.io import load_model, save_model
     from ebm_ppl.numpyro import RBM, SAMLE
+    from ebm_ppl.numpyro.dbn import GreedyLayerData
 
     _, persistent = METHODS[args.method]
     decay = args.lr_decay or ("linear" if persistent else "none")
@@ -83,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.data_root)
     x, _ = load_mnist("train", root=root)
     data = StochasticBinarization(x, seed=args.seed)
+    below = [p for p in (args.below or "").split(",") if p]
+    if below:
+        layers = [load_model(p, backend="jax") for p in below]
+        data = GreedyLayerData(layers, data, mode=args.mode, seed=args.seed)
+        x = np.asarray(GreedyLayerData(layers, x, mode="mean")(0))  # Q~ probabilities
     n_visible = x.shape[1]
     steps_per_epoch = len(x) // args.batch_size
     total = steps_per_epoch * args.epochs
@@ -121,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
 
     trainer = trainer_for(0)
 
-    out = Path(args.out) / args.method
+    name = args.name or args.method
+    out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "trainer.safetensors"
     key = jax.random.PRNGKey(args.seed + 1)
@@ -180,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         "backend": "numpyro",
         "session_train_s": round(time.perf_counter() - t_start, 1),
     }
-    path = save_model(out / f"rbm_{args.method}.safetensors", rbm, training=config)
+    if below:
+        config["below"] = [Path(p).name for p in below]
+        config["data"] = (
+            f"greedy layer data: {args.mode} mode (Algorithm "
+            f"{1 if args.mode == 'sample' else 2}) through {config['below']} of " + config["data"]
+        )
+    path = save_model(out / f"rbm_{name}.safetensors", rbm, training=config)
     print(f"saved {path}", flush=True)
     return 0
 

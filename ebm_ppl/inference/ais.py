@@ -318,13 +318,20 @@ def evaluate(target: Any, data: Any, result: AISResult) -> LogLikelihood:
     standard error of ``log Z``."""
     if data.ndim < 2:
         raise ValueError(f"data must have shape (n, n_visible), got {tuple(data.shape)}")
-    lp = ops.to_numpy(target.log_prob(data)).astype(np.float64).reshape(-1)
+    return summarize(target.log_prob(data), result.log_z, result.log_z_stderr)
+
+
+def summarize(values: Any, log_z: float, log_z_stderr: float = 0.0) -> LogLikelihood:
+    """Average of per-data-point unnormalized log-probabilities (or Monte Carlo bounds)
+    ``values`` minus ``log_z``; the standard error combines the spread of ``values`` over
+    data points with ``log_z_stderr``."""
+    lp = ops.to_numpy(values).astype(np.float64).reshape(-1)
     n = lp.size
     sd = float(lp.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
     return LogLikelihood(
-        mean=float(lp.mean()) - result.log_z,
-        stderr=math.hypot(sd, result.log_z_stderr),
-        log_z=result.log_z,
-        log_z_stderr=result.log_z_stderr,
+        mean=float(lp.mean()) - float(log_z),
+        stderr=math.hypot(sd, float(log_z_stderr)),
+        log_z=float(log_z),
+        log_z_stderr=float(log_z_stderr),
         num_data=n,
     )

@@ -114,6 +114,36 @@ def recognize(key: Any, params: DBNParams, v: Array, deterministic: bool = False
     return out
 
 
+GREEDY_MODES = ("sample", "factorial", "mean")
+
+
+def propagate_up(
+    key: Any, weights: Sequence[Array], up_biases: Sequence[Array], v: Array, mode: str = "sample"
+) -> Array:
+    """The data for the next RBM of a greedy stack: the top layer of a bottom-up pass through
+    the RBMs ``(weights[l], up_biases[l])`` already trained, shape ``v.shape[:-1] + (n_top,)``.
+
+    ``mode="sample"``: every layer sampled given the sample below, ``h^l ~ Q(h^l | h^(l-1))``
+    (Algorithm 1). ``mode="factorial"``: a deterministic pass of probabilities (eq. 27-28),
+    then one Bernoulli draw from ``Q~(h^top | v)`` (Algorithm 2). ``mode="mean"``: the
+    probabilities ``q(h^top = 1 | v)`` themselves (no draw).
+    """
+    if mode not in GREEDY_MODES:
+        raise ValueError(f"mode must be one of {GREEDY_MODES}, got {mode!r}")
+    if len(weights) != len(up_biases) or len(weights) < 1:
+        raise ValueError("weights and up_biases must be non-empty and of equal length")
+    keys = ops.split(key, len(weights))
+    h = v
+    for i, (w, c) in enumerate(zip(weights, up_biases)):
+        p = ops.sigmoid(visible_to_hidden(h, w) + c)
+        last = i == len(weights) - 1
+        if mode == "sample" or (mode == "factorial" and last):
+            h = ops.bernoulli(keys[i], p)
+        else:
+            h = p
+    return h
+
+
 def variational_bound(
     key: Any, params: DBNParams, v: Array, log_z_top: Any, num_samples: int = 1
 ) -> Array:
@@ -144,3 +174,84 @@ def sample_top_down(key: Any, params: DBNParams, top_state: Array) -> list:
         h = ops.bernoulli(keys[layer - 1], ops.sigmoid(down_logits(params, layer, h)))
         layers.insert(0, h)
     return layers
+
+
+def tied_init(weights: Array, visible_bias: Array, hidden_bias: Array) -> tuple:
+    """Parameters ``(W^T, c, b)`` of the next RBM that make the two-hidden-layer DBN equal to
+    the RBM ``(W, b, c)`` below (section 3, Figure 4b): the greedy algorithm's starting point,
+    at which the bound of eq. 24 is tight."""
+    return ops.transpose(weights), hidden_bias, visible_bias
+
+
+def feedforward_logits(weights: Sequence[Array], biases: Sequence[Array], x: Array) -> Array:
+    """The discriminative network made from a DBN: ``x -> g(x W^(1) + c^(1)) -> ... ->``
+    ``g(. W^(L) + c^(L))`` (the deterministic recognition pass of eq. 27-28), then the output
+    layer ``h W^(L+1) + c^(L+1)`` (logits, no squashing). ``weights[l]`` is ``(n_l, n_(l+1))``;
+    the last entry is the output layer. Shape ``x.shape[:-1] + (num_classes,)``."""
+    h = x
+    for w, c in zip(weights[:-1], biases[:-1]):
+        h = ops.sigmoid(visible_to_hidden(h, w) + c)
+    return visible_to_hidden(h, weights[-1]) + biases[-1]
+
+
+def log_z_of(log_z_top: Any) -> tuple[float, float]:
+    """``(log Z, stderr)`` from a number or an AIS result (``log_z``, ``log_z_stderr``)."""
+    if hasattr(log_z_top, "log_z") and hasattr(log_z_top, "log_z_stderr"):
+        return float(log_z_top.log_z), float(log_z_top.log_z_stderr)
+    try:
+        value = float(log_z_top)
+    except (TypeError, ValueError):
+        raise TypeError(
+            "log_z_top must be a number (e.g. the top RBM's log_partition()) or an AIS result "
+            f"with log_z and log_z_stderr, got {type(log_z_top).__name__}"
+        ) from None
+    return value, 0.0
+
+
+def check_below(below: Any, cls: type, what: str) -> list:
+    """The RBM layers under a greedy layer, bottom first, with matching sizes."""
+    below = list(below) if isinstance(below, (list, tuple)) else [below]
+    if not below or not all(isinstance(r, cls) for r in below):
+        raise TypeError(f"below must be a non-empty sequence of {what} layers")
+    for i in range(1, len(below)):
+        if below[i].weights.shape[-2] != below[i - 1].weights.shape[-1]:
+            raise ValueError(
+                f"below[{i}] has {below[i].weights.shape[-2]} visible units but below"
+                f"[{i - 1}] has {below[i - 1].weights.shape[-1]} hidden units"
+            )
+    return below
+
+
+def check_greedy_args(hidden_sizes: Any, num_epochs: Any, mode: str, init_scale: Any, seed: Any):
+    """Validate :func:`greedy_pretrain`'s arguments; returns ``(sizes, epochs per layer)``."""
+    try:
+        sizes = [int(n) for n in hidden_sizes]
+    except TypeError:
+        raise TypeError(f"hidden_sizes must be a sequence of ints, got {hidden_sizes!r}") from None
+    if not sizes or any(n < 1 for n in sizes):
+        raise ValueError(f"hidden_sizes must be a non-empty list of positive ints, got {sizes}")
+    epochs = [num_epochs] * len(sizes) if isinstance(num_epochs, int) else list(num_epochs)
+    if len(epochs) != len(sizes) or not all(isinstance(e, int) and e >= 0 for e in epochs):
+        raise ValueError(
+            f"num_epochs must be a non-negative int or one per layer ({len(sizes)}), "
+            f"got {num_epochs!r}"
+        )
+    if mode not in GREEDY_MODES[:2]:
+        raise ValueError(
+            f"mode must be 'sample' (Algorithm 1) or 'factorial' (Algorithm 2), got {mode!r}"
+        )
+    if not isinstance(init_scale, (int, float)) or not init_scale > 0:
+        raise ValueError(f"init_scale must be a positive number, got {init_scale!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return sizes, epochs
+
+
+def check_labels(x: Any, y: Any, n_inputs: int, x_name: str, y_name: str) -> None:
+    """Inputs ``(n, n_inputs)`` and integer labels ``(n,)`` for fine-tuning."""
+    if y is None:
+        raise ValueError(f"{y_name} is required with {x_name}")
+    if x.ndim != 2 or x.shape[1] != n_inputs:
+        raise ValueError(f"{x_name} must have shape (n, {n_inputs}), got {tuple(x.shape)}")
+    if tuple(y.shape) != (x.shape[0],):
+        raise ValueError(f"{y_name} must have shape ({x.shape[0]},), got {tuple(y.shape)}")

@@ -24,6 +24,16 @@ from ebm_ppl.models.replicated_softmax import (
     multinomial_base,
 )
 from ebm_ppl.pyro.ais import AIS
+from ebm_ppl.pyro.dbn import (
+    DBN,
+    DBNClassifier,
+    GreedyLayerData,
+    classification_error,
+    dbn_guide,
+    dbn_model,
+    fine_tune,
+    greedy_pretrain,
+)
 from ebm_ppl.pyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.pyro.kernels import BlockGibbs
 from ebm_ppl.pyro.samle import SAMLE
@@ -35,8 +45,11 @@ __all__ = [
     "BlockGibbs",
     "CategoricalBase",
     "CategoricalRBM",
+    "DBN",
+    "DBNClassifier",
     "GaussianBase",
     "GaussianRBM",
+    "GreedyLayerData",
     "LogLikelihood",
     "MultinomialBase",
     "ParallelTempering",
@@ -45,9 +58,14 @@ __all__ = [
     "SAMLE",
     "TemperedTransitions",
     "base_rate",
+    "classification_error",
+    "dbn_guide",
+    "dbn_model",
     "evaluate",
+    "fine_tune",
     "gaussian_base",
     "geometric_schedule",
+    "greedy_pretrain",
     "linear_schedule",
     "log_multinomial_coefficient",
     "multinomial_base",
