@@ -1,0 +1,198 @@
+"""The MNIST DBN rows of issue 5: the variational bound with AIS, and fine-tuned test error.
+
+    python benchmarks/mnist_dbn.py bound --layers L1,L2[,L3] [--backends numpyro,pyro]
+    python benchmarks/mnist_dbn.py finetune --layers L1,L2,L3 [--epochs 50] [--random-init]
+
+``--layers`` lists the greedily trained RBM checkpoints, bottom first (``ebm_ppl.io`` model
+files, e.g. from ``benchmarks/train_mnist_dbn.sh``).
+
+``bound``: the DBN's lower bound (eq. 24) on the average test log-probability: ``log Z`` of
+the top RBM by forward AIS (``--runs`` runs, 14,501-beta schedule of Salakhutdinov & Murray,
+from the base-rate model of the top RBM's training data, i.e. draws from Q of the training
+images) checked by reverse AIS (chains started at Q-draws of test images, ``--reverse-sweeps``
+Gibbs sweeps), and the Monte Carlo bound with ``--samples`` draws from Q per image. Test and
+train images are the same fixed stochastic binarizations as ``mnist_rbm_table.py``. One JSON
+line per backend.
+
+``finetune``: the feed-forward network made from the DBN (sigmoid layers initialised from
+the recognition weights, a 10-way softmax output from N(0, 0.01^2)) trained by backprop on the
+60,000 gray-level training images for a fixed number of epochs (no early stopping on the test
+set), SGD with momentum; ``--random-init`` trains the same architecture from random weights
+(``W ~ N(0, 1/fan_in)``, zero biases) as the peer. One JSON
+line per epoch with the test error on the 10,000 test digits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def _stack(paths: list[str], backend: str):
+    from ebm_ppl.io import load_model
+
+    return [load_model(p, backend="jax" if backend == "numpyro" else "torch") for p in paths]
+
+
+def bound(args) -> int:
+    from ebm_ppl.cli import _eval_data
+
+    train, test = _eval_data("mnist", args.seed, args.data_root)
+    paths = args.layers.split(",")
+    for backend in args.backends.split(","):
+        t0 = time.perf_counter()
+        rbms = _stack(paths, backend)
+        if backend == "numpyro":
+            import jax
+            import jax.numpy as jnp
+
+            import ebm_ppl.numpyro as fe
+
+            k_data, k_ais, k_chain, k_bound = jax.random.split(jax.random.PRNGKey(args.seed), 4)
+            dbn = fe.DBN.from_rbms(rbms)
+            top_train = fe.GreedyLayerData(rbms[:-1], train, seed=args.seed)(0)
+            top_test = fe.GreedyLayerData(rbms[:-1], test[: args.runs], seed=args.seed + 1)(0)
+            start, _ = dbn.top.transition(k_chain, top_test, args.reverse_sweeps)
+            res = fe.AIS(
+                dbn.top,
+                base=fe.base_rate(top_train),
+                betas=fe.salakhutdinov_murray_schedule(),
+                num_runs=args.runs,
+                reverse_samples=start,
+                rng_key=k_ais,
+                progress_bar=False,
+            )
+            t_ais = time.perf_counter() - t0
+            test_b = dbn.bound(jnp.asarray(test), res, k_bound, num_samples=args.samples)
+            train_b = dbn.bound(jnp.asarray(train), res, k_bound, num_samples=args.samples)
+        else:
+            import torch
+
+            import ebm_ppl.pyro as fe
+
+            torch.manual_seed(args.seed)
+            dbn = fe.DBN.from_rbms(rbms)
+            top_train = fe.GreedyLayerData(rbms[:-1], train, seed=args.seed)(0)
+            top_test = fe.GreedyLayerData(rbms[:-1], test[: args.runs], seed=args.seed + 1)(0)
+            start, _ = dbn.top.transition(None, top_test, args.reverse_sweeps)
+            res = fe.AIS(
+                dbn.top,
+                base=fe.base_rate(top_train),
+                betas=fe.salakhutdinov_murray_schedule(),
+                num_runs=args.runs,
+                reverse_samples=start,
+                progress_bar=False,
+            )
+            t_ais = time.perf_counter() - t0
+            test_b = dbn.bound(torch.as_tensor(test), res, num_samples=args.samples)
+            train_b = dbn.bound(torch.as_tensor(train), res, num_samples=args.samples)
+        line = {
+            "what": "dbn_bound",
+            "backend": backend,
+            "layers": [Path(p).name for p in paths],
+            "sizes": list(dbn.sizes),
+            "ais_runs": args.runs,
+            "log_z_top": res.log_z,
+            "log_z_top_stderr": res.log_z_stderr,
+            "ess": float(res.ess),
+            "reverse_log_z_top": res.reverse.log_z if res.reverse is not None else None,
+            "reverse_log_z_top_stderr": (
+                res.reverse.log_z_stderr if res.reverse is not None else None
+            ),
+            "q_samples_per_image": args.samples,
+            "test_bound": test_b.mean,
+            "test_bound_stderr": test_b.stderr,
+            "train_bound": train_b.mean,
+            "train_bound_stderr": train_b.stderr,
+            "ais_s": round(t_ais, 1),
+            "total_s": round(time.perf_counter() - t0, 1),
+        }
+        print(json.dumps(line), flush=True)
+    return 0
+
+
+def finetune(args) -> int:
+    import torch
+
+    import ebm_ppl.pyro as fe
+    from ebm_ppl.datasets import load_mnist
+
+    root = Path(args.data_root) / "mnist" if args.data_root else None
+    if root is not None and not root.is_dir():
+        root = Path(args.data_root)
+    x, y = load_mnist("train", root=root)
+    xt, yt = load_mnist("test", root=root)
+    x, xt = (torch.as_tensor(a, dtype=torch.float32).reshape(len(a), -1) for a in (x, xt))
+    y, yt = (torch.as_tensor(a, dtype=torch.long) for a in (y, yt))
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    dbn = fe.DBN.from_rbms(_stack(args.layers.split(","), "pyro"))
+    clf = fe.DBNClassifier(dbn, 10, generator=gen)
+    if args.random_init:
+        with torch.no_grad():
+            for w, c in zip(clf.weights, clf.biases):
+                w.copy_(torch.randn(w.shape, generator=gen) / w.shape[0] ** 0.5)
+                c.zero_()
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    for epoch in range(args.epochs):
+        # one epoch at a time so that each record is printed as it is made
+        (rec,) = fe.fine_tune(
+            clf,
+            x,
+            y,
+            num_epochs=1,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            seed=args.seed * 100_000 + epoch,
+            x_test=xt,
+            y_test=yt,
+            progress_bar=False,
+        )
+        rec.update(
+            epoch=epoch + 1,
+            what="dbn_finetune",
+            init="random" if args.random_init else "dbn",
+            sizes=list(dbn.sizes) + [10],
+            elapsed_s=round(time.perf_counter() - t0, 1),
+        )
+        print(json.dumps(rec), flush=True)
+    if args.save:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous() for k, v in clf.state_dict().items()}, args.save)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("bound")
+    b.add_argument("--layers", required=True)
+    b.add_argument("--backends", default="numpyro,pyro")
+    b.add_argument("--runs", type=int, default=100)
+    b.add_argument("--samples", type=int, default=1)
+    b.add_argument("--reverse-sweeps", type=int, default=10_000)
+    f = sub.add_parser("finetune")
+    f.add_argument("--layers", required=True)
+    f.add_argument("--epochs", type=int, default=50)
+    f.add_argument("--lr", type=float, default=0.1)
+    f.add_argument("--momentum", type=float, default=0.9)
+    f.add_argument("--weight-decay", type=float, default=0.0)
+    f.add_argument("--batch-size", type=int, default=100)
+    f.add_argument("--random-init", action="store_true")
+    f.add_argument("--threads", type=int, default=2)
+    f.add_argument("--save", default=None, help="safetensors file for the fine-tuned weights")
+    for q in (b, f):
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--data-root", default=None)
+    args = p.parse_args(argv)
+    return bound(args) if args.cmd == "bound" else finetune(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
