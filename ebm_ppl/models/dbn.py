@@ -255,3 +255,181 @@ def check_labels(x: Any, y: Any, n_inputs: int, x_name: str, y_name: str) -> Non
         raise ValueError(f"{x_name} must have shape (n, {n_inputs}), got {tuple(x.shape)}")
     if tuple(y.shape) != (x.shape[0],):
         raise ValueError(f"{y_name} must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+
+
+# ---- what both frontends share: the programs and the containers -----------------------------
+
+
+def layer_name(layer: int) -> str:
+    """Site name of layer ``layer`` in the DBN programs: ``"v"``, ``"h1"``, ``"h2"``, ..."""
+    return "v" if layer == 0 else f"h{layer}"
+
+
+def build_model(ppl: Any, bernoulli: type, rbm_cls: type, params: DBNParams, num_gibbs_steps: int):
+    """The DBN program (eq. 20-22) for a PPL module ``ppl`` (``pyro`` or ``numpyro``) with its
+    ``Bernoulli`` class and our ``RBM`` class: ``model(data=None, num_data=None)``."""
+    sizes = check_dbn(*params)
+    top = len(params.weights) - 1
+
+    def model(data=None, num_data: int | None = None):
+        if data is None and num_data is None:
+            raise ValueError("give the observed data, or num_data to draw that many samples")
+        if data is not None and tuple(data.shape[-1:]) != (sizes[0],):
+            raise ValueError(f"data must have shape (n, {sizes[0]}), got {tuple(data.shape)}")
+        n = data.shape[0] if data is not None else num_data
+        with ppl.plate("data", n):
+            rbm = rbm_cls(
+                params.weights[-1],
+                params.down_biases[-1],
+                params.up_biases[-1],
+                num_gibbs_steps=num_gibbs_steps,
+            )
+            h = ppl.sample(layer_name(top), rbm, obs=data if top == 0 else None)
+            for layer in range(top, 0, -1):
+                dist = bernoulli(logits=down_logits(params, layer, h)).to_event(1)
+                h = ppl.sample(layer_name(layer - 1), dist, obs=data if layer == 1 else None)
+        return h
+
+    return model
+
+
+def build_guide(ppl: Any, bernoulli: type, params: DBNParams, factorial: bool):
+    """The recognition guide (``Q`` of eq. 25, or ``Q~`` of eq. 26-28 when ``factorial``) for
+    :func:`build_model`'s program: samples ``"h1"``, ..., ``"h{L-1}"`` given ``data``."""
+    check_dbn(*params)
+
+    def guide(data=None, num_data: int | None = None):
+        if data is None:
+            raise ValueError("the recognition guide needs the observed data")
+        h = data
+        with ppl.plate("data", data.shape[0]):
+            for layer in range(1, len(params.weights)):
+                logits = up_logits(params, layer, h)
+                s = ppl.sample(layer_name(layer), bernoulli(logits=logits).to_event(1))
+                h = ops.sigmoid(logits) if factorial else s
+        return h
+
+    return guide
+
+
+class DBNBase:
+    """What :class:`ebm_ppl.pyro.DBN` and :class:`ebm_ppl.numpyro.DBN` share. A frontend sets
+    ``_rbm_cls``, ``_model_fn``, ``_guide_fn`` and ``_as_array`` (a checked conversion)."""
+
+    _rbm_cls: type
+    _frontend: str
+
+    def __init__(self, weights: Sequence, down_biases: Sequence, up_biases: Sequence) -> None:
+        parts = [
+            tuple(self._as_array(name, t) for t in seq)
+            for name, seq in (
+                ("weights", weights),
+                ("down_biases", down_biases),
+                ("up_biases", up_biases),
+            )
+        ]
+        self.sizes: tuple[int, ...] = check_dbn(*parts)
+        self.params = DBNParams(*parts)
+
+    @staticmethod
+    def _as_array(name: str, t: Any) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def from_rbms(cls, rbms: Sequence) -> DBNBase:
+        """The DBN of a greedy stack of RBM layers, bottom first: ``weights[l]``,
+        ``down_biases[l]`` and ``up_biases[l]`` are the ``l``-th RBM's weights, visible and
+        hidden biases."""
+        rbms = list(rbms)
+        if not rbms or not all(isinstance(r, cls._rbm_cls) for r in rbms):
+            raise TypeError(
+                f"rbms must be a non-empty sequence of ebm_ppl.{cls._frontend}.RBM layers"
+            )
+        return cls(
+            [r.weights for r in rbms], [r.visible_bias for r in rbms], [r.hidden_bias for r in rbms]
+        )
+
+    @property
+    def top(self) -> Any:
+        """The top RBM over ``(h^(L-1), h^L)``; its ``log Z`` (exact or by AIS) normalizes
+        the DBN."""
+        p = self.params
+        return self._rbm_cls(p.weights[-1], p.down_biases[-1], p.up_biases[-1])
+
+    def model(self, num_gibbs_steps: int = 100):
+        """The generative program (eq. 20-22), ``model(data=None, num_data=None)``."""
+        return type(self)._model_fn(*self.params, num_gibbs_steps=num_gibbs_steps)
+
+    def guide(self, factorial: bool = False):
+        """The recognition guide ``Q`` (or the factorial ``Q~``) for :meth:`model`."""
+        return type(self)._guide_fn(*self.params, factorial=factorial)
+
+    def _bound_values(self, key: Any, data: Any, num_samples: int, batch_size: int, fold) -> list:
+        if data.ndim != 2 or data.shape[1] != self.sizes[0]:
+            raise ValueError(f"data must have shape (n, {self.sizes[0]}), got {tuple(data.shape)}")
+        return [
+            variational_bound(fold(key, i), self.params, data[i : i + batch_size], 0.0, num_samples)
+            for i in range(0, data.shape[0], batch_size)
+        ]
+
+
+class GreedyLayerDataBase:
+    """What the frontends' ``GreedyLayerData`` share: checks, ``__len__`` and the chunked
+    bottom-up pass; a frontend makes the per-epoch key and converts the data."""
+
+    _rbm_cls: type
+    _frontend: str
+
+    def __init__(
+        self,
+        below: Sequence,
+        data: Any,
+        mode: str = "sample",
+        seed: int = 0,
+        batch_size: int = 10_000,
+    ) -> None:
+        self.below = check_below(below, self._rbm_cls, f"ebm_ppl.{self._frontend}.RBM")
+        if mode not in GREEDY_MODES:
+            raise ValueError(f"mode must be one of {GREEDY_MODES}, got {mode!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.data, self.mode, self.seed, self.batch_size = data, mode, seed, batch_size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def _epoch_input(self, epoch: int, convert) -> Any:
+        n_in = self.below[0].weights.shape[-2]
+        x = convert(self.data(epoch) if callable(self.data) else self.data)
+        if x.ndim != 2 or x.shape[1] != n_in:
+            raise ValueError(f"data must have shape (n, {n_in}), got {tuple(x.shape)}")
+        return x
+
+    def _propagate(self, key: Any, x: Any, fold, run=None) -> list:
+        ws = tuple(r.weights for r in self.below)
+        cs = tuple(r.hidden_bias for r in self.below)
+        run = run or (lambda k, v: propagate_up(k, ws, cs, v, self.mode))
+        return [
+            run(fold(key, i), x[i : i + self.batch_size])
+            for i in range(0, x.shape[0], self.batch_size)
+        ]
+
+
+def greedy_layer_init(
+    rbms: Sequence, n_hidden: int, x0: Array, tie_weights: bool, init_scale: float, noise: Array
+) -> tuple:
+    """Starting ``(W, b, c)`` of the next greedy layer on data ``x0`` ``(n, n_visible)``: the
+    transposed layer below (:func:`tied_init`) when ``tie_weights`` and ``n_hidden`` equals
+    its visible size; otherwise ``W = init_scale * noise`` (``noise`` standard normal of shape
+    ``(n_visible, n_hidden)``), visible biases at the log-odds of the data means (clipped to
+    ``[1e-3, 1 - 1e-3]``), zero hidden biases."""
+    below = rbms[-1] if rbms else None
+    if tie_weights and below is not None and n_hidden == below.weights.shape[0]:
+        return tied_init(below.weights, below.visible_bias, below.hidden_bias)
+    mean = x0.mean(0)
+    mean = ops.where(
+        mean < 1e-3, 1e-3 + 0 * mean, ops.where(mean > 1 - 1e-3, 1 - 1e-3 + 0 * mean, mean)
+    )
+    return init_scale * noise, ops.log(mean) - ops.log(1 - mean), ops.zeros((n_hidden,), x0)

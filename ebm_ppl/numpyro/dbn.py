@@ -10,18 +10,18 @@ import numpyro
 import numpyro.distributions as dist
 
 from ebm_ppl.models.dbn import (
-    GREEDY_MODES,
+    DBNBase,
     DBNParams,
+    GreedyLayerDataBase,
+    build_guide,
+    build_model,
     check_below,
-    check_dbn,
     check_greedy_args,
     check_labels,
-    down_logits,
     feedforward_logits,
+    greedy_layer_init,
     log_z_of,
     propagate_up,
-    tied_init,
-    up_logits,
     variational_bound,
 )
 from ebm_ppl.numpyro.distributions import RBM
@@ -48,102 +48,41 @@ def dbn_model(
     """A NumPyro model of the DBN (eq. 20-22): ``model(data=None, num_data=None)``; the same
     sites as :func:`ebm_ppl.pyro.dbn_model` (``"h{L-1}"`` from the top RBM, then
     ``Bernoulli(logits=...)`` sites down to ``"v"``)."""
-    sizes = check_dbn(weights, down_biases, up_biases)
     params = DBNParams(tuple(weights), tuple(down_biases), tuple(up_biases))
-    top = len(weights) - 1
-
-    def name(layer: int) -> str:
-        return "v" if layer == 0 else f"h{layer}"
-
-    def model(data=None, num_data: int | None = None):
-        if data is None and num_data is None:
-            raise ValueError("give the observed data, or num_data to draw that many samples")
-        if data is not None and tuple(data.shape[-1:]) != (sizes[0],):
-            raise ValueError(f"data must have shape (n, {sizes[0]}), got {tuple(data.shape)}")
-        n = data.shape[0] if data is not None else num_data
-        with numpyro.plate("data", n):
-            rbm = RBM(
-                params.weights[-1],
-                params.down_biases[-1],
-                params.up_biases[-1],
-                num_gibbs_steps=num_gibbs_steps,
-            )
-            h = numpyro.sample(name(top), rbm, obs=data if top == 0 else None)
-            for layer in range(top, 0, -1):
-                logits = down_logits(params, layer, h)
-                obs = data if layer == 1 else None
-                h = numpyro.sample(
-                    name(layer - 1), dist.Bernoulli(logits=logits).to_event(1), obs=obs
-                )
-        return h
-
-    return model
+    return build_model(numpyro, dist.Bernoulli, RBM, params, num_gibbs_steps)
 
 
 def dbn_guide(
-    weights: Sequence,
-    down_biases: Sequence,
-    up_biases: Sequence,
+    weights: Sequence[jax.Array],
+    down_biases: Sequence[jax.Array],
+    up_biases: Sequence[jax.Array],
     factorial: bool = False,
 ) -> Callable:
     """The bottom-up recognition distribution as a guide for :func:`dbn_model`; the same
     sites and options as :func:`ebm_ppl.pyro.dbn_guide` (``Q`` of eq. 25 by default, the
     factorial ``Q~`` of eq. 26-28 with ``factorial=True``). With the PPL's ELBO,
     ``-loss / n - log Z_top`` is the bound of eq. 24."""
-    check_dbn(weights, down_biases, up_biases)
     params = DBNParams(tuple(weights), tuple(down_biases), tuple(up_biases))
-
-    def guide(data=None, num_data: int | None = None):
-        if data is None:
-            raise ValueError("the recognition guide needs the observed data")
-        h = data
-        with numpyro.plate("data", data.shape[0]):
-            for layer in range(1, len(params.weights)):
-                logits = up_logits(params, layer, h)
-                s = numpyro.sample(f"h{layer}", dist.Bernoulli(logits=logits).to_event(1))
-                h = jax.nn.sigmoid(logits) if factorial else s
-        return h
-
-    return guide
+    return build_guide(numpyro, dist.Bernoulli, params, factorial)
 
 
-class DBN:
+class DBN(DBNBase):
     """A deep belief network (section 3); the same API as :class:`ebm_ppl.pyro.DBN`, with an
     explicit ``rng_key`` wherever draws are made."""
 
-    def __init__(
-        self,
-        weights: Sequence[jax.Array],
-        down_biases: Sequence[jax.Array],
-        up_biases: Sequence[jax.Array],
-    ) -> None:
-        as_jax = [tuple(jnp.asarray(t) for t in seq) for seq in (weights, down_biases, up_biases)]
-        self.sizes: tuple[int, ...] = check_dbn(*as_jax)
-        self.params = DBNParams(*as_jax)
+    _rbm_cls = RBM
+    _frontend = "numpyro"
+    _model_fn = staticmethod(dbn_model)
+    _guide_fn = staticmethod(dbn_guide)
 
-    @classmethod
-    def from_rbms(cls, rbms: Sequence[RBM]) -> DBN:
-        """The DBN of a greedy stack of :class:`~ebm_ppl.numpyro.RBM` layers, bottom first."""
-        rbms = list(rbms)
-        if not rbms or not all(isinstance(r, RBM) for r in rbms):
-            raise TypeError("rbms must be a non-empty sequence of ebm_ppl.numpyro.RBM layers")
-        return cls(
-            [r.weights for r in rbms], [r.visible_bias for r in rbms], [r.hidden_bias for r in rbms]
-        )
-
-    @property
-    def top(self) -> RBM:
-        """The top RBM over ``(h^(L-1), h^L)``."""
-        p = self.params
-        return RBM(p.weights[-1], p.down_biases[-1], p.up_biases[-1])
-
-    def model(self, num_gibbs_steps: int = 100) -> Callable:
-        """The generative program, :func:`dbn_model`."""
-        return dbn_model(*self.params, num_gibbs_steps=num_gibbs_steps)
-
-    def guide(self, factorial: bool = False) -> Callable:
-        """The recognition guide ``Q`` (or ``Q~``), :func:`dbn_guide`."""
-        return dbn_guide(*self.params, factorial=factorial)
+    @staticmethod
+    def _as_array(name: str, t) -> jax.Array:
+        try:
+            return jnp.asarray(t)
+        except TypeError:
+            raise TypeError(
+                f"{name} must be a sequence of arrays, got {type(t).__name__}"
+            ) from None
 
     def recognize(
         self, data: jax.Array, factorial: bool = False, rng_key: jax.Array | None = None
@@ -168,61 +107,37 @@ class DBN:
         from ebm_ppl.inference.ais import summarize
 
         log_z, stderr = log_z_of(log_z_top)
+        fn = jax.jit(lambda k, v: variational_bound(k, self.params, v, 0.0, num_samples))
         data = jnp.asarray(data)
         if data.ndim != 2 or data.shape[1] != self.sizes[0]:
             raise ValueError(f"data must have shape (n, {self.sizes[0]}), got {data.shape}")
-        fn = jax.jit(lambda k, v: variational_bound(k, self.params, v, 0.0, num_samples))
-        values = jnp.concatenate(
-            [
-                fn(jax.random.fold_in(rng_key, i), data[i : i + batch_size])
-                for i in range(0, data.shape[0], batch_size)
-            ]
-        )
-        return summarize(values, log_z, stderr)
+        parts = [
+            fn(jax.random.fold_in(rng_key, i), data[i : i + batch_size])
+            for i in range(0, data.shape[0], batch_size)
+        ]
+        return summarize(jnp.concatenate(parts), log_z, stderr)
 
 
-class GreedyLayerData:
+class GreedyLayerData(GreedyLayerDataBase):
     """The training data of the next RBM in greedy layer-wise learning, ``epoch -> array``;
     the NumPyro twin of :class:`ebm_ppl.pyro.GreedyLayerData`. Pass it to
     :meth:`ebm_ppl.numpyro.SAMLE.run` as its data. The draws of epoch ``e`` use the key
     ``fold_in(PRNGKey(seed), e)``."""
 
-    def __init__(
-        self,
-        below: Sequence[RBM],
-        data,
-        mode: str = "sample",
-        seed: int = 0,
-        batch_size: int = 10_000,
-    ) -> None:
-        self.below = check_below(below, RBM, "ebm_ppl.numpyro.RBM")
-        if mode not in GREEDY_MODES:
-            raise ValueError(f"mode must be one of {GREEDY_MODES}, got {mode!r}")
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.data, self.mode, self.seed, self.batch_size = data, mode, seed, batch_size
-        weights = tuple(r.weights for r in self.below)
-        biases = tuple(r.hidden_bias for r in self.below)
-        self._pass = jax.jit(lambda k, v: propagate_up(k, weights, biases, v, mode))
+    _rbm_cls = RBM
+    _frontend = "numpyro"
 
-    def __len__(self) -> int:
-        return len(self.data)
+    def __init__(self, below, data, mode: str = "sample", seed: int = 0, batch_size: int = 10_000):
+        super().__init__(below, data, mode, seed, batch_size)
+        ws = tuple(r.weights for r in self.below)
+        cs = tuple(r.hidden_bias for r in self.below)
+        self._pass = jax.jit(lambda k, v: propagate_up(k, ws, cs, v, mode))
 
     def __call__(self, epoch: int) -> jax.Array:
         """The data of epoch ``epoch``, float32 ``(n, n_top)``."""
-        n_in = self.below[0].weights.shape[-2]
-        x = self.data(epoch) if callable(self.data) else self.data
-        x = jnp.asarray(x, dtype=jnp.float32)
-        if x.ndim != 2 or x.shape[1] != n_in:
-            raise ValueError(f"data must have shape (n, {n_in}), got {x.shape}")
+        x = self._epoch_input(epoch, lambda a: jnp.asarray(a, dtype=jnp.float32))
         key = jax.random.fold_in(jax.random.PRNGKey(self.seed), epoch)
-        parts = [
-            self._pass(jax.random.fold_in(key, i), x[i : i + self.batch_size])
-            for i in range(0, x.shape[0], self.batch_size)
-        ]
-        return jnp.concatenate(parts, axis=0)
+        return jnp.concatenate(self._propagate(key, x, jax.random.fold_in, self._pass))
 
 
 def greedy_pretrain(
@@ -257,17 +172,8 @@ def greedy_pretrain(
         key_init, key_run = jax.random.split(jax.random.fold_in(rng_key, layer))
         layer_data = data if not rbms else GreedyLayerData(rbms, data, mode, seed + layer)
         x0 = jnp.asarray(epoch_data(layer_data, 0), dtype=jnp.float32)
-        n_visible = x0.shape[-1]
-        below = rbms[-1] if rbms else None
-        if tie_weights and below is not None and n_hidden == below.weights.shape[0]:
-            init = tied_init(below.weights, below.visible_bias, below.hidden_bias)
-        else:
-            mean = jnp.clip(x0.mean(0), 1e-3, 1 - 1e-3)
-            init = (
-                init_scale * jax.random.normal(key_init, (n_visible, n_hidden)),
-                jnp.log(mean) - jnp.log1p(-mean),
-                jnp.zeros(n_hidden),
-            )
+        noise = jax.random.normal(key_init, (x0.shape[-1], n_hidden))
+        init = greedy_layer_init(rbms, n_hidden, x0, tie_weights, init_scale, noise)
 
         def model(batch, init=init):
             w, b, c = (

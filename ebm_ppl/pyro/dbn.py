@@ -9,18 +9,17 @@ import pyro.distributions as dist
 import torch
 
 from ebm_ppl.models.dbn import (
-    GREEDY_MODES,
+    DBNBase,
     DBNParams,
+    GreedyLayerDataBase,
+    build_guide,
+    build_model,
     check_below,
-    check_dbn,
     check_greedy_args,
-    down_logits,
     feedforward_logits,
+    greedy_layer_init,
     log_z_of,
     propagate_up,
-    tied_init,
-    up_logits,
-    variational_bound,
 )
 from ebm_ppl.pyro.distributions import RBM
 
@@ -28,9 +27,9 @@ __all__ = [
     "DBN",
     "DBNClassifier",
     "GreedyLayerData",
+    "classification_error",
     "dbn_guide",
     "dbn_model",
-    "classification_error",
     "fine_tune",
     "greedy_pretrain",
 ]
@@ -50,40 +49,14 @@ def dbn_model(
     down to the observed ``"v"``. ``Predictive(model, ...)(num_data=n)`` draws from the DBN
     (Figure 6a); ``trace``, ``condition`` and guides work as on any Pyro program.
     """
-    sizes = check_dbn(weights, down_biases, up_biases)
     params = DBNParams(tuple(weights), tuple(down_biases), tuple(up_biases))
-    top = len(weights) - 1
-
-    def name(layer: int) -> str:
-        return "v" if layer == 0 else f"h{layer}"
-
-    def model(data: torch.Tensor | None = None, num_data: int | None = None):
-        if data is None and num_data is None:
-            raise ValueError("give the observed data, or num_data to draw that many samples")
-        if data is not None and tuple(data.shape[-1:]) != (sizes[0],):
-            raise ValueError(f"data must have shape (n, {sizes[0]}), got {tuple(data.shape)}")
-        n = data.shape[0] if data is not None else num_data
-        with pyro.plate("data", n):
-            rbm = RBM(
-                params.weights[-1],
-                params.down_biases[-1],
-                params.up_biases[-1],
-                num_gibbs_steps=num_gibbs_steps,
-            )
-            h = pyro.sample(name(top), rbm, obs=data if top == 0 else None)
-            for layer in range(top, 0, -1):
-                logits = down_logits(params, layer, h)
-                obs = data if layer == 1 else None
-                h = pyro.sample(name(layer - 1), dist.Bernoulli(logits=logits).to_event(1), obs=obs)
-        return h
-
-    return model
+    return build_model(pyro, dist.Bernoulli, RBM, params, num_gibbs_steps)
 
 
 def dbn_guide(
-    weights: Sequence,
-    down_biases: Sequence,
-    up_biases: Sequence,
+    weights: Sequence[torch.Tensor],
+    down_biases: Sequence[torch.Tensor],
+    up_biases: Sequence[torch.Tensor],
     factorial: bool = False,
 ) -> Callable:
     """The bottom-up recognition distribution as a guide for :func:`dbn_model`:
@@ -95,74 +68,30 @@ def dbn_guide(
     probabilities of one deterministic bottom-up pass. With the PPL's ELBO,
     ``-loss / n - log Z_top`` is the bound of eq. 24 (the top RBM's log-density is
     unnormalized)."""
-    check_dbn(weights, down_biases, up_biases)
     params = DBNParams(tuple(weights), tuple(down_biases), tuple(up_biases))
-
-    def guide(data=None, num_data: int | None = None):
-        if data is None:
-            raise ValueError("the recognition guide needs the observed data")
-        h = data
-        with pyro.plate("data", data.shape[0]):
-            for layer in range(1, len(params.weights)):
-                logits = up_logits(params, layer, h)
-                s = pyro.sample(f"h{layer}", dist.Bernoulli(logits=logits).to_event(1))
-                h = torch.sigmoid(logits) if factorial else s
-        return h
-
-    return guide
+    return build_guide(pyro, dist.Bernoulli, params, factorial)
 
 
-class DBN:
+class DBN(DBNBase):
     """A deep belief network (section 3): the parameters of a greedy stack of RBMs with the
     programs and estimators that use them.
 
     ``DBN(weights, down_biases, up_biases)`` (see :mod:`ebm_ppl.models.dbn` for the layout)
-    or ``DBN.from_rbms([rbm1, rbm2, ...])`` (bottom first: ``weights[l]``, ``down_biases[l]``
-    and ``up_biases[l]`` are the ``l``-th RBM's weights, visible and hidden biases).
+    or ``DBN.from_rbms([rbm1, rbm2, ...])`` (bottom first). ``.model(num_gibbs_steps)`` and
+    ``.guide(factorial)`` are :func:`dbn_model` and :func:`dbn_guide`; ``.top`` is the top
+    :class:`~ebm_ppl.pyro.RBM`.
     """
 
-    def __init__(
-        self,
-        weights: Sequence[torch.Tensor],
-        down_biases: Sequence[torch.Tensor],
-        up_biases: Sequence[torch.Tensor],
-    ) -> None:
-        for name, seq in (
-            ("weights", weights),
-            ("down_biases", down_biases),
-            ("up_biases", up_biases),
-        ):
-            if not all(isinstance(t, torch.Tensor) for t in seq):
-                raise TypeError(f"{name} must be a sequence of torch tensors")
-        self.sizes: tuple[int, ...] = check_dbn(weights, down_biases, up_biases)
-        self.params = DBNParams(
-            *(tuple(t.detach() for t in seq) for seq in (weights, down_biases, up_biases))
-        )
+    _rbm_cls = RBM
+    _frontend = "pyro"
+    _model_fn = staticmethod(dbn_model)
+    _guide_fn = staticmethod(dbn_guide)
 
-    @classmethod
-    def from_rbms(cls, rbms: Sequence[RBM]) -> DBN:
-        """The DBN of a greedy stack of :class:`~ebm_ppl.pyro.RBM` layers, bottom first."""
-        rbms = list(rbms)
-        if not rbms or not all(isinstance(r, RBM) for r in rbms):
-            raise TypeError("rbms must be a non-empty sequence of ebm_ppl.pyro.RBM layers")
-        return cls(
-            [r.weights for r in rbms], [r.visible_bias for r in rbms], [r.hidden_bias for r in rbms]
-        )
-
-    @property
-    def top(self) -> RBM:
-        """The top RBM over ``(h^(L-1), h^L)``; its ``log Z`` (exact or by AIS) normalizes
-        the DBN."""
-        p = self.params
-        return RBM(p.weights[-1], p.down_biases[-1], p.up_biases[-1])
-
-    def model(self, num_gibbs_steps: int = 100) -> Callable:
-        """The generative program, :func:`dbn_model`."""
-        return dbn_model(*self.params, num_gibbs_steps=num_gibbs_steps)
-
-    def guide(self, factorial: bool = False) -> Callable:
-        """The recognition guide ``Q`` (or ``Q~``), :func:`dbn_guide`."""
-        return dbn_guide(*self.params, factorial=factorial)
+    @staticmethod
+    def _as_array(name: str, t) -> torch.Tensor:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a sequence of torch tensors, got {type(t).__name__}")
+        return t.detach()
 
     def recognize(self, data: torch.Tensor, factorial: bool = False) -> torch.Tensor:
         """``q(h^L = 1 | v)`` of the deterministic pass (eq. 27-28) when ``factorial``, else
@@ -183,28 +112,19 @@ class DBN:
         ``log_z_top`` is the top RBM's ``log Z``: a number (exact) or an AIS result, whose
         standard error is combined with the spread over data points. Returns a
         :class:`~ebm_ppl.inference.ais.LogLikelihood`."""
-        log_z, stderr = log_z_of(log_z_top)
-        if data.ndim != 2 or data.shape[1] != self.sizes[0]:
-            raise ValueError(f"data must have shape (n, {self.sizes[0]}), got {tuple(data.shape)}")
         from ebm_ppl.inference.ais import summarize
 
+        log_z, stderr = log_z_of(log_z_top)
         with torch.no_grad():
-            values = torch.cat(
-                [
-                    variational_bound(
-                        generator, self.params, data[i : i + batch_size], 0.0, num_samples
-                    )
-                    for i in range(0, data.shape[0], batch_size)
-                ]
-            )
-        return summarize(values, log_z, stderr)
+            parts = self._bound_values(generator, data, num_samples, batch_size, lambda g, i: g)
+        return summarize(torch.cat(parts), log_z, stderr)
 
     def classifier(self, num_classes: int, generator: torch.Generator | None = None):
         """A :class:`DBNClassifier` initialised from this DBN's recognition weights."""
         return DBNClassifier(self, num_classes, generator=generator)
 
 
-class GreedyLayerData:
+class GreedyLayerData(GreedyLayerDataBase):
     """The training data of the next RBM in greedy layer-wise learning, ``epoch -> tensor``.
 
     Pass an instance to :meth:`ebm_ppl.pyro.SAMLE.run` as its data: each epoch gets fresh
@@ -223,43 +143,16 @@ class GreedyLayerData:
         batch_size: rows propagated at a time (bounds the memory of the pass).
     """
 
-    def __init__(
-        self,
-        below: Sequence[RBM],
-        data,
-        mode: str = "sample",
-        seed: int = 0,
-        batch_size: int = 10_000,
-    ) -> None:
-        self.below = check_below(below, RBM, "ebm_ppl.pyro.RBM")
-        if mode not in GREEDY_MODES:
-            raise ValueError(f"mode must be one of {GREEDY_MODES}, got {mode!r}")
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.data, self.mode, self.seed, self.batch_size = data, mode, seed, batch_size
-
-    def __len__(self) -> int:
-        return len(self.data)
+    _rbm_cls = RBM
+    _frontend = "pyro"
 
     def __call__(self, epoch: int) -> torch.Tensor:
         """The data of epoch ``epoch``, ``(n, n_top)`` in the RBMs' dtype."""
-        w0 = self.below[0].weights
-        x = self.data(epoch) if callable(self.data) else self.data
-        x = torch.as_tensor(x, dtype=w0.dtype)
-        if x.ndim != 2 or x.shape[1] != w0.shape[-2]:
-            raise ValueError(f"data must have shape (n, {w0.shape[-2]}), got {tuple(x.shape)}")
+        dtype = self.below[0].weights.dtype
+        x = self._epoch_input(epoch, lambda a: torch.as_tensor(a, dtype=dtype))
         gen = torch.Generator().manual_seed(_seed_of(self.seed, epoch))
-        ws = [r.weights.detach() for r in self.below]
-        cs = [r.hidden_bias.detach() for r in self.below]
         with torch.no_grad():
-            return torch.cat(
-                [
-                    propagate_up(gen, ws, cs, x[i : i + self.batch_size], self.mode)
-                    for i in range(0, x.shape[0], self.batch_size)
-                ]
-            )
+            return torch.cat(self._propagate(gen, x, lambda g, i: g))
 
 
 def _seed_of(seed: int, epoch: int) -> int:
@@ -318,17 +211,8 @@ def greedy_pretrain(
     for layer, n_hidden in enumerate(sizes, start=first):
         layer_data = data if not rbms else GreedyLayerData(rbms, data, mode, seed + layer)
         x0 = torch.as_tensor(epoch_data(layer_data, 0), dtype=torch.get_default_dtype())
-        n_visible = x0.shape[-1]
-        below = rbms[-1] if rbms else None
-        if tie_weights and below is not None and n_hidden == below.weights.shape[0]:
-            init = tied_init(below.weights, below.visible_bias, below.hidden_bias)
-        else:
-            mean = x0.mean(0).clamp(1e-3, 1 - 1e-3)
-            init = (
-                init_scale * torch.randn(n_visible, n_hidden, generator=gen, dtype=x0.dtype),
-                torch.log(mean) - torch.log1p(-mean),
-                torch.zeros(n_hidden, dtype=x0.dtype),
-            )
+        noise = torch.randn(x0.shape[-1], n_hidden, generator=gen, dtype=x0.dtype)
+        init = greedy_layer_init(rbms, n_hidden, x0, tie_weights, init_scale, noise)
         names = [f"dbn.layer{layer}.{n}" for n in ("weights", "visible_bias", "hidden_bias")]
         for n in names:
             if n in store:
