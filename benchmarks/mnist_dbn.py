@@ -17,9 +17,10 @@ line per backend.
 ``finetune``: the feed-forward network made from the DBN (sigmoid layers initialised from
 the recognition weights, a 10-way softmax output from N(0, 0.01^2)) trained by backprop on the
 60,000 gray-level training images for a fixed number of epochs (no early stopping on the test
-set), SGD with momentum; ``--random-init`` trains the same architecture from random weights
-(``W ~ N(0, 1/fan_in)``, zero biases) as the peer. One JSON
-line per epoch with the test error on the 10,000 test digits.
+set), SGD with momentum (one optimizer for the run; ``--lr-decay linear`` lowers the
+learning rate linearly to 0 over the epochs); ``--random-init`` trains the same architecture
+from random weights (``W ~ N(0, 1/fan_in)``, zero biases) as the peer. One JSON line per epoch
+with the test error on the 10,000 test digits.
 """
 
 from __future__ import annotations
@@ -136,19 +137,24 @@ def finetune(args) -> int:
                 w.copy_(torch.randn(w.shape, generator=gen) / w.shape[0] ** 0.5)
                 c.zero_()
     torch.set_num_threads(args.threads)
+    opt = torch.optim.SGD(
+        clf.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
+    )
     t0 = time.perf_counter()
     for epoch in range(args.epochs):
-        # one epoch at a time so that each record is printed as it is made
+        if args.lr_decay == "linear":
+            for group in opt.param_groups:
+                group["lr"] = args.lr * (1 - epoch / args.epochs)
+        # one epoch per call (the optimizer keeps its momentum) so each record prints at once
         (rec,) = fe.fine_tune(
             clf,
             x,
             y,
             num_epochs=1,
             batch_size=args.batch_size,
-            lr=args.lr,
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            seed=args.seed * 100_000 + epoch,
+            seed=args.seed,
+            first_epoch=epoch,
+            optimizer=opt,
             x_test=xt,
             y_test=yt,
             progress_bar=False,
@@ -157,6 +163,9 @@ def finetune(args) -> int:
             epoch=epoch + 1,
             what="dbn_finetune",
             init="random" if args.random_init else "dbn",
+            lr=args.lr,
+            lr_decay=args.lr_decay,
+            weight_decay=args.weight_decay,
             sizes=list(dbn.sizes) + [10],
             elapsed_s=round(time.perf_counter() - t0, 1),
         )
@@ -183,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--lr", type=float, default=0.1)
     f.add_argument("--momentum", type=float, default=0.9)
     f.add_argument("--weight-decay", type=float, default=0.0)
+    f.add_argument("--lr-decay", choices=["none", "linear"], default="none")
     f.add_argument("--batch-size", type=int, default=100)
     f.add_argument("--random-init", action="store_true")
     f.add_argument("--threads", type=int, default=2)

@@ -279,11 +279,16 @@ def fine_tune(
     x_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
     progress_bar: bool | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    first_epoch: int = 0,
 ) -> list[dict]:
     """Backpropagation fine-tuning of ``classifier`` on labels ``y`` (``(n,)`` integers):
-    cross-entropy, SGD with momentum, shuffled minibatches (order from ``seed``). Returns one
-    record per epoch: ``epoch``, ``train_loss`` (mean over the epoch), ``train_error`` and,
-    with ``x_test``/``y_test``, ``test_error`` (fractions)."""
+    cross-entropy, SGD with momentum (``lr``, ``momentum``, ``weight_decay``) or the given
+    ``optimizer`` over ``classifier.parameters()`` (which keeps its state, e.g. momentum,
+    across calls), shuffled minibatches (the order of epoch ``e`` from ``(seed, e)``; epochs
+    are numbered from ``first_epoch``, so training in several calls sees the same orders as
+    one call). Returns one record per epoch: ``epoch``, ``train_loss`` (mean over the epoch),
+    ``train_error`` and, with ``x_test``/``y_test``, ``test_error`` (fractions)."""
     from tqdm.auto import tqdm
 
     from ebm_ppl.inference.samle import batch_indices
@@ -293,12 +298,13 @@ def fine_tune(
     if x_test is not None:
         check_labels(x_test, y_test, classifier.weights[0].shape[0], "x_test", "y_test")
     y = torch.as_tensor(y, dtype=torch.long)
-    opt = torch.optim.SGD(
+    opt = optimizer or torch.optim.SGD(
         classifier.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
     )
     history = []
     disable = None if progress_bar is None else not progress_bar
-    for epoch in tqdm(range(num_epochs), disable=disable, desc="fine-tune", unit="epoch"):
+    epochs = range(first_epoch, first_epoch + num_epochs)
+    for epoch in tqdm(epochs, disable=disable, desc="fine-tune", unit="epoch"):
         idx_all = torch.as_tensor(batch_indices(x.shape[0], batch_size, seed, epoch))
         total, wrong = 0.0, 0
         for idx in idx_all:

@@ -481,3 +481,34 @@ def test_fine_tuning_agrees_across_backends():
         pe.DBNClassifier(tdbn, 1)
     with pytest.raises(ValueError, match=r"y must have shape \(200,\)"):
         npe.fine_tune(params, x, y[:10])
+
+
+def test_fine_tuning_in_several_calls_equals_one_call():
+    """With the optimizer passed in (its momentum kept) and first_epoch counting on, two
+    one-epoch calls give the same network as one two-epoch call."""
+    import torch
+
+    import ebm_ppl.pyro as pe
+
+    rng = np.random.default_rng(1)
+    ws, down, up = tiny(rng, (6, 5, 4), scale=0.5)
+    x = torch.tensor(rng.random((120, 6)).astype(np.float32))
+    y = torch.tensor((rng.random(120) < 0.5).astype(np.int64))
+    dbn = pe.DBN(*([torch.tensor(a) for a in arrs] for arrs in (ws, down, up)))
+    nets = [pe.DBNClassifier(dbn, 2, generator=torch.Generator().manual_seed(0)) for _ in "ab"]
+    pe.fine_tune(nets[0], x, y, num_epochs=2, batch_size=20, seed=3, progress_bar=False)
+    opt = torch.optim.SGD(nets[1].parameters(), lr=0.1, momentum=0.9)
+    for e in range(2):
+        pe.fine_tune(
+            nets[1],
+            x,
+            y,
+            num_epochs=1,
+            batch_size=20,
+            seed=3,
+            first_epoch=e,
+            optimizer=opt,
+            progress_bar=False,
+        )
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b)
