@@ -102,6 +102,12 @@ def bound(args) -> int:
             "reverse_log_z_top_stderr": (
                 res.reverse.log_z_stderr if res.reverse is not None else None
             ),
+            # the bound is only as good as log Z: flag runs whose AIS bracket does not close
+            "forward_reverse_agree": (
+                res.reverse is None
+                or abs(res.log_z - res.reverse.log_z)
+                <= 3 * (res.log_z_stderr**2 + res.reverse.log_z_stderr**2) ** 0.5
+            ),
             "q_samples_per_image": args.samples,
             "test_bound": test_b.mean,
             "test_bound_stderr": test_b.stderr,
