@@ -318,6 +318,7 @@ class DBNBase:
 
     _rbm_cls: type
     _frontend: str
+    _as_array: Any  # a frontend's checked conversion, ``(name, array) -> array``
 
     def __init__(self, weights: Sequence, down_biases: Sequence, up_biases: Sequence) -> None:
         parts = [
@@ -330,10 +331,6 @@ class DBNBase:
         ]
         self.sizes: tuple[int, ...] = check_dbn(*parts)
         self.params = DBNParams(*parts)
-
-    @staticmethod
-    def _as_array(name: str, t: Any) -> Any:
-        raise NotImplementedError
 
     @classmethod
     def from_rbms(cls, rbms: Sequence) -> DBNBase:
