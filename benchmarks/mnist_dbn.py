@@ -20,7 +20,9 @@ the recognition weights, a 10-way softmax output from N(0, 0.01^2)) trained by b
 set), SGD with momentum (one optimizer for the run; ``--lr-decay linear`` lowers the
 learning rate linearly to 0 over the epochs); ``--random-init`` trains the same architecture
 from random weights (``W ~ N(0, 1/fan_in)``, zero biases) as the peer. One JSON line per epoch
-with the test error on the 10,000 test digits.
+with the test error on the 10,000 test digits; with ``--validation N`` the last N training images
+are held out instead, the per-epoch error is on them, and the test error is computed once,
+after the last epoch (to choose a recipe without looking at the test set).
 """
 
 from __future__ import annotations
@@ -133,6 +135,13 @@ def finetune(args) -> int:
     xt, yt = load_mnist("test", root=root)
     x, xt = (torch.as_tensor(a, dtype=torch.float32).reshape(len(a), -1) for a in (x, xt))
     y, yt = (torch.as_tensor(a, dtype=torch.long) for a in (y, yt))
+    if args.validation:  # choose recipes on held-out training images; test once, at the end
+        x, xv, y, yv = (
+            x[: -args.validation],
+            x[-args.validation :],
+            y[: -args.validation],
+            y[-args.validation :],
+        )
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     dbn = fe.DBN.from_rbms(_stack(args.layers.split(","), "pyro"))
@@ -161,10 +170,14 @@ def finetune(args) -> int:
             seed=args.seed,
             first_epoch=epoch,
             optimizer=opt,
-            x_test=xt,
-            y_test=yt,
+            x_test=xv if args.validation else xt,
+            y_test=yv if args.validation else yt,
             progress_bar=False,
         )
+        if args.validation:
+            rec["val_error"] = rec.pop("test_error")
+            if epoch == args.epochs - 1:
+                rec["test_error"] = fe.classification_error(clf, xt, yt)
         rec.update(
             epoch=epoch + 1,
             what="dbn_finetune",
@@ -199,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--momentum", type=float, default=0.9)
     f.add_argument("--weight-decay", type=float, default=0.0)
     f.add_argument("--lr-decay", choices=["none", "linear"], default="none")
+    f.add_argument("--validation", type=int, default=0, help="hold out the last N training images")
     f.add_argument("--batch-size", type=int, default=100)
     f.add_argument("--random-init", action="store_true")
     f.add_argument("--threads", type=int, default=2)
