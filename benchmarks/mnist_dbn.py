@@ -53,44 +53,31 @@ def bound(args) -> int:
 
             import ebm_ppl.numpyro as fe
 
-            k_data, k_ais, k_chain, k_bound = jax.random.split(jax.random.PRNGKey(args.seed), 4)
-            dbn = fe.DBN.from_rbms(rbms)
-            top_train = fe.GreedyLayerData(rbms[:-1], train, seed=args.seed)(0)
-            top_test = fe.GreedyLayerData(rbms[:-1], test[: args.runs], seed=args.seed + 1)(0)
-            start, _ = dbn.top.transition(k_chain, top_test, args.reverse_sweeps)
-            res = fe.AIS(
-                dbn.top,
-                base=fe.base_rate(top_train),
-                betas=fe.salakhutdinov_murray_schedule(),
-                num_runs=args.runs,
-                reverse_samples=start,
-                rng_key=k_ais,
-                progress_bar=False,
-            )
-            t_ais = time.perf_counter() - t0
-            test_b = dbn.bound(jnp.asarray(test), res, k_bound, num_samples=args.samples)
-            train_b = dbn.bound(jnp.asarray(train), res, k_bound, num_samples=args.samples)
+            _, k_ais, k_chain, k_bound = jax.random.split(jax.random.PRNGKey(args.seed), 4)
+            ais_kw, bound_args, as_array = {"rng_key": k_ais}, (k_bound,), jnp.asarray
         else:
             import torch
 
             import ebm_ppl.pyro as fe
 
             torch.manual_seed(args.seed)
-            dbn = fe.DBN.from_rbms(rbms)
-            top_train = fe.GreedyLayerData(rbms[:-1], train, seed=args.seed)(0)
-            top_test = fe.GreedyLayerData(rbms[:-1], test[: args.runs], seed=args.seed + 1)(0)
-            start, _ = dbn.top.transition(None, top_test, args.reverse_sweeps)
-            res = fe.AIS(
-                dbn.top,
-                base=fe.base_rate(top_train),
-                betas=fe.salakhutdinov_murray_schedule(),
-                num_runs=args.runs,
-                reverse_samples=start,
-                progress_bar=False,
-            )
-            t_ais = time.perf_counter() - t0
-            test_b = dbn.bound(torch.as_tensor(test), res, num_samples=args.samples)
-            train_b = dbn.bound(torch.as_tensor(train), res, num_samples=args.samples)
+            k_chain, ais_kw, bound_args, as_array = None, {}, (), torch.as_tensor
+        dbn = fe.DBN.from_rbms(rbms)
+        top_train = fe.GreedyLayerData(rbms[:-1], train, seed=args.seed)(0)
+        top_test = fe.GreedyLayerData(rbms[:-1], test[: args.runs], seed=args.seed + 1)(0)
+        start, _ = dbn.top.transition(k_chain, top_test, args.reverse_sweeps)
+        res = fe.AIS(
+            dbn.top,
+            base=fe.base_rate(top_train),
+            betas=fe.salakhutdinov_murray_schedule(),
+            num_runs=args.runs,
+            reverse_samples=start,
+            progress_bar=False,
+            **ais_kw,
+        )
+        t_ais = time.perf_counter() - t0
+        test_b = dbn.bound(as_array(test), res, *bound_args, num_samples=args.samples)
+        train_b = dbn.bound(as_array(train), res, *bound_args, num_samples=args.samples)
         line = {
             "what": "dbn_bound",
             "backend": backend,
