@@ -780,6 +780,7 @@ _MODEL_PARAMS = {
     "GaussianRBM": ("weights", "visible_bias", "hidden_bias", "sigma"),
     "ReplicatedSoftmax": ("weights", "word_bias", "hidden_bias"),
     "CategoricalRBM": ("weights", "visible_bias", "hidden_bias"),
+    "DBM": ("weights", "biases", "sigma"),  # lists: weights/0, ...; sigma absent if None
 }
 
 
@@ -793,7 +794,15 @@ def save_model(path: str | os.PathLike, model: Any, **extra_config: Any) -> Path
     kind = type(model).__name__
     if kind not in _MODEL_PARAMS:
         raise TypeError(f"model must be one of {sorted(_MODEL_PARAMS)}, got {kind}")
-    tensors = {name: getattr(model, name) for name in _MODEL_PARAMS[kind]}
+    tensors = {}
+    for name in _MODEL_PARAMS[kind]:
+        value = getattr(model, name)
+        if value is None:
+            continue
+        if isinstance(value, (tuple, list)):
+            tensors.update({f"{name}/{i}": x for i, x in enumerate(value)})
+        else:
+            tensors[name] = value
     config = {
         "kind": "ebm_ppl.model",
         "model": kind,
@@ -817,4 +826,11 @@ def load_model(path: str | os.PathLike, backend: str = "torch") -> Any:
         from ebm_ppl import numpyro as frontend
     cls = getattr(frontend, config["model"])
     names = _MODEL_PARAMS[config["model"]]
-    return cls(*(tensors[n] for n in names), num_gibbs_steps=config["num_gibbs_steps"])
+    args = []
+    for n in names:
+        if n in tensors:
+            args.append(tensors[n])
+        else:  # a list of arrays, or an optional array that was None
+            count = sum(1 for k in tensors if k.startswith(f"{n}/"))
+            args.append([tensors[f"{n}/{i}"] for i in range(count)] if count else None)
+    return cls(*args, num_gibbs_steps=config["num_gibbs_steps"])

@@ -293,7 +293,10 @@ def run_ais(
             raise ValueError(
                 f"reverse_samples must have shape (runs, n_visible), got {tuple(x.shape)}"
             )
-        target._check_value(x, "reverse_samples")
+        if hasattr(target, "ais_state"):  # e.g. a DBM: full states -> the annealed layers
+            x = target.ais_state(x)
+        else:
+            target._check_value(x, "reverse_samples")
         log_w_r, _ = anneal(k_rev, target, base, x, betas[::-1].copy(), progress_bar, "reverse AIS")
         rev = estimate(log_w_r, log_z0, "reverse", len(betas))
         rev.target = target

@@ -25,6 +25,7 @@ from ebm_ppl.models.replicated_softmax import (
     multinomial_base,
 )
 from ebm_ppl.numpyro.ais import AIS
+from ebm_ppl.numpyro.dbm import DBM, DBMVisible, dbm_classifier_init, greedy_pretrain_dbm
 from ebm_ppl.numpyro.dbn import (
     DBN,
     GreedyLayerData,
@@ -38,6 +39,7 @@ from ebm_ppl.numpyro.dbn import (
 )
 from ebm_ppl.numpyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
+from ebm_ppl.numpyro.multilinear import MeanFieldGuide
 from ebm_ppl.numpyro.samle import SAMLE, SAMLEState
 
 register_pytree()  # the AIS bases cross jit boundaries in AIS
@@ -50,11 +52,14 @@ __all__ = [
     "BlockGibbsState",
     "CategoricalBase",
     "CategoricalRBM",
+    "DBM",
+    "DBMVisible",
     "DBN",
     "GaussianBase",
     "GaussianRBM",
     "GreedyLayerData",
     "LogLikelihood",
+    "MeanFieldGuide",
     "MultinomialBase",
     "ParallelTempering",
     "RBM",
@@ -66,6 +71,7 @@ __all__ = [
     "classification_error",
     "classifier_init",
     "classifier_logits",
+    "dbm_classifier_init",
     "dbn_guide",
     "dbn_model",
     "evaluate",
@@ -73,6 +79,7 @@ __all__ = [
     "gaussian_base",
     "geometric_schedule",
     "greedy_pretrain",
+    "greedy_pretrain_dbm",
     "linear_schedule",
     "log_multinomial_coefficient",
     "multinomial_base",

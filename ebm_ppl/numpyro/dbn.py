@@ -213,8 +213,23 @@ def classifier_init(dbn: DBN, num_classes: int, rng_key: jax.Array) -> dict:
 
 
 def classifier_logits(params: dict, x: jax.Array) -> jax.Array:
-    """``(n, num_classes)`` logits (:func:`~ebm_ppl.models.dbn.feedforward_logits`)."""
+    """``(n, num_classes)`` logits: :func:`~ebm_ppl.models.dbn.feedforward_logits` for
+    :func:`classifier_init` parameters, :func:`~ebm_ppl.models.dbm.augmented_logits` (Figure 8)
+    for :func:`~ebm_ppl.numpyro.dbm_classifier_init` parameters (then ``x`` is
+    ``dbm.augment(v)``)."""
+    if "down" in params:
+        from ebm_ppl.models.dbm import augmented_logits
+
+        return augmented_logits(params["weights"], params["down"], params["biases"], x)
     return feedforward_logits(params["weights"], params["biases"], x)
+
+
+def _input_size(params: dict) -> int:
+    if "down" in params:
+        from ebm_ppl.models.dbm import augmented_input_size
+
+        return augmented_input_size(params["weights"], params["down"])
+    return int(params["weights"][0].shape[0])
 
 
 def classification_error(params: dict, x: jax.Array, y: jax.Array) -> float:
@@ -241,7 +256,9 @@ def fine_tune(
     y_test: jax.Array | None = None,
     progress_bar: bool | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Backpropagation fine-tuning of :func:`classifier_init` parameters on integer labels
+    """Backpropagation fine-tuning of :func:`classifier_init` (DBN) or
+    :func:`~ebm_ppl.numpyro.dbm_classifier_init` (DBM, inputs ``dbm.augment(v)``) parameters
+    on integer labels
     ``y``: cross-entropy, an optax ``optim`` (default ``optax.sgd(0.1, momentum=0.9)``), one
     ``lax.scan`` per epoch over shuffled minibatches (order from ``seed``, as in
     :func:`ebm_ppl.pyro.fine_tune`). Returns ``(params, history)`` with the same records."""
@@ -251,9 +268,10 @@ def fine_tune(
     from ebm_ppl.inference.samle import batch_indices
 
     x, y = jnp.asarray(x, dtype=jnp.float32), jnp.asarray(y, dtype=jnp.int32)
-    check_labels(x, y, params["weights"][0].shape[0], "x", "y")
+    n_in = _input_size(params)
+    check_labels(x, y, n_in, "x", "y")
     if x_test is not None:
-        check_labels(x_test, y_test, params["weights"][0].shape[0], "x_test", "y_test")
+        check_labels(x_test, y_test, n_in, "x_test", "y_test")
     optim = optax.sgd(0.1, momentum=0.9) if optim is None else optim
     opt_state = optim.init(params)
 

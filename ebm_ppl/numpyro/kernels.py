@@ -13,6 +13,8 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import log_density
 from numpyro.util import is_prng_key
 
+from ebm_ppl import ops
+from ebm_ppl.inference import multilinear as ml
 from ebm_ppl.inference.gibbs import (
     HIDDEN_SUFFIX,
     apply_clamps,
@@ -24,6 +26,7 @@ from ebm_ppl.inference.gibbs import (
     make_clamps,
     tempered_block_step,
 )
+from ebm_ppl.inference.multilinear import binary_sites
 
 __all__ = ["BlockGibbs", "BlockGibbsState"]
 
@@ -67,6 +70,15 @@ class BlockGibbs(MCMCKernel):
     :param transition: ``None`` (block Gibbs) or a tempered operator,
         ``ParallelTempering(betas)`` (the ladders live in the state's ``tempering`` field) or
         ``TemperedTransitions(betas)``; not combinable with ``clamp``.
+    :param blocks: for plain-PPL models (below), the sites of each block; automatic when
+        ``None``.
+
+    **Plain-PPL energies.** When the latent sites are Bernoulli sites (e.g. a DBM written as
+    one ``numpyro.sample("h1", dist.Bernoulli(logits=...).to_event(1))`` per layer plus
+    ``numpyro.factor("energy", -E(v, h1, h2))``) and the log joint is multilinear, the
+    exact block conditionals come from autodiff, as in :class:`ebm_ppl.pyro.BlockGibbs`
+    (:mod:`ebm_ppl.inference.multilinear`); the state's ``free_energy`` field then holds
+    ``-log p`` of the joint.
 
     Other factors of the model must not depend on the energy sites' values (checked at
     ``init`` on random states).
@@ -81,10 +93,13 @@ class BlockGibbs(MCMCKernel):
         report_hidden: bool = False,
         num_sweeps: int = 1,
         transition: Any = None,
+        blocks: Any = None,
     ) -> None:
         check_kernel_args(model, num_sweeps)
         check_transition(transition, clamp)
         self.transition = transition
+        self.blocks = blocks
+        self._multilinear = None
         self._model = model
         self.clamp = clamp
         self.report_hidden = bool(report_hidden)
@@ -111,6 +126,17 @@ class BlockGibbs(MCMCKernel):
     def _setup(self, args, kwargs) -> None:
         tr = self._trace(jax.random.PRNGKey(0), None, args, kwargs)
         latent, _, other = classify_sites(tr)
+        binary, rest, _ = binary_sites(tr)
+        self._multilinear = None
+        if binary and not latent and not rest:
+            from ebm_ppl.numpyro.multilinear import Multilinear
+
+            if self.transition is not None:
+                raise ValueError("a tempered transition needs energy sites, not Bernoulli sites")
+            shapes = {n: tuple(tr[n]["value"].shape) for n in binary}
+            self._latent, self._dists = binary, {}
+            self._multilinear = Multilinear(self._model, binary, shapes, args, kwargs, self.blocks)
+            return
         if other:
             raise ValueError(
                 f"BlockGibbs samples energy sites only, but the model has other latent sites "
@@ -172,8 +198,28 @@ class BlockGibbs(MCMCKernel):
             rng_key, init_params
         )
 
+    def _ml_step(self, key, values, clamps, args, kwargs):
+        log_joint, grad = self._multilinear.fns(args, kwargs)
+        blocks = self._multilinear.blocks
+        values = ops.iterate(
+            lambda k, v: ml.gibbs_sweep(k, grad, v, blocks, clamps),
+            key,
+            dict(values),
+            self.num_sweeps,
+            jnp.zeros(()),
+        )
+        return values, -log_joint(values)
+
     def _init_one(self, rng_key, init_params, args, kwargs) -> BlockGibbsState:
         key_init, key_step, key_next = jax.random.split(rng_key, 3)
+        if self._multilinear is not None:
+            if init_params is None:
+                values = self._multilinear.random_state(key_init)
+            else:
+                values = {n: jnp.asarray(init_params[n], jnp.float32) for n in self._latent}
+            clamps = make_clamps(self.clamp, values, self._latent)
+            z, energy = self._ml_step(key_step, apply_clamps(values, clamps), clamps, args, kwargs)
+            return BlockGibbsState(jnp.array(0), z, energy, key_next, {})
         dists = self._dists
         if init_params is None:
             keys = jax.random.split(key_init, len(self._latent))
@@ -202,6 +248,13 @@ class BlockGibbs(MCMCKernel):
 
     def _sample_one(self, state: BlockGibbsState, model_args, model_kwargs) -> BlockGibbsState:
         key_trace, key_step, key_next = jax.random.split(state.rng_key, 3)
+        if self._multilinear is not None:
+            values = {n: state.z[n] for n in self._latent}
+            clamps = make_clamps(self.clamp, values, self._latent)
+            z, energy = self._ml_step(
+                key_step, apply_clamps(values, clamps), clamps, model_args, model_kwargs
+            )
+            return BlockGibbsState(state.i + 1, z, energy, key_next, {})
         dists = self._dists_at(key_trace, state.z, model_args, model_kwargs)
         values = {n: state.z[n] for n in self._latent}
         clamps = make_clamps(self.clamp, values, self._latent)
@@ -223,6 +276,11 @@ class BlockGibbs(MCMCKernel):
         then each energy site takes ``num_sweeps`` exact block-Gibbs sweeps. Clamps apply.
         """
 
+        if self._multilinear is not None:
+            raise ValueError(
+                "gibbs_fn composes energy sites with HMC; plain-PPL Bernoulli sites are "
+                "sampled by BlockGibbs(model) under MCMC"
+            )
         if self.transition is not None:
             raise ValueError(
                 "gibbs_fn runs plain block Gibbs; a tempered transition keeps ladder states "
@@ -247,3 +305,8 @@ class BlockGibbs(MCMCKernel):
     def energy_sites(self) -> dict:
         """The energy distributions of the latent sites, as traced at ``init``."""
         return dict(self._dists)
+
+    @property
+    def gibbs_blocks(self) -> tuple:
+        """The blocks sampled in turn (plain-PPL models), set at ``init``."""
+        return () if self._multilinear is None else self._multilinear.blocks

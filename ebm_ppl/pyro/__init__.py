@@ -24,6 +24,7 @@ from ebm_ppl.models.replicated_softmax import (
     multinomial_base,
 )
 from ebm_ppl.pyro.ais import AIS
+from ebm_ppl.pyro.dbm import DBM, DBMClassifier, DBMVisible, greedy_pretrain_dbm
 from ebm_ppl.pyro.dbn import (
     DBN,
     DBNClassifier,
@@ -36,6 +37,7 @@ from ebm_ppl.pyro.dbn import (
 )
 from ebm_ppl.pyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.pyro.kernels import BlockGibbs
+from ebm_ppl.pyro.multilinear import MeanFieldGuide
 from ebm_ppl.pyro.samle import SAMLE
 
 __all__ = [
@@ -45,12 +47,16 @@ __all__ = [
     "BlockGibbs",
     "CategoricalBase",
     "CategoricalRBM",
+    "DBM",
+    "DBMClassifier",
+    "DBMVisible",
     "DBN",
     "DBNClassifier",
     "GaussianBase",
     "GaussianRBM",
     "GreedyLayerData",
     "LogLikelihood",
+    "MeanFieldGuide",
     "MultinomialBase",
     "ParallelTempering",
     "RBM",
@@ -66,6 +72,7 @@ __all__ = [
     "gaussian_base",
     "geometric_schedule",
     "greedy_pretrain",
+    "greedy_pretrain_dbm",
     "linear_schedule",
     "log_multinomial_coefficient",
     "multinomial_base",

@@ -266,7 +266,7 @@ class DBNClassifier(torch.nn.Module):
 
 
 def fine_tune(
-    classifier: DBNClassifier,
+    classifier: torch.nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
@@ -282,7 +282,9 @@ def fine_tune(
     optimizer: torch.optim.Optimizer | None = None,
     first_epoch: int = 0,
 ) -> list[dict]:
-    """Backpropagation fine-tuning of ``classifier`` on labels ``y`` (``(n,)`` integers):
+    """Backpropagation fine-tuning of ``classifier`` (a :class:`DBNClassifier` or
+    :class:`~ebm_ppl.pyro.DBMClassifier`, whose inputs are ``dbm.augment(x)``) on labels ``y``
+    (``(n,)`` integers):
     cross-entropy, SGD with momentum (``lr``, ``momentum``, ``weight_decay``) or the given
     ``optimizer`` over ``classifier.parameters()`` (which keeps its state, e.g. momentum,
     across calls), shuffled minibatches (the order of epoch ``e`` from ``(seed, e)``; epochs
@@ -294,9 +296,10 @@ def fine_tune(
     from ebm_ppl.inference.samle import batch_indices
     from ebm_ppl.models.dbn import check_labels
 
-    check_labels(x, y, classifier.weights[0].shape[0], "x", "y")
+    n_in = getattr(classifier, "input_size", None) or classifier.weights[0].shape[0]
+    check_labels(x, y, n_in, "x", "y")
     if x_test is not None:
-        check_labels(x_test, y_test, classifier.weights[0].shape[0], "x_test", "y_test")
+        check_labels(x_test, y_test, n_in, "x_test", "y_test")
     y = torch.as_tensor(y, dtype=torch.long)
     opt = optimizer or torch.optim.SGD(
         classifier.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
@@ -323,7 +326,7 @@ def fine_tune(
     return history
 
 
-def classification_error(classifier: DBNClassifier, x: torch.Tensor, y) -> float:
+def classification_error(classifier: torch.nn.Module, x: torch.Tensor, y) -> float:
     """The fraction of rows of ``x`` whose arg-max logit differs from the label ``y``."""
     with torch.no_grad():
         pred = torch.cat(

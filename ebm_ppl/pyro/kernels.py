@@ -21,6 +21,7 @@ from ebm_ppl.inference.gibbs import (
     make_clamps,
     tempered_block_step,
 )
+from ebm_ppl.inference.multilinear import binary_sites
 
 __all__ = ["BlockGibbs"]
 
@@ -47,6 +48,16 @@ class BlockGibbs(MCMCKernel):
         ``ParallelTempering(betas)`` (the kernel keeps the ladder of every site; swap
         acceptance rates in ``diagnostics()``) or ``TemperedTransitions(betas)``; not
         combinable with ``clamp``.
+    :param blocks: for models written in plain PPL syntax (see below), the sites of each
+        block, e.g. ``[["h1"], ["v", "h2"]]``; found automatically when ``None``.
+
+    **Plain-PPL energies.** When the latent sites are Bernoulli sites instead (e.g. a DBM
+    written as ``pyro.sample("h1", dist.Bernoulli(logits=...).to_event(1))`` per layer plus
+    ``pyro.factor("energy", -E(v, h1, h2))``) and the log joint is multilinear, the exact
+    block conditionals are derived by autodiff (:mod:`ebm_ppl.inference.multilinear`): the
+    conditional logits of a block are the gradient of the log joint with respect to it.
+    Set-up checks multilinearity and finds blocks without internal interactions (a DBM gets
+    its odd and even layers); ``blocks`` names them instead (checked).
 
     The model is traced once in :meth:`setup`; its parameters are taken as constants for the
     run. Other factors of the model must not depend on the energy sites' values (checked at
@@ -61,10 +72,13 @@ class BlockGibbs(MCMCKernel):
         report_hidden: bool = False,
         num_sweeps: int = 1,
         transition: Any = None,
+        blocks: Any = None,
     ) -> None:
         check_kernel_args(model, num_sweeps)
         check_transition(transition, clamp)
         self.transition = transition
+        self.blocks = blocks
+        self._multilinear = None
         self._states: dict = {}
         self.model = model
         self.clamp = clamp
@@ -90,6 +104,11 @@ class BlockGibbs(MCMCKernel):
         self._args, self._kwargs = args, kwargs
         tr = self._trace(None, args, kwargs)
         latent, _, other = classify_sites(tr.nodes)
+        binary, rest, _ = binary_sites(tr.nodes)
+        if binary and not latent and not rest:
+            self._setup_multilinear(tr, binary, args, kwargs)
+            return
+        self._multilinear = None
         if other:
             raise ValueError(
                 f"BlockGibbs samples energy sites only, but the model has other latent sites "
@@ -116,6 +135,24 @@ class BlockGibbs(MCMCKernel):
                 self._initial_params = self._step(apply_clamps(given, self._clamps))
         else:
             self._initial_params = self._initialize()
+        self._steps = 0
+
+    def _setup_multilinear(self, tr, names, args, kwargs) -> None:
+        from ebm_ppl.pyro.multilinear import Multilinear
+
+        if self.transition is not None:
+            raise ValueError("a tempered transition needs energy sites; these are Bernoulli sites")
+        self._latent = names
+        self._dists = {}
+        self._multilinear = Multilinear(self.model, names, args, kwargs, self.blocks, tr)
+        values = {n: tr.nodes[n]["value"] for n in names}
+        self._clamps = make_clamps(self.clamp, values, names)
+        if self._user_initial:
+            given = {n: torch.as_tensor(self._initial_params[n]) for n in names}
+            self._initial_params = self._step(apply_clamps(given, self._clamps))
+        else:
+            start = self._multilinear.random_state(None)
+            self._initial_params = self._step(apply_clamps(start, self._clamps))
         self._steps = 0
 
     def _check_factors(self, args, kwargs) -> None:
@@ -147,6 +184,8 @@ class BlockGibbs(MCMCKernel):
             }
 
     def _step(self, values: Mapping[str, torch.Tensor]) -> dict:
+        if self._multilinear is not None:
+            return self._multilinear.sweeps(None, values, self._clamps, self.num_sweeps)
         if self.transition is not None:
             new, aux, self._states = tempered_block_step(
                 None, self.transition, self._dists, values, self._states, self.num_sweeps
@@ -212,6 +251,11 @@ class BlockGibbs(MCMCKernel):
     def energy_sites(self) -> dict:
         """The energy distributions of the latent sites, as traced at set-up."""
         return dict(self._dists)
+
+    @property
+    def gibbs_blocks(self) -> tuple:
+        """The blocks sampled in turn (plain-PPL models), set at set-up."""
+        return () if self._multilinear is None else self._multilinear.blocks
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -1,0 +1,977 @@
+"""Deep Boltzmann machine math (Salakhutdinov 2015, section 4), written once for torch and JAX.
+
+A DBM over layers ``x_0 = v, x_1 = h^1, ..., x_L = h^L`` (binary units) has the energy
+(eq. 29, generalised to ``L`` layers)
+
+    ``E(x) = -sum_l x_l^T W^(l+1) x_(l+1) - sum_l b_l^T x_l``,
+
+with ``weights[l]`` ``W^(l+1)`` of shape ``(n_l, n_(l+1))`` and ``biases[l]`` ``b_l`` of shape
+``(n_l,)``. There are no connections within a layer, so given its two neighbours a layer is
+factorial (eq. 31-34): ``p(x_l = 1 | x_(l-1), x_(l+1)) = g(b_l + x_(l-1) W^(l) + W^(l+1) x_(l+1))``,
+and the odd layers are independent given the even ones and vice versa: block Gibbs alternates
+the two groups.
+
+Exact ``log Z`` (small models): enumerate the states of the odd layers and sum every even layer
+out analytically (each is factorial given the odd ones):
+``log Z = logsumexp_odd [sum_odd b_l^T x_l + sum_even sum_j softplus(logits_l(odd)_j)]``.
+
+Mean field (eq. 36-41): a factorial ``Q(h | v) = prod_l prod_j Bernoulli(mu_lj)`` with the
+fixed point ``mu_l = g(b_l + mu_(l-1) W^(l) + W^(l+1) mu_(l+1))`` (``mu_0 = v``); because the
+energy is multilinear, ``E_Q[-E] = -E(v, mu)`` and the bound of eq. 38 is
+``log p(v) >= -E(v, mu) + H(mu) - log Z``.
+
+Layers are passed as lists ``[x_0, ..., x_L]`` of arrays with shapes ``(..., n_l)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from ebm_ppl import ops
+from ebm_ppl.models.family import EnergyMethods, check_values
+from ebm_ppl.models.rbm import (
+    MAX_ENUMERATE_UNITS,
+    hidden_logits,
+    hidden_to_visible,
+    visible_logits,
+    visible_to_hidden,
+)
+
+Array = Any
+
+
+class DBMParams(NamedTuple):
+    """``weights[l]`` ``(n_l, n_(l+1))`` for ``l = 0..L-1``; ``biases[l]`` ``(n_l,)`` for
+    ``l = 0..L``; ``sigma`` ``None`` (binary visible units) or the standard deviations
+    ``(n_0,)`` of Gaussian visible units (then the ``v`` terms of the energy are
+    ``sum_i (v_i - b_0i)^2 / (2 sigma_i^2) - (v / sigma)^T W^(1) h^1``, as in eq. 11)."""
+
+    weights: tuple
+    biases: tuple
+    sigma: Any = None
+
+
+def frozen(params: DBMParams) -> DBMParams:
+    """The parameters without gradient."""
+    sg = ops.stop_gradient
+    sigma = None if params.sigma is None else sg(params.sigma)
+    return DBMParams(
+        tuple(sg(w) for w in params.weights), tuple(sg(b) for b in params.biases), sigma
+    )
+
+
+def _vin(params: DBMParams, v: Array) -> Array:
+    """The visible layer as seen by ``W^(1)``: ``v``, or ``v / sigma`` for Gaussian units."""
+    return v if params.sigma is None else v / params.sigma
+
+
+def _gaussian_log_norm(params: DBMParams) -> Array:
+    """``sum_i log(sqrt(2 pi) sigma_i)``: the normaliser of ``exp(-(v - m)^2 / (2 sigma^2))``."""
+    sigma = ops.broadcast_to(params.sigma, tuple(params.biases[0].shape))
+    return (ops.log(sigma) + 0.5 * math.log(2 * math.pi)).sum()
+
+
+def check_dbm(weights: Sequence[Array], biases: Sequence[Array]) -> tuple:
+    """Validate a DBM's parameters; returns the layer sizes ``(n_0, ..., n_L)``.
+
+    Raises ``TypeError`` for non-arrays or mixed backends and ``ValueError`` naming the
+    argument for wrong counts or shapes."""
+    weights, biases = tuple(weights), tuple(biases)
+    if len(weights) < 1:
+        raise ValueError("a DBM needs at least one weight matrix (weights=[W1, W2, ...])")
+    if len(biases) != len(weights) + 1:
+        raise ValueError(
+            f"biases must have one entry per layer ({len(weights) + 1} for {len(weights)} "
+            f"weight matrices), got {len(biases)}"
+        )
+    arrays = weights + biases
+    for i, x in enumerate(arrays):
+        if not (ops.is_torch(x) or ops.is_jax(x)):
+            name = f"weights[{i}]" if i < len(weights) else f"biases[{i - len(weights)}]"
+            raise TypeError(f"{name} must be a torch.Tensor or a JAX array, got {type(x).__name__}")
+    if len({ops.backend_name(x) for x in arrays}) > 1:
+        raise TypeError("weights and biases must all be torch tensors or all JAX arrays")
+    sizes = [int(weights[0].shape[0])] if weights[0].ndim == 2 else [-1]
+    for i, w in enumerate(weights):
+        if w.ndim != 2 or int(w.shape[0]) != sizes[-1]:
+            raise ValueError(
+                f"weights[{i}] must have shape ({sizes[-1]}, n_{i + 1}), got {tuple(w.shape)}"
+            )
+        sizes.append(int(w.shape[1]))
+    for i, b in enumerate(biases):
+        if tuple(b.shape) != (sizes[i],):
+            raise ValueError(f"biases[{i}] must have shape ({sizes[i]},), got {tuple(b.shape)}")
+    return tuple(sizes)
+
+
+def layer_logits(params: DBMParams, layers: Sequence[Array], layer: int) -> Array:
+    """Logits of ``p(x_layer = 1 | neighbours)`` (eq. 31-34), shape ``(..., n_layer)``; only
+    ``layers[layer - 1]`` and ``layers[layer + 1]`` are read. For Gaussian visible units and
+    ``layer = 0`` it is the conditional mean ``b_0 + sigma W^(1) h^1`` instead."""
+    out = params.biases[layer]
+    if layer > 0:
+        below = layers[layer - 1] if layer > 1 else _vin(params, layers[0])
+        out = out + visible_to_hidden(below, params.weights[layer - 1])
+    if layer < len(params.weights):
+        up = hidden_to_visible(layers[layer + 1], params.weights[layer])
+        out = out + (up if layer > 0 or params.sigma is None else params.sigma * up)
+    return out
+
+
+def energy(params: DBMParams, layers: Sequence[Array]) -> Array:
+    """``E(x)`` (eq. 29), shape ``(...)``."""
+    total = 0.0
+    for i, (w, b) in enumerate(zip(params.weights, params.biases)):
+        x = layers[i] if i > 0 else _vin(params, layers[0])
+        total = total - (visible_to_hidden(x, w) * layers[i + 1]).sum(-1)
+        if i == 0 and params.sigma is not None:
+            total = total + (((layers[0] - b) / params.sigma) ** 2).sum(-1) / 2
+        else:
+            total = total - (layers[i] * b).sum(-1)
+    return total - (layers[-1] * params.biases[-1]).sum(-1)
+
+
+def _odd_free_energy(params: DBMParams, layers: Sequence[Array]) -> Array:
+    """``-log sum_even exp(-E)``: the free energy of the odd layers with every even layer
+    summed out (needs only the odd entries of ``layers``), shape ``(...)``."""
+    total = 0.0
+    for i in range(len(params.biases)):
+        if i % 2:
+            total = total - (layers[i] * params.biases[i]).sum(-1)
+        elif i == 0 and params.sigma is not None:  # the Gaussian integral over v
+            u = hidden_to_visible(layers[1], params.weights[0])
+            b = params.biases[0]
+            total = total - (
+                (b * u / params.sigma + u * u / 2).sum(-1) + _gaussian_log_norm(params)
+            )
+        else:
+            total = total - ops.softplus(layer_logits(params, layers, i)).sum(-1)
+    return total
+
+
+def log_partition(params: DBMParams) -> Array:
+    """Exact ``log Z`` by enumerating the odd layers (``ValueError`` pointing to AIS above
+    :data:`~ebm_ppl.models.rbm.MAX_ENUMERATE_UNITS` odd units in all)."""
+    sizes = [int(b.shape[0]) for b in params.biases]
+    n_odd = sum(sizes[1::2])
+    if n_odd > MAX_ENUMERATE_UNITS:
+        raise ValueError(
+            f"exact log Z enumerates the odd layers: {n_odd} units (2**{n_odd} states) is more "
+            f"than {MAX_ENUMERATE_UNITS}; estimate log Z with AIS instead"
+        )
+    like = params.biases[0]
+    states = ops.binary_states(n_odd, like)
+    layers: list = [None] * len(sizes)
+    start = 0
+    for i in range(1, len(sizes), 2):
+        layers[i] = states[:, start : start + sizes[i]]
+        start += sizes[i]
+    return ops.logsumexp(-_odd_free_energy(params, layers), axis=0)
+
+
+def gibbs_sweep(key: Any, params: DBMParams, layers: Sequence[Array], clamp_v: bool = False):
+    """One block-Gibbs sweep: every odd layer given the even ones, then every even layer
+    given the new odd ones (``v`` too unless ``clamp_v``). Returns the new list of layers."""
+    layers = list(layers)
+    k_odd, k_even = ops.split(key, 2)
+    keys = ops.split(k_odd, len(layers))
+    for i in range(1, len(layers), 2):
+        layers[i] = ops.bernoulli(keys[i], ops.sigmoid(layer_logits(params, layers, i)))
+    keys = ops.split(k_even, len(layers))
+    for i in range(0, len(layers), 2):
+        if i == 0 and clamp_v:
+            continue
+        layers[i] = _sample_layer(keys[i], params, layer_logits(params, layers, i), i)
+    return layers
+
+
+def _sample_layer(key: Any, params: DBMParams, logits: Array, i: int) -> Array:
+    """A draw of layer ``i`` given its logits (for Gaussian ``v``: its mean)."""
+    if i == 0 and params.sigma is not None:
+        return logits + params.sigma * ops.normal(key, tuple(logits.shape), logits)
+    return ops.bernoulli(key, ops.sigmoid(logits))
+
+
+def mean_field(
+    params: DBMParams,
+    v: Array,
+    num_iters: int = 30,
+    damping: float = 0.0,
+    init: Sequence[Array] | None = None,
+) -> list:
+    """The mean-field fixed point (eq. 39-41) for data ``v`` ``(..., n_0)``: returns
+    ``[v, mu_1, ..., mu_L]`` after ``num_iters`` sweeps of
+    ``mu_l <- damping * mu_l + (1 - damping) * g(b_l + mu_(l-1) W^(l) + W^(l+1) mu_(l+1))``
+    over ``l = 1..L`` in order. ``init`` defaults to the bottom-up pass with doubled weights
+    (:func:`bottom_up`)."""
+    mus = list(init) if init is not None else bottom_up(params, v)
+    mus[0] = v
+    sweep = _mean_field_sweep(params, v, damping)
+    for _ in range(num_iters):
+        mus = sweep(mus)
+    return mus
+
+
+def _mean_field_sweep(params: DBMParams, v: Array, damping: float):
+    """One in-order sweep of eq. 39-41 over the hidden layers, as a function of the list of
+    marginals; the data's input ``v W^(1)`` is computed once, not at every sweep."""
+    v_in = visible_to_hidden(_vin(params, v), params.weights[0])
+
+    def sweep(mus):
+        new = list(mus)
+        for i in range(1, len(new)):
+            if i == 1:
+                logits = params.biases[1] + v_in
+                if len(params.weights) > 1:
+                    logits = logits + hidden_to_visible(new[2], params.weights[1])
+            else:
+                logits = layer_logits(params, new, i)
+            m = ops.sigmoid(logits)
+            new[i] = m if damping == 0.0 else damping * new[i] + (1.0 - damping) * m
+        return new
+
+    return sweep
+
+
+def bottom_up(params: DBMParams, v: Array) -> list:
+    """The initialisation of mean field by one bottom-up pass in which every layer but the
+    top gets twice its input from below (standing in for the missing top-down input, as in
+    Salakhutdinov & Hinton 2009): ``[v, mu_1, ..., mu_L]``."""
+    mus, h = [v], _vin(params, v)
+    top = len(params.weights)
+    for i in range(1, top + 1):
+        scale = 1.0 if i == top else 2.0
+        h = ops.sigmoid(scale * visible_to_hidden(h, params.weights[i - 1]) + params.biases[i])
+        mus.append(h)
+    return mus
+
+
+def _entropy(mu: Array) -> Array:
+    """Entropy of independent Bernoullis with means ``mu``, summed over the last axis, computed
+    stably from the clipped means."""
+    eps = 1e-7
+    m = ops.where(mu < eps, eps + 0 * mu, ops.where(mu > 1 - eps, (1 - eps) + 0 * mu, mu))
+    return -(m * ops.log(m) + (1 - m) * ops.log(1 - m)).sum(-1)
+
+
+def mean_field_bound(params: DBMParams, mus: Sequence[Array], log_z: Any = 0.0) -> Array:
+    """The bound of eq. 38 for the factorial ``Q`` with means ``mus = [v, mu_1, ..., mu_L]``:
+    ``-E(v, mu) + sum_l H(mu_l) - log Z``, shape ``(...)``."""
+    out = -energy(params, mus)
+    for mu in mus[1:]:
+        out = out + _entropy(mu)
+    return out - log_z
+
+
+# --------------------------------------------------------------------------------------
+# stochastic approximation with a mean-field positive phase (eq. 36-41)
+# --------------------------------------------------------------------------------------
+
+
+def mean_field_contrast(
+    params: DBMParams,
+    mus: Sequence[Array],
+    samples: Sequence[Array],
+    w_data: Any,
+    w_model: Any,
+) -> Array:
+    """The SA-MLE surrogate of a DBM: ``w_data sum_n E(v_n, mu_n) - w_model sum_k E(x_k)``.
+
+    ``mus`` are the mean-field marginals of the data (``[v, mu_1, ..., mu_L]``) and
+    ``samples`` the layers of the persistent chains; both are treated as constants. Since
+    ``E`` is linear in every parameter, the gradient is the data-dependent statistics under
+    ``Q`` minus the model's statistics under the chains, e.g. for ``W^(l)``
+    ``-(w_data sum_n mu_(l-1) mu_l^T - w_model sum_k x_(l-1) x_l^T)`` (the update of
+    Algorithm 2 in the review, section 4.2)."""
+    mus = [ops.stop_gradient(m) for m in mus]
+    samples = [ops.stop_gradient(x) for x in samples]
+    return w_data * energy(params, mus).sum() - w_model * energy(params, samples).sum()
+
+
+# --------------------------------------------------------------------------------------
+# greedy pretraining with the doubling trick (Salakhutdinov & Hinton 2009)
+# --------------------------------------------------------------------------------------
+
+
+def doubling(num_layers: int, layer: int) -> tuple[int, int]:
+    """Copies ``(lower, upper)`` of the two layers of the ``layer``-th RBM (0-based) of a
+    greedy DBM stack of ``num_layers`` weight matrices.
+
+    A layer that is an inner layer of the DBM will get input from above and below, so in
+    its pretraining RBM it gets doubled input from its one neighbour: done by duplicating
+    that neighbour with tied weights. The bottom RBM duplicates its visible layer
+    (``p(h1 | v) = g(2 v W + b)``), the top RBM its hidden layer
+    (``p(h | h_top) = g(2 W h_top + b)``), a middle RBM both."""
+    lower = 2 if layer < num_layers - 1 else 1  # the upper layer is inner
+    upper = 2 if layer > 0 else 1  # the lower layer is inner
+    return lower, upper
+
+
+def tile_rbm(weights: Array, low_bias: Array, high_bias: Array, copies: tuple[int, int]):
+    """RBM parameters with the lower layer repeated ``copies[0]`` times and the upper one
+    ``copies[1]`` times, all copies sharing ``weights`` (``(n_low, n_high)``) and biases.
+    Used for greedy DBM pretraining (see :func:`doubling`): with data ``[x, x]`` on a
+    doubled visible layer, ``p(h | x, x) = g(2 x W + b)``."""
+    a, b = copies
+    w = ops.concat([weights] * a, axis=0) if a > 1 else weights
+    w = ops.concat([w] * b, axis=1) if b > 1 else w
+    lo = ops.concat([low_bias] * a, axis=0) if a > 1 else low_bias
+    hi = ops.concat([high_bias] * b, axis=0) if b > 1 else high_bias
+    return w, lo, hi
+
+
+def tied_copies_chain(
+    key: Any,
+    weights: Array,
+    visible_bias: Array,
+    hidden_bias: Array,
+    value: Array,
+    copies: int,
+    num_steps: int,
+    logits: Array | None = None,
+) -> tuple[Array, Array]:
+    """``num_steps >= 1`` Gibbs sweeps of a pretraining RBM whose visible layer is ``copies``
+    tied copies of one layer that are **always equal**, as in Salakhutdinov & Hinton's
+    (2009) CD: ``h ~ g(copies * x W + c)``, then one ``x ~ g(W h + b)`` written into every
+    copy. ``weights`` ``(copies * n, m)`` and ``visible_bias`` ``(copies * n,)`` are the
+    tiled parameters (:func:`tile_rbm`); ``value`` ``(..., copies * n)``; ``logits`` the
+    hidden logits of ``value`` if already computed. Returns the last ``(value, h)``.
+
+    An RBM whose copies were sampled independently would have to make them agree through
+    its hidden units (the data always has equal copies), which drives it to near-
+    deterministic, very large weights; the doubled input is only meant to stand in for the
+    missing input from the layer above."""
+    n = int(value.shape[-1]) // copies
+    w1, b1 = weights[:n], visible_bias[:n]
+
+    def sweep(k, v, lg=None):
+        k_h, k_v = ops.split(k, 2)
+        lg = hidden_logits(weights, hidden_bias, v) if lg is None else lg
+        h = ops.bernoulli(k_h, ops.sigmoid(lg))
+        x = ops.bernoulli(k_v, ops.sigmoid(visible_logits(w1, b1, h)))
+        return ops.concat([x] * copies, axis=-1), h
+
+    k0, k1 = ops.split(key, 2)
+    first = sweep(k0, value, logits)
+    return ops.iterate(lambda k, c: sweep(k, c[0]), k1, first, num_steps - 1, like=value)
+
+
+class TiedCopiesMethods:
+    """Mixin for the bottom pretraining RBM of a DBM: an RBM over ``copies`` tied copies of
+    its visible layer (the doubled input of :func:`doubling`) whose Gibbs transition keeps
+    the copies equal (:func:`tied_copies_chain`). ``log_prob`` is the RBM's free energy at
+    ``[x, x]``, so the SA-MLE gradient is that of the original code's CD update."""
+
+    copies: int = 1
+
+    def transition(self, key, value, num_steps: int = 1, clamp=None, cache=None):
+        if clamp is not None:
+            raise ValueError("the tied-copies pretraining RBM takes no clamp")
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        w, b, c = (ops.stop_gradient(p) for p in self.params)
+        logits = None if cache is None else ops.stop_gradient(cache)
+        return tied_copies_chain(key, w, b, c, value, self.copies, num_steps, logits)
+
+
+def combine_pretrained(rbms: Sequence[tuple[Array, Array, Array]]) -> DBMParams:
+    """DBM parameters from a greedy stack of RBMs ``(W, b_low, b_high)`` (bottom first, the
+    untiled parameters): weights as learned (the doubling already accounts for the two
+    sources of input, so nothing is halved), and every inner layer's bias the mean of the
+    two RBMs' biases for that layer."""
+    weights = tuple(r[0] for r in rbms)
+    biases = [rbms[0][1]]
+    for i in range(len(rbms) - 1):
+        biases.append(0.5 * (rbms[i][2] + rbms[i + 1][1]))
+    biases.append(rbms[-1][2])
+    return DBMParams(weights, tuple(biases))
+
+
+# --------------------------------------------------------------------------------------
+# AIS with alternate layers summed out
+# --------------------------------------------------------------------------------------
+
+
+class DBMBase(NamedTuple):
+    """The ``beta = 0`` end of the DBM annealing path: independent Bernoulli units in every
+    layer with ``logits[l]`` ``(n_l,)`` (the base-rate model on ``v``, zeros above); for
+    Gaussian visible units (``sigma`` given) ``logits[0]`` is the mean of
+    ``N(logits[0], sigma^2)`` on ``v``. A JAX pytree. ``sample`` draws the odd layers (the AIS
+    state), concatenated."""
+
+    logits: tuple
+    sigma: Any = None
+
+    def log_partition(self) -> Array:
+        """The base's exact ``log Z`` over all layers: ``sum_l sum_j softplus(logits_lj)``
+        (Gaussian ``v``: ``sum_i log(sqrt(2 pi) sigma_i)`` for layer 0)."""
+        total = 0.0
+        for i, a in enumerate(self.logits):
+            if i == 0 and self.sigma is not None:
+                sigma = ops.broadcast_to(self.sigma, tuple(a.shape))
+                total = total + (ops.log(sigma) + 0.5 * math.log(2 * math.pi)).sum()
+            else:
+                total = total + ops.softplus(a).sum()
+        return total
+
+    def sample(self, key: Any, shape: tuple) -> Array:
+        odd = ops.concat([a for i, a in enumerate(self.logits) if i % 2], axis=0)
+        probs = ops.broadcast_to(ops.sigmoid(odd), tuple(shape) + (int(odd.shape[0]),))
+        return ops.bernoulli(key, probs)
+
+
+def split_odd(params: DBMParams, x_odd: Array) -> list:
+    """The layer list with the odd layers taken from ``x_odd`` ``(..., sum_odd n_l)`` and
+    ``None`` for the even ones."""
+    layers: list = [None] * len(params.biases)
+    start = 0
+    for i in range(1, len(layers), 2):
+        n = int(params.biases[i].shape[0])
+        layers[i] = x_odd[..., start : start + n]
+        start += n
+    return layers
+
+
+def _path_input(params: DBMParams, layers: Sequence[Array], i: int) -> Array:
+    """``b_l + input from the neighbours`` of layer ``i`` (its logits at ``beta = 1``)."""
+    return layer_logits(params, layers, i)
+
+
+def ais_log_f(params: DBMParams, base: DBMBase, x_odd: Array, beta: Any) -> Array:
+    """``log f_beta`` of the odd layers with every even layer summed out, on the geometric
+    path ``p_beta ∝ base^(1-beta) exp(-beta E)`` over all layers:
+    ``sum_odd x_l.(beta b_l + (1-beta) a_l) + sum_even sum_j softplus(beta u_lj + (1-beta) a_lj)``
+    with ``u_l`` the logits of even layer ``l`` given the odd layers."""
+    layers = split_odd(params, x_odd)
+    total = 0.0
+    for i, a in enumerate(base.logits):
+        if i % 2:
+            total = total + (layers[i] * (beta * params.biases[i] + (1.0 - beta) * a)).sum(-1)
+        elif i == 0 and params.sigma is not None:
+            # log of the Gaussian integral over v of base(v)^(1-beta) exp(-beta E)
+            u = hidden_to_visible(layers[1], params.weights[0])
+            b, s = params.biases[0], params.sigma
+            c = (1.0 - beta) * a + beta * b
+            quad = (
+                c * beta * u / s
+                + (beta * u) ** 2 / 2
+                - beta * (1.0 - beta) * ((a - b) / s) ** 2 / 2
+            )
+            total = total + quad.sum(-1) + _gaussian_log_norm(params)
+        else:
+            u = _path_input(params, layers, i)
+            total = total + ops.softplus(beta * u + (1.0 - beta) * a).sum(-1)
+    return total
+
+
+def ais_step(key: Any, params: DBMParams, base: DBMBase, x_odd: Array, beta_prev: Any, beta: Any):
+    """One AIS step: the log-weight increment ``log f_beta(x) - log f_beta_prev(x)`` and one
+    block-Gibbs sweep at ``beta`` (even layers given the odd ones, then the odd ones),
+    which leaves ``p_beta`` invariant. Returns ``(x_odd, delta)``."""
+    params = frozen(params)
+    delta = ais_log_f(params, base, x_odd, beta) - ais_log_f(params, base, x_odd, beta_prev)
+    layers = split_odd(params, x_odd)
+    k_even, k_odd = ops.split(key, 2)
+    keys = ops.split(k_even, len(layers))
+    for i in range(0, len(layers), 2):
+        if i == 0 and params.sigma is not None:
+            u = hidden_to_visible(layers[1], params.weights[0])
+            a, b, s = base.logits[0], params.biases[0], params.sigma
+            mean = (1.0 - beta) * a + beta * b + beta * s * u
+            layers[0] = mean + s * ops.normal(keys[0], tuple(mean.shape), mean)
+            continue
+        u = beta * _path_input(params, layers, i) + (1.0 - beta) * base.logits[i]
+        layers[i] = ops.bernoulli(keys[i], ops.sigmoid(u))
+    keys = ops.split(k_odd, len(layers))
+    odd = []
+    for i in range(1, len(layers), 2):
+        u = beta * _path_input(params, layers, i) + (1.0 - beta) * base.logits[i]
+        layers[i] = ops.bernoulli(keys[i], ops.sigmoid(u))
+        odd.append(layers[i])
+    return ops.concat(odd, axis=-1), delta
+
+
+# --------------------------------------------------------------------------------------
+# the distributions (both frontends subclass these)
+# --------------------------------------------------------------------------------------
+
+
+class _Unbatched(EnergyMethods):
+    """Lazy ``expand`` for distributions whose parameters have no batch dimensions."""
+
+    def unexpanded(self):
+        return self._with_batch_shape(())
+
+
+def check_layer_lists(weights: Any, biases: Any, array_type: type | None = None) -> None:
+    """``TypeError`` unless ``weights`` and ``biases`` are lists (or tuples) of arrays."""
+    for name, x, example in (
+        ("weights", weights, "[W1, ..., WL]"),
+        ("biases", biases, "[b0, ..., bL]"),
+    ):
+        if (
+            isinstance(x, (str, bytes))
+            or not isinstance(x, Sequence)
+            or (array_type is not None and isinstance(x, array_type))
+        ):
+            raise TypeError(f"{name} must be a list of arrays {example}, got {type(x).__name__}")
+
+
+class DBMMethods(_Unbatched):
+    """What the Pyro and NumPyro ``DBM`` distributions share.
+
+    The value is the concatenation ``[v, h1, ..., hL]`` ``(..., sum_l n_l)``; ``log_prob``
+    is ``-E`` (eq. 29, unnormalized). A subclass stores ``weights`` and ``biases`` (tuples,
+    no batch dimensions), ``num_gibbs_steps`` and ``_check_inputs``."""
+
+    weights: tuple
+    biases: tuple
+    num_gibbs_steps: int
+
+    def _init_dbm(self, weights, biases, num_gibbs_steps, validate_args, sigma=None) -> tuple:
+        weights, biases = tuple(weights), tuple(biases)
+        sizes = check_dbm(weights, biases)
+        from ebm_ppl.models.family import check_finite_float, check_num_gibbs_steps
+
+        check_num_gibbs_steps(num_gibbs_steps)
+        named = {f"weights[{i}]": w for i, w in enumerate(weights)}
+        named.update({f"biases[{i}]": b for i, b in enumerate(biases)})
+        check_finite_float(named)
+        if sigma is not None:
+            if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
+                sigma = ops.asarray_like(float(sigma) + 0 * biases[0], biases[0])
+            if not (ops.is_torch(sigma) or ops.is_jax(sigma)):
+                raise TypeError(
+                    f"sigma must be None, a float or an array, got {type(sigma).__name__}"
+                )
+            try:
+                ok = ops.broadcast_shapes(tuple(sigma.shape), (sizes[0],)) == (sizes[0],)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"sigma must broadcast to the visible layer ({sizes[0]},), got "
+                    f"{tuple(sigma.shape)}"
+                )
+            check_finite_float({"sigma": sigma})
+            if ops.is_concrete(sigma) and not bool(ops.to_numpy(sigma).min() > 0):
+                raise ValueError("sigma must be positive")
+        self.sigma = sigma
+        self.weights, self.biases = weights, biases
+        self.num_gibbs_steps = num_gibbs_steps
+        self._check_inputs = validate_args is not False
+        return sizes
+
+    # ---- structure --------------------------------------------------------------------
+
+    @property
+    def dbm_params(self) -> DBMParams:
+        return DBMParams(tuple(self.weights), tuple(self.biases), self.sigma)
+
+    @property
+    def sizes(self) -> tuple:
+        """Layer sizes ``(n_0, ..., n_L)``."""
+        return tuple(int(b.shape[0]) for b in self.biases)
+
+    @property
+    def n_visible(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def num_layers(self) -> int:
+        """Number of hidden layers ``L``."""
+        return len(self.weights)
+
+    def split(self, value: Array) -> list:
+        """The layers ``[v, h1, ..., hL]`` of a value ``(..., sum_l n_l)``."""
+        out, start = [], 0
+        for n in self.sizes:
+            out.append(value[..., start : start + n])
+            start += n
+        return out
+
+    def join(self, layers: Sequence[Array]) -> Array:
+        """The value ``(..., sum_l n_l)`` of layers ``[v, h1, ..., hL]``."""
+        return ops.concat(list(layers), axis=-1)
+
+    @property
+    def gaussian(self) -> bool:
+        """Whether the visible units are Gaussian (``sigma`` given)."""
+        return getattr(self, "sigma", None) is not None
+
+    def _check_value(self, value: Array, name: str = "value") -> None:
+        from ebm_ppl.models.rbm import check_binary
+
+        total = sum(self.sizes)
+        if (
+            not getattr(self, "_check_inputs", True)
+            or (ops.is_torch(value) or ops.is_jax(value))
+            and not ops.is_concrete(value)
+        ):
+            if value.shape[-1] != total:
+                raise ValueError(f"{name} must have shape (..., {total}), got {tuple(value.shape)}")
+            return
+        if not self.gaussian:
+            check_binary(value, total, name)
+            return
+        check_values(value, total, name)
+        check_visible(value[..., : self.n_visible], True, self.n_visible, name)
+        check_binary(value[..., self.n_visible :], total - self.n_visible, name)
+
+    # ---- densities --------------------------------------------------------------------
+
+    def energy(self, value: Array) -> Array:
+        """``E(v, h1, ..., hL)`` (eq. 29), shape ``value.shape[:-1]`` (broadcast to the
+        batch shape)."""
+        self._check_value(value)
+        return self._out(energy(self.dbm_params, self.split(value)), value)
+
+    def log_prob(self, value: Array) -> Array:
+        """Unnormalized ``-E(x)`` of the concatenated layers (add ``-log_partition()``)."""
+        return -self.energy(value)
+
+    def log_prob_unchecked(self, value: Array) -> Array:
+        return self._out(-energy(self.dbm_params, self.split(value)), value)
+
+    def log_partition(self) -> Array:
+        """Exact ``log Z``: the odd layers enumerated, the even ones summed out analytically
+        (``ValueError`` above 20 odd units: use :func:`AIS`)."""
+        return log_partition(self.dbm_params)
+
+    def conditional_logits(self, value: Array, layer: int) -> Array:
+        """Logits of ``p(x_layer = 1 | the other layers)`` (eq. 31-34), ``(..., n_layer)``."""
+        if not isinstance(layer, int) or not 0 <= layer < len(self.sizes):
+            raise ValueError(f"layer must be an int in [0, {len(self.sizes) - 1}], got {layer!r}")
+        self._check_value(value)
+        return layer_logits(self.dbm_params, self.split(value), layer)
+
+    # ---- sampling ---------------------------------------------------------------------
+
+    def _frozen(self) -> DBMParams:
+        return frozen(self.dbm_params)
+
+    def init_chain(self, key: Any, shape: tuple) -> Array:
+        """Chains ``shape[:-1] + (sum_l n_l,)`` from independent ``Bernoulli(g(b_l))`` units
+        (Gaussian ``v``: ``N(b_0, sigma^2)``)."""
+        keys = ops.split(key, len(self.biases))
+        lead = tuple(shape[:-1])
+        p = self._frozen()
+        layers = [
+            _sample_layer(k, p, ops.broadcast_to(b, lead + (int(b.shape[0]),)), i)
+            for i, (k, b) in enumerate(zip(keys, p.biases))
+        ]
+        return self.join(layers)
+
+    def transition(
+        self, key: Any, value: Array, num_steps: int = 1, clamp: Any = None, cache: Any = None
+    ) -> tuple[Array, None]:
+        """``num_steps`` block-Gibbs sweeps (odd layers, then even layers) at fixed
+        parameters; returns ``(value, None)``. ``clamp`` (a :class:`~ebm_ppl.models.rbm.Clamp`
+        over the visible units) holds part of ``v`` fixed: conditional sampling."""
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        p = self._frozen()
+
+        def sweep(k, x):
+            layers = gibbs_sweep(k, p, self.split(x))
+            if clamp is not None:
+                layers[0] = ops.where(clamp.mask, clamp.values, layers[0])
+            return self.join(layers)
+
+        if clamp is not None:
+            value = self.join(
+                [ops.where(clamp.mask, clamp.values, self.split(value)[0])] + self.split(value)[1:]
+            )
+        return ops.iterate(sweep, key, value, num_steps, value), None
+
+    def _sample(self, key: Any, sample_shape: tuple) -> Array:
+        shape = tuple(sample_shape) + tuple(self.batch_shape) + (sum(self.sizes),)
+        k0, k1 = ops.split(key, 2)
+        return self.transition(k1, self.init_chain(k0, shape), self.num_gibbs_steps)[0]
+
+    def monitor(self, value: Array) -> Array:
+        """Mean squared difference between ``v`` and its mean-field reconstruction."""
+        return self.visible().monitor(self.split(value)[0])
+
+    def visible(self, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5):
+        """This DBM seen through ``v`` (a ``DBMVisible`` of the same PPL), to observe on data
+        and train with ``SAMLE``: mean-field positive phase with at most ``num_iters``
+        sweeps, ``damping`` and tolerance ``tol``."""
+        return self._visible_cls(self, num_iters, damping, tol)
+
+    # ---- mean field -------------------------------------------------------------------
+
+    def mean_field(
+        self, v: Array, num_iters: int = 30, damping: float = 0.0, tol: float | None = None
+    ) -> list:
+        """Mean-field marginals ``[v, mu_1, ..., mu_L]`` for data ``v`` ``(..., n_0)``
+        (eq. 39-41), started from the doubled-weight bottom-up pass; see
+        :func:`mean_field_fixed_point`."""
+        check_mean_field_args(num_iters, damping, tol)
+        if getattr(self, "_check_inputs", True):
+            check_visible(v, self.gaussian, self.n_visible, "v")
+        return mean_field_fixed_point(self._frozen(), v, num_iters, damping, tol)
+
+    def augment(self, v: Array, **mean_field_kwargs) -> Array:
+        """The input of the fine-tuning network of Figure 8: ``[v, q_2, ..., q_L]`` with the
+        mean-field marginals of layers ``2..L`` (``(..., n_0 + n_2 + ... + n_L)``)."""
+        mus = self.mean_field(v, **mean_field_kwargs)
+        first = _vin(self._frozen(), v)  # v / sigma for Gaussian units
+        return ops.concat([first] + [ops.stop_gradient(m) for m in mus[2:]], axis=-1)
+
+    def mean_field_bound(self, v: Array, log_z: Any = 0.0, **mean_field_kwargs) -> Array:
+        """The lower bound of eq. 38 on ``log p(v)`` (on ``log p~(v)`` with ``log_z=0``),
+        shape ``v.shape[:-1]``, at the mean-field fixed point."""
+        mus = self.mean_field(v, **mean_field_kwargs)
+        return mean_field_bound(self.dbm_params, mus, log_z)
+
+    # ---- AIS (the state is the odd layers; the even ones are summed out) ---------------
+
+    def ais_base(self, base: Any) -> DBMBase:
+        """``None``: uniform units; an array of visible logits or a ``BernoulliBase`` (e.g.
+        ``base_rate(train_data)``): that on ``v`` and uniform hidden layers; or a
+        :class:`DBMBase`. Gaussian visible units: the base on ``v`` is ``N(m, sigma^2)`` with
+        ``m`` the given array (``None``: ``b_0``; e.g. the training data's mean)."""
+        from ebm_ppl.models.base import BernoulliBase
+
+        if isinstance(base, DBMBase):
+            logits = tuple(base.logits)
+        else:
+            if base is None:
+                first = ops.zeros((self.n_visible,), self.biases[0])
+                if self.gaussian:
+                    first = ops.stop_gradient(self.biases[0])
+            elif isinstance(base, BernoulliBase):
+                first = base.logits
+            elif ops.is_torch(base) or ops.is_jax(base):
+                first = base
+            else:
+                raise TypeError(
+                    "base must be None (uniform), visible logits, a BernoulliBase (e.g. "
+                    f"base_rate(train_data)) or a DBMBase, got {type(base).__name__}"
+                )
+            logits = (first,) + tuple(ops.zeros((n,), self.biases[0]) for n in self.sizes[1:])
+        if tuple(int(a.shape[-1]) for a in logits) != self.sizes or any(
+            a.ndim != 1 for a in logits
+        ):
+            raise ValueError(
+                f"base logits must have one vector per layer of sizes {self.sizes}, got "
+                f"{[tuple(a.shape) for a in logits]}"
+            )
+        return DBMBase(logits, None if not self.gaussian else ops.stop_gradient(self.sigma))
+
+    def ais_log_z0(self, base: DBMBase) -> Array:
+        return base.log_partition()
+
+    def ais_log_f(self, x_odd: Array, beta: Any, base: DBMBase) -> Array:
+        return ais_log_f(self._frozen(), base, x_odd, beta)
+
+    def ais_step(self, key: Any, x_odd: Array, beta_prev: Any, beta: Any, base: DBMBase):
+        return ais_step(key, self.dbm_params, base, x_odd, beta_prev, beta)
+
+    def ais_state(self, value: Array) -> Array:
+        """The AIS state (odd layers, concatenated) of full DBM states, e.g. reverse-AIS
+        starting points from long Gibbs chains."""
+        self._check_value(value, "reverse_samples")
+        layers = self.split(value)
+        return ops.concat([x for i, x in enumerate(layers) if i % 2], axis=-1)
+
+
+def check_visible(v: Array, gaussian: bool, size: int, name: str) -> None:
+    """Checks of visible data: binary (``ValueError`` otherwise) or, for Gaussian units, real
+    and finite; last dimension ``size``."""
+    from ebm_ppl.models.rbm import check_binary
+
+    if not gaussian:
+        check_binary(v, size, name)
+        return
+    if check_values(v, size, name) and not ops.all_finite(v):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_mean_field_args(num_iters: Any, damping: Any, tol: Any) -> None:
+    if not isinstance(num_iters, int) or isinstance(num_iters, bool) or num_iters < 1:
+        raise ValueError(f"num_iters must be a positive int, got {num_iters!r}")
+    if not isinstance(damping, (int, float)) or not 0.0 <= damping < 1.0:
+        raise ValueError(f"damping must be a float in [0, 1), got {damping!r}")
+    if tol is not None and (not isinstance(tol, (int, float)) or tol <= 0):
+        raise ValueError(f"tol must be None or a positive float, got {tol!r}")
+
+
+def mean_field_fixed_point(
+    params: DBMParams, v: Array, num_iters: int, damping: float = 0.0, tol: float | None = None
+) -> list:
+    """:func:`mean_field` from the bottom-up start, stopping early once the largest change
+    of any marginal in a sweep is below ``tol`` (at most ``num_iters`` sweeps; in JAX one
+    ``lax.while_loop``)."""
+    if tol is None:
+        return mean_field(params, v, num_iters, damping)
+
+    sweep = _mean_field_sweep(params, v, damping)
+
+    def change(a, b):
+        return max_abs_diff(a[1:], b[1:])
+
+    mus = bottom_up(params, v)
+    if ops.is_torch(v):
+        for _ in range(num_iters):
+            new = sweep(mus)
+            done = float(change(new, mus)) < tol
+            mus = new
+            if done:
+                break
+        return mus
+    import jax
+    import jax.numpy as jnp
+
+    def cond(c):
+        it, _, delta = c
+        return (it < num_iters) & (delta >= tol)
+
+    def body(c):
+        it, m, _ = c
+        new = sweep(m)
+        return it + 1, new, change(new, m)
+
+    _, mus, _ = jax.lax.while_loop(cond, body, (0, mus, jnp.asarray(jnp.inf, v.dtype)))
+    return list(mus)
+
+
+def max_abs_diff(a: Sequence[Array], b: Sequence[Array]) -> Array:
+    out = None
+    for x, y in zip(a, b):
+        d = abs(x - y).max()
+        out = d if out is None else ops.where(d > out, d, out)
+    return out
+
+
+class DBMVisibleMethods(_Unbatched):
+    """What the Pyro and NumPyro ``DBMVisible`` distributions share: a DBM seen through its
+    visible units, for SA-MLE (``sample("v", dbm.visible(), obs=data)``).
+
+    ``log_prob(v)`` is the mean-field lower bound of eq. 38 on the unnormalized
+    ``log p~(v)`` (exact marginalisation over the hidden layers is intractable). The
+    persistent chains are full DBM states ``(..., sum_l n_l)``. ``contrast`` is the SA
+    surrogate with the mean-field positive phase (:func:`mean_field_contrast`).
+    A subclass stores ``dbm`` (a DBM distribution), ``num_iters``, ``damping`` and ``tol``."""
+
+    dbm: Any
+    num_iters: int
+    damping: float
+    tol: float | None
+
+    def _init_visible(self, dbm: Any, dbm_cls: type, num_iters, damping, tol) -> None:
+        if not isinstance(dbm, dbm_cls):
+            raise TypeError(
+                f"dbm must be an {dbm_cls.__module__.rsplit('.', 1)[0]}.DBM, got "
+                f"{type(dbm).__name__}"
+            )
+        check_mean_field_args(num_iters, damping, tol)
+        self.dbm, self.num_iters, self.damping, self.tol = dbm, num_iters, damping, tol
+        self._finish_init((), (dbm.n_visible,), None)
+
+    def _sample(self, key: Any, sample_shape: tuple) -> Array:
+        full = self.dbm._sample(key, tuple(sample_shape) + tuple(self.batch_shape))
+        return full[..., : self.n_visible]
+
+    @property
+    def n_visible(self) -> int:
+        return self.dbm.n_visible
+
+    def _check_value(self, value: Array, name: str = "value") -> None:
+        if getattr(self.dbm, "_check_inputs", True):
+            check_visible(value, self.dbm.gaussian, self.n_visible, name)
+        elif value.shape[-1] != self.n_visible:
+            raise ValueError(f"{name} must have shape (..., {self.n_visible})")
+
+    def mean_field(self, v: Array) -> list:
+        return mean_field_fixed_point(self.dbm._frozen(), v, self.num_iters, self.damping, self.tol)
+
+    def log_prob(self, value: Array) -> Array:
+        """Mean-field lower bound on ``log p~(v)`` (eq. 38 without ``log Z``)."""
+        self._check_value(value)
+        return self.log_prob_unchecked(value)
+
+    def log_prob_unchecked(self, value: Array) -> Array:
+        mus = self.mean_field(value)
+        mus = [value] + [ops.stop_gradient(m) for m in mus[1:]]
+        return self._out(mean_field_bound(self.dbm.dbm_params, mus), value)
+
+    def contrast(self, data: Array, samples: Array, w_data, w_model, cache=None) -> Array:
+        """The SA-MLE surrogate: positive phase at the data's mean-field marginals, negative
+        phase at the persistent chains ``samples`` (full DBM states)."""
+        mus = self.mean_field(data)
+        return mean_field_contrast(
+            self.dbm.dbm_params, mus, self.dbm.split(samples), w_data, w_model
+        )
+
+    def init_chain(self, key: Any, shape: tuple) -> Array:
+        return self.dbm.init_chain(key, tuple(shape[:-1]) + (sum(self.dbm.sizes),))
+
+    def transition(self, key: Any, value: Array, num_steps: int = 1, cache: Any = None):
+        return self.dbm.transition(key, value, num_steps)
+
+    def monitor(self, value: Array) -> Array:
+        """Mean over the batch of ``||v - g(b_0 + W^(1) mu_1)||^2`` with ``mu_1`` the mean-field
+        marginal of the first hidden layer (a training monitor)."""
+        p = self.dbm._frozen()
+        mus = mean_field_fixed_point(p, value, self.num_iters, self.damping, self.tol)
+        recon = layer_logits(p, [None, mus[1]], 0)
+        recon = recon if p.sigma is not None else ops.sigmoid(recon)
+        return ((value - recon) ** 2).reshape(value.shape[0], -1).sum(-1).mean()
+
+
+# --------------------------------------------------------------------------------------
+# discriminative fine-tuning with the augmented input of Figure 8
+# --------------------------------------------------------------------------------------
+
+
+def augmented_logits(
+    weights: Sequence[Array], down: Sequence[Array], biases: Sequence[Array], x: Array
+) -> Array:
+    """The classifier of Figure 8 (Salakhutdinov & Hinton 2009): the input is
+    ``x = [v, q_2, ..., q_L]`` (the data and the mean-field marginals of layers ``2..L``),
+    and ``h_l = g(h_(l-1) W^(l) + q_(l+1) D^(l) + b_l)`` for ``l = 1..L`` (no ``q`` term for
+    the top layer), then logits ``h_L W^(L+1) + b_(L+1)``.
+
+    ``weights`` are ``[W^(1), ..., W^(L), W_out]``, ``down`` are ``[D^(1), ..., D^(L-1)]``
+    with ``D^(l)`` ``(n_(l+1), n_l)`` (initialised at ``W^(l+1)T``), ``biases`` are
+    ``[b_1, ..., b_L, b_out]``. At that initialisation and with ``q`` the mean-field fixed
+    point, the hidden layers are exactly the mean-field marginals. Shape
+    ``x.shape[:-1] + (num_classes,)``."""
+    n0 = int(weights[0].shape[0])
+    h, start = x[..., :n0], n0
+    for i in range(len(weights) - 1):
+        pre = visible_to_hidden(h, weights[i]) + biases[i]
+        if i < len(down):
+            n = int(down[i].shape[0])
+            pre = pre + visible_to_hidden(x[..., start : start + n], down[i])
+            start += n
+        h = ops.sigmoid(pre)
+    return visible_to_hidden(h, weights[-1]) + biases[-1]
+
+
+def augmented_input_size(weights: Sequence[Array], down: Sequence[Array]) -> int:
+    """Width of the input ``[v, q_2, ..., q_L]`` of :func:`augmented_logits`."""
+    return int(weights[0].shape[0]) + sum(int(d.shape[0]) for d in down)
+
+
+def check_num_classes(num_classes: Any) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+
+
+def classifier_params(params: DBMParams, out_weights: Array, num_classes: int) -> dict:
+    """Initial Figure 8 parameters from a DBM: ``weights`` ``[W^(1), ..., W^(L), out]``,
+    ``down`` ``[W^(2)T, ..., W^(L)T]``, ``biases`` ``[b_1, ..., b_L, 0]``."""
+    check_num_classes(num_classes)
+    if len(params.weights) < 2:
+        raise ValueError("the augmented-input classifier needs a DBM with at least two layers")
+    zeros = ops.zeros((num_classes,), out_weights)
+    return {
+        "weights": list(params.weights) + [out_weights],
+        "down": [ops.transpose(w) for w in params.weights[1:]],
+        "biases": list(params.biases[1:]) + [zeros],
+    }

@@ -1,0 +1,241 @@
+"""Deep Boltzmann machines for Pyro (:mod:`ebm_ppl.models.dbm` holds the math)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+from pyro.distributions import constraints
+
+from ebm_ppl.models.dbm import (
+    DBMMethods,
+    DBMVisibleMethods,
+    TiedCopiesMethods,
+    check_layer_lists,
+    combine_pretrained,
+    doubling,
+    tile_rbm,
+)
+from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init
+from ebm_ppl.pyro.dbn import GreedyLayerData
+from ebm_ppl.pyro.distributions import RBM, _Energy
+
+__all__ = ["DBM", "DBMClassifier", "DBMVisible", "greedy_pretrain_dbm"]
+
+
+def _as_tensor(x):
+    return torch.as_tensor(x) if isinstance(x, np.ndarray) else x
+
+
+class DBM(DBMMethods, _Energy):
+    r"""Deep Boltzmann machine over the concatenated layers ``[v, h1, ..., hL]`` (eq. 29-34).
+
+    ``DBM(weights=[W1, ..., WL], biases=[b0, ..., bL])`` with ``W_l`` ``(n_(l-1), n_l)`` and
+    ``b_l`` ``(n_l,)``; the event shape is ``(sum_l n_l,)``. ``sigma`` (a float or ``(n_0,)``,
+    fixed or a learned ``param`` with a positive constraint) makes the visible units Gaussian:
+    ``E = sum_i (v_i - b_0i)^2 / (2 sigma_i^2) - (v / sigma)^T W1 h1 - ...`` (as in eq. 11).
+    :meth:`split` / :meth:`join` convert between the value and its layers.
+
+    - ``log_prob(x)`` is the **unnormalized** ``-E(x)``; :meth:`log_partition` is exact when
+      the odd layers have at most 20 units in all (enumerated, every even layer summed out
+      analytically), otherwise use :func:`~ebm_ppl.pyro.AIS`, which anneals the odd layers
+      with the even ones summed out.
+    - :meth:`conditional_logits` gives eq. 31-34; ``sample()`` runs ``num_gibbs_steps``
+      block-Gibbs sweeps (odd layers, then even layers; torch's global RNG) and
+      :meth:`transition` takes a ``Clamp`` over ``v`` for conditional sampling.
+    - :meth:`mean_field` solves eq. 39-41 per data point (bottom-up start with doubled
+      weights, optional damping and tolerance); :meth:`mean_field_bound` is eq. 38.
+    - :meth:`visible` is the site to observe on data and train with
+      :class:`~ebm_ppl.pyro.SAMLE` (mean-field positive phase, persistent chains).
+
+    ``expand`` is native and lazy. Parameters have no batch dimensions.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.independent(constraints.boolean, 1)
+
+    def __init__(
+        self,
+        weights: Sequence[torch.Tensor],
+        biases: Sequence[torch.Tensor],
+        sigma: torch.Tensor | float | None = None,
+        num_gibbs_steps: int = 100,
+        validate_args: bool | None = None,
+    ) -> None:
+        check_layer_lists(weights, biases, torch.Tensor)
+        weights = tuple(_as_tensor(w) for w in weights)
+        biases = tuple(_as_tensor(b) for b in biases)
+        sigma = sigma if sigma is None or isinstance(sigma, (int, float)) else _as_tensor(sigma)
+        sizes = self._init_dbm(weights, biases, num_gibbs_steps, validate_args, sigma)
+        if self.gaussian:
+            self.support = constraints.real_vector
+        self._finish_init((), (sum(sizes),), validate_args)
+
+
+class DBMVisible(DBMVisibleMethods, _Energy):
+    r"""A :class:`DBM` seen through its visible units, for stochastic approximation.
+
+    ``log_prob(v)`` is the mean-field lower bound (eq. 38) on the unnormalized
+    ``log p~(v)``, at the fixed point of at most ``num_iters`` damped sweeps (stopping once
+    no marginal moves by more than ``tol``). Observed in a model,
+    ``pyro.sample("v", dbm.visible(), obs=batch)``, it makes :class:`~ebm_ppl.pyro.SAMLE` run
+    the DBM learning procedure of the review (section 4.2): positive phase at the
+    mean-field marginals, negative phase from persistent chains over all layers.
+    ``sample()`` returns the ``v`` part of DBM Gibbs samples.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.independent(constraints.boolean, 1)
+
+    def __init__(
+        self, dbm: DBM, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
+    ) -> None:
+        self._init_visible(dbm, DBM, num_iters, damping, tol)
+        if dbm.gaussian:
+            self.support = constraints.real_vector
+
+
+DBM._visible_cls = DBMVisible
+
+
+class _TiedCopiesRBM(TiedCopiesMethods, RBM):
+    """The bottom pretraining RBM: tiled parameters, copies of the visible layer kept equal
+    by the Gibbs transition (:class:`~ebm_ppl.models.dbm.TiedCopiesMethods`)."""
+
+    def __init__(self, weights, visible_bias, hidden_bias, copies: int) -> None:
+        super().__init__(weights, visible_bias, hidden_bias, validate_args=False)
+        self.copies = int(copies)
+
+
+def _layer_rbm(tiled: tuple, copies: tuple[int, int]) -> RBM:
+    """A greedy DBM layer's RBM: tied, always-equal visible copies when doubled."""
+    return _TiedCopiesRBM(*tiled, copies[0]) if copies[0] > 1 else RBM(*tiled)
+
+
+def greedy_pretrain_dbm(
+    data,
+    hidden_sizes: Sequence[int],
+    optim,
+    *,
+    num_epochs: int | Sequence[int] = 10,
+    batch_size: int = 100,
+    init_scale: float = 0.01,
+    seed: int = 0,
+    progress_bar: bool | None = None,
+    checkpoint: str | Path | None = None,
+    **samle_kwargs,
+) -> DBM:
+    """Greedy layer-wise pretraining of a DBM with the doubling trick of Salakhutdinov &
+    Hinton (2009), so that one bottom-up pass approximates inference in the composed DBM.
+
+    RBM ``l`` (between layers ``l`` and ``l+1``) is trained by :class:`~ebm_ppl.pyro.SAMLE`
+    (``samle_kwargs`` such as ``num_gibbs_steps``, ``persistent``, ``lr_schedule`` are
+    passed on). A side that will be an inner DBM layer gets doubled input from its
+    neighbour, by duplicating the neighbour with tied weights
+    (:func:`~ebm_ppl.models.dbm.doubling`): the bottom RBM sees ``[v, v]`` and has
+    ``p(h1 | v) = g(2 v W1 + b1)``, and its Gibbs transition keeps the two copies equal
+    (:func:`~ebm_ppl.models.dbm.tied_copies_chain`, the original CD update); the top RBM
+    has two tied copies of its hidden layer; middle RBMs both. Layer ``l > 0`` is trained
+    on fresh samples (every epoch) of the layer below with its doubled input. Weights start
+    at ``N(0, init_scale^2)``, the lower biases at the log-odds of the layer data's means,
+    the upper ones at zero. The DBM takes the learned weights as they are and the mean of
+    the two RBMs' biases for inner layers
+    (:func:`~ebm_ppl.models.dbm.combine_pretrained`).
+
+    Args:
+        data: ``(n, n_0)`` binary tensor or a callable ``epoch -> array`` with ``__len__``
+            (e.g. :class:`~ebm_ppl.datasets.StochasticBinarization`).
+        hidden_sizes: ``(n_1, ..., n_L)``, at least two for a DBM (one gives an RBM trained
+            with doubled input).
+        optim: a ``pyro.optim`` optimizer (parameters are named ``"dbm.layer{l}.weights"``
+            etc. in the param store, replaced on every call).
+        num_epochs: one count for all layers or one per layer.
+        checkpoint: a directory; every layer's trainer is saved there after each epoch
+            (``layer{l}.safetensors``) and a later call resumes from it.
+
+    Returns the pretrained :class:`DBM`.
+    """
+    from ebm_ppl.inference.samle import data_size, epoch_data
+    from ebm_ppl.pyro.samle import SAMLE
+
+    sizes, epochs = check_greedy_args(hidden_sizes, num_epochs, "sample", init_scale, seed)
+    data_size(data)
+    store = pyro.get_param_store()
+    gen = torch.Generator().manual_seed(seed)
+    trained: list[tuple] = []
+    below: list[RBM] = []
+    for layer, n_hidden in enumerate(sizes):
+        copies = doubling(len(sizes), layer)
+        layer_data = data if not below else GreedyLayerData(below, data, "sample", seed + layer)
+        x0 = torch.as_tensor(epoch_data(layer_data, 0), dtype=torch.get_default_dtype())
+        noise = torch.randn(x0.shape[-1], n_hidden, generator=gen, dtype=x0.dtype)
+        init = greedy_layer_init([], n_hidden, x0, False, init_scale, noise)
+        names = [f"dbm.layer{layer}.{n}" for n in ("weights", "low_bias", "high_bias")]
+        for n in names:
+            if n in store:
+                del store[n]
+
+        def model(batch, init=init, names=names, copies=copies):
+            w, lo, hi = (pyro.param(n, t.detach().clone()) for n, t in zip(names, init))
+            x = torch.cat([batch] * copies[0], -1) if copies[0] > 1 else batch
+            with pyro.plate("data", batch.shape[0]):
+                pyro.sample("x", _layer_rbm(tile_rbm(w, lo, hi, copies), copies), obs=x)
+
+        trainer = SAMLE(model, optim, **samle_kwargs)
+        ckpt = None
+        if checkpoint is not None:
+            Path(checkpoint).mkdir(parents=True, exist_ok=True)
+            ckpt = Path(checkpoint) / f"layer{layer}.safetensors"
+            if ckpt.exists():
+                trainer.load(ckpt)
+        trainer.run(
+            layer_data,
+            num_epochs=epochs[layer],
+            batch_size=batch_size,
+            seed=seed + layer,
+            progress_bar=progress_bar,
+            checkpoint=ckpt,
+        )
+        w, lo, hi = (store[n].detach().clone() for n in names)
+        trained.append((w, lo, hi))
+        below.append(RBM(copies[0] * w, lo, hi))
+    params = combine_pretrained(trained)
+    return DBM(list(params.weights), list(params.biases))
+
+
+class DBMClassifier(torch.nn.Module):
+    """The augmented-input network of Figure 8 made from a DBM, for fine-tuning with
+    :func:`~ebm_ppl.pyro.fine_tune`: its input is ``dbm.augment(v)`` = ``[v, q_2, ..., q_L]``
+    (mean-field marginals, computed once), ``h_l = g(h_(l-1) W^(l) + q_(l+1) D^(l) + b_l)``
+    (:func:`~ebm_ppl.models.dbm.augmented_logits`), then a softmax layer from
+    ``N(0, 0.01^2)``. Initialised from the DBM (``D^(l) = W^(l+1)T``), its hidden layers start
+    equal to the mean-field marginals. ``forward(x)`` returns ``(n, num_classes)`` logits."""
+
+    def __init__(self, dbm: DBM, num_classes: int, generator: torch.Generator | None = None):
+        super().__init__()
+        from ebm_ppl.models.dbm import check_num_classes, classifier_params
+
+        if not isinstance(dbm, DBM):
+            raise TypeError(f"dbm must be an ebm_ppl.pyro.DBM, got {type(dbm).__name__}")
+        check_num_classes(num_classes)
+        dtype = dbm.weights[0].dtype
+        out_w = 0.01 * torch.randn(dbm.sizes[-1], num_classes, generator=generator, dtype=dtype)
+        p = classifier_params(dbm._frozen(), out_w, num_classes)
+        self.weights, self.down, self.biases = (
+            torch.nn.ParameterList([torch.nn.Parameter(t.detach().clone()) for t in p[k]])
+            for k in ("weights", "down", "biases")
+        )
+
+    @property
+    def input_size(self) -> int:
+        from ebm_ppl.models.dbm import augmented_input_size
+
+        return augmented_input_size(list(self.weights), list(self.down))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from ebm_ppl.models.dbm import augmented_logits
+
+        return augmented_logits(list(self.weights), list(self.down), list(self.biases), x)
