@@ -307,6 +307,8 @@ def _site_free_energy(dist: Any, values: np.ndarray, name: str) -> np.ndarray:
 def _free_energy_fn(dist: Any, name: str):
     """``block (numpy) -> free energies (numpy)`` in the distribution's own backend."""
     like = getattr(dist, "weights", None)
+    if isinstance(like, (list, tuple)):  # a DBM: one weight matrix per layer
+        like = like[0] if like else None
     if like is None and getattr(dist, "params", None):
         like = dist.params[0]
     if _isinstance(like, "torch", "Tensor"):

@@ -635,6 +635,11 @@ class DBMMethods(_Unbatched):
     def log_prob_unchecked(self, value: Array) -> Array:
         return self._out(-energy(self.dbm_params, self.split(value)), value)
 
+    def free_energy(self, value: Array) -> Array:
+        """``-log_prob``: the energy ``E(x)`` of the full state (the value holds every layer,
+        so nothing is summed out); the per-draw trace of ``BlockGibbs`` runs."""
+        return self.energy(value)
+
     def log_partition(self) -> Array:
         """Exact ``log Z``: the odd layers enumerated, the even ones summed out analytically
         (``ValueError`` above 20 odd units: use :func:`AIS`)."""
@@ -672,6 +677,11 @@ class DBMMethods(_Unbatched):
         over the visible units) holds part of ``v`` fixed: conditional sampling."""
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        if clamp is not None and int(clamp.mask.shape[-1]) != self.n_visible:
+            raise ValueError(
+                f"a DBM clamp holds visible units: its mask must end in ({self.n_visible},), "
+                f"got shape {tuple(clamp.mask.shape)}"
+            )
         p = self._frozen()
 
         def sweep(k, x):
