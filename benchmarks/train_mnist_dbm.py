@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     import jax
+    import jax.numpy as jnp
     import numpyro
     import optax
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     key = jax.random.PRNGKey(args.seed + 1)
     state = None
     if ckpt.exists():
-        state = trainer.load(ckpt, key, data(0)[: args.batch_size])
+        state = trainer.load(ckpt, key, jnp.asarray(data(0)[: args.batch_size]))
         print(f"resuming at update {int(state.optim_state[0])}", flush=True)
     done = 0 if state is None else int(state.optim_state[0]) // steps_per_epoch
     for epoch in range(done, args.epochs):
