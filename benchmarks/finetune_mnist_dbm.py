@@ -1,7 +1,8 @@
 """Fine-tune a trained MNIST DBM as the augmented-input network of Figure 8 (Salakhutdinov &
 Hinton 2009) and report the test error of the last epoch.
 
-    python benchmarks/finetune_mnist_dbm.py --model benchmarks/checkpoints/dbm_784_500_1000.safetensors
+    python benchmarks/finetune_mnist_dbm.py \
+        --model benchmarks/checkpoints/dbm_784_500_1000.safetensors
 
 NumPyro: the inputs are ``dbm.augment(x) = [x, q(h2 | x)]`` with ``x`` the gray-level images and
 ``q`` the mean-field marginals (``--mf-iters`` sweeps from the doubled bottom-up pass), computed
