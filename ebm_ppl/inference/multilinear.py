@@ -222,33 +222,13 @@ def mean_field(
                 mus[n] = new if damping == 0.0 else damping * mus[n] + (1.0 - damping) * new
         return mus
 
+    def change(new, old):
+        from ebm_ppl.models.dbm import max_abs_diff
+
+        return max_abs_diff([new[n] for n in names], [old[n] for n in names])
+
     mus = dict(init)
-    like = mus[names[0]]
-    if not ops.is_jax(like):
-        for _ in range(num_iters):
-            new = sweep(mus)
-            delta = max(_max_diff(new[n], mus[n]) for n in names)
-            mus = new
-            if tol is not None and delta < tol:
-                break
-        return mus
-    import jax
-    import jax.numpy as jnp
-
-    stop = -1.0 if tol is None else tol
-
-    def cond(c):
-        it, _, delta = c
-        return (it < num_iters) & (delta >= stop)
-
-    def body(c):
-        it, m, _ = c
-        new = sweep(m)
-        delta = jnp.max(jnp.stack([jnp.max(jnp.abs(new[n] - m[n])) for n in names]))
-        return it + 1, new, delta
-
-    _, mus, _ = jax.lax.while_loop(cond, body, (0, mus, jnp.asarray(jnp.inf, like.dtype)))
-    return dict(mus)
+    return dict(ops.fixed_point(sweep, mus, num_iters, tol, change, mus[names[0]]))
 
 
 def entropy(mus: Values) -> Array:

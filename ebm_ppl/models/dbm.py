@@ -820,32 +820,9 @@ def mean_field_fixed_point(
         return mean_field(params, v, num_iters, damping)
 
     sweep = _mean_field_sweep(params, v, damping)
-
-    def change(a, b):
-        return max_abs_diff(a[1:], b[1:])
-
-    mus = bottom_up(params, v)
-    if ops.is_torch(v):
-        for _ in range(num_iters):
-            new = sweep(mus)
-            done = float(change(new, mus)) < tol
-            mus = new
-            if done:
-                break
-        return mus
-    import jax
-    import jax.numpy as jnp
-
-    def cond(c):
-        it, _, delta = c
-        return (it < num_iters) & (delta >= tol)
-
-    def body(c):
-        it, m, _ = c
-        new = sweep(m)
-        return it + 1, new, change(new, m)
-
-    _, mus, _ = jax.lax.while_loop(cond, body, (0, mus, jnp.asarray(jnp.inf, v.dtype)))
+    mus = ops.fixed_point(
+        sweep, bottom_up(params, v), num_iters, tol, lambda a, b: max_abs_diff(a[1:], b[1:]), v
+    )
     return list(mus)
 
 

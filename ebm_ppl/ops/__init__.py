@@ -48,6 +48,7 @@ __all__ = [
     "broadcast_shapes",
     "asarray_like",
     "to_numpy",
+    "fixed_point",
     "iterate",
     "all_finite",
     "is_binary",
@@ -503,6 +504,46 @@ def is_binary(x: Array) -> bool:
 
     a = np.asarray(x)  # numpy: comparisons make 1-byte temporaries, the fastest here
     return bool(((a == 0) | (a == 1)).all())
+
+
+def fixed_point(
+    sweep: Callable[[Any], Any],
+    init: Any,
+    num_iters: int,
+    tol: float | None,
+    change: Callable[[Any, Any], Any],
+    like: Array,
+) -> Any:
+    """Iterate ``x <- sweep(x)`` at most ``num_iters`` times, stopping after the first sweep
+    whose ``change(new, old)`` (a scalar) is below ``tol`` (``None``: never stop early).
+
+    torch: a Python loop with an early exit; JAX (``like`` is a JAX array): one
+    ``lax.while_loop``, so the state ``x`` must keep its pytree structure and dtypes."""
+    if not is_jax(like):
+        x = init
+        for _ in range(num_iters):
+            new = sweep(x)
+            done = tol is not None and float(change(new, x)) < tol
+            x = new
+            if done:
+                break
+        return x
+    import jax
+    import jax.numpy as jnp
+
+    stop = -1.0 if tol is None else tol
+
+    def cond(c):
+        it, _, delta = c
+        return (it < num_iters) & (delta >= stop)
+
+    def body(c):
+        it, x, _ = c
+        new = sweep(x)
+        return it + 1, new, change(new, x)
+
+    _, x, _ = jax.lax.while_loop(cond, body, (0, init, jnp.asarray(jnp.inf, like.dtype)))
+    return x
 
 
 def iterate(
