@@ -781,6 +781,16 @@ _MODEL_PARAMS = {
     "ReplicatedSoftmax": ("weights", "word_bias", "hidden_bias"),
     "CategoricalRBM": ("weights", "visible_bias", "hidden_bias"),
     "DBM": ("weights", "biases", "sigma"),  # lists: weights/0, ...; sigma absent if None
+    "MultimodalDBM": (
+        "image_weights",
+        "image_biases",
+        "text_weights",
+        "text_biases",
+        "joint_weights",
+        "joint_bias",
+        "sigma",
+        "total_count",
+    ),
 }
 
 
@@ -801,6 +811,10 @@ def save_model(path: str | os.PathLike, model: Any, **extra_config: Any) -> Path
             continue
         if isinstance(value, (tuple, list)):
             tensors.update({f"{name}/{i}": x for i, x in enumerate(value)})
+        elif isinstance(value, (int, float)):  # e.g. a MultimodalDBM's total_count
+            from ebm_ppl import ops
+
+            tensors[name] = ops.asarray_like(float(value), model.biases[0])
         else:
             tensors[name] = value
     config = {

@@ -40,6 +40,7 @@ from ebm_ppl.numpyro.dbn import (
 from ebm_ppl.numpyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
 from ebm_ppl.numpyro.multilinear import MeanFieldGuide
+from ebm_ppl.numpyro.multimodal import MultimodalDBM, MultimodalDBMVisible
 from ebm_ppl.numpyro.samle import SAMLE, SAMLEState
 
 register_pytree()  # the AIS bases cross jit boundaries in AIS
@@ -60,6 +61,8 @@ __all__ = [
     "GreedyLayerData",
     "LogLikelihood",
     "MeanFieldGuide",
+    "MultimodalDBM",
+    "MultimodalDBMVisible",
     "MultinomialBase",
     "ParallelTempering",
     "RBM",

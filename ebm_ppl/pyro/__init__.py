@@ -38,6 +38,7 @@ from ebm_ppl.pyro.dbn import (
 from ebm_ppl.pyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.pyro.kernels import BlockGibbs
 from ebm_ppl.pyro.multilinear import MeanFieldGuide
+from ebm_ppl.pyro.multimodal import MultimodalDBM, MultimodalDBMVisible
 from ebm_ppl.pyro.samle import SAMLE
 
 __all__ = [
@@ -57,6 +58,8 @@ __all__ = [
     "GreedyLayerData",
     "LogLikelihood",
     "MeanFieldGuide",
+    "MultimodalDBM",
+    "MultimodalDBMVisible",
     "MultinomialBase",
     "ParallelTempering",
     "RBM",
