@@ -22,12 +22,14 @@ import pytest
 from ebm_ppl import datasets
 from ebm_ppl.datasets import (
     BINARIZED_MNIST_SHA256,
+    CALTECH101_SILHOUETTES_FILES,
     MNIST_FILES,
     NEWS20_FILES,
     StochasticBinarization,
     binarize,
     load_20news,
     load_binarized_mnist,
+    load_caltech101_silhouettes,
     load_digits,
     load_mnist,
 )
@@ -636,3 +638,56 @@ def test_20news_download_and_checksum(news20_dir, http_folder, tmp_path):
         load_20news("test", root=bad, download=False)
     with pytest.raises(ValueError, match="split"):
         load_20news("valid", root=news20_dir)
+
+
+@pytest.fixture(scope="session")
+def caltech_dir(shared_data) -> Path:
+    path = shared_data / "caltech101_silhouettes"
+    missing = [n for n in CALTECH101_SILHOUETTES_FILES if not (path / n).is_file()]
+    if missing:
+        pytest.skip(
+            f"verified Caltech-101 Silhouettes files {missing} are absent from {str(path)!r}"
+        )
+    return path
+
+
+def test_caltech_silhouettes_splits_and_cross_check(caltech_dir):
+    """Split sizes, 101 classes, binary values, and (as in ../shared/data/README.md) the
+    union of the three splits equals the unsplit file's (image, label) pairs."""
+    from scipy.io import loadmat
+
+    parts = [load_caltech101_silhouettes(s, root=caltech_dir) for s in ("train", "valid", "test")]
+    assert [len(p[0]) for p in parts] == [4100, 2264, 2307]
+    names = parts[0][2]
+    assert len(names) == 101 and names == parts[1][2]
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    assert set(np.unique(x)) == {0.0, 1.0} and y.min() == 0 and y.max() == 100
+    assert len(np.unique(parts[0][1])) == 101
+    full = loadmat(str(caltech_dir / "caltech101_silhouettes_28.mat"))
+    fx = full["X"].reshape(-1, 28, 28).transpose(0, 2, 1).reshape(-1, 784).astype(np.float32)
+    fy = full["Y"].reshape(-1).astype(np.int64) - 1
+
+    def rows(a, b):
+        return sorted(
+            map(bytes, np.concatenate([a.astype(np.uint8), b[:, None].astype(np.uint8)], 1))
+        )
+
+    assert rows(x, y) == rows(fx, fy)
+
+
+def test_caltech_silhouettes_download_and_checksum(caltech_dir, http_folder, tmp_path):
+    served, url = http_folder
+    (name,) = CALTECH101_SILHOUETTES_FILES
+    (served / name).write_bytes((caltech_dir / name).read_bytes())
+    root = tmp_path / "cache"
+    x, y, _ = load_caltech101_silhouettes("valid", root=root, mirrors=[url])
+    assert [p.name for p in root.iterdir()] == [name]
+    np.testing.assert_array_equal(x, load_caltech101_silhouettes("valid", root=caltech_dir)[0])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / name).write_bytes((caltech_dir / name).read_bytes()[:-10])
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        load_caltech101_silhouettes("train", root=bad, download=False)
+    with pytest.raises(ValueError, match="split"):
+        load_caltech101_silhouettes("validation", root=caltech_dir)
