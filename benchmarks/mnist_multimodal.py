@@ -19,7 +19,8 @@ not real tagging). Stages, each checkpointed under ``--out`` so a rerun resumes:
 
 One JSON line per measurement on stdout. Example::
 
-    EBM_PPL_DATA=../shared/data python benchmarks/mnist_multimodal.py --out benchmarks/runs/mm --epochs 30
+    EBM_PPL_DATA=../shared/data python benchmarks/mnist_multimodal.py \\
+        --out benchmarks/runs/mm --epochs 30
 """
 
 from __future__ import annotations
@@ -135,7 +136,11 @@ def build_mm(prm, total_count, mf_iters):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/runs/multimodal")
-    ap.add_argument("--data-root", default=None, help="folder holding the MNIST .gz files (default: $EBM_PPL_DATA, then the cache)")
+    ap.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding the MNIST .gz files (default: $EBM_PPL_DATA, then the cache)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--image-sizes", type=int, nargs=2, default=[256, 256])
     ap.add_argument("--text-sizes", type=int, nargs=2, default=[64, 64])
