@@ -38,6 +38,7 @@ from ebm_ppl.numpyro.dbn import (
     greedy_pretrain,
 )
 from ebm_ppl.numpyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
+from ebm_ppl.numpyro.hd import fit_hd_prior, hd_prior
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
 from ebm_ppl.numpyro.multilinear import MeanFieldGuide
 from ebm_ppl.numpyro.multimodal import MultimodalDBM, MultimodalDBMVisible
@@ -80,9 +81,11 @@ __all__ = [
     "evaluate",
     "fine_tune",
     "gaussian_base",
+    "fit_hd_prior",
     "geometric_schedule",
     "greedy_pretrain",
     "greedy_pretrain_dbm",
+    "hd_prior",
     "linear_schedule",
     "log_multinomial_coefficient",
     "multinomial_base",

@@ -36,6 +36,7 @@ from ebm_ppl.pyro.dbn import (
     greedy_pretrain,
 )
 from ebm_ppl.pyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
+from ebm_ppl.pyro.hd import fit_hd_prior, hd_prior
 from ebm_ppl.pyro.kernels import BlockGibbs
 from ebm_ppl.pyro.multilinear import MeanFieldGuide
 from ebm_ppl.pyro.multimodal import MultimodalDBM, MultimodalDBMVisible
@@ -73,9 +74,11 @@ __all__ = [
     "evaluate",
     "fine_tune",
     "gaussian_base",
+    "fit_hd_prior",
     "geometric_schedule",
     "greedy_pretrain",
     "greedy_pretrain_dbm",
+    "hd_prior",
     "linear_schedule",
     "log_multinomial_coefficient",
     "multinomial_base",

@@ -1,0 +1,223 @@
+"""Hierarchical-deep (HD) prior math (Salakhutdinov, Tenenbaum & Torralba 2013), for torch
+and JAX: a nonparametric hierarchy over the top-level features of a DBM.
+
+Each image ``n`` of category ``c`` is represented by binary top-level DBM features
+``z_n in {0, 1}^F``. The hierarchy, from the top:
+
+* a global feature mean ``m in (0, 1)^F``, ``m_f ~ Beta(1, 1)``;
+* super-categories ``k = 1..K`` (a truncated stick-breaking Dirichlet process, the
+  two-level nested CRP's truncated equivalent): weights ``w = stick(v)``,
+  ``v_k ~ Beta(1, gamma)`` (eq. of Sethuraman 1994); each super-category shares a
+  distribution over features, ``theta_kf ~ Beta(a m_f, a (1 - m_f))``;
+* each category ``c`` belongs to one super-category ``s_c ~ Categorical(w)`` and has its own
+  feature probabilities drawn around its super-category's,
+  ``phi_cf ~ Beta(alpha theta_(s_c) f, alpha (1 - theta_(s_c) f))``;
+* ``z_nf ~ Bernoulli(phi_(c_n) f)``.
+
+``phi`` is integrated out exactly (Beta-Bernoulli conjugacy), so a category enters only
+through its counts: ``n_c`` images, ``k_cf`` of them with feature ``f`` on, and
+
+    ``log p(z_c | theta_k) = sum_f [log B(alpha theta_kf + k_cf, alpha (1 - theta_kf) + n_c - k_cf)
+                                    - log B(alpha theta_kf, alpha (1 - theta_kf))]``
+
+(:func:`category_log_likelihood`). A new category seen through a few examples is assigned to a
+super-category with probability ``∝ w_k p(examples | theta_k)`` and predicts a test image
+``x`` by ``p(x_f = 1) = (alpha theta_kf + k_f) / (alpha + n)`` (:func:`predictive_log_prob`):
+the one-shot rule, where the super-category supplies the prior that one example cannot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ebm_ppl import ops
+
+Array = Any
+
+
+def log_beta_fn(a: Array, b: Array) -> Array:
+    """``log B(a, b) = lgamma(a) + lgamma(b) - lgamma(a + b)``, elementwise."""
+    return ops.lgamma(a) + ops.lgamma(b) - ops.lgamma(a + b)
+
+
+def stick_breaking_log_weights(v: Array) -> Array:
+    """``log w`` ``(..., K)`` of the stick-breaking weights of fractions ``v`` ``(..., K-1)``:
+    ``w_k = v_k prod_(j<k) (1 - v_j)`` and ``w_K = prod_j (1 - v_j)`` (they sum to one)."""
+    log_v = ops.log(v)
+    log_rest = ops.log(1.0 - v)
+    zero = ops.zeros(tuple(v.shape[:-1]) + (1,), v)
+    before = ops.concat([zero, _cumsum(log_rest)], axis=-1)  # sum_(j<k) log(1 - v_j)
+    return ops.concat([log_v, zero], axis=-1) + before
+
+
+def _cumsum(x: Array) -> Array:
+    return x.cumsum(-1) if ops.is_torch(x) else ops._jnp().cumsum(x, axis=-1)
+
+
+def category_counts(features: Array, labels: Array, num_categories: int) -> tuple:
+    """``(ones, counts)``: ``ones[c, f]`` the number of images of category ``c`` with feature
+    ``f`` on, ``counts[c]`` the number of images of ``c``; ``features`` ``(N, F)`` binary
+    (numpy, torch or JAX), ``labels`` ``(N,)`` integers in ``[0, num_categories)``. Returns
+    numpy float32 arrays."""
+    import numpy as np
+
+    z = np.asarray(ops.to_numpy(features) if not isinstance(features, np.ndarray) else features)
+    y = np.asarray(ops.to_numpy(labels) if not isinstance(labels, np.ndarray) else labels)
+    if z.ndim != 2:
+        raise ValueError(f"features must have shape (N, F), got {z.shape}")
+    if y.shape != (z.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be {z.shape[0]} integers, got shape {y.shape}")
+    if y.size and (y.min() < 0 or y.max() >= num_categories):
+        raise ValueError(f"labels must lie in [0, {num_categories})")
+    if not np.isin(z, (0, 1)).all():
+        raise ValueError("features must be binary (0/1); threshold the DBM's marginals first")
+    ones = np.zeros((num_categories, z.shape[1]), np.float32)
+    np.add.at(ones, y, z.astype(np.float32))
+    counts = np.bincount(y, minlength=num_categories).astype(np.float32)
+    return ones, counts
+
+
+def category_log_likelihood(ones: Array, counts: Array, theta: Array, alpha: Any) -> Array:
+    """``log p(z_c | theta_k)`` ``(..., C, K)`` with ``phi_c`` integrated out (module
+    docstring): ``ones`` ``(C, F)``, ``counts`` ``(C,)``, ``theta`` ``(..., K, F)``."""
+    a = alpha * theta[..., None, :, :]  # (..., 1, K, F)
+    b = alpha * (1.0 - theta[..., None, :, :])
+    k = ones[:, None, :]  # (C, 1, F)
+    n = counts[:, None, None]
+    return (log_beta_fn(a + k, b + n - k) - log_beta_fn(a, b)).sum(-1)
+
+
+def assignment_log_probs(log_w: Array, loglik: Array) -> Array:
+    """``log p(s_c = k | theta, w, data)`` ``(..., C, K)`` from the log weights ``(..., K)``
+    and :func:`category_log_likelihood` ``(..., C, K)`` (exact enumeration of ``s_c``)."""
+    joint = log_w[..., None, :] + loglik
+    return joint - ops.logsumexp(joint, axis=-1)[..., None]
+
+
+def marginal_log_likelihood(log_w: Array, loglik: Array) -> Array:
+    """``sum_c log sum_k w_k p(z_c | theta_k)``, shape ``(...)``: the categories' data with
+    their super-category assignments summed out."""
+    return ops.logsumexp(log_w[..., None, :] + loglik, axis=-1).sum(-1)
+
+
+def predictive_log_prob(
+    x: Array, ones: Array, counts: Array, theta: Array, log_w: Array, alpha: Any
+) -> Array:
+    """``log p(x_n | examples of new category q)`` ``(..., N, Q)`` for test images ``x``
+    ``(N, F)`` and new categories with example counts ``ones`` ``(Q, F)``, ``counts``
+    ``(Q,)``: the super-category of each new category summed out with its posterior
+    ``∝ w_k p(examples | theta_k)``; given it, ``p(x_f = 1) = (alpha theta_kf + k_qf) /
+    (alpha + n_q)``. ``theta`` ``(..., K, F)``, ``log_w`` ``(..., K)``."""
+    post = assignment_log_probs(log_w, category_log_likelihood(ones, counts, theta, alpha))
+    p = (alpha * theta[..., None, :, :] + ones[:, None, :]) / (alpha + counts[:, None, None])
+    # (..., Q, K, F) -> log p(x | q, k) (..., N, Q, K)
+    xs = x[:, None, None, :]
+    lp = xs * ops.log(p[..., None, :, :, :]) + (1.0 - xs) * ops.log(1.0 - p[..., None, :, :, :])
+    lp = lp.sum(-1)
+    return ops.logsumexp(lp + post[..., None, :, :], axis=-1)
+
+
+def check_hd_args(num_super: Any, alpha: Any, a: Any, gamma: Any) -> None:
+    if not isinstance(num_super, int) or isinstance(num_super, bool) or num_super < 1:
+        raise ValueError(
+            f"num_super must be a positive int (the truncation level), got {num_super!r}"
+        )
+    for name, x in (("alpha", alpha), ("a", a), ("gamma", gamma)):
+        if not isinstance(x, (int, float)) or isinstance(x, bool) or not x > 0:
+            raise ValueError(f"{name} must be a positive number, got {x!r}")
+
+
+def coassignment(assign_probs: Array) -> Array:
+    """Posterior probability that two categories share a super-category, ``(C, C)``, from
+    per-sample assignment probabilities ``(S, C, K)`` (invariant to label switching)."""
+    import numpy as np
+
+    r = np.asarray(ops.to_numpy(assign_probs), np.float64)
+    return np.einsum("sck,sdk->cd", r, r) / r.shape[0]
+
+
+def point_clustering(assign_probs: Array) -> Any:
+    """A single clustering of the categories: among the per-sample most probable
+    assignments, the one closest (squared error) to the posterior co-assignment matrix
+    (Dahl 2006's least-squares clustering). Returns int labels ``(C,)``."""
+    import numpy as np
+
+    r = np.asarray(ops.to_numpy(assign_probs), np.float64)
+    co = coassignment(r)
+    best, best_loss = None, np.inf
+    for s in r.argmax(-1):
+        m = (s[:, None] == s[None, :]).astype(float)
+        loss = ((m - co) ** 2).sum()
+        if loss < best_loss:
+            best, best_loss = s, loss
+    _, labels = np.unique(best, return_inverse=True)
+    return labels
+
+
+class HDPosterior:
+    """Posterior samples of the HD prior's continuous sites (``v`` ``(S, K-1)``, ``m``
+    ``(S, F)``, ``theta`` ``(S, K, F)``) with the discrete assignments enumerated exactly
+    given each sample. Returned by ``fit_hd_prior`` of either frontend; arrays stay in the
+    backend they came from."""
+
+    def __init__(self, samples: dict, ones: Array, counts: Array, alpha: float) -> None:
+        self.samples, self.ones, self.counts, self.alpha = samples, ones, counts, float(alpha)
+        self.theta = samples["theta"]
+        k = int(self.theta.shape[-2])
+        if k == 1:
+            self.log_w = ops.zeros(tuple(self.theta.shape[:-2]) + (1,), self.theta)
+        else:
+            self.log_w = stick_breaking_log_weights(samples["v"])
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.theta.shape[0])
+
+    def assignment_probs(self) -> Array:
+        """``p(s_c = k | theta, w, data)`` per sample, ``(S, C, K)``."""
+        ll = category_log_likelihood(self.ones, self.counts, self.theta, self.alpha)
+        return ops.softmax(assignment_log_probs(self.log_w, ll))
+
+    def coassignment(self) -> Any:
+        """Posterior probability that two categories share a super-category ``(C, C)``."""
+        return coassignment(self.assignment_probs())
+
+    def clustering(self) -> Any:
+        """A point estimate of the super-categories (:func:`point_clustering`), ``(C,)``."""
+        return point_clustering(self.assignment_probs())
+
+    def predictive_log_prob(self, x: Array, ones: Array, counts: Array) -> Array:
+        """``log p(x_n | examples of new category q)`` ``(N, Q)`` averaged over the posterior
+        samples (log-mean-exp of :func:`predictive_log_prob`, one sample at a time)."""
+        total = None
+        for s in range(self.num_samples):
+            lp = predictive_log_prob(x, ones, counts, self.theta[s], self.log_w[s], self.alpha)
+            total = lp[None] if total is None else ops.concat([total, lp[None]], axis=0)
+            if total.shape[0] > 1:  # keep a running log-sum-exp
+                total = ops.logsumexp(total, axis=0)[None]
+        return total[0] - float(__import__("math").log(self.num_samples))
+
+    def sample_new_category(self, rng: Any, ones: Array, counts: Array, num: int) -> Any:
+        """Features ``(num, F)`` of new members of a category known through examples
+        (``ones`` ``(F,)``, ``counts`` a number): per draw a posterior sample, its
+        super-category ``∝ w_k p(examples | theta_k)``, ``phi ~ Beta(alpha theta_k + k,
+        alpha (1 - theta_k) + n - k)`` and ``z ~ Bernoulli(phi)``. ``rng`` is a
+        ``numpy.random.Generator``; numpy output."""
+        import numpy as np
+
+        theta = np.asarray(ops.to_numpy(self.theta), np.float64)
+        log_w = np.asarray(ops.to_numpy(self.log_w), np.float64)
+        k1 = np.asarray(ops.to_numpy(ones), np.float64).reshape(1, -1)
+        n = np.asarray(ops.to_numpy(counts), np.float64).reshape(1)
+        out = []
+        for _ in range(num):
+            s = rng.integers(self.num_samples)
+            a, b = self.alpha * theta[s], self.alpha * (1 - theta[s])
+            from scipy.special import betaln
+
+            ll = (betaln(a + k1, b + n - k1) - betaln(a, b)).sum(-1) + log_w[s]
+            p = np.exp(ll - ll.max())
+            k = rng.choice(len(p), p=p / p.sum())
+            phi = rng.beta(a[k] + k1[0], b[k] + n[0] - k1[0])
+            out.append((rng.random(phi.shape) < phi).astype(np.float32))
+        return np.stack(out)
