@@ -38,6 +38,7 @@ import optax
 
 import ebm_ppl.numpyro as enp
 from ebm_ppl.io import load_model, save_model
+from ebm_ppl.models.multimodal import combine_pretrained_pathways
 from ebm_ppl.tagged_digits import (
     VOCABULARY,
     average_precision,
@@ -149,7 +150,7 @@ def main():
     ap.add_argument("--pre-lr", type=float, default=0.05)
     ap.add_argument("--pre-lr-gauss", type=float, default=0.002)
     ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--lr", type=float, default=0.002)
+    ap.add_argument("--lr", type=float, default=0.0005)
     ap.add_argument("--mf-iters", type=int, default=10)
     ap.add_argument("--gibbs", type=int, default=5)
     ap.add_argument("--n-train", type=int, default=60000)
@@ -193,22 +194,28 @@ def main():
         "rbm", SampledHidden(np.concatenate([q2, u2], 1), s + 4), args.joint, args, s + 4, out
     )
 
-    # as ebm_ppl.models.dbm.combine_pretrained: an inner layer's bias is the mean of its two
-    # RBMs' biases (the M-scaled first text layer keeps the replicated softmax's)
+    pw = combine_pretrained_pathways(
+        [(r.weights, r.visible_bias, r.hidden_bias) for r in (r1, r2)],
+        [
+            (r.weights, r.word_bias if hasattr(r, "word_bias") else r.visible_bias, r.hidden_bias)
+            for r in (t1, t2)
+        ],
+        (rj.weights, rj.visible_bias, rj.hidden_bias),
+    )
     init = {
-        "iw0": r1.weights,
-        "iw1": 0.5 * r2.weights,
-        "ib0": r1.visible_bias,
-        "ib1": 0.5 * (r1.hidden_bias + r2.visible_bias),
-        "ib2": 0.5 * (r2.hidden_bias + rj.visible_bias[:f2]),
-        "tw0": t1.weights,
-        "tw1": 0.5 * t2.weights,
-        "tb0": t1.word_bias,
-        "tb1": t1.hidden_bias,
-        "tb2": 0.5 * (t2.hidden_bias + rj.visible_bias[f2:]),
-        "jw0": 0.5 * rj.weights[:f2],
-        "jw1": 0.5 * rj.weights[f2:],
-        "jb": rj.hidden_bias,
+        "iw0": pw["image_weights"][0],
+        "iw1": pw["image_weights"][1],
+        "ib0": pw["image_biases"][0],
+        "ib1": pw["image_biases"][1],
+        "ib2": pw["image_biases"][2],
+        "tw0": pw["text_weights"][0],
+        "tw1": pw["text_weights"][1],
+        "tb0": pw["text_biases"][0],
+        "tb1": pw["text_biases"][1],
+        "tb2": pw["text_biases"][2],
+        "jw0": pw["joint_weights"][0],
+        "jw1": pw["joint_weights"][1],
+        "jb": pw["joint_bias"],
     }
     init = {k: jnp.asarray(v) for k, v in init.items()}
 
@@ -222,29 +229,44 @@ def main():
                 "x", build_mm(prm, total, args.mf_iters).visible(num_iters=args.mf_iters), obs=batch
             )
 
-    steps = args.epochs * (len(xtr) // 100)
+    per_epoch = len(xtr) // 100
     opt = optax.chain(
-        optax.add_decayed_weights(2e-4),
-        optax.sgd(optax.linear_schedule(args.lr, 0.0, steps), momentum=0.9),
+        optax.add_decayed_weights(2e-4, mask=lambda p: {k: "w" in k for k in p}),
+        optax.inject_hyperparams(optax.sgd)(
+            optax.linear_schedule(args.lr, 0.0, args.epochs * per_epoch),
+            momentum=optax.join_schedules(
+                [optax.constant_schedule(0.5), optax.constant_schedule(0.9)], [5 * per_epoch]
+            ),
+        ),
     )
     trainer = enp.SAMLE(model, opt, num_gibbs_steps=args.gibbs, num_chains=100)
     data = jnp.asarray(np.concatenate([xtr, ttr], 1))
     ck = out / f"joint_{s}.safetensors"
     key = jax.random.PRNGKey(s + 10)
     state = trainer.load(ck, key, data[:100]) if ck.exists() else None
-    t0 = time.time()
-    state = trainer.run(
-        key, data, num_epochs=args.epochs, batch_size=100, init_state=state, checkpoint=ck, seed=s
-    )
-    emit(
-        stage="joint",
-        epochs=args.epochs,
-        lr=args.lr,
-        mf_iters=args.mf_iters,
-        gibbs=args.gibbs,
-        recon=trainer.history[-1]["recon_error"] if trainer.history else None,
-        seconds=round(time.time() - t0, 1),
-    )
+    probe = (jnp.asarray(xte[:500]), jnp.asarray(tte[:500]))
+    done = 0 if state is None else int(state.optim_state[0]) // per_epoch
+    for epoch in range(done, args.epochs):
+        t0 = time.time()
+        state = trainer.run(
+            key,
+            data,
+            num_epochs=epoch + 1,
+            batch_size=100,
+            init_state=state,
+            seed=s,
+            progress_bar=False,
+        )
+        trainer.save(ck, state)
+        # a health check: how much each upper layer's marginals vary across test images
+        mus = build_mm(trainer.get_params(state), total, args.mf_iters).mean_field(*probe)
+        emit(
+            stage="joint",
+            epoch=epoch + 1,
+            recon=trainer.history[-1]["recon_error"],
+            spread={i: round(float(np.asarray(m).std(0).mean()), 4) for i, m in enumerate(mus)},
+            epoch_s=round(time.time() - t0, 1),
+        )
     prm = trainer.get_params(state)
     mm = build_mm(prm, total, args.mf_iters)
     save_model(out / f"mmdbm_{s}.safetensors", mm, epochs=args.epochs)
@@ -308,15 +330,18 @@ def main():
         )
 
     # retrieval: one-word queries (each digit's synonyms) vs the image-only representations
+    # cosine similarity of the joint marginals, centred at the database mean (otherwise the
+    # units that are on for every input dominate)
     db = mus[mm.joint]
-    db_n = db / np.linalg.norm(db, axis=1, keepdims=True)
+    centre = db.mean(0)
+    db_n = (db - centre) / np.linalg.norm(db - centre, axis=1, keepdims=True)
     aps, aps_word = [], []
     for d in range(10):
         for w in synonym_words(d):
             q = np.zeros((1, len(VOCABULARY)), np.float32)
             q[0, w] = 1.0
             qm = mf_txt(mm, jnp.asarray(q))[mm.joint]
-            qv = np.asarray(qm)[0]
+            qv = np.asarray(qm)[0] - centre
             aps.append(average_precision(db_n @ (qv / np.linalg.norm(qv)), yte == d))
             aps_word.append(average_precision(word_scores[:, w], yte == d))
     emit(

@@ -926,3 +926,51 @@ class MultimodalVisibleMethods:
         recon = _visible_mean(p, [None, mus[1]] + [None] * (len(mus) - 2), 0)
         image, _ = self._split(value)
         return ((image - recon) ** 2).reshape(image.shape[0], -1).sum(-1).mean()
+
+
+def combine_pretrained_pathways(
+    image_rbms: Sequence[tuple[Array, Array, Array]],
+    text_rbms: Sequence[tuple[Array, Array, Array]],
+    joint_rbm: tuple[Array, Array, Array],
+) -> dict:
+    """Initial multimodal-DBM parameters (the constructor's keyword arguments) from greedily
+    pretrained RBMs, each given as ``(W, b_low, b_high)`` bottom first: the image pathway's
+    (a Gaussian RBM, then binary RBMs), the text pathway's (a replicated softmax, then binary
+    RBMs), and the joint RBM whose visible layer is ``[top image layer, top text layer]``.
+
+    Every interior layer of the DBM receives input from two neighbours where its RBMs saw
+    one, so the weights above the first layer of each pathway, and the joint weights, are
+    halved; an inner layer's bias is the mean of its two RBMs' biases (as
+    :func:`ebm_ppl.models.dbm.combine_pretrained`), except the ``M``-scaled first text
+    layer, which keeps the replicated softmax's."""
+    if len(image_rbms) < 1 or len(text_rbms) < 1:
+        raise ValueError("each pathway needs at least one pretrained RBM")
+    n_img = int(image_rbms[-1][0].shape[1])
+    jw, jlow, jhigh = joint_rbm
+    if int(jw.shape[0]) != n_img + int(text_rbms[-1][0].shape[1]):
+        raise ValueError(
+            "the joint RBM's visible layer must be [top image layer, top text layer] of size "
+            f"{n_img + int(text_rbms[-1][0].shape[1])}, got {int(jw.shape[0])}"
+        )
+
+    def pathway(rbms, top_bias, m_scaled_first):
+        weights = [rbms[0][0]] + [0.5 * r[0] for r in rbms[1:]]
+        biases = [rbms[0][1]]
+        for i in range(len(rbms)):
+            above = rbms[i + 1][1] if i + 1 < len(rbms) else top_bias
+            if i == 0 and m_scaled_first:
+                biases.append(rbms[0][2])
+            else:
+                biases.append(0.5 * (rbms[i][2] + above))
+        return weights, biases
+
+    iw, ib = pathway(list(image_rbms), jlow[:n_img], False)
+    tw, tb = pathway(list(text_rbms), jlow[n_img:], True)
+    return {
+        "image_weights": iw,
+        "image_biases": ib,
+        "text_weights": tw,
+        "text_biases": tb,
+        "joint_weights": [0.5 * jw[:n_img], 0.5 * jw[n_img:]],
+        "joint_bias": jhigh,
+    }

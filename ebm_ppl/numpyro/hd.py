@@ -71,6 +71,7 @@ def fit_hd_prior(
     num_warmup: int = 500,
     num_samples: int = 500,
     num_chains: int = 1,
+    max_tree_depth: int = 10,
     progress_bar: bool = False,
 ) -> HDPosterior:
     """NUTS over the continuous sites of :func:`hd_prior` (assignments enumerated out);
@@ -78,7 +79,7 @@ def fit_hd_prior(
     sample, clustering, one-shot predictive)."""
     ones, counts = jnp.asarray(ones, jnp.float32), jnp.asarray(counts, jnp.float32)
     mcmc = MCMC(
-        NUTS(hd_prior),
+        NUTS(hd_prior, max_tree_depth=max_tree_depth),
         num_warmup=num_warmup,
         num_samples=num_samples,
         num_chains=num_chains,

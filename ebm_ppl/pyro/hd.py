@@ -64,6 +64,7 @@ def fit_hd_prior(
     num_warmup: int = 500,
     num_samples: int = 500,
     num_chains: int = 1,
+    max_tree_depth: int = 10,
     progress_bar: bool = False,
 ) -> HDPosterior:
     """NUTS (``pyro.infer.MCMC``) over the continuous sites of :func:`hd_prior` with the
@@ -72,7 +73,7 @@ def fit_hd_prior(
     ones = torch.as_tensor(ones, dtype=torch.float32)
     counts = torch.as_tensor(counts, dtype=torch.float32)
     mcmc = MCMC(
-        NUTS(hd_prior),
+        NUTS(hd_prior, max_tree_depth=max_tree_depth),
         num_samples=num_samples,
         warmup_steps=num_warmup,
         num_chains=num_chains,

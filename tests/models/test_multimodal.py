@@ -510,3 +510,31 @@ def test_bad_input(backend):
     mask[:, 12] = True
     with pytest.raises(ValueError, match="whole or not at all"):
         d.transition(backend.key(0), x, 1, Clamp(backend.array(mask, bool), x))
+
+
+def test_combine_pretrained_pathways(backend):
+    """The documented recipe: bottom weights kept, the weights above halved, inner biases
+    the mean of the two RBMs' biases, the M-scaled first text layer's bias from the RSM."""
+    from ebm_ppl.models.multimodal import combine_pretrained_pathways
+
+    rng = np.random.default_rng(0)
+
+    def rbm(a, b):
+        return tuple(backend.array(rng.standard_normal(s)) for s in ((a, b), (a,), (b,)))
+
+    g1, g2, t1, t2, j = rbm(4, 3), rbm(3, 2), rbm(5, 3), rbm(3, 2), rbm(4, 3)
+    pw = combine_pretrained_pathways([g1, g2], [t1, t2], j)
+    d = frontend(backend).MultimodalDBM(**pw)
+    assert d.sizes == (4, 3, 2, 3, 2, 3, 5)
+    n = backend.np
+    np.testing.assert_allclose(n(pw["image_weights"][0]), n(g1[0]))
+    np.testing.assert_allclose(n(pw["image_weights"][1]), 0.5 * n(g2[0]))
+    np.testing.assert_allclose(n(pw["image_biases"][1]), 0.5 * (n(g1[2]) + n(g2[1])))
+    np.testing.assert_allclose(n(pw["image_biases"][2]), 0.5 * (n(g2[2]) + n(j[1])[:2]))
+    np.testing.assert_allclose(n(pw["text_biases"][0]), n(t1[1]))
+    np.testing.assert_allclose(n(pw["text_biases"][1]), n(t1[2]))
+    np.testing.assert_allclose(n(pw["text_biases"][2]), 0.5 * (n(t2[2]) + n(j[1])[2:]))
+    np.testing.assert_allclose(n(pw["joint_weights"][1]), 0.5 * n(j[0])[2:])
+    np.testing.assert_allclose(n(pw["joint_bias"]), n(j[2]))
+    with pytest.raises(ValueError, match="joint RBM"):
+        combine_pretrained_pathways([g1, g2], [t1, t2], rbm(5, 3))
