@@ -285,6 +285,11 @@ def main():
         return np.concatenate([np.asarray(o) for o in outs])
 
     n_clf = min(len(xtr), 20000)
+    mf_top = jax.jit(
+        lambda d, im, tx: d.representation(im, tx, with_pathway_tops=True, num_iters=50, tol=1e-4)
+    )
+    mus_tr = batched(lambda a: mf_img(mm, a), xtr[:n_clf])
+    mus_te = batched(lambda a: mf_img(mm, a), xte)
     reps = {
         "raw pixels": (xtr[:n_clf], xte),
         "raw tags": (ttr[:n_clf], tte),
@@ -300,9 +305,17 @@ def main():
             batched(lambda a, b: mf(mm, a, b), xtr[:n_clf], ttr[:n_clf]),
             batched(lambda a, b: mf(mm, a, b), xte, tte),
         ),
+        "multimodal [h2m, joint, h2t], image + text": (
+            batched(lambda a, b: mf_top(mm, a, b), xtr[:n_clf], ttr[:n_clf]),
+            batched(lambda a, b: mf_top(mm, a, b), xte, tte),
+        ),
+        "multimodal [h2m, joint, h2t], image only (text inferred)": (
+            np.concatenate([mus_tr[mm.joint - 1], mus_tr[mm.joint], mus_tr[mm.joint + 1]], 1),
+            np.concatenate([mus_te[mm.joint - 1], mus_te[mm.joint], mus_te[mm.joint + 1]], 1),
+        ),
         "multimodal joint, image only (text inferred)": (
-            batched(lambda a: mf_img(mm, a), xtr[:n_clf])[mm.joint],
-            batched(lambda a: mf_img(mm, a), xte)[mm.joint],
+            mus_tr[mm.joint],
+            mus_te[mm.joint],
         ),
     }
     for name, (a, b) in reps.items():
@@ -317,7 +330,7 @@ def main():
         )
 
     # tag generation: word probabilities of the mean-field text given the image only
-    mus = batched(lambda a: mf_img(mm, a), xte)
+    mus = mus_te
     word_scores = mus[-1]
     rel = relevant_words(yte)
     prior = np.tile(ttr.mean(0), (len(yte), 1))  # peer: the most frequent tags overall

@@ -127,6 +127,11 @@ def check_hd_args(num_super: Any, alpha: Any, a: Any, gamma: Any) -> None:
             raise ValueError(f"{name} must be a positive number, got {x!r}")
 
 
+def check_init(init: Any) -> None:
+    if init not in ("kmeans", "prior"):
+        raise ValueError(f"init must be 'kmeans' or 'prior', got {init!r}")
+
+
 def coassignment(assign_probs: Array) -> Array:
     """Posterior probability that two categories share a super-category, ``(C, C)``, from
     per-sample assignment probabilities ``(S, C, K)`` (invariant to label switching)."""
@@ -188,14 +193,24 @@ class HDPosterior:
 
     def predictive_log_prob(self, x: Array, ones: Array, counts: Array) -> Array:
         """``log p(x_n | examples of new category q)`` ``(N, Q)`` averaged over the posterior
-        samples (log-mean-exp of :func:`predictive_log_prob`, one sample at a time)."""
+        samples (log-mean-exp of :func:`predictive_log_prob`, one sample at a time: a
+        compiled ``lax.map`` in JAX, a loop in torch)."""
+        import math
+
+        alpha = self.alpha
+        if ops.is_jax(self.theta):
+            import jax
+
+            per = jax.lax.map(
+                lambda tw: predictive_log_prob(x, ones, counts, tw[0], tw[1], alpha),
+                (self.theta, self.log_w),
+            )
+            return ops.logsumexp(per, axis=0) - math.log(self.num_samples)
         total = None
         for s in range(self.num_samples):
-            lp = predictive_log_prob(x, ones, counts, self.theta[s], self.log_w[s], self.alpha)
-            total = lp[None] if total is None else ops.concat([total, lp[None]], axis=0)
-            if total.shape[0] > 1:  # keep a running log-sum-exp
-                total = ops.logsumexp(total, axis=0)[None]
-        return total[0] - float(__import__("math").log(self.num_samples))
+            lp = predictive_log_prob(x, ones, counts, self.theta[s], self.log_w[s], alpha)
+            total = lp if total is None else ops.logsumexp(ops.concat([total[None], lp[None]]), 0)
+        return total - math.log(self.num_samples)
 
     def sample_new_category(self, rng: Any, ones: Array, counts: Array, num: int) -> Any:
         """Features ``(num, F)`` of new members of a category known through examples
@@ -221,3 +236,40 @@ class HDPosterior:
             phi = rng.beta(a[k] + k1[0], b[k] + n[0] - k1[0])
             out.append((rng.random(phi.shape) < phi).astype(np.float32))
         return np.stack(out)
+
+
+def kmeans_init(ones: Any, counts: Any, num_super: int, seed: int = 0) -> dict:
+    """Starting values of ``v``, ``m`` and ``theta`` (numpy) for the sampler: k-means of the
+    categories' smoothed feature means into ``num_super`` groups (fewer if there are fewer
+    categories), ``theta`` the group means, ``v`` the stick fractions of the group sizes in
+    decreasing order, ``m`` the overall mean.
+
+    A mixture posterior is multimodal; from a random start NUTS tends to put every category
+    in one component and never split it (the other components get no responsibility, hence
+    no gradient). Starting from a clustering avoids that trap; the sampler then moves the
+    assignments and the parameters from there."""
+    import numpy as np
+    from sklearn.cluster import KMeans
+
+    ones = np.asarray(ops.to_numpy(ones) if not isinstance(ones, np.ndarray) else ones, float)
+    counts = np.asarray(
+        ops.to_numpy(counts) if not isinstance(counts, np.ndarray) else counts, float
+    )
+    means = (ones + 0.5) / (counts[:, None] + 1.0)
+    k = min(num_super, len(means))
+    labels = KMeans(k, n_init=5, random_state=seed).fit(means).labels_
+    sizes = np.bincount(labels, minlength=k)
+    order = np.argsort(-sizes)
+    theta = np.stack([means[labels == j].mean(0) for j in order])
+    if k < num_super:  # unused components start at the overall mean
+        theta = np.concatenate([theta, np.repeat(means.mean(0)[None], num_super - k, 0)])
+    w = np.concatenate([sizes[order], np.zeros(num_super - k)]) + 0.5
+    w = w / w.sum()
+    rest = 1.0 - np.concatenate([[0.0], np.cumsum(w)[:-1]])
+    v = (w[:-1] / rest[:-1]).clip(1e-3, 1 - 1e-3)
+    eps = 1e-3
+    return {
+        "v": v.astype(np.float32),
+        "m": means.mean(0).clip(eps, 1 - eps).astype(np.float32),
+        "theta": theta.clip(eps, 1 - eps).astype(np.float32),
+    }

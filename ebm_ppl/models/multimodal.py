@@ -827,13 +827,18 @@ class MultimodalDBMMethods:
         image: Array | None = None,
         text: Array | None = None,
         total_count: Any = None,
+        with_pathway_tops: bool = False,
         **mean_field_kwargs,
     ) -> Array:
         """The fused representation: the mean-field marginals of the joint layer
         ``(..., F_J)`` given whatever modalities are observed (a missing text is inferred,
-        with ``total_count`` words)."""
+        with ``total_count`` words); with ``with_pathway_tops`` the marginals of the top image
+        layer, the joint layer and the top text layer, concatenated (all inferred together)."""
         mus = self.mean_field(image, text, total_count, **mean_field_kwargs)
-        return mus[self.joint]
+        j = self.joint
+        if with_pathway_tops:
+            return ops.concat([mus[j - 1], mus[j], mus[j + 1]], axis=-1)
+        return mus[j]
 
     def mean_field_bound(
         self, image: Array, text: Array, log_z: Any = 0.0, **mean_field_kwargs

@@ -8,12 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
 
 from ebm_ppl.models.hd import (
     HDPosterior,
     category_log_likelihood,
     check_hd_args,
+    check_init,
+    kmeans_init,
     marginal_log_likelihood,
     stick_breaking_log_weights,
 )
@@ -72,14 +74,22 @@ def fit_hd_prior(
     num_samples: int = 500,
     num_chains: int = 1,
     max_tree_depth: int = 10,
+    init: str = "kmeans",
     progress_bar: bool = False,
 ) -> HDPosterior:
     """NUTS over the continuous sites of :func:`hd_prior` (assignments enumerated out);
     returns an :class:`~ebm_ppl.models.hd.HDPosterior` (exact assignment posteriors per
     sample, clustering, one-shot predictive)."""
+    check_init(init)
     ones, counts = jnp.asarray(ones, jnp.float32), jnp.asarray(counts, jnp.float32)
+    strategy = init_to_uniform
+    if init == "kmeans":
+        values = kmeans_init(ones, counts, num_super)
+        if num_super == 1:
+            values.pop("v")
+        strategy = init_to_value(values={k: jnp.asarray(v) for k, v in values.items()})
     mcmc = MCMC(
-        NUTS(hd_prior, max_tree_depth=max_tree_depth),
+        NUTS(hd_prior, max_tree_depth=max_tree_depth, init_strategy=strategy),
         num_warmup=num_warmup,
         num_samples=num_samples,
         num_chains=num_chains,

@@ -8,11 +8,14 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.infer import MCMC, NUTS
+from pyro.infer.autoguide.initialization import init_to_uniform, init_to_value
 
 from ebm_ppl.models.hd import (
     HDPosterior,
     category_log_likelihood,
     check_hd_args,
+    check_init,
+    kmeans_init,
     marginal_log_likelihood,
     stick_breaking_log_weights,
 )
@@ -65,15 +68,23 @@ def fit_hd_prior(
     num_samples: int = 500,
     num_chains: int = 1,
     max_tree_depth: int = 10,
+    init: str = "kmeans",
     progress_bar: bool = False,
 ) -> HDPosterior:
     """NUTS (``pyro.infer.MCMC``) over the continuous sites of :func:`hd_prior` with the
     assignments enumerated out; returns an :class:`~ebm_ppl.models.hd.HDPosterior`. Seed
     with ``pyro.set_rng_seed``."""
+    check_init(init)
     ones = torch.as_tensor(ones, dtype=torch.float32)
     counts = torch.as_tensor(counts, dtype=torch.float32)
+    strategy = init_to_uniform
+    if init == "kmeans":
+        values = kmeans_init(ones, counts, num_super)
+        if num_super == 1:
+            values.pop("v")
+        strategy = init_to_value(values={k: torch.as_tensor(v) for k, v in values.items()})
     mcmc = MCMC(
-        NUTS(hd_prior, max_tree_depth=max_tree_depth),
+        NUTS(hd_prior, max_tree_depth=max_tree_depth, init_strategy=strategy),
         num_samples=num_samples,
         warmup_steps=num_warmup,
         num_chains=num_chains,
