@@ -132,11 +132,11 @@ def main():
     ap.add_argument("--pre-epochs", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--num-super", type=int, default=20)
-    ap.add_argument("--alpha", type=float, default=10.0)
-    ap.add_argument("--warmup", type=int, default=300)
-    ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--alpha", type=float, default=None, help="default: chosen by select_alpha")
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--trials", type=int, default=10)
-    ap.add_argument("--tree-depth", type=int, default=8)
+    ap.add_argument("--tree-depth", type=int, default=7)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +145,7 @@ def main():
     import ebm_ppl.numpyro as enp
     from ebm_ppl.datasets import load_caltech101_silhouettes
     from ebm_ppl.models.dbm import layer_logits
-    from ebm_ppl.models.hd import HDPosterior, category_counts
+    from ebm_ppl.models.hd import HDPosterior, category_counts, select_alpha
 
     parts = [load_caltech101_silhouettes(s) for s in ("train", "valid", "test")]
     x = np.concatenate([p[0] for p in parts])
@@ -178,6 +178,13 @@ def main():
     index = {c: i for i, c in enumerate(known)}
     yk = np.array([index[c] for c in y[is_known]])
     ones, counts = category_counts(z[is_known], yk, len(known))
+    if args.alpha is None:  # empirical Bayes on a grid, at the k-means start
+        args.alpha, scores = select_alpha(ones, counts, args.num_super)
+        emit(
+            stage="alpha",
+            chosen=args.alpha,
+            log_likelihood={str(k): round(v, 1) for k, v in scores.items()},
+        )
     t0 = time.time()
     post = enp.fit_hd_prior(
         jax.random.PRNGKey(args.seed + 2),

@@ -273,3 +273,34 @@ def kmeans_init(ones: Any, counts: Any, num_super: int, seed: int = 0) -> dict:
         "m": means.mean(0).clip(eps, 1 - eps).astype(np.float32),
         "theta": theta.clip(eps, 1 - eps).astype(np.float32),
     }
+
+
+def select_alpha(
+    ones: Any,
+    counts: Any,
+    num_super: int,
+    grid: Any = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0),
+    seed: int = 0,
+) -> tuple[float, dict]:
+    """Empirical Bayes for the concentration ``alpha`` (how closely categories follow their
+    super-category): the value on ``grid`` with the largest marginal likelihood of the
+    categories (assignments summed out) at the :func:`kmeans_init` parameters. Returns
+    ``(alpha, {alpha: log-likelihood})`` (numpy arithmetic)."""
+    import numpy as np
+
+    init = kmeans_init(ones, counts, num_super, seed)
+    ones = np.asarray(ops.to_numpy(ones) if not isinstance(ones, np.ndarray) else ones, float)
+    counts = np.asarray(
+        ops.to_numpy(counts) if not isinstance(counts, np.ndarray) else counts, float
+    )
+    import torch
+
+    t = {k: torch.as_tensor(np.asarray(v, np.float64)) for k, v in init.items()}
+    o, c = torch.as_tensor(ones), torch.as_tensor(counts)
+    log_w = stick_breaking_log_weights(t["v"]) if num_super > 1 else torch.zeros(1, dtype=o.dtype)
+    scores = {}
+    for a in grid:
+        ll = category_log_likelihood(o, c, t["theta"], float(a))
+        scores[float(a)] = float(marginal_log_likelihood(log_w, ll))
+    best = max(scores, key=scores.get)
+    return best, scores

@@ -254,3 +254,28 @@ def test_bad_arguments(backend):
     with pytest.raises(ValueError, match="alpha"):
         program_log_density(backend, ones, counts, values, None, num_super=3, alpha=-1.0)
     assert callable(fe.fit_hd_prior)
+
+
+def test_kmeans_init_and_select_alpha():
+    """The k-means start puts the two true groups in the two largest components, with
+    stick fractions that rebuild their sizes; select_alpha returns the grid value with the
+    largest marginal likelihood at that start (recomputed here by hand)."""
+    from ebm_ppl.models.hd import kmeans_init, select_alpha
+
+    ones, counts, truth, profiles = synthetic_hierarchy(3)
+    init = kmeans_init(ones, counts, num_super=4)
+    assert init["theta"].shape == (4, 10) and init["v"].shape == (3,)
+    w = np.exp(hand_log_w(init["v"].astype(np.float64)))
+    assert w.sum() == pytest.approx(1.0) and np.all(np.diff(w) <= 1e-6)  # largest first
+    top = kmeans_init(ones, counts, num_super=2)["theta"]
+    err = min(np.abs(top - profiles).max(), np.abs(top[::-1] - profiles).max())
+    assert err < 0.25
+    grid = (1.0, 5.0, 20.0, 100.0)
+    best, scores = select_alpha(ones, counts, 4, grid=grid)
+    lw = hand_log_w(init["v"].astype(np.float64))
+    for a in grid:
+        want = logsumexp(
+            lw[None] + hand_loglik(ones, counts, init["theta"].astype(np.float64), a), 1
+        ).sum()
+        assert scores[a] == pytest.approx(want, rel=1e-6)
+    assert best == max(scores, key=scores.get)
