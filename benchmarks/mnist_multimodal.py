@@ -301,6 +301,26 @@ def main():
             np.asarray(up(t2, t1.hidden_probs(jnp.asarray(ttr[:n_clf])))),
             np.asarray(up(t2, t1.hidden_probs(jnp.asarray(tte)))),
         ),
+        "late fusion: raw pixels + raw tags": (
+            np.concatenate([xtr[:n_clf], ttr[:n_clf]], 1),
+            np.concatenate([xte, tte], 1),
+        ),
+        "late fusion: pretrained h2m + h2t (inferred separately)": (
+            np.concatenate(
+                [
+                    np.asarray(up(r2, r1.hidden_probs(jnp.asarray(xtr[:n_clf])))),
+                    np.asarray(up(t2, t1.hidden_probs(jnp.asarray(ttr[:n_clf])))),
+                ],
+                1,
+            ),
+            np.concatenate(
+                [
+                    np.asarray(up(r2, r1.hidden_probs(jnp.asarray(xte)))),
+                    np.asarray(up(t2, t1.hidden_probs(jnp.asarray(tte)))),
+                ],
+                1,
+            ),
+        ),
         "multimodal joint, image + text": (
             batched(lambda a, b: mf(mm, a, b), xtr[:n_clf], ttr[:n_clf]),
             batched(lambda a, b: mf(mm, a, b), xte, tte),
