@@ -796,8 +796,7 @@ class MultimodalDBMMethods:
             probs.append(ops.softmax(layer_logits(p, ls, len(ls) - 1)))
             mean = layer_logits(p, ls, 0)
             means.append(mean if p.sigma is not None else ops.sigmoid(mean))
-        stack = _stack
-        return {"state": x, "word_probs": stack(probs), "image_mean": stack(means)}
+        return {"state": x, "word_probs": _stack(probs), "image_mean": _stack(means)}
 
     # ---- mean field -------------------------------------------------------------------
 
