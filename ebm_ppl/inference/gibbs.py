@@ -11,7 +11,9 @@ shape)``, ``transition(key, value, num_steps, clamp) -> (value, aux)`` and ``log
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from ebm_ppl import ops
 from ebm_ppl.models.rbm import Clamp
@@ -92,22 +94,181 @@ def apply_clamps(values: Mapping[str, Any], clamps: Mapping[str, Clamp]) -> dict
     return out
 
 
+class Field(NamedTuple):
+    """An external factor ``exp(linear . x - precision . x**2 / 2)`` on an energy site's
+    visible units, from the rest of a program (e.g. an observation whose likelihood depends
+    on the site's value). Multiplying it into the visible conditional keeps that conditional
+    exact and in closed form: Bernoulli units get ``linear`` added to their logits (for
+    ``x in {0, 1}``, ``x**2 = x``, so ``precision`` must be zero there); Gaussian units
+    ``N(m, s^2)`` become ``N((m / s^2 + linear) / q, 1 / q)`` with ``q = 1 / s^2 + precision``.
+    Both arrays have the shape of the site's value; ``precision`` is ``None`` for binary
+    units."""
+
+    linear: Any
+    precision: Any = None
+
+
+def gaussian_field(g0: Any, g1: Any, x0: Any) -> Field:
+    """The :class:`Field` of a factor ``r(x)`` quadratic in each coordinate without cross
+    terms, from its gradients ``g0`` at ``x0`` and ``g1`` at ``x0 + 1``: ``precision =
+    g0 - g1`` and ``linear = g0 + precision x0``."""
+    precision = g0 - g1
+    return Field(g0 + precision * x0, precision)
+
+
+def combine_gaussian(mean: Any, var: Any, field: Field | None) -> tuple[Any, Any]:
+    """The mean and variance of ``N(mean, var) * exp(linear x - precision x^2 / 2)``."""
+    if field is None:
+        return mean, var
+    q = 1.0 / var + (0.0 if field.precision is None else field.precision)
+    return (mean / var + field.linear) / q, 1.0 / q
+
+
+def check_field_form(
+    residual: Callable[[dict[str, Any]], float],
+    field_of: Callable[[dict[str, Any]], Field],
+    values: Mapping[str, Any],
+    name: str,
+    gaussian: bool,
+    coords: int = 3,
+    seed: int = 0,
+    rtol: float = 1e-3,
+) -> None:
+    """``ValueError`` unless the model's residual log density (everything but the energy
+    sites' own log-densities) equals its :class:`Field` in site ``name`` at a few random
+    coordinates: affine in a binary coordinate, quadratic with a non-negative precision in a
+    Gaussian one (checked at two step sizes). Otherwise the closed-form conditional that
+    block Gibbs draws from would be wrong."""
+    rng = np.random.default_rng(seed)
+    f = field_of(dict(values))
+    lin = ops.to_numpy(f.linear).reshape(-1)
+    prec = None if f.precision is None else ops.to_numpy(f.precision).reshape(-1)
+    x = values[name]
+    flat_x = ops.to_numpy(x).reshape(-1)
+    if prec is not None and (not np.all(np.isfinite(prec)) or prec.min() < -1e-5):
+        raise ValueError(
+            f"other factors of the model that depend on energy site {name!r} are not a Gaussian "
+            "likelihood in it (their curvature is negative or not finite); block Gibbs needs "
+            "an observation model that is quadratic in the site (e.g. Normal(site, scale))"
+        )
+    base = float(residual(dict(values)))
+    size = flat_x.size
+    for i in rng.choice(size, size=min(coords, size), replace=False):
+        steps = (0.5, 1.5) if gaussian else (1.0 - 2.0 * flat_x[i],)
+        for t in steps:
+            e = np.zeros(size, dtype=np.float32)
+            e[i] = t
+            moved = dict(values)
+            moved[name] = x + ops.asarray_like(e.reshape(tuple(x.shape)), x)
+            diff = float(residual(moved)) - base
+            xi = flat_x[i]
+            want = lin[i] * t if prec is None else (lin[i] - prec[i] * xi) * t - prec[i] * t**2 / 2
+            if not np.isfinite(diff) or abs(diff - want) > rtol * max(1.0, abs(diff)):
+                kind = "quadratic" if gaussian else "affine"
+                raise ValueError(
+                    f"other factors of the model that depend on energy site {name!r} are not "
+                    f"{kind} in it (coordinate {int(i)}: change {diff:.6g}, field predicts "
+                    f"{want:.6g}); block Gibbs can only fold in observation models that keep "
+                    "the site's conditional in closed form (Bernoulli units: any factor affine "
+                    "in each unit; Gaussian units: a Gaussian likelihood). Observe the site or "
+                    "sample the other sites with NUTS."
+                )
+
+
+def site_field(
+    kind: str,
+    grad: Callable[[dict[str, Any]], dict[str, Any]],
+    values: Mapping[str, Any],
+    name: str,
+) -> Field:
+    """The :class:`Field` the rest of a program puts on energy site ``name``, from
+    ``grad(values) -> {site: d residual / d site}``: the gradient itself for binary units
+    (exact for a factor affine in each unit), two gradients for Gaussian units (exact for a
+    diagonal quadratic)."""
+    g0 = grad(dict(values))[name]
+    if kind == "binary":
+        return Field(g0, None)
+    moved = dict(values)
+    moved[name] = values[name] + 1.0
+    return gaussian_field(g0, grad(moved)[name], values[name])
+
+
+def find_field_sites(
+    residual: Callable[[dict[str, Any]], Any],
+    grad: Callable[[dict[str, Any]], dict[str, Any]],
+    dists: Mapping[str, Any],
+    draws: list[dict[str, Any]],
+) -> dict[str, str]:
+    """The energy sites that other factors of the program depend on, as ``{site: kind}``
+    (``"binary"`` / ``"gaussian"``), checked: the site's distribution must accept a field,
+    and the factors must be affine (binary) or diagonal-quadratic (Gaussian) in it, so that
+    its conditional stays in closed form (:func:`check_field_form`)."""
+    out: dict[str, str] = {}
+    for name, fn in dists.items():
+        depends = any(
+            float(ops.to_numpy(abs(grad(dict(d))[name])).max(initial=0.0)) > 0.0 for d in draws
+        )
+        if not depends:
+            continue
+        kind = getattr(fn, "field_kind", None)
+        if kind is None:
+            raise ValueError(
+                f"other factors of the model depend on the value of energy site {name!r}, "
+                f"whose distribution {type(fn).__name__} cannot fold them into its block "
+                "conditionals (RBM, GaussianRBM and DBM sites can). Observe the site, or move "
+                "the dependence into the energy distribution's parameters."
+            )
+        n_vis = int(getattr(fn, "n_visible", draws[0][name].shape[-1]))
+        for d in draws:
+            f = site_field(kind, grad, d, name)
+            parts = [f.linear] + ([] if f.precision is None else [f.precision])
+            if any(float(ops.to_numpy(abs(a[..., n_vis:])).max(initial=0.0)) > 0 for a in parts):
+                raise ValueError(
+                    f"other factors of the model depend on the hidden layers of energy site "
+                    f"{name!r}; block Gibbs folds in factors on its visible units only"
+                )
+            check_field_form(
+                residual,
+                lambda v, k=kind, n=name: site_field(k, grad, v, n),
+                d,
+                name,
+                kind == "gaussian",
+            )
+        out[name] = kind
+    return out
+
+
 def block_gibbs_step(
     key: Any,
     dists: Mapping[str, Any],
     values: Mapping[str, Any],
     clamps: Mapping[str, Clamp],
     num_sweeps: int = 1,
+    field_of: Callable[[str, dict[str, Any]], Field | None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Advance every energy site by ``num_sweeps`` of its own alternating-layer sweeps.
 
-    Returns the new site values and each site's auxiliary (hidden) state.
+    With ``field_of(name, values)`` (the :class:`Field` that the rest of the program puts
+    on site ``name`` at the current values, or ``None``), the sites take one sweep each in
+    turn, ``num_sweeps`` times, each from its conditional given the others' current values
+    (Gibbs over mixed sites). Returns the new site values and each site's auxiliary
+    (hidden) state.
     """
-    keys = ops.split(key, max(1, len(dists)))
-    new, aux = {}, {}
-    for k, (name, fn) in zip(keys, dists.items()):
-        new[name], aux[name] = fn.transition(k, values[name], num_sweeps, clamps.get(name))
-    return new, aux
+    if field_of is None:
+        keys = ops.split(key, max(1, len(dists)))
+        new, aux = {}, {}
+        for k, (name, fn) in zip(keys, dists.items()):
+            new[name], aux[name] = fn.transition(k, values[name], num_sweeps, clamps.get(name))
+        return new, aux
+    new, aux = dict(values), {}
+    for k_sweep in ops.split(key, num_sweeps):
+        for k, (name, fn) in zip(ops.split(k_sweep, max(1, len(dists))), dists.items()):
+            f = field_of(name, new)
+            if f is None:
+                new[name], aux[name] = fn.transition(k, new[name], 1, clamps.get(name))
+            else:
+                new[name], aux[name] = fn.transition(k, new[name], 1, clamps.get(name), field=f)
+    return {n: new[n] for n in dists}, aux
 
 
 def tempered_block_step(

@@ -171,9 +171,16 @@ def log_partition(params: DBMParams) -> Array:
     return ops.logsumexp(-_odd_free_energy(params, layers), axis=0)
 
 
-def gibbs_sweep(key: Any, params: DBMParams, layers: Sequence[Array], clamp_v: bool = False):
+def gibbs_sweep(
+    key: Any,
+    params: DBMParams,
+    layers: Sequence[Array],
+    clamp_v: bool = False,
+    field: Any = None,
+):
     """One block-Gibbs sweep: every odd layer given the even ones, then every even layer
-    given the new odd ones (``v`` too unless ``clamp_v``). Returns the new list of layers."""
+    given the new odd ones (``v`` too unless ``clamp_v``; times the external ``field`` on
+    ``v``, a :class:`~ebm_ppl.inference.gibbs.Field`, if given). Returns the new layers."""
     layers = list(layers)
     k_odd, k_even = ops.split(key, 2)
     keys = ops.split(k_odd, len(layers))
@@ -183,8 +190,22 @@ def gibbs_sweep(key: Any, params: DBMParams, layers: Sequence[Array], clamp_v: b
     for i in range(0, len(layers), 2):
         if i == 0 and clamp_v:
             continue
-        layers[i] = _sample_layer(keys[i], params, layer_logits(params, layers, i), i)
+        logits = layer_logits(params, layers, i)
+        if i == 0 and field is not None:
+            layers[i] = _sample_visible_field(keys[i], params, logits, field)
+            continue
+        layers[i] = _sample_layer(keys[i], params, logits, i)
     return layers
+
+
+def _sample_visible_field(key: Any, params: DBMParams, logits: Array, field: Any) -> Array:
+    """A draw of ``v`` from ``p(v | h1)`` times an external factor on ``v``."""
+    if params.sigma is None:
+        return ops.bernoulli(key, ops.sigmoid(logits + field.linear))
+    from ebm_ppl.inference.gibbs import combine_gaussian
+
+    m, var = combine_gaussian(logits, params.sigma**2, field)
+    return m + var**0.5 * ops.normal(key, tuple(m.shape), m)
 
 
 def _sample_layer(key: Any, params: DBMParams, logits: Array, i: int) -> Array:
@@ -669,14 +690,32 @@ class DBMMethods(_Unbatched):
         ]
         return self.join(layers)
 
+    @property
+    def field_kind(self) -> str:
+        """The kind of external factor ``transition(field=)`` takes on ``v``."""
+        return "gaussian" if self.gaussian else "binary"
+
     def transition(
-        self, key: Any, value: Array, num_steps: int = 1, clamp: Any = None, cache: Any = None
+        self,
+        key: Any,
+        value: Array,
+        num_steps: int = 1,
+        clamp: Any = None,
+        cache: Any = None,
+        field: Any = None,
     ) -> tuple[Array, None]:
         """``num_steps`` block-Gibbs sweeps (odd layers, then even layers) at fixed
         parameters; returns ``(value, None)``. ``clamp`` (a :class:`~ebm_ppl.models.rbm.Clamp`
-        over the visible units) holds part of ``v`` fixed: conditional sampling."""
+        over the visible units) holds part of ``v`` fixed: conditional sampling. ``field``
+        (a :class:`~ebm_ppl.inference.gibbs.Field` of the value's full shape, zero outside
+        ``v``) multiplies an external factor into ``p(v | h1)``."""
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        if field is not None:
+            d = self.n_visible
+            field = type(field)(
+                field.linear[..., :d], None if field.precision is None else field.precision[..., :d]
+            )
         if clamp is not None and int(clamp.mask.shape[-1]) != self.n_visible:
             raise ValueError(
                 f"a DBM clamp holds visible units: its mask must end in ({self.n_visible},), "
@@ -685,7 +724,7 @@ class DBMMethods(_Unbatched):
         p = self._frozen()
 
         def sweep(k, x):
-            layers = gibbs_sweep(k, p, self.split(x))
+            layers = gibbs_sweep(k, p, self.split(x), field=field)
             if clamp is not None:
                 layers[0] = ops.where(clamp.mask, clamp.values, layers[0])
             return self.join(layers)

@@ -58,6 +58,17 @@ class EnergyMethods:
     """
 
     _event_dims: dict[str, int] = {}
+    #: ``"binary"`` / ``"gaussian"`` when ``transition`` accepts a ``field`` (an external
+    #: factor on the visible units, see :class:`ebm_ppl.inference.gibbs.Field`), else None.
+    field_kind: str | None = None
+
+    def _check_field(self, field: Any) -> None:
+        if field is not None and self.field_kind is None:
+            raise ValueError(
+                f"{type(self).__name__} cannot fold an external factor (an observation that "
+                "depends on its value) into its block conditionals; only RBM, GaussianRBM and "
+                "DBM sites can. Observe the site, or restructure the program."
+            )
 
     @property
     def params(self) -> tuple:
@@ -242,11 +253,17 @@ class HarmoniumMethods(EnergyMethods):
     def _frozen(self) -> tuple:
         return tuple(ops.stop_gradient(x) for x in self.params)
 
-    def _sweep(self, key: Any, p: tuple, v: Array, beta: Any, base: Any, clamp: Any = None):
-        """``h ~ p_beta(h | v)``, then ``v ~ p_beta(v | h)`` on the annealing path."""
+    def _sweep(
+        self, key: Any, p: tuple, v: Array, beta: Any, base: Any, clamp: Any = None, field=None
+    ):
+        """``h ~ p_beta(h | v)``, then ``v ~ p_beta(v | h)`` on the annealing path (times the
+        external ``field``, if any)."""
         k_h, k_v = ops.split(key, 2)
         h = ops.bernoulli(k_h, ops.sigmoid(temperature(beta) * self._hidden_input(p, v)))
-        v = self._sample_visible(k_v, p, h, beta, base, like=v)
+        if field is None:
+            v = self._sample_visible(k_v, p, h, beta, base, like=v)
+        else:
+            v = self._sample_visible(k_v, p, h, beta, base, like=v, field=field)
         if clamp is not None:
             v = ops.where(clamp.mask, clamp.values, v)
         return v, h
@@ -258,17 +275,25 @@ class HarmoniumMethods(EnergyMethods):
         num_steps: int = 1,
         clamp: Any = None,
         cache: Array | None = None,
+        field: Any = None,
     ) -> tuple[Array, Array]:
         """``num_steps`` block-Gibbs sweeps (``h | v`` then ``v | h``) from ``value`` with
         the parameters held constant; returns ``(value, hidden)``. ``clamp`` holds part of
-        the visible units fixed. In JAX the sweeps are one ``lax.scan``."""
+        the visible units fixed; ``field`` (a :class:`~ebm_ppl.inference.gibbs.Field`)
+        multiplies an external factor into ``p(v | h)``. In JAX the sweeps are one
+        ``lax.scan``."""
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        self._check_field(field)
         p = self._frozen()
         k0, k1 = ops.split(key, 2)
-        first = self._sweep(k0, p, value, 1.0, None, clamp)
+        first = self._sweep(k0, p, value, 1.0, None, clamp, field)
         return ops.iterate(
-            lambda k, c: self._sweep(k, p, c[0], 1.0, None, clamp), k1, first, num_steps - 1, value
+            lambda k, c: self._sweep(k, p, c[0], 1.0, None, clamp, field),
+            k1,
+            first,
+            num_steps - 1,
+            value,
         )
 
     def _sample(self, key: Any, sample_shape: tuple) -> Array:

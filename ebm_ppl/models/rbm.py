@@ -361,7 +361,11 @@ class RBMMethods(HarmoniumMethods):
     def _visible_mean(self, p, h, like=None):
         return ops.sigmoid(visible_logits(p[0], p[1], h))
 
-    def _sample_visible(self, key, p, h, beta, base, like=None):
+    field_kind = "binary"
+
+    def _sample_visible(self, key, p, h, beta, base, like=None, field=None):
+        if field is not None:
+            return ops.bernoulli(key, ops.sigmoid(visible_logits(p[0], p[1], h) + field.linear))
         if base is None:
             logits = visible_logits(p[0], p[1], h)
         else:  # beta W h + ((1 - beta) a0 + beta b): beta scales h (F wide, not D)
@@ -534,13 +538,17 @@ class RBMMethods(HarmoniumMethods):
         num_steps: int = 1,
         clamp: Clamp | None = None,
         cache: Array | None = None,
+        field: Any = None,
     ) -> tuple[Array, Array]:
         """``num_steps`` block-Gibbs sweeps from ``value`` with the parameters held constant.
 
-        ``cache`` is :meth:`data_cache` of ``value``. Returns
-        ``(value, hidden)``; no gradient flows into the parameters.
+        ``cache`` is :meth:`data_cache` of ``value``; ``field`` (a
+        :class:`~ebm_ppl.inference.gibbs.Field`) adds an external factor's logits to
+        ``p(v | h)``. Returns ``(value, hidden)``; no gradient flows into the parameters.
         """
         params = tuple(ops.stop_gradient(p) for p in self.params)
+        if field is not None:  # exp(f . v) on the visible units = a shifted visible bias
+            params = (params[0], params[1] + ops.stop_gradient(field.linear), params[2])
         logits = None if cache is None else ops.stop_gradient(cache)
         return gibbs_chain(key, *params, value, num_steps, clamp, logits=logits)
 

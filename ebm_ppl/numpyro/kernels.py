@@ -20,10 +20,11 @@ from ebm_ppl.inference.gibbs import (
     apply_clamps,
     block_gibbs_step,
     check_kernel_args,
-    check_no_other_factors,
     check_transition,
     classify_sites,
+    find_field_sites,
     make_clamps,
+    site_field,
     tempered_block_step,
 )
 from ebm_ppl.inference.multilinear import binary_sites
@@ -106,6 +107,7 @@ class BlockGibbs(MCMCKernel):
         self.num_sweeps = num_sweeps
         self._latent: list[str] = []
         self._dists: dict = {}
+        self._fields: dict = {}
 
     @property
     def model(self) -> Callable:
@@ -155,29 +157,60 @@ class BlockGibbs(MCMCKernel):
         self._dists = {n: tr[n]["fn"] for n in latent}
         self._check_factors(args, kwargs)
 
-    def _check_factors(self, args, kwargs) -> None:
+    def _residual_fn(self, args, kwargs) -> Callable:
+        """``values -> log joint - the latent energy sites' own log-densities`` (``values``
+        may include continuous sites, e.g. HMC's)."""
+
         def residual(values):
             total, tr = log_density(handlers.seed(self._model, 0), args, kwargs, values)
             for n in self._latent:
                 total = total - tr[n]["fn"].log_prob(values[n]).sum()
-            return float(total)
+            return total
 
+        return residual
+
+    def _check_factors(self, args, kwargs, extra: Mapping | None = None) -> None:
+        residual = self._residual_fn(args, kwargs)
+        grad = jax.grad(residual)
         keys = jax.random.split(jax.random.PRNGKey(1), 3)
-        draws = [{n: fn.init_chain(k, fn.shape()) for n, fn in self._dists.items()} for k in keys]
-        check_no_other_factors(residual, draws, self._latent)
+        draws = [
+            dict(extra or {}, **{n: fn.init_chain(k, fn.shape()) for n, fn in self._dists.items()})
+            for k in keys
+        ]
+        self._fields = find_field_sites(residual, grad, self._dists, draws)
+        if self._fields and self.transition is not None:
+            raise ValueError(
+                f"other factors of the model depend on energy sites {sorted(self._fields)}; "
+                "a tempered transition cannot include them. Use plain block Gibbs."
+            )
+
+    def _field_fn(self, args, kwargs, extra: Mapping | None = None) -> Callable | None:
+        """``field_of(name, values)`` for :func:`block_gibbs_step`, or None."""
+        if not self._fields:
+            return None
+        grad = jax.grad(self._residual_fn(args, kwargs))
+
+        def field_of(name, values):
+            kind = self._fields.get(name)
+            if kind is None:
+                return None
+            full = dict(extra or {}, **values)
+            return site_field(kind, lambda v: grad(v), full, name)
+
+        return field_of
 
     def _dists_at(self, key, z, args, kwargs) -> dict:
         values = {n: z[n] for n in self._latent}
         tr = self._trace(key, values, args, kwargs)
         return {n: tr[n]["fn"] for n in self._latent}
 
-    def _step(self, key, dists, values, clamps, states):
+    def _step(self, key, dists, values, clamps, states, field_of=None):
         if self.transition is not None:
             new, aux, states = tempered_block_step(
                 key, self.transition, dists, values, states, self.num_sweeps
             )
         else:
-            new, aux = block_gibbs_step(key, dists, values, clamps, self.num_sweeps)
+            new, aux = block_gibbs_step(key, dists, values, clamps, self.num_sweeps, field_of)
         z = dict(new)
         if self.report_hidden:
             for n, h in aux.items():
@@ -237,7 +270,8 @@ class BlockGibbs(MCMCKernel):
                 n: self.transition.init_state(k, dists[n], dists[n].shape())
                 for n, k in zip(self._latent, keys)
             }
-        z, free_energy, states = self._step(key_step, dists, values, clamps, states)
+        field_of = self._field_fn(args, kwargs)
+        z, free_energy, states = self._step(key_step, dists, values, clamps, states, field_of)
         return BlockGibbsState(jnp.array(0), z, free_energy, key_next, states)
 
     def sample(self, state: BlockGibbsState, model_args, model_kwargs) -> BlockGibbsState:
@@ -258,8 +292,9 @@ class BlockGibbs(MCMCKernel):
         dists = self._dists_at(key_trace, state.z, model_args, model_kwargs)
         values = {n: state.z[n] for n in self._latent}
         clamps = make_clamps(self.clamp, values, self._latent)
+        field_of = self._field_fn(model_args, model_kwargs)
         z, free_energy, states = self._step(
-            key_step, dists, apply_clamps(values, clamps), clamps, state.tempering
+            key_step, dists, apply_clamps(values, clamps), clamps, state.tempering, field_of
         )
         return BlockGibbsState(state.i + 1, z, free_energy, key_next, states)
 
@@ -287,6 +322,11 @@ class BlockGibbs(MCMCKernel):
                 "that HMCGibbs cannot carry. Build BlockGibbs(model) without transition."
             )
 
+        tr = self._trace(jax.random.PRNGKey(0), None, model_args, model_kwargs)
+        latent, _, other = classify_sites(tr)
+        self._latent, self._dists = latent, {n: tr[n]["fn"] for n in latent}
+        self._check_factors(model_args, model_kwargs, {n: tr[n]["value"] for n in other})
+
         def fn(rng_key, gibbs_sites, hmc_sites):
             key_trace, key_step = jax.random.split(rng_key)
             values = dict(hmc_sites)
@@ -296,7 +336,8 @@ class BlockGibbs(MCMCKernel):
             dists = {n: tr[n]["fn"] for n in names}
             clamps = make_clamps(self.clamp, gibbs_sites, names)
             current = apply_clamps(dict(gibbs_sites), clamps)
-            new, _ = block_gibbs_step(key_step, dists, current, clamps, self.num_sweeps)
+            field_of = self._field_fn(model_args, model_kwargs, extra=hmc_sites)
+            new, _ = block_gibbs_step(key_step, dists, current, clamps, self.num_sweeps, field_of)
             return new
 
         return fn

@@ -15,10 +15,11 @@ from ebm_ppl.inference.gibbs import (
     apply_clamps,
     block_gibbs_step,
     check_kernel_args,
-    check_no_other_factors,
     check_transition,
     classify_sites,
+    find_field_sites,
     make_clamps,
+    site_field,
     tempered_block_step,
 )
 from ebm_ppl.inference.multilinear import binary_sites
@@ -79,6 +80,7 @@ class BlockGibbs(MCMCKernel):
         self.transition = transition
         self.blocks = blocks
         self._multilinear = None
+        self._fields: dict = {}
         self._states: dict = {}
         self.model = model
         self.clamp = clamp
@@ -155,20 +157,49 @@ class BlockGibbs(MCMCKernel):
             self._initial_params = self._step(apply_clamps(start, self._clamps))
         self._steps = 0
 
-    def _check_factors(self, args, kwargs) -> None:
-        def residual(values):
-            tr = self._trace(values, args, kwargs)
-            total = tr.log_prob_sum()
-            for n in self._latent:
-                total = total - tr.nodes[n]["log_prob_sum"]
-            return total
+    def _residual(self, values) -> torch.Tensor:
+        """The model's log joint minus the energy sites' own log-densities at ``values``."""
+        model = poutine.condition(self.model, data=values)
+        tr = poutine.trace(model).get_trace(*self._args, **self._kwargs)
+        total = tr.log_prob_sum()
+        for n in self._latent:
+            total = total - tr.nodes[n]["log_prob_sum"]
+        return total
 
+    def _residual_grad(self, values) -> dict:
+        """``d residual / d site`` for every latent energy site."""
+        with torch.enable_grad():
+            leaves = {n: v.detach().clone().requires_grad_(True) for n, v in values.items()}
+            total = self._residual(leaves)
+            wrt = [leaves[n] for n in self._latent]
+            if total.requires_grad:
+                grads = torch.autograd.grad(total, wrt, allow_unused=True)
+            else:
+                grads = [None] * len(wrt)
+        return {
+            n: torch.zeros_like(leaves[n]) if g is None else g.detach()
+            for n, g in zip(self._latent, grads)
+        }
+
+    def _check_factors(self, args, kwargs) -> None:
         draws = []
         for _ in range(3):
             draws.append(
                 {n: fn.init_chain(None, tuple(fn.shape())) for n, fn in self._dists.items()}
             )
-        check_no_other_factors(residual, draws, self._latent)
+        with torch.no_grad():
+            self._fields = find_field_sites(
+                lambda v: self._residual(v), self._residual_grad, self._dists, draws
+            )
+        if self._fields and self.transition is not None:
+            raise ValueError(
+                f"other factors of the model depend on energy sites {sorted(self._fields)}; "
+                "a tempered transition cannot include them. Use plain block Gibbs."
+            )
+
+    def _field_of(self, name: str, values) -> Any:
+        kind = self._fields.get(name)
+        return None if kind is None else site_field(kind, self._residual_grad, values, name)
 
     def _initialize(self) -> dict:
         with torch.no_grad():
@@ -191,7 +222,10 @@ class BlockGibbs(MCMCKernel):
                 None, self.transition, self._dists, values, self._states, self.num_sweeps
             )
         else:
-            new, aux = block_gibbs_step(None, self._dists, values, self._clamps, self.num_sweeps)
+            field_of = self._field_of if self._fields else None
+            new, aux = block_gibbs_step(
+                None, self._dists, values, self._clamps, self.num_sweeps, field_of
+            )
         out = dict(new)
         if self.report_hidden:
             for n, h in aux.items():
