@@ -1,0 +1,477 @@
+"""The robust Boltzmann machine (Tang, Salakhutdinov & Hinton, CVPR 2012), written once for
+torch and JAX.
+
+The generative story (the slides' "learning structured and robust models"): a clean image
+``x`` ``(D,)`` from a Gaussian-Bernoulli RBM (hidden ``h``), a binary mask ``s`` ``(D,)``
+from a binary RBM (hidden ``g``; the mask has shape structure, not independent pixels), and
+the observed image
+
+    ``v_i | x_i, s_i = 1 ~ N(x_i, tau_i^2)``   (the pixel shows the clean image),
+    ``v_i | s_i = 0     ~ N(mu_i, varsigma_i^2)``   (occluded: a broad outlier distribution).
+
+Written with normalized observation densities, this directed reading is the RoBM of the
+paper (whose energy has the same conditionals; the Gaussian normalizers there are absorbed
+in the mask RBM's visible bias). The marginal ``p(v_i | x_i)`` is a heavy-tailed mixture.
+
+Every block conditional given the observed ``v`` is closed form:
+
+- ``h | x`` and ``g | s``: the RBMs' own hidden conditionals;
+- ``x | h, s, v``: ``N(b + sigma W h, sigma^2)`` times ``N(v; x, tau^2)^s``: precision
+  ``1/sigma^2 + s/tau^2`` (a :class:`~ebm_ppl.inference.gibbs.Field` with
+  ``precision = s / tau^2``, ``linear = s v / tau^2``);
+- ``s | g, x, v``: logits ``d + U g + log N(v; x, tau^2) - log N(v; mu, varsigma^2)``.
+
+:func:`gibbs_sweep` runs these with the energy distributions' own transitions; the PPL
+kernels (``BlockGibbs``) derive the same fields by autodiff from the program. Variational
+inference (the slides' "Inference: variational inference; learning: stochastic
+approximation") is :func:`mean_field`, a factorial ``Q(x) Q(h) Q(s) Q(g)`` with Gaussian
+``Q(x)``, whose bound :func:`mean_field_bound` is the positive phase of SA learning
+(:class:`RobustVisibleMethods`, trained with ``SAMLE``). :func:`exact_posterior`
+enumerates ``h`` and ``s`` of tiny models: the oracle of the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from ebm_ppl import ops
+from ebm_ppl.inference.gibbs import Field
+from ebm_ppl.models.dbm import _entropy, check_mean_field_args
+from ebm_ppl.models.family import check_values
+from ebm_ppl.models.gaussian_rbm import hidden_input, visible_mean
+from ebm_ppl.models.rbm import hidden_logits, visible_logits
+
+Array = Any
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class Noise(NamedTuple):
+    """The observation model: ``tau`` (noise of shown pixels), ``mu`` and ``varsigma`` (the
+    outlier distribution of occluded pixels); each broadcasts to ``(D,)``."""
+
+    tau: Array
+    mu: Array
+    varsigma: Array
+
+
+class MeanField(NamedTuple):
+    """A factorial posterior ``Q``: ``x_mean``/``x_var`` (Gaussian ``Q(x)``), ``h`` (clean
+    hidden marginals), ``s`` (mask marginals), ``g`` (mask hidden marginals)."""
+
+    x_mean: Array
+    x_var: Array
+    h: Array
+    s: Array
+    g: Array
+
+
+def normal_log_prob(v: Array, loc: Array, scale: Array) -> Array:
+    """Elementwise ``log N(v; loc, scale^2)``."""
+    return -(((v - loc) / scale) ** 2) / 2.0 - ops.log(scale + 0.0 * v) - _HALF_LOG_2PI
+
+
+def log_likelihood(v: Array, x: Array, s: Array, noise: Noise) -> Array:
+    """``log p(v | x, s) = sum_i s_i log N(v_i; x_i, tau_i^2) + (1 - s_i) log N(v_i; mu_i,
+    varsigma_i^2)``, shape ``(...,)``."""
+    on = normal_log_prob(v, x, noise.tau)
+    off = normal_log_prob(v, noise.mu, noise.varsigma)
+    return (s * on + (1.0 - s) * off).sum(-1)
+
+
+def sample_observation(key: Any, x: Array, s: Array, noise: Noise) -> Array:
+    """A draw of ``v ~ p(v | x, s)``, shape of ``x``."""
+    z = ops.normal(key, tuple(x.shape), x)
+    return ops.where(s > 0.5, x + noise.tau * z, noise.mu + noise.varsigma * z)
+
+
+def clean_field(v: Array, s: Array, noise: Noise) -> Field:
+    """The factor ``N(v; x, tau^2)^s`` on the clean image, as a field on ``x``."""
+    prec = s / noise.tau**2
+    return Field(prec * v, prec)
+
+
+def mask_field(v: Array, x: Array, noise: Noise) -> Field:
+    """The factor ``p(v | x, s)`` on the mask, as logits added to ``p(s | g)``."""
+    return Field(normal_log_prob(v, x, noise.tau) - normal_log_prob(v, noise.mu, noise.varsigma))
+
+
+def check_noise(noise: Noise, d: int) -> None:
+    """Each noise parameter must be a positive (scales) / finite number or ``(D,)`` array."""
+    for name, x in zip(("noise_scale", "outlier_loc", "outlier_scale"), noise):
+        shape = tuple(getattr(x, "shape", ()))
+        if shape not in ((), (1,), (d,)):
+            raise ValueError(f"{name} must be a number or have shape ({d},), got shape {shape}")
+        if ops.is_concrete(x) and not ops.all_finite(x):
+            raise ValueError(f"{name} must be finite")
+        if name != "outlier_loc" and ops.is_concrete(x) and float(ops.to_numpy(x).min()) <= 0:
+            raise ValueError(f"{name} must be positive")
+
+
+def check_image(v: Array, d: int, name: str = "images") -> None:
+    """Observed images: real ``(..., D)``, finite."""
+    if check_values(v, d, name) and not ops.all_finite(v):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def gibbs_sweep(
+    key: Any, clean: Any, mask: Any, noise: Noise, v: Array, x: Array, s: Array
+) -> tuple[Array, Array, Array, Array]:
+    """One sweep of block Gibbs given the observed ``v``: ``h | x``, ``x | h, s, v`` (the
+    clean RBM's transition with :func:`clean_field`), then ``g | s``, ``s | g, x, v``
+    (the mask RBM's transition with :func:`mask_field`). ``clean``/``mask`` are the
+    distributions (a GaussianRBM and an RBM). Returns ``(x, s, h, g)``."""
+    k_x, k_s = ops.split(key, 2)
+    x, h = clean.transition(k_x, x, 1, field=clean_field(v, s, noise))
+    s, g = mask.transition(k_s, s, 1, field=mask_field(v, x, noise))
+    return x, s, h, g
+
+
+def mean_field(
+    clean_params: tuple,
+    mask_params: tuple,
+    noise: Noise,
+    v: Array,
+    num_iters: int = 50,
+    damping: float = 0.0,
+    tol: float | None = 1e-5,
+    init_mask: float = 0.0,
+) -> MeanField:
+    """The mean-field fixed point for observed ``v`` ``(..., D)``: coordinate updates
+
+    - ``h = g(c + W^T (m / sigma))``, ``g = g(e + U^T s)``;
+    - ``Q(x_i)`` precision ``1/sigma_i^2 + s_i/tau_i^2``, mean
+      ``((b + sigma W h)_i / sigma_i^2 + s_i v_i / tau_i^2) / precision``;
+    - ``s_i = g(d_i + (U g)_i + E_Q[log N(v_i; x_i, tau_i^2)] - log N(v_i; mu_i,
+      varsigma_i^2))``, with ``E_Q[log N] = log N(v_i; m_i, tau_i^2) - var_i / (2 tau_i^2)``.
+
+    ``clean_params`` are ``(W, b, c, sigma)``, ``mask_params`` ``(U, d, e)``; at most
+    ``num_iters`` sweeps, stopping once no marginal moves by more than ``tol``. Starts from
+    ``Q(s_i = 1) = init_mask``: the default 0 lets the clean model reconstruct the image
+    first and then claim the pixels it explains, which avoids the poor fixed point where an
+    all-shown start pulls ``x`` onto the occluder (measured in the tests)."""
+    check_mean_field_args(num_iters, damping, tol)
+    if not 0.0 <= float(init_mask) <= 1.0:
+        raise ValueError(f"init_mask must be in [0, 1], got {init_mask!r}")
+    w, b, c, sigma = clean_params
+    u, d, e = mask_params
+    var_prior = sigma**2 + 0.0 * v
+    off = normal_log_prob(v, noise.mu, noise.varsigma)
+
+    def update(q: MeanField) -> MeanField:
+        h = ops.sigmoid(hidden_input(w, c, sigma, q.x_mean))
+        prior_mean = visible_mean(w, b, sigma, h)
+        prec = 1.0 / var_prior + q.s / noise.tau**2
+        x_mean = (prior_mean / var_prior + q.s * v / noise.tau**2) / prec
+        x_var = 1.0 / prec
+        g = ops.sigmoid(hidden_logits(u, e, q.s))
+        on = normal_log_prob(v, x_mean, noise.tau) - x_var / (2.0 * noise.tau**2)
+        s = ops.sigmoid(visible_logits(u, d, g) + on - off)
+        new = MeanField(x_mean, x_var, h, s, g)
+        if damping == 0.0:
+            return new
+        return MeanField(*(damping * a + (1.0 - damping) * n for a, n in zip(q, new)))
+
+    def change(new: MeanField, old: MeanField) -> Array:
+        diffs = [abs(a - o).max() for a, o in zip(new, old)]
+        out = diffs[0]
+        for x in diffs[1:]:
+            out = ops.where(x > out, x, out)
+        return out
+
+    lead = tuple(v.shape[:-1])
+    q0 = MeanField(
+        v + 0.0 * b,
+        var_prior,
+        ops.sigmoid(hidden_input(w, c, sigma, v)),
+        float(init_mask) + 0.0 * v,
+        ops.broadcast_to(ops.sigmoid(e), lead + (int(e.shape[-1]),)) + 0.0,
+    )
+    q0 = update(q0)
+    return ops.fixed_point(update, q0, num_iters, tol, change, v)
+
+
+def expected_log_joint(
+    clean_params: tuple, mask_params: tuple, noise: Noise, v: Array, q: MeanField
+) -> tuple[Array, Array, Array]:
+    """``(E_Q[log p~(x, h)], E_Q[log p~(s, g)], E_Q[log p(v | x, s)])``, each ``(...,)``:
+    the unnormalized clean-RBM and mask-RBM log-densities and the observation term under
+    the factorial ``Q`` (all exact: the energies are linear in each factor's moments)."""
+    w, b, c, sigma = clean_params
+    u, d, e = mask_params
+    quad = (((q.x_mean - b) ** 2 + q.x_var) / (2.0 * sigma**2)).sum(-1)
+    inter = ((hidden_input(w, c, sigma, q.x_mean) - c) * q.h).sum(-1)
+    clean = -quad + inter + (q.h * c).sum(-1)
+    mask = (q.s * d).sum(-1) + (hidden_logits(u, e, q.s) * q.g).sum(-1)
+    on = normal_log_prob(v, q.x_mean, noise.tau) - q.x_var / (2.0 * noise.tau**2)
+    off = normal_log_prob(v, noise.mu, noise.varsigma)
+    obs = (q.s * on + (1.0 - q.s) * off).sum(-1)
+    return clean, mask, obs
+
+
+def mean_field_bound(
+    clean_params: tuple,
+    mask_params: tuple,
+    noise: Noise,
+    v: Array,
+    q: MeanField,
+    log_z_clean: Any = 0.0,
+    log_z_mask: Any = 0.0,
+) -> Array:
+    """The variational lower bound ``E_Q[log p(x, h, s, g, v)] + H(Q) <= log p(v)``, shape
+    ``(...,)`` (without the log partition functions when they are left at 0)."""
+    clean, mask, obs = expected_log_joint(clean_params, mask_params, noise, v, q)
+    h_x = (0.5 * ops.log(q.x_var) + 0.5 + _HALF_LOG_2PI).sum(-1)
+    ent = h_x + _entropy(q.h) + _entropy(q.s) + _entropy(q.g)
+    return clean + mask + obs + ent - log_z_clean - log_z_mask
+
+
+def exact_posterior(clean: Any, mask: Any, noise: Noise, v: Array) -> dict:
+    """Exact inference for one observed image ``v`` ``(D,)`` of a tiny model, by
+    enumerating the clean RBM's hidden states and the masks (``2^F + 2^D`` states):
+    ``log_marginal`` (the normalized ``log p(v)``), ``mask_states`` ``(2^D, D)`` with their
+    posterior ``mask_probs``, the posterior means ``clean_mean`` ``E[x | v]`` and
+    ``mask_mean`` ``E[s | v]``. ``clean``/``mask`` are the distributions (exact ``log Z``
+    from their own ``log_partition``)."""
+    w, b, c, sigma = (ops.stop_gradient(p) for p in clean.params)
+    f, dim = int(w.shape[-1]), int(w.shape[-2])
+    if f > 12 or dim > 12:
+        raise ValueError("exact_posterior enumerates 2^F + 2^D states: F, D <= 12 only")
+    hs = ops.binary_states(f, w)
+    ss = ops.binary_states(dim, w)
+    from ebm_ppl.models.gaussian_rbm import log_visible_integral
+
+    log_ph = log_visible_integral(w, b, c, sigma, hs) - clean.log_partition()  # (S_h,)
+    log_ps = mask.log_prob(ss) - mask.log_partition()  # (S_s,)
+    m = visible_mean(w, b, sigma, hs)  # (S_h, D)
+    var_on = sigma**2 + noise.tau**2
+    on = normal_log_prob(v, m, var_on**0.5)  # (S_h, D)
+    off = normal_log_prob(v, noise.mu, noise.varsigma) + 0.0 * v  # (D,)
+    lik = ss @ ops.transpose(on) + ((1.0 - ss) @ off[:, None])  # (S_s, S_h)
+    joint = log_ps[:, None] + log_ph[None, :] + lik
+    log_marginal = ops.logsumexp(joint.reshape(-1), axis=0)
+    post = ops.softmax(joint.reshape(-1), axis=0).reshape(tuple(joint.shape))
+    shrunk = (m / sigma**2 + v / noise.tau**2) / (1.0 / sigma**2 + 1.0 / noise.tau**2)
+    # E[x | h, s, v]: shrunk where s = 1, the prior mean where s = 0
+    cond = ss[:, None, :] * shrunk[None] + (1.0 - ss[:, None, :]) * m[None]
+    clean_mean = (post[..., None] * cond).sum(0).sum(0)
+    mask_probs = post.sum(-1)
+    return {
+        "log_marginal": log_marginal,
+        "mask_states": ss,
+        "mask_probs": mask_probs,
+        "clean_mean": clean_mean,
+        "mask_mean": (mask_probs[:, None] * ss).sum(0),
+    }
+
+
+class RobustBMMethods:
+    """What the Pyro and NumPyro ``RobustBM`` share. A subclass stores ``clean`` (a
+    GaussianRBM), ``mask`` (an RBM over the same ``D`` pixels) and ``noise`` (a
+    :class:`Noise`), and supplies the PPL primitives ``_sample_site``, ``_plate`` and the
+    observation distribution class ``_likelihood_cls``."""
+
+    clean: Any
+    mask: Any
+    noise: Noise
+
+    def _init_robust(self, clean, mask, noise: Noise, clean_cls: type, mask_cls: type) -> None:
+        if not isinstance(clean, clean_cls):
+            raise TypeError(f"clean must be a GaussianRBM, got {type(clean).__name__}")
+        if not isinstance(mask, mask_cls):
+            raise TypeError(f"mask must be an RBM, got {type(mask).__name__}")
+        if clean.n_visible != mask.n_visible:
+            raise ValueError(
+                f"clean and mask must cover the same pixels: the clean RBM has "
+                f"{clean.n_visible} visible units, the mask RBM {mask.n_visible}"
+            )
+        if tuple(clean.batch_shape) or tuple(mask.batch_shape):
+            raise ValueError("clean and mask must not have batch dimensions")
+        check_noise(noise, clean.n_visible)
+        self.clean, self.mask, self.noise = clean, mask, noise
+
+    @property
+    def n_pixels(self) -> int:
+        return self.clean.n_visible
+
+    def _params(self) -> tuple[tuple, tuple]:
+        return (
+            tuple(ops.stop_gradient(p) for p in self.clean.params),
+            tuple(ops.stop_gradient(p) for p in self.mask.params),
+        )
+
+    def mean_field(
+        self,
+        images: Array,
+        num_iters: int = 50,
+        damping: float = 0.0,
+        tol: float | None = 1e-5,
+        init_mask: float = 0.0,
+    ) -> MeanField:
+        """The factorial posterior ``Q`` given observed ``images`` ``(..., D)``
+        (:func:`mean_field`); ``Q.x_mean`` is the denoised image, ``Q.s`` the inferred mask
+        (probability that each pixel shows the clean image)."""
+        check_image(images, self.n_pixels)
+        cp, mp = self._params()
+        return mean_field(cp, mp, self.noise, images, num_iters, damping, tol, init_mask)
+
+    def bound(self, images: Array, log_z_clean: Any, log_z_mask: Any, **mean_field_kwargs):
+        """The mean-field lower bound on ``log p(v)`` per image, given the two RBMs' log
+        partition functions (exact, or AIS estimates)."""
+        q = self.mean_field(images, **mean_field_kwargs)
+        cp, mp = self._params()
+        return mean_field_bound(cp, mp, self.noise, images, q, log_z_clean, log_z_mask)
+
+    def _check_sweeps(self, num_sweeps: Any, burn_in: Any) -> None:
+        for name, x, low in (("num_sweeps", num_sweeps, 1), ("burn_in", burn_in, 0)):
+            if not isinstance(x, int) or isinstance(x, bool) or x < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {x!r}")
+
+    def _gibbs(self, key: Any, images: Array, num_sweeps: int, burn_in: int) -> dict:
+        """Block Gibbs given ``images``: the running means of ``x`` and ``s`` over
+        ``num_sweeps`` sweeps after ``burn_in`` (Rao-Blackwellised: the conditional means,
+        not the draws), and the last state."""
+        check_image(images, self.n_pixels)
+        self._check_sweeps(num_sweeps, burn_in)
+        clean, mask, noise = self.clean, self.mask, self.noise
+        k0, k1, k2 = ops.split(key, 3)
+        x = images + 0.0
+        s = ops.zeros(tuple(images.shape), images) + 1.0
+
+        def sweep(k, carry):
+            x, s = carry[0], carry[1]
+            x, s, h, g = gibbs_sweep(k, clean, mask, noise, images, x, s)
+            return x, s
+
+        if burn_in:
+            x, s = ops.iterate(sweep, k0, (x, s), burn_in, images)
+        cp, mp = self._params()
+        w, b, c, sigma = cp
+        u, d, e = mp
+
+        def accumulate(k, carry):
+            x, s, sum_x, sum_s = carry
+            x, s = sweep(k, (x, s))
+            # E[x | h, s, v] and P(s = 1 | g, x, v) at the new state
+            h = ops.sigmoid(hidden_input(w, c, sigma, x))
+            m = visible_mean(w, b, sigma, h)
+            prec = 1.0 / sigma**2 + s / noise.tau**2
+            ex = (m / sigma**2 + s * images / noise.tau**2) / prec
+            g = ops.sigmoid(hidden_logits(u, e, s))
+            ps = ops.sigmoid(visible_logits(u, d, g) + mask_field(images, x, noise).linear)
+            return x, s, sum_x + ex, sum_s + ps
+
+        zero = ops.zeros(tuple(images.shape), images)
+        x, s, sum_x, sum_s = ops.iterate(accumulate, k1, (x, s, zero, zero), num_sweeps, images)
+        return {
+            "clean_mean": sum_x / num_sweeps,
+            "mask_mean": sum_s / num_sweeps,
+            "clean": x,
+            "mask": s,
+        }
+
+    def model(self, images: Array | None = None, num_images: int | None = None) -> Array:
+        """The generative program: a plate ``"images"`` over ``clean ~ GaussianRBM``,
+        ``mask ~ RBM`` and ``image ~ p(v | clean, mask)`` (observed on ``images`` when
+        given). Returns the images."""
+        if images is None and num_images is None:
+            raise ValueError("model needs images (to observe) or num_images (to generate)")
+        n = int(images.shape[0]) if images is not None else int(num_images)
+        if images is not None:
+            check_image(images, self.n_pixels)
+            if images.ndim != 2:
+                raise ValueError(f"images must have shape (N, {self.n_pixels})")
+        with self._plate("images", n):
+            x = self._sample_site("clean", self.clean.expand((n,)))
+            s = self._sample_site("mask", self.mask.expand((n,)))
+            return self._sample_site("image", self._likelihood_cls(x, s, *self.noise), obs=images)
+
+
+class RobustVisibleMethods:
+    """What the Pyro and NumPyro ``RobustBMVisible`` share: the RoBM seen through its
+    observed image ``(..., D)``, the site SA-MLE learns from occluded data.
+
+    ``log_prob(v)`` is the mean-field bound on ``log p~(v)`` (without the two ``log Z``);
+    ``contrast`` is the SA surrogate whose positive phase is ``E_Q[log p~(x, h)] +
+    E_Q[log p~(s, g)]`` at the mean-field posterior of the data and whose negative phase is
+    ``log p~(x) + log p~(s)`` (free energies) at the persistent prior chains; the chains are
+    ``[x, s]`` ``(..., 2 D)``, advanced by the two RBMs' own transitions. The noise model is
+    held fixed."""
+
+    robust: Any
+    num_iters: int
+    damping: float
+    tol: float | None
+
+    def _init_visible(self, robust: Any, robust_cls: type, num_iters, damping, tol) -> None:
+        if not isinstance(robust, robust_cls):
+            raise TypeError(f"robust must be a RobustBM, got {type(robust).__name__}")
+        check_mean_field_args(num_iters, damping, tol)
+        self.robust, self.num_iters, self.damping, self.tol = robust, num_iters, damping, tol
+        self._finish_init((), (robust.n_pixels,), None)
+
+    def unexpanded(self):
+        return self._with_batch_shape(())
+
+    @property
+    def n_visible(self) -> int:
+        return self.robust.n_pixels
+
+    def _check_value(self, value: Array, name: str = "value") -> None:
+        check_image(value, self.n_visible, name)
+
+    def _q(self, value: Array) -> MeanField:
+        r = self.robust
+        cp, mp = r._params()
+        q = mean_field(cp, mp, r.noise, value, self.num_iters, self.damping, self.tol)
+        return MeanField(*(ops.stop_gradient(a) for a in q))
+
+    def log_prob(self, value: Array) -> Array:
+        """Mean-field lower bound on ``log p~(v)`` (the bound without ``log Z``)."""
+        self._check_value(value)
+        return self.log_prob_unchecked(value)
+
+    def log_prob_unchecked(self, value: Array) -> Array:
+        r = self.robust
+        q = self._q(value)
+        return self._out(mean_field_bound(r.clean.params, r.mask.params, r.noise, value, q), value)
+
+    def contrast(self, data: Array, samples: Array, w_data, w_model, cache=None) -> Array:
+        """The SA-MLE surrogate (gradient = model statistics - posterior statistics)."""
+        r = self.robust
+        q = self._q(data)
+        clean, mask, _ = expected_log_joint(r.clean.params, r.mask.params, r.noise, data, q)
+        d = self.n_visible
+        xs, ss = samples[..., :d], samples[..., d:]
+        model = r.clean.log_prob_unchecked(xs).sum() + r.mask.log_prob_unchecked(ss).sum()
+        return -(w_data * (clean + mask).sum() - w_model * model)
+
+    def init_chain(self, key: Any, shape: tuple) -> Array:
+        k1, k2 = ops.split(key, 2)
+        lead = tuple(shape[:-1])
+        d = self.n_visible
+        x = self.robust.clean.init_chain(k1, lead + (d,))
+        s = self.robust.mask.init_chain(k2, lead + (d,))
+        return ops.concat([x, s], axis=-1)
+
+    def transition(self, key: Any, value: Array, num_steps: int = 1, cache: Any = None):
+        d = self.n_visible
+        k1, k2 = ops.split(key, 2)
+        x, _ = self.robust.clean.transition(k1, value[..., :d], num_steps)
+        s, _ = self.robust.mask.transition(k2, value[..., d:], num_steps)
+        return ops.concat([x, s], axis=-1), None
+
+    def _sample(self, key: Any, sample_shape: tuple) -> Array:
+        k1, k2, k3 = ops.split(key, 3)
+        shape = tuple(sample_shape) + tuple(self.batch_shape)
+        r = self.robust
+        x = r.clean._sample(k1, shape)
+        s = r.mask._sample(k2, shape)
+        return sample_observation(k3, x, s, r.noise)
+
+    def monitor(self, value: Array) -> Array:
+        """Mean over the batch of ``sum_i Q(s_i) (v_i - E_Q[x_i])^2``: how well the clean
+        model explains the pixels it claims (a training monitor)."""
+        q = self._q(value)
+        err = (q.s * (value - q.x_mean) ** 2).reshape(value.shape[0], -1).sum(-1)
+        return err.mean()

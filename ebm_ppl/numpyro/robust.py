@@ -1,0 +1,139 @@
+"""The robust Boltzmann machine for NumPyro (:mod:`ebm_ppl.models.robust` holds the math)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpyro
+from numpyro.distributions import Distribution, constraints
+
+from ebm_ppl.models.family import EnergyMethods
+from ebm_ppl.models.robust import (
+    MeanField,
+    Noise,
+    RobustBMMethods,
+    RobustVisibleMethods,
+    check_noise,
+    log_likelihood,
+    sample_observation,
+)
+from ebm_ppl.numpyro.distributions import RBM, GaussianRBM, _Energy
+
+__all__ = ["MeanField", "RobustBM", "RobustBMVisible", "RobustLikelihood"]
+
+
+def _noise(noise_scale, outlier_loc, outlier_scale) -> Noise:
+    return Noise(*(jnp.asarray(a, jnp.float32) for a in (noise_scale, outlier_loc, outlier_scale)))
+
+
+class RobustLikelihood(Distribution):
+    r"""The RoBM observation model ``p(v | x, s)``: per pixel ``N(x_i, noise_scale_i^2)``
+    where the mask ``s_i = 1`` and ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0``
+    (normalized; event shape ``(D,)``). A jit-safe pytree."""
+
+    arg_constraints = {
+        "noise_scale": constraints.positive,
+        "outlier_loc": constraints.real,
+        "outlier_scale": constraints.positive,
+    }
+    support = constraints.real_vector
+    pytree_data_fields = ("clean", "mask", "noise_scale", "outlier_loc", "outlier_scale")
+
+    def __init__(
+        self, clean, mask, noise_scale, outlier_loc, outlier_scale, validate_args=None
+    ) -> None:
+        self.clean, self.mask = jnp.asarray(clean), jnp.asarray(mask)
+        noise = _noise(noise_scale, outlier_loc, outlier_scale)
+        self.noise_scale, self.outlier_loc, self.outlier_scale = noise
+        d = int(self.clean.shape[-1])
+        check_noise(noise, d)
+        shape = jnp.broadcast_shapes(self.clean.shape[:-1], self.mask.shape[:-1])
+        super().__init__(shape, (d,), validate_args=validate_args)
+
+    @property
+    def noise(self) -> Noise:
+        return Noise(self.noise_scale, self.outlier_loc, self.outlier_scale)
+
+    def log_prob(self, value):
+        """``log p(v | x, s)``, summed over pixels."""
+        return log_likelihood(value, self.clean, self.mask, self.noise)
+
+    def sample(self, key, sample_shape=()):
+        shape = tuple(sample_shape) + tuple(self.batch_shape) + tuple(self.event_shape)
+        x = jnp.broadcast_to(self.clean, shape)
+        s = jnp.broadcast_to(self.mask, shape)
+        return sample_observation(key, x, s, self.noise)
+
+
+@jax.tree_util.register_pytree_node_class
+class RobustBM(RobustBMMethods):
+    r"""Robust Boltzmann machine, as :class:`ebm_ppl.pyro.RobustBM` with explicit keys
+    (a pytree: it may cross ``jax.jit``).
+
+    ``RobustBM(clean=GaussianRBM(...), mask=RBM(...), noise_scale=0.1, outlier_loc=0.0,
+    outlier_scale=1.0)``; :meth:`model` is the program (sites ``clean``, ``mask``,
+    ``image``), which :class:`~ebm_ppl.numpyro.BlockGibbs` samples under
+    ``numpyro.infer.MCMC``; :meth:`infer` runs the same block Gibbs compiled;
+    :meth:`mean_field`, :meth:`bound`, :meth:`visible` as in Pyro.
+    """
+
+    _likelihood_cls = RobustLikelihood
+
+    def __init__(
+        self,
+        clean: GaussianRBM,
+        mask: RBM,
+        noise_scale=0.1,
+        outlier_loc=0.0,
+        outlier_scale=1.0,
+    ) -> None:
+        noise = _noise(noise_scale, outlier_loc, outlier_scale)
+        self._init_robust(clean, mask, noise, GaussianRBM, RBM)
+
+    def tree_flatten(self):
+        return (self.clean, self.mask, self.noise), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        new = object.__new__(cls)
+        new.clean, new.mask, new.noise = children[0], children[1], Noise(*children[2])
+        return new
+
+    @staticmethod
+    def _plate(name: str, size: int):
+        return numpyro.plate(name, size)
+
+    @staticmethod
+    def _sample_site(name: str, fn, obs=None):
+        return numpyro.sample(name, fn, obs=obs)
+
+    def infer(self, rng_key, images, num_sweeps: int = 100, burn_in: int = 20) -> dict:
+        """Block Gibbs given ``images`` ``(N, D)`` from ``rng_key`` (one compiled scan):
+        ``burn_in`` sweeps, then averages over ``num_sweeps`` sweeps of ``E[x | h, s, v]``
+        (``"clean_mean"``) and ``P(s = 1 | g, x, v)`` (``"mask_mean"``), and the last
+        state."""
+        images = jnp.asarray(images)
+        self._check_sweeps(num_sweeps, burn_in)
+        run = jax.jit(lambda r, k, v: r._gibbs(k, v, num_sweeps, burn_in))
+        return run(self, rng_key, images)
+
+    def visible(
+        self, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
+    ) -> RobustBMVisible:
+        """The observed-image site for SA learning from occluded data."""
+        return RobustBMVisible(self, num_iters, damping, tol)
+
+
+class RobustBMVisible(RobustVisibleMethods, EnergyMethods, _Energy):
+    r"""A :class:`RobustBM` seen through its observed image, for
+    :class:`~ebm_ppl.numpyro.SAMLE` (as :class:`ebm_ppl.pyro.RobustBMVisible`)."""
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+    pytree_data_fields = ("robust",)
+    pytree_aux_fields = ("num_iters", "damping", "tol")
+
+    def __init__(
+        self, robust: RobustBM, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
+    ) -> None:
+        self._init_visible(robust, RobustBM, num_iters, damping, tol)

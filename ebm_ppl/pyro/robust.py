@@ -1,0 +1,142 @@
+"""The robust Boltzmann machine for Pyro (:mod:`ebm_ppl.models.robust` holds the math)."""
+
+from __future__ import annotations
+
+import pyro
+import torch
+from pyro.distributions import TorchDistribution, constraints
+
+from ebm_ppl.models.family import EnergyMethods
+from ebm_ppl.models.robust import (
+    MeanField,
+    Noise,
+    RobustBMMethods,
+    RobustVisibleMethods,
+    check_noise,
+    log_likelihood,
+    sample_observation,
+)
+from ebm_ppl.pyro.distributions import RBM, GaussianRBM, _Energy
+
+__all__ = ["MeanField", "RobustBM", "RobustBMVisible", "RobustLikelihood"]
+
+
+def _noise(noise_scale, outlier_loc, outlier_scale, like: torch.Tensor) -> Noise:
+    return Noise(
+        *(torch.as_tensor(a, dtype=like.dtype) for a in (noise_scale, outlier_loc, outlier_scale))
+    )
+
+
+class RobustLikelihood(TorchDistribution):
+    r"""The RoBM observation model ``p(v | x, s)``: per pixel ``N(x_i, noise_scale_i^2)``
+    where the mask ``s_i = 1`` and ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0``
+    (normalized; event shape ``(D,)``, batch shape that of ``clean``/``mask``)."""
+
+    arg_constraints = {
+        "noise_scale": constraints.positive,
+        "outlier_loc": constraints.real,
+        "outlier_scale": constraints.positive,
+    }
+    support = constraints.real_vector
+    has_rsample = False
+
+    def __init__(
+        self, clean, mask, noise_scale, outlier_loc, outlier_scale, validate_args=None
+    ) -> None:
+        self.clean, self.mask = torch.as_tensor(clean), torch.as_tensor(mask)
+        self.noise = _noise(noise_scale, outlier_loc, outlier_scale, self.clean)
+        self.noise_scale, self.outlier_loc, self.outlier_scale = self.noise
+        d = int(self.clean.shape[-1])
+        check_noise(self.noise, d)
+        shape = torch.broadcast_shapes(self.clean.shape[:-1], self.mask.shape[:-1])
+        super().__init__(shape, torch.Size((d,)), validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape) + self.event_shape
+        return RobustLikelihood(self.clean.expand(shape), self.mask.expand(shape), *self.noise)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """``log p(v | x, s)``, summed over pixels."""
+        return log_likelihood(value, self.clean, self.mask, self.noise)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
+        with torch.no_grad():
+            return sample_observation(
+                None, self.clean.expand(shape), self.mask.expand(shape), self.noise
+            )
+
+
+class RobustBM(RobustBMMethods):
+    r"""Robust Boltzmann machine (Tang, Salakhutdinov & Hinton 2012): a clean image from a
+    Gaussian RBM, a structured occlusion mask from a binary RBM, and the observed image
+    equal to the clean one (plus ``N(0, noise_scale^2)``) where the mask is on and drawn
+    from ``N(outlier_loc, outlier_scale^2)`` where it is off.
+
+    ``RobustBM(clean=GaussianRBM(...), mask=RBM(...), noise_scale=0.1, outlier_loc=0.0,
+    outlier_scale=1.0)`` (noise parameters: numbers or ``(D,)`` tensors).
+
+    - :meth:`model` is the generative program (sites ``clean``, ``mask``, ``image`` in a
+      plate ``images``): ``Predictive`` generates occluded images, ``condition`` /
+      ``obs=`` observes them, and :class:`~ebm_ppl.pyro.BlockGibbs` samples the latent
+      sites of ``model(images)`` with exact conditionals (the observation is folded into
+      each RBM's conditional, :class:`~ebm_ppl.inference.gibbs.Field`).
+    - :meth:`infer` runs the same block Gibbs directly (faster: no tracing) and returns
+      posterior means of the clean image and mask; :meth:`mean_field` is variational
+      inference; :meth:`bound` the variational bound on ``log p(v)``.
+    - :meth:`visible` is the site to observe on occluded data and train both RBMs with
+      :class:`~ebm_ppl.pyro.SAMLE` (mean-field positive phase, persistent prior chains).
+    """
+
+    _likelihood_cls = RobustLikelihood
+
+    def __init__(
+        self,
+        clean: GaussianRBM,
+        mask: RBM,
+        noise_scale=0.1,
+        outlier_loc=0.0,
+        outlier_scale=1.0,
+    ) -> None:
+        like = getattr(clean, "weights", torch.zeros(()))
+        noise = _noise(noise_scale, outlier_loc, outlier_scale, like)
+        self._init_robust(clean, mask, noise, GaussianRBM, RBM)
+
+    @staticmethod
+    def _plate(name: str, size: int):
+        return pyro.plate(name, size)
+
+    @staticmethod
+    def _sample_site(name: str, fn, obs=None):
+        return pyro.sample(name, fn, obs=obs)
+
+    def infer(self, images: torch.Tensor, num_sweeps: int = 100, burn_in: int = 20) -> dict:
+        """Block Gibbs given ``images`` ``(N, D)`` (torch's global RNG): ``burn_in`` sweeps,
+        then the averages over ``num_sweeps`` sweeps of ``E[x | h, s, v]``
+        (``"clean_mean"``) and ``P(s = 1 | g, x, v)`` (``"mask_mean"``), and the last state
+        (``"clean"``, ``"mask"``)."""
+        with torch.no_grad():
+            return self._gibbs(None, torch.as_tensor(images), num_sweeps, burn_in)
+
+    def visible(
+        self, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
+    ) -> RobustBMVisible:
+        """The observed-image site for SA learning from occluded data."""
+        return RobustBMVisible(self, num_iters, damping, tol)
+
+
+class RobustBMVisible(RobustVisibleMethods, EnergyMethods, _Energy):
+    r"""A :class:`RobustBM` seen through its observed image, for stochastic approximation:
+    ``pyro.sample("v", robm.visible(), obs=batch)`` in a model whose RBM parameters are
+    ``pyro.param`` makes :class:`~ebm_ppl.pyro.SAMLE` learn the clean-image and mask RBMs
+    from occluded images (positive phase at the mean-field posterior, negative phase from
+    persistent chains of each RBM; the noise model is held fixed). ``log_prob`` is the
+    mean-field bound on ``log p~(v)``; ``sample()`` generates observed images."""
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+
+    def __init__(
+        self, robust: RobustBM, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
+    ) -> None:
+        self._init_visible(robust, RobustBM, num_iters, damping, tol)
