@@ -21,8 +21,9 @@ Every block conditional given the observed ``v`` is closed form:
   ``precision = s / tau^2``, ``linear = s v / tau^2``);
 - ``s | g, x, v``: logits ``d + U g + log N(v; x, tau^2) - log N(v; mu, varsigma^2)``.
 
-:func:`gibbs_sweep` runs these with the energy distributions' own transitions; the PPL
-kernels (``BlockGibbs``) derive the same fields by autodiff from the program. Variational
+:func:`gibbs_sweep` samples ``(x, s)`` jointly given ``(h, g)`` (``x`` integrated out of
+``s``'s conditional); the PPL kernels (``BlockGibbs``) derive the fields above by autodiff
+from the program and alternate the two sites. Variational
 inference (the slides' "Inference: variational inference; learning: stochastic
 approximation") is :func:`mean_field`, a factorial ``Q(x) Q(h) Q(s) Q(g)`` with Gaussian
 ``Q(x)``, whose bound :func:`mean_field_bound` is the positive phase of SA learning
@@ -115,16 +116,42 @@ def check_image(v: Array, d: int, name: str = "images") -> None:
 
 
 def gibbs_sweep(
-    key: Any, clean: Any, mask: Any, noise: Noise, v: Array, x: Array, s: Array
+    key: Any, clean_params: tuple, mask_params: tuple, noise: Noise, v: Array, x: Array, s: Array
 ) -> tuple[Array, Array, Array, Array]:
-    """One sweep of block Gibbs given the observed ``v``: ``h | x``, ``x | h, s, v`` (the
-    clean RBM's transition with :func:`clean_field`), then ``g | s``, ``s | g, x, v``
-    (the mask RBM's transition with :func:`mask_field`). ``clean``/``mask`` are the
-    distributions (a GaussianRBM and an RBM). Returns ``(x, s, h, g)``."""
-    k_x, k_s = ops.split(key, 2)
-    x, h = clean.transition(k_x, x, 1, field=clean_field(v, s, noise))
-    s, g = mask.transition(k_s, s, 1, field=mask_field(v, x, noise))
+    """One sweep of blocked Gibbs given the observed ``v``, in two blocks:
+
+    1. ``h ~ p(h | x)`` and ``g ~ p(g | s)`` (independent given ``(x, s)``);
+    2. ``(x, s) ~ p(x, s | h, g, v)``, exactly: first ``s_i`` with ``x_i`` integrated out,
+       logits ``d_i + (U g)_i + log N(v_i; m_i, sigma_i^2 + tau_i^2) - log N(v_i; mu_i,
+       varsigma_i^2)`` with ``m = b + sigma W h``, then ``x ~ p(x | h, s, v)``
+       (:func:`clean_field`).
+
+    Sampling ``x`` and ``s`` jointly mixes far better than alternating them (a pixel whose
+    ``x`` sits on the occluder would keep ``s = 1``); the PPL kernels, which see only the
+    program, alternate. ``clean_params`` are ``(W, b, c, sigma)``, ``mask_params``
+    ``(U, d, e)``. Returns ``(x, s, h, g)``."""
+    w, b, c, sigma = clean_params
+    u, d, e = mask_params
+    k_h, k_g, k_s, k_x = ops.split(key, 4)
+    h = ops.bernoulli(k_h, ops.sigmoid(hidden_input(w, c, sigma, x)))
+    g = ops.bernoulli(k_g, ops.sigmoid(hidden_logits(u, e, s)))
+    m = visible_mean(w, b, sigma, h)
+    var = sigma**2 + 0.0 * m
+    shown = normal_log_prob(v, m, (var + noise.tau**2) ** 0.5)
+    s = ops.bernoulli(k_s, ops.sigmoid(visible_logits(u, d, g) + shown - _outlier(v, noise)))
+    mean, var = _combine(m, var, clean_field(v, s, noise))
+    x = mean + var**0.5 * ops.normal(k_x, tuple(mean.shape), mean)
     return x, s, h, g
+
+
+def _outlier(v: Array, noise: Noise) -> Array:
+    return normal_log_prob(v, noise.mu, noise.varsigma)
+
+
+def _combine(mean: Array, var: Array, field: Field) -> tuple[Array, Array]:
+    from ebm_ppl.inference.gibbs import combine_gaussian
+
+    return combine_gaussian(mean, var, field)
 
 
 def mean_field(
@@ -328,37 +355,35 @@ class RobustBMMethods:
                 raise ValueError(f"{name} must be an int >= {low}, got {x!r}")
 
     def _gibbs(self, key: Any, images: Array, num_sweeps: int, burn_in: int) -> dict:
-        """Block Gibbs given ``images``: the running means of ``x`` and ``s`` over
-        ``num_sweeps`` sweeps after ``burn_in`` (Rao-Blackwellised: the conditional means,
-        not the draws), and the last state."""
+        """Blocked Gibbs given ``images`` (:func:`gibbs_sweep`): ``burn_in`` sweeps, then the
+        running means over ``num_sweeps`` sweeps of ``E[x | h, s, v]`` and ``P(s = 1 | h,
+        g, v)`` (Rao-Blackwellised: the conditional means, not the draws), and the last
+        state."""
         check_image(images, self.n_pixels)
         self._check_sweeps(num_sweeps, burn_in)
-        clean, mask, noise = self.clean, self.mask, self.noise
-        k0, k1, k2 = ops.split(key, 3)
+        cp, mp = self._params()
+        w, b, c, sigma = cp
+        u, d, e = mp
+        noise = self.noise
+        k0, k1 = ops.split(key, 2)
         x = images + 0.0
         s = ops.zeros(tuple(images.shape), images) + 1.0
 
         def sweep(k, carry):
-            x, s = carry[0], carry[1]
-            x, s, h, g = gibbs_sweep(k, clean, mask, noise, images, x, s)
+            x, s, _, _ = gibbs_sweep(k, cp, mp, noise, images, carry[0], carry[1])
             return x, s
 
         if burn_in:
             x, s = ops.iterate(sweep, k0, (x, s), burn_in, images)
-        cp, mp = self._params()
-        w, b, c, sigma = cp
-        u, d, e = mp
 
         def accumulate(k, carry):
             x, s, sum_x, sum_s = carry
-            x, s = sweep(k, (x, s))
-            # E[x | h, s, v] and P(s = 1 | g, x, v) at the new state
-            h = ops.sigmoid(hidden_input(w, c, sigma, x))
+            x, s, h, g = gibbs_sweep(k, cp, mp, noise, images, x, s)
             m = visible_mean(w, b, sigma, h)
-            prec = 1.0 / sigma**2 + s / noise.tau**2
-            ex = (m / sigma**2 + s * images / noise.tau**2) / prec
-            g = ops.sigmoid(hidden_logits(u, e, s))
-            ps = ops.sigmoid(visible_logits(u, d, g) + mask_field(images, x, noise).linear)
+            var = sigma**2 + 0.0 * m
+            ex = _combine(m, var, clean_field(images, s, noise))[0]
+            shown = normal_log_prob(images, m, (var + noise.tau**2) ** 0.5)
+            ps = ops.sigmoid(visible_logits(u, d, g) + shown - _outlier(images, noise))
             return x, s, sum_x + ex, sum_s + ps
 
         zero = ops.zeros(tuple(images.shape), images)

@@ -42,6 +42,7 @@ from ebm_ppl.numpyro.hd import fit_hd_prior, hd_prior
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
 from ebm_ppl.numpyro.multilinear import MeanFieldGuide
 from ebm_ppl.numpyro.multimodal import MultimodalDBM, MultimodalDBMVisible
+from ebm_ppl.numpyro.robust import RobustBM, RobustBMVisible, RobustLikelihood
 from ebm_ppl.numpyro.samle import SAMLE, SAMLEState
 
 register_pytree()  # the AIS bases cross jit boundaries in AIS
@@ -67,6 +68,9 @@ __all__ = [
     "MultinomialBase",
     "ParallelTempering",
     "RBM",
+    "RobustBM",
+    "RobustBMVisible",
+    "RobustLikelihood",
     "ReplicatedSoftmax",
     "SAMLE",
     "SAMLEState",

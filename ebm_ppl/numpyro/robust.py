@@ -29,7 +29,7 @@ def _noise(noise_scale, outlier_loc, outlier_scale) -> Noise:
 class RobustLikelihood(Distribution):
     r"""The RoBM observation model ``p(v | x, s)``: per pixel ``N(x_i, noise_scale_i^2)``
     where the mask ``s_i = 1`` and ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0``
-    (normalized; event shape ``(D,)``). A jit-safe pytree."""
+    (``shown`` holds the mask; normalized; event shape ``(D,)``). A jit-safe pytree."""
 
     arg_constraints = {
         "noise_scale": constraints.positive,
@@ -37,17 +37,17 @@ class RobustLikelihood(Distribution):
         "outlier_scale": constraints.positive,
     }
     support = constraints.real_vector
-    pytree_data_fields = ("clean", "mask", "noise_scale", "outlier_loc", "outlier_scale")
+    pytree_data_fields = ("clean", "shown", "noise_scale", "outlier_loc", "outlier_scale")
 
     def __init__(
         self, clean, mask, noise_scale, outlier_loc, outlier_scale, validate_args=None
     ) -> None:
-        self.clean, self.mask = jnp.asarray(clean), jnp.asarray(mask)
+        self.clean, self.shown = jnp.asarray(clean), jnp.asarray(mask)
         noise = _noise(noise_scale, outlier_loc, outlier_scale)
         self.noise_scale, self.outlier_loc, self.outlier_scale = noise
         d = int(self.clean.shape[-1])
         check_noise(noise, d)
-        shape = jnp.broadcast_shapes(self.clean.shape[:-1], self.mask.shape[:-1])
+        shape = jnp.broadcast_shapes(self.clean.shape[:-1], self.shown.shape[:-1])
         super().__init__(shape, (d,), validate_args=validate_args)
 
     @property
@@ -56,12 +56,12 @@ class RobustLikelihood(Distribution):
 
     def log_prob(self, value):
         """``log p(v | x, s)``, summed over pixels."""
-        return log_likelihood(value, self.clean, self.mask, self.noise)
+        return log_likelihood(value, self.clean, self.shown, self.noise)
 
     def sample(self, key, sample_shape=()):
         shape = tuple(sample_shape) + tuple(self.batch_shape) + tuple(self.event_shape)
         x = jnp.broadcast_to(self.clean, shape)
-        s = jnp.broadcast_to(self.mask, shape)
+        s = jnp.broadcast_to(self.shown, shape)
         return sample_observation(key, x, s, self.noise)
 
 

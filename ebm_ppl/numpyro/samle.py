@@ -151,8 +151,20 @@ class SAMLE:
 
     def reconstruction_error(self, state: SAMLEState, *args, **kwargs) -> float:
         """Reconstruction error of the model's observed energy sites on the given data."""
-        tr = self._trace(jax.random.PRNGKey(0), self.get_params(state), args, kwargs)
-        return float(reconstruction_error(tr))
+        params = self.get_params(state)
+        if getattr(self, "_recon_fn", None) is None:
+
+            @jax.jit
+            def recon(params, args, kwargs):
+                tr = self._trace(jax.random.PRNGKey(0), params, args, kwargs)
+                return reconstruction_error(tr)
+
+            self._recon_fn = recon
+        try:  # compiled once (mean-field monitors would otherwise retrace every epoch)
+            return float(self._recon_fn(params, args, kwargs))
+        except (TypeError, jax.errors.ConcretizationTypeError):  # non-array model arguments
+            tr = self._trace(jax.random.PRNGKey(0), params, args, kwargs)
+            return float(reconstruction_error(tr))
 
     # ---- training loop --------------------------------------------------------------------
 

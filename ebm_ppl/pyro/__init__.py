@@ -40,6 +40,7 @@ from ebm_ppl.pyro.hd import fit_hd_prior, hd_prior
 from ebm_ppl.pyro.kernels import BlockGibbs
 from ebm_ppl.pyro.multilinear import MeanFieldGuide
 from ebm_ppl.pyro.multimodal import MultimodalDBM, MultimodalDBMVisible
+from ebm_ppl.pyro.robust import RobustBM, RobustBMVisible, RobustLikelihood
 from ebm_ppl.pyro.samle import SAMLE
 
 __all__ = [
@@ -64,6 +65,9 @@ __all__ = [
     "MultinomialBase",
     "ParallelTempering",
     "RBM",
+    "RobustBM",
+    "RobustBMVisible",
+    "RobustLikelihood",
     "ReplicatedSoftmax",
     "SAMLE",
     "TemperedTransitions",

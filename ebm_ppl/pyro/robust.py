@@ -30,7 +30,8 @@ def _noise(noise_scale, outlier_loc, outlier_scale, like: torch.Tensor) -> Noise
 class RobustLikelihood(TorchDistribution):
     r"""The RoBM observation model ``p(v | x, s)``: per pixel ``N(x_i, noise_scale_i^2)``
     where the mask ``s_i = 1`` and ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0``
-    (normalized; event shape ``(D,)``, batch shape that of ``clean``/``mask``)."""
+    (``shown`` holds the mask; normalized; event shape ``(D,)``, batch shape that of the
+    ``clean``/``mask`` arrays)."""
 
     arg_constraints = {
         "noise_scale": constraints.positive,
@@ -43,27 +44,27 @@ class RobustLikelihood(TorchDistribution):
     def __init__(
         self, clean, mask, noise_scale, outlier_loc, outlier_scale, validate_args=None
     ) -> None:
-        self.clean, self.mask = torch.as_tensor(clean), torch.as_tensor(mask)
+        self.clean, self.shown = torch.as_tensor(clean), torch.as_tensor(mask)
         self.noise = _noise(noise_scale, outlier_loc, outlier_scale, self.clean)
         self.noise_scale, self.outlier_loc, self.outlier_scale = self.noise
         d = int(self.clean.shape[-1])
         check_noise(self.noise, d)
-        shape = torch.broadcast_shapes(self.clean.shape[:-1], self.mask.shape[:-1])
+        shape = torch.broadcast_shapes(self.clean.shape[:-1], self.shown.shape[:-1])
         super().__init__(shape, torch.Size((d,)), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         shape = torch.Size(batch_shape) + self.event_shape
-        return RobustLikelihood(self.clean.expand(shape), self.mask.expand(shape), *self.noise)
+        return RobustLikelihood(self.clean.expand(shape), self.shown.expand(shape), *self.noise)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """``log p(v | x, s)``, summed over pixels."""
-        return log_likelihood(value, self.clean, self.mask, self.noise)
+        return log_likelihood(value, self.clean, self.shown, self.noise)
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
         with torch.no_grad():
             return sample_observation(
-                None, self.clean.expand(shape), self.mask.expand(shape), self.noise
+                None, self.clean.expand(shape), self.shown.expand(shape), self.noise
             )
 
 
