@@ -133,6 +133,7 @@ def check_field_form(
     coords: int = 3,
     seed: int = 0,
     rtol: float = 1e-3,
+    n_visible: int | None = None,
 ) -> None:
     """``ValueError`` unless the model's residual log density (everything but the energy
     sites' own log-densities) equals its :class:`Field` in site ``name`` at a few random
@@ -153,7 +154,11 @@ def check_field_form(
         )
     base = float(residual(dict(values)))
     size = flat_x.size
-    for i in rng.choice(size, size=min(coords, size), replace=False):
+    last = int(x.shape[-1]) if x.ndim else 1
+    cand = np.arange(size)
+    if n_visible is not None:  # probe the visible units only (where a field acts)
+        cand = cand[cand % last < n_visible]
+    for i in rng.choice(cand, size=min(coords, cand.size), replace=False):
         steps = (0.5, 1.5) if gaussian else (1.0 - 2.0 * flat_x[i],)
         for t in steps:
             e = np.zeros(size, dtype=np.float32)
@@ -182,6 +187,7 @@ def site_field(
     grad: Callable[[dict[str, Any]], dict[str, Any]],
     values: Mapping[str, Any],
     name: str,
+    n_visible: int | None = None,
 ) -> Field:
     """The :class:`Field` the rest of a program puts on energy site ``name``, from
     ``grad(values) -> {site: d residual / d site}``: the gradient itself for binary units
@@ -190,9 +196,13 @@ def site_field(
     g0 = grad(dict(values))[name]
     if kind == "binary":
         return Field(g0, None)
+    x = values[name]
+    last = int(x.shape[-1])
+    n = last if n_visible is None else n_visible
+    shift = ops.asarray_like(np.arange(last) < n, x) * 1.0  # move the visible units only
     moved = dict(values)
-    moved[name] = values[name] + 1.0
-    return gaussian_field(g0, grad(moved)[name], values[name])
+    moved[name] = x + shift
+    return gaussian_field(g0, grad(moved)[name], x)
 
 
 def find_field_sites(
@@ -200,12 +210,13 @@ def find_field_sites(
     grad: Callable[[dict[str, Any]], dict[str, Any]],
     dists: Mapping[str, Any],
     draws: list[dict[str, Any]],
-) -> dict[str, str]:
+) -> dict[str, tuple[str, int]]:
     """The energy sites that other factors of the program depend on, as ``{site: kind}``
     (``"binary"`` / ``"gaussian"``), checked: the site's distribution must accept a field,
     and the factors must be affine (binary) or diagonal-quadratic (Gaussian) in it, so that
-    its conditional stays in closed form (:func:`check_field_form`)."""
-    out: dict[str, str] = {}
+    its conditional stays in closed form (:func:`check_field_form`). Returns ``{site:
+    (kind, n_visible)}``."""
+    out: dict[str, tuple[str, int]] = {}
     for name, fn in dists.items():
         depends = any(
             float(ops.to_numpy(abs(grad(dict(d))[name])).max(initial=0.0)) > 0.0 for d in draws
@@ -222,7 +233,7 @@ def find_field_sites(
             )
         n_vis = int(getattr(fn, "n_visible", draws[0][name].shape[-1]))
         for d in draws:
-            f = site_field(kind, grad, d, name)
+            f = site_field(kind, grad, d, name, n_vis)
             parts = [f.linear] + ([] if f.precision is None else [f.precision])
             if any(float(ops.to_numpy(abs(a[..., n_vis:])).max(initial=0.0)) > 0 for a in parts):
                 raise ValueError(
@@ -231,12 +242,13 @@ def find_field_sites(
                 )
             check_field_form(
                 residual,
-                lambda v, k=kind, n=name: site_field(k, grad, v, n),
+                lambda v, k=kind, n=name, m=n_vis: site_field(k, grad, v, n, m),
                 d,
                 name,
                 kind == "gaussian",
+                n_visible=n_vis,
             )
-        out[name] = kind
+        out[name] = (kind, n_vis)
     return out
 
 

@@ -40,6 +40,7 @@ from ebm_ppl.numpyro.dbn import (
 from ebm_ppl.numpyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.numpyro.hd import fit_hd_prior, hd_prior
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
+from ebm_ppl.numpyro.lambertian import DeepLambertian
 from ebm_ppl.numpyro.multilinear import MeanFieldGuide
 from ebm_ppl.numpyro.multimodal import MultimodalDBM, MultimodalDBMVisible
 from ebm_ppl.numpyro.robust import RobustBM, RobustBMVisible, RobustLikelihood
@@ -58,6 +59,7 @@ __all__ = [
     "DBM",
     "DBMVisible",
     "DBN",
+    "DeepLambertian",
     "GaussianBase",
     "GaussianRBM",
     "GreedyLayerData",

@@ -191,11 +191,11 @@ class BlockGibbs(MCMCKernel):
         grad = jax.grad(self._residual_fn(args, kwargs))
 
         def field_of(name, values):
-            kind = self._fields.get(name)
-            if kind is None:
+            spec = self._fields.get(name)
+            if spec is None:
                 return None
             full = dict(extra or {}, **values)
-            return site_field(kind, lambda v: grad(v), full, name)
+            return site_field(spec[0], lambda v: grad(v), full, name, spec[1])
 
         return field_of
 

@@ -37,7 +37,9 @@ from ebm_ppl.pyro.dbn import (
 )
 from ebm_ppl.pyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.pyro.hd import fit_hd_prior, hd_prior
+from ebm_ppl.pyro.hmc_gibbs import HMCGibbs
 from ebm_ppl.pyro.kernels import BlockGibbs
+from ebm_ppl.pyro.lambertian import DeepLambertian
 from ebm_ppl.pyro.multilinear import MeanFieldGuide
 from ebm_ppl.pyro.multimodal import MultimodalDBM, MultimodalDBMVisible
 from ebm_ppl.pyro.robust import RobustBM, RobustBMVisible, RobustLikelihood
@@ -55,9 +57,11 @@ __all__ = [
     "DBMVisible",
     "DBN",
     "DBNClassifier",
+    "DeepLambertian",
     "GaussianBase",
     "GaussianRBM",
     "GreedyLayerData",
+    "HMCGibbs",
     "LogLikelihood",
     "MeanFieldGuide",
     "MultimodalDBM",

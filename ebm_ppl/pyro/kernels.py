@@ -198,8 +198,10 @@ class BlockGibbs(MCMCKernel):
             )
 
     def _field_of(self, name: str, values) -> Any:
-        kind = self._fields.get(name)
-        return None if kind is None else site_field(kind, self._residual_grad, values, name)
+        spec = self._fields.get(name)
+        if spec is None:
+            return None
+        return site_field(spec[0], self._residual_grad, values, name, spec[1])
 
     def _initialize(self) -> dict:
         with torch.no_grad():

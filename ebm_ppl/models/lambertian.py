@@ -1,0 +1,356 @@
+"""The deep Lambertian model (Tang, Salakhutdinov & Hinton, ICML 2012), written once for torch
+and JAX.
+
+Image formation (the slides' "Lambertian reflectance model"): each pixel ``i`` of an
+``H x W`` image has an albedo ``a_i`` (diffuse reflectivity; illumination independent), a
+unit surface normal ``n_i`` and is lit by one distant light ``l`` (a 3-vector: direction
+times strength):
+
+    ``y_i = a_i max(0, n_i . l) + eps_i``,  ``eps_i ~ N(0, noise^2)``.
+
+The priors of the PPL program (:class:`DeepLambertianMethods.model`):
+
+- albedo ``a = offset + scale * v``, where ``v`` is the visible layer of a Gaussian DBM
+  (the "albedo DBM", pretrained on albedo-like images; the site's value is the DBM state);
+- the surface as a height field ``z`` ``(H, W)`` with a Gaussian smoothness prior
+  ``N(0, height_scale^2)`` per pixel times ``exp(-smoothness / 2 * sum |grad z|^2)``;
+  normals by finite differences, ``n ~ (-dz/dx, -dz/dy, 1)`` normalised
+  (:func:`normals_from_height`), so every surface is integrable;
+- ``l ~ N(light_loc, light_scale^2 I)``.
+
+Given the shading ``s_i = max(0, n_i . l)`` the observation is linear-Gaussian in ``v``:
+``N(y_i; offset s_i + scale s_i v_i, noise^2)`` is the :class:`~ebm_ppl.inference.gibbs.Field`
+``precision = (scale s_i / noise)^2``, ``linear = scale s_i (y_i - offset s_i) / noise^2``
+(:func:`albedo_field`), so block Gibbs samples the DBM layers and the albedo exactly, while
+NUTS (NumPyro ``HMCGibbs``, Pyro :class:`~ebm_ppl.pyro.HMCGibbs`) or gradient steps take
+the height field and the light. :func:`exact_albedo_posterior` enumerates a tiny DBM's
+hidden layers for the tests; :func:`map_update` is one step of the coordinate ascent
+(mean field for the DBM, the exact conditional mean of the albedo, gradient steps on the
+surface and light) used to infer many images at once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from ebm_ppl import ops
+from ebm_ppl.inference.gibbs import Field
+
+Array = Any
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class LambertianPriors(NamedTuple):
+    """The fixed numbers of the program: albedo ``offset``/``scale`` (``a = offset + scale
+    v``), ``height_scale``, ``smoothness``, ``light_loc`` ``(3,)``, ``light_scale``,
+    ``noise`` (observation standard deviation) and the image ``shape`` ``(H, W)``."""
+
+    offset: float
+    scale: float
+    height_scale: float
+    smoothness: float
+    light_loc: Any
+    light_scale: float
+    noise: float
+    shape: tuple
+
+
+def check_priors(p: LambertianPriors) -> None:
+    for name in ("scale", "height_scale", "light_scale", "noise"):
+        x = float(getattr(p, name))
+        if not (math.isfinite(x) and x > 0):
+            raise ValueError(f"{name} must be a positive number, got {x!r}")
+    if not (math.isfinite(float(p.smoothness)) and float(p.smoothness) >= 0):
+        raise ValueError(f"smoothness must be >= 0, got {p.smoothness!r}")
+    if not math.isfinite(float(p.offset)):
+        raise ValueError("offset must be finite")
+    shape = tuple(p.shape)
+    if len(shape) != 2 or min(shape) < 2:
+        raise ValueError(f"shape must be (H, W) with H, W >= 2, got {p.shape!r}")
+    if tuple(getattr(p.light_loc, "shape", (len(p.light_loc),))) != (3,):
+        raise ValueError("light_loc must have 3 entries (a light direction times strength)")
+
+
+def _diffs(z: Array) -> tuple[Array, Array]:
+    """Forward differences of ``z`` ``(..., H, W)`` with the last row/column repeated
+    (zero slope at the far edges): ``(dz/dx, dz/dy)``, each ``(..., H, W)``."""
+    dx = ops.concat([z[..., :, 1:] - z[..., :, :-1], 0.0 * z[..., :, -1:]], axis=-1)
+    dy = ops.concat([z[..., 1:, :] - z[..., :-1, :], 0.0 * z[..., -1:, :]], axis=-2)
+    return dx, dy
+
+
+def normals_from_height(z: Array) -> Array:
+    """Unit normals ``(..., H*W, 3)`` of the height field ``z`` ``(..., H, W)``:
+    ``(-dz/dx, -dz/dy, 1) / norm``, finite differences on a unit pixel grid."""
+    dx, dy = _diffs(z)
+    norm = (dx**2 + dy**2 + 1.0) ** 0.5
+    n = [(-dx / norm), (-dy / norm), (1.0 / norm)]
+    lead = tuple(z.shape[:-2])
+    return ops.concat([c.reshape(lead + (-1, 1)) for c in n], axis=-1)
+
+
+def shading(z: Array, light: Array) -> Array:
+    """``max(0, n_i . l)`` ``(..., H*W)`` for heights ``(..., H, W)`` and light ``(..., 3)``."""
+    n = normals_from_height(z)
+    dot = (n * light[..., None, :]).sum(-1)
+    return ops.where(dot > 0, dot, 0.0 * dot)
+
+
+def render(albedo: Array, z: Array, light: Array) -> Array:
+    """The noise-free image ``a * max(0, n . l)`` ``(..., H*W)``."""
+    return albedo * shading(z, light)
+
+
+def smoothness_log_prior(z: Array, priors: LambertianPriors) -> Array:
+    """``-smoothness / 2 * sum |grad z|^2`` ``(...,)`` (the Gaussian per-pixel term is the
+    program's ``Normal`` site)."""
+    dx, dy = _diffs(z)
+    return -0.5 * priors.smoothness * ((dx**2).sum((-1, -2)) + (dy**2).sum((-1, -2)))
+
+
+def albedo_field(image: Array, shade: Array, priors: LambertianPriors) -> Field:
+    """The observation ``N(y; (offset + scale v) s, noise^2)`` as a field on ``v``."""
+    a = priors.scale * shade
+    prec = (a / priors.noise) ** 2
+    return Field(a * (image - priors.offset * shade) / priors.noise**2, prec)
+
+
+def observation_log_prob(image: Array, albedo: Array, z: Array, light: Array, noise: float):
+    """``log N(y; a * max(0, n . l), noise^2)`` summed over pixels, ``(...,)``."""
+    r = (image - render(albedo, z, light)) / noise
+    return (-0.5 * r**2 - math.log(noise) - _HALF_LOG_2PI).sum(-1)
+
+
+def continuous_log_joint(
+    image: Array, v: Array, z: Array, light: Array, priors: LambertianPriors
+) -> Array:
+    """``log p(y, z, l | v)`` ``(...,)``: the observation, the height prior (Gaussian and
+    smoothness terms) and the light prior, with the albedo's visible units ``v`` fixed (the
+    objective of the surface/light steps)."""
+    albedo = priors.offset + priors.scale * v
+    hs = priors.height_scale
+    lz = (-0.5 * (z / hs) ** 2 - math.log(hs) - _HALF_LOG_2PI).sum((-1, -2))
+    ls = priors.light_scale
+    loc = ops.asarray_like(priors.light_loc, light)
+    ll = (-0.5 * ((light - loc) / ls) ** 2 - math.log(ls) - _HALF_LOG_2PI).sum(-1)
+    obs = observation_log_prob(image, albedo, z, light, priors.noise)
+    return obs + lz + smoothness_log_prior(z, priors) + ll
+
+
+def exact_albedo_posterior(dbm: Any, image: Array, shade: Array, priors: LambertianPriors):
+    """Exact ``E[v | y, z, l]`` ``(D,)`` and ``log p(y | z, l)`` for one image of a tiny
+    Gaussian DBM (its odd layers enumerated, ``v`` integrated: given ``h1`` it is
+    ``N(b0 + sigma W1 h1, sigma^2)``, the observation linear-Gaussian in it), with
+    the even hidden layers above ``v`` summed out analytically. Returns ``(mean,
+    log_evidence)``."""
+    from ebm_ppl.models.dbm import layer_logits, split_odd
+
+    p = dbm._frozen()
+    if p.sigma is None:
+        raise ValueError("the albedo DBM must have Gaussian visible units (sigma given)")
+    sizes = [int(b.shape[-1]) for b in p.biases]
+    odd = sum(sizes[1::2])
+    if odd > 16:
+        raise ValueError("exact_albedo_posterior enumerates the odd layers: 16 units at most")
+    states = ops.binary_states(odd, p.biases[0])
+    layers = split_odd(p, states)  # v and even layers None
+    # log of sum over even layers >= 2 and integral over v of exp(-E), per odd state
+    mean_v = layer_logits(p, layers, 0)  # (S, D): b0 + sigma W1 h1
+    sig2 = p.sigma**2 + 0.0 * mean_v
+    log_w = (layers[1] * p.biases[1]).sum(-1)
+    for i in range(3, len(sizes), 2):
+        log_w = log_w + (layers[i] * p.biases[i]).sum(-1)
+    for i in range(2, len(sizes), 2):  # even hidden layers summed out
+        log_w = log_w + ops.softplus(layer_logits(p, layers, i)).sum(-1)
+    b0 = p.biases[0]
+    log_w = log_w + ((mean_v**2 - b0**2) / (2.0 * sig2)).sum(-1)  # the Gaussian integral
+    # observation y = offset s + scale s v + noise, v ~ N(mean_v, sigma^2): marginal and
+    # posterior mean of v per odd state
+    a = priors.scale * shade
+    pred = priors.offset * shade + a * mean_v
+    var_y = a**2 * sig2 + priors.noise**2
+    log_y = (-0.5 * (image - pred) ** 2 / var_y - 0.5 * ops.log(var_y) - _HALF_LOG_2PI).sum(-1)
+    post_mean = mean_v + a * sig2 * (image - pred) / var_y
+    logits = log_w + log_y
+    wts = ops.softmax(logits, axis=0)
+    log_prior_z = ops.logsumexp(log_w, axis=0)
+    return (wts[:, None] * post_mean).sum(0), ops.logsumexp(logits, axis=0) - log_prior_z
+
+
+class MapState(NamedTuple):
+    """State of the coordinate ascent for many images: DBM mean-field marginals ``mus``
+    (per layer, ``v`` first), heights ``z`` ``(N, H, W)``, lights ``light`` ``(N, 3)``, and
+    Adam moments ``m``/``s`` of ``(z, light)`` with step count ``t``."""
+
+    mus: list
+    z: Array
+    light: Array
+    m: tuple
+    s: tuple
+    t: Array
+
+
+def albedo_step(
+    dbm: Any, image: Array, mus: list, shade: Array, priors: LambertianPriors, num_iters: int = 5
+) -> list:
+    """Mean-field sweeps of the albedo DBM with the observation folded into ``v``: each
+    hidden layer given its neighbours' marginals, and ``v`` set to the mean of its exact
+    Gaussian conditional given ``h1`` and the image (``N(b0 + sigma W1 mu_1, sigma^2)`` times
+    :func:`albedo_field`)."""
+    from ebm_ppl.inference.gibbs import combine_gaussian
+    from ebm_ppl.models.dbm import layer_logits
+
+    p = dbm._frozen()
+    field = albedo_field(image, shade, priors)
+    mus = list(mus)
+    for _ in range(num_iters):
+        for i in range(1, len(mus), 2):
+            mus[i] = ops.sigmoid(layer_logits(p, mus, i))
+        for i in range(2, len(mus), 2):
+            mus[i] = ops.sigmoid(layer_logits(p, mus, i))
+        mean = layer_logits(p, mus, 0)
+        mus[0] = combine_gaussian(mean, p.sigma**2 + 0.0 * mean, field)[0]
+    return mus
+
+
+def adam(
+    params: tuple,
+    grads: tuple,
+    m: tuple,
+    s: tuple,
+    t: Array,
+    lr: float,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+):
+    """One Adam ascent step on each array of ``params`` (gradient ``grads``)."""
+    t = t + 1
+    m = tuple(b1 * a + (1 - b1) * g for a, g in zip(m, grads))
+    s = tuple(b2 * a + (1 - b2) * g**2 for a, g in zip(s, grads))
+    c1, c2 = 1 - b1**t, 1 - b2**t
+    new = tuple(p + lr * (a / c1) / ((b / c2) ** 0.5 + eps) for p, a, b in zip(params, m, s))
+    return new, m, s, t
+
+
+def map_update(
+    dbm: Any,
+    image: Array,
+    state: MapState,
+    priors: LambertianPriors,
+    grad_fn: Any,
+    lr: float,
+    mf_iters: int = 3,
+) -> MapState:
+    """One round of the coordinate ascent: :func:`albedo_step` at the current shading, then
+    one Adam step on ``(z, light)`` of :func:`continuous_log_joint` with the albedo fixed.
+    ``grad_fn(image, v, z, light) -> (d/dz, d/dlight)`` is the frontend's autodiff of the
+    summed objective."""
+    shade = shading(state.z, state.light)
+    mus = albedo_step(dbm, image, state.mus, shade, priors, mf_iters)
+    gz, gl = grad_fn(image, ops.stop_gradient(mus[0]), state.z, state.light)
+    (z, light), m, s, t = adam((state.z, state.light), (gz, gl), state.m, state.s, state.t, lr)
+    return MapState(mus, z, light, m, s, t)
+
+
+def init_map_state(dbm: Any, image: Array, priors: LambertianPriors) -> MapState:
+    """A flat surface, the prior-mean light, and the DBM's bottom-up marginals of the
+    albedo ``(y - offset s) / (scale s)`` seen at that shading."""
+    from ebm_ppl.models.dbm import bottom_up
+
+    h, w = priors.shape
+    lead = tuple(image.shape[:-1])
+    z = ops.zeros(lead + (h, w), image)
+    light = ops.zeros(lead + (3,), image) + ops.asarray_like(priors.light_loc, image)
+    shade = shading(z, light)
+    v0 = (image - priors.offset * shade) / (priors.scale * shade + 1e-3)
+    p = dbm._frozen()
+    mus = bottom_up(p, v0)
+    zero = (0.0 * z, 0.0 * light)
+    return MapState(list(mus), z, light, zero, zero, ops.zeros((), image))
+
+
+class DeepLambertianMethods:
+    """What the Pyro and NumPyro ``DeepLambertian`` share. A subclass stores ``dbm`` (the
+    albedo DBM, Gaussian visible units) and ``priors`` (:class:`LambertianPriors`) and
+    supplies the PPL primitives ``_plate``, ``_sample_site``, ``_factor`` and ``_normal``
+    (a ``Normal(loc, scale)`` distribution class)."""
+
+    dbm: Any
+    priors: LambertianPriors
+
+    def _init_lambertian(self, dbm: Any, dbm_cls: type, priors: LambertianPriors) -> None:
+        if not isinstance(dbm, dbm_cls):
+            raise TypeError(f"albedo_dbm must be a DBM, got {type(dbm).__name__}")
+        if not dbm.gaussian:
+            raise ValueError("albedo_dbm must have Gaussian visible units (give it sigma)")
+        check_priors(priors)
+        h, w = priors.shape
+        if dbm.n_visible != h * w:
+            raise ValueError(
+                f"albedo_dbm has {dbm.n_visible} visible units but shape {priors.shape} has "
+                f"{h * w} pixels"
+            )
+        self.dbm, self.priors = dbm, priors
+
+    @property
+    def n_pixels(self) -> int:
+        return self.dbm.n_visible
+
+    def albedo(self, v: Array) -> Array:
+        """``offset + scale * v``: the albedo of the DBM's visible units."""
+        return self.priors.offset + self.priors.scale * v
+
+    def _check_images(self, images: Array) -> None:
+        from ebm_ppl.models.family import check_values
+
+        if check_values(images, self.n_pixels, "images") and not ops.all_finite(images):
+            raise ValueError("images contains NaN or infinite values")
+
+    def model(self, images: Array | None = None, num_images: int | None = None) -> Array:
+        """The generative program, in a plate ``"images"``: ``albedo`` (the albedo DBM's
+        state; its visible units give the albedo), ``height`` ``(H, W)`` (Gaussian, plus the
+        ``smoothness`` factor), ``light`` ``(3,)`` and ``image`` (observed on ``images``)."""
+        if images is None and num_images is None:
+            raise ValueError("model needs images (to observe) or num_images (to generate)")
+        if images is not None:
+            self._check_images(images)
+            if images.ndim != 2:
+                raise ValueError(f"images must have shape (N, {self.n_pixels})")
+        n = int(images.shape[0]) if images is not None else int(num_images)
+        p = self.priors
+        h, w = p.shape
+        d = self.n_pixels
+        like = self.dbm.biases[0]
+        with self._plate("images", n):
+            state = self._sample_site("albedo", self.dbm.expand((n,)))
+            z = self._sample_site(
+                "height", self._normal(ops.zeros((h, w), like), p.height_scale).to_event(2)
+            )
+            self._factor("smoothness", smoothness_log_prior(z, p))
+            loc = ops.asarray_like(p.light_loc, like)
+            light = self._sample_site("light", self._normal(loc, p.light_scale).to_event(1))
+            mean = render(self.albedo(state[..., :d]), z, light)
+            return self._sample_site("image", self._normal(mean, p.noise).to_event(1), obs=images)
+
+    def _check_map_args(self, num_steps: Any, lr: Any) -> None:
+        if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+            raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+        if not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f"lr must be a positive number, got {lr!r}")
+
+    def _map_result(self, state: MapState) -> dict:
+        albedo = self.albedo(state.mus[0])
+        return {
+            "albedo": albedo,
+            "height": state.z,
+            "normals": normals_from_height(state.z),
+            "light": state.light,
+            "shading": shading(state.z, state.light),
+            "dbm_marginals": state.mus,
+        }
+
+    def relight(self, albedo: Array, height: Array, light: Array) -> Array:
+        """Images of the given albedo and surface under new ``light`` ``(..., 3)``."""
+        return render(albedo, height, light)

@@ -1,0 +1,128 @@
+"""HMC-within-Gibbs for Pyro: our block Gibbs on the energy sites, NUTS/HMC on the rest."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import pyro.poutine as poutine
+import torch
+from pyro.distributions import constraints
+from pyro.infer.mcmc import HMC, NUTS
+from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
+
+from ebm_ppl.inference.gibbs import check_kernel_args, classify_sites
+from ebm_ppl.pyro.kernels import BlockGibbs
+
+__all__ = ["HMCGibbs"]
+
+
+def _is_real(fn: Any) -> bool:
+    support = fn.support
+    while hasattr(support, "base_constraint"):
+        support = support.base_constraint
+    return support is constraints.real
+
+
+class HMCGibbs(MCMCKernel):
+    """Alternate :class:`~ebm_ppl.pyro.BlockGibbs` on a model's energy sites with NUTS (or
+    HMC) on its other latent sites, for ``pyro.infer.MCMC`` (the Pyro counterpart of
+    ``numpyro.infer.HMCGibbs(NUTS(model), gibbs_fn=BlockGibbs(model).gibbs_fn(...))``).
+
+    Each step: the energy sites take ``num_sweeps`` block-Gibbs sweeps with the continuous
+    sites held at their current values (observation factors folded into the conditionals,
+    :class:`~ebm_ppl.inference.gibbs.Field`); then one NUTS step on the continuous sites,
+    whose potential is the model's negative log joint with the energy sites held at their
+    new values (the kernel's cache is cleared, since the potential changed). NUTS adapts
+    its step size (and mass matrix) during warmup as usual.
+
+    :param model: a Pyro model whose latent sites are energy sites (sampled by block Gibbs)
+        and real-valued sites (unconstrained support, sampled by NUTS/HMC). The energy
+        distributions' parameters must not depend on the continuous sites (they are traced
+        once at set-up).
+    :param num_sweeps: block-Gibbs sweeps per step.
+    :param hmc: ``"nuts"`` or ``"hmc"``.
+    :param hmc_kwargs: passed to ``NUTS`` / ``HMC`` (``step_size``, ``max_tree_depth``,
+        ``adapt_mass_matrix``, ...).
+    """
+
+    def __init__(
+        self, model: Callable, num_sweeps: int = 1, hmc: str = "nuts", **hmc_kwargs: Any
+    ) -> None:
+        check_kernel_args(model, num_sweeps)
+        if hmc not in ("nuts", "hmc"):
+            raise ValueError(f'hmc must be "nuts" or "hmc", got {hmc!r}')
+        self.model, self.num_sweeps, self.hmc, self.hmc_kwargs = model, num_sweeps, hmc, hmc_kwargs
+        self.transforms: dict = {}
+        self._initial_params: dict | None = None
+        self._hmc_values: dict = {}
+        self._gibbs_values: dict = {}
+
+    def setup(self, warmup_steps: int, *args, **kwargs) -> None:
+        self._args, self._kwargs = args, kwargs
+        with torch.no_grad():
+            tr = poutine.trace(self.model).get_trace(*args, **kwargs)
+        energy, _, other = classify_sites(tr.nodes)
+        if not energy:
+            raise ValueError("HMCGibbs needs at least one latent energy site for block Gibbs")
+        if not other:
+            raise ValueError("the model has no continuous latent site; use BlockGibbs(model)")
+        bad = [n for n in other if not _is_real(tr.nodes[n]["fn"])]
+        if bad:
+            raise ValueError(
+                f"HMCGibbs samples real-valued sites with NUTS; sites {bad} have a constrained "
+                "or discrete support (reparametrise them onto the real line)"
+            )
+        self._energy, self._continuous = energy, other
+        given = self._initial_params or {}
+        self._hmc_values = {n: given.get(n, tr.nodes[n]["value"]).detach() for n in other}
+
+        def gibbs_model(*a, **k):
+            return poutine.condition(self.model, data=self._hmc_values)(*a, **k)
+
+        self._gibbs = BlockGibbs(gibbs_model, num_sweeps=self.num_sweeps)
+        if any(n in given for n in energy):
+            self._gibbs.initial_params = {n: given[n] for n in energy if n in given}
+        self._gibbs.setup(warmup_steps, *args, **kwargs)
+        self._gibbs_values = dict(self._gibbs.initial_params)
+
+        def potential(params):
+            data = dict(self._gibbs_values, **params)
+            t = poutine.trace(poutine.condition(self.model, data=data)).get_trace(*args, **kwargs)
+            return -t.log_prob_sum()
+
+        cls = NUTS if self.hmc == "nuts" else HMC
+        self._hmc_kernel = cls(potential_fn=potential, **self.hmc_kwargs)
+        self._hmc_kernel.initial_params = dict(self._hmc_values)
+        self._hmc_kernel.setup(warmup_steps)
+        self._initial_params = dict(self._gibbs_values, **self._hmc_values)
+
+    @property
+    def initial_params(self) -> dict | None:
+        return self._initial_params
+
+    @initial_params.setter
+    def initial_params(self, params: dict) -> None:
+        self._initial_params = dict(params)
+
+    def sample(self, params: dict) -> dict:
+        self._hmc_values = {n: params[n].detach() for n in self._continuous}
+        gibbs = self._gibbs.sample({n: params[n] for n in self._energy})
+        self._gibbs_values = {n: gibbs[n] for n in self._energy}
+        self._hmc_kernel.clear_cache()
+        new = self._hmc_kernel.sample(dict(self._hmc_values))
+        self._hmc_values = {n: new[n].detach() for n in self._continuous}
+        return dict(self._gibbs_values, **self._hmc_values)
+
+    def logging(self) -> OrderedDict:
+        return self._hmc_kernel.logging()
+
+    def diagnostics(self) -> dict:
+        out = dict(self._hmc_kernel.diagnostics())
+        out.update({f"gibbs_{k}": v for k, v in self._gibbs.diagnostics().items()})
+        return out
+
+    def cleanup(self) -> None:
+        self._hmc_kernel.cleanup()
+        self._gibbs.cleanup()
