@@ -9,9 +9,12 @@ checkpointed under ``--out`` so a rerun resumes:
 
 1. the clean-image model: a Gaussian RBM (sigma = 1) trained by CD-1 on *clean* training
    digits (the analogue of training on clean faces);
-2. the RoBM: that Gaussian RBM plus a binary mask RBM, both trained by SA-MLE on *occluded*
+2. the RoBM: that Gaussian RBM plus a binary mask RBM trained by SA-MLE on *occluded*
    training digits (mixed kinds) through ``RobustBM.visible()``: mean-field positive phase,
-   persistent prior chains; the observation model is fixed;
+   persistent prior chains; the observation model is fixed. By default only the mask RBM
+   learns here (``--learn-clean`` fine-tunes the clean RBM too; a 10-epoch run that did so
+   at lr 0.001 / momentum 0.9 converged to a degenerate solution in which the mask RBM
+   switched off the digit strokes and the outlier distribution explained them);
 3. evaluation on occluded test digits, per kind: inferred masks (pixel accuracy and IoU of
    the occluded region against the generator's masks) and clean images (mean field and
    blocked Gibbs); recognition accuracy of logistic regressions trained on clean training
@@ -115,8 +118,10 @@ def train_robust(clean, x_occ, noise, args, out):
             enp.GaussianRBM(q["W"], q["b"], q["c"], 1.0), enp.RBM(q["U"], q["d"], q["e"]), *noise
         )
 
+    learned = ("W", "b", "c", "U", "d", "e") if args.learn_clean else ("U", "d", "e")
+
     def model(batch):
-        q = {k: numpyro.param(k, v) for k, v in init.items()}
+        q = {k: numpyro.param(k, v) if k in learned else v for k, v in init.items()}
         with numpyro.plate("data", batch.shape[0]):
             numpyro.sample("v", build(q).visible(num_iters=args.mf_iters, tol=None), obs=batch)
 
@@ -125,9 +130,7 @@ def train_robust(clean, x_occ, noise, args, out):
         optax.add_decayed_weights(2e-4, mask=lambda p: {k: k in ("W", "U") for k in p}),
         optax.inject_hyperparams(optax.sgd)(
             optax.linear_schedule(args.lr, args.lr * 0.1, args.epochs * per_epoch),
-            momentum=optax.join_schedules(
-                [optax.constant_schedule(0.5), optax.constant_schedule(0.9)], [5 * per_epoch]
-            ),
+            momentum=args.momentum,
         ),
     )
     tr = enp.SAMLE(model, opt, num_gibbs_steps=args.gibbs, num_chains=100)
@@ -137,7 +140,7 @@ def train_robust(clean, x_occ, noise, args, out):
     state = tr.load(ck, key, data[:100]) if ck.exists() else None
     t0 = time.time()
     st = tr.run(key, data, num_epochs=args.epochs, init_state=state, checkpoint=ck)
-    p = tr.get_params(st)
+    p = dict(init, **tr.get_params(st))
     robm = build(p)
     save_model(path_c, robm.clean, seconds=time.time() - t0)
     save_model(path_m, robm.mask, seconds=time.time() - t0)
@@ -193,7 +196,14 @@ def main():
     ap.add_argument("--clean-epochs", type=int, default=20)
     ap.add_argument("--clean-lr", type=float, default=0.002)
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument("--lr", type=float, default=0.0005)
+    ap.add_argument("--momentum", type=float, default=0.5)
+    ap.add_argument(
+        "--learn-clean",
+        action="store_true",
+        help="also fine-tune the clean-image RBM on the occluded data (default: only the mask "
+        "RBM is learned there; the clean RBM stays as trained on clean digits)",
+    )
     ap.add_argument("--mf-iters", type=int, default=20)
     ap.add_argument("--gibbs", type=int, default=5)
     ap.add_argument("--tau", type=float, default=0.5)

@@ -9,7 +9,7 @@ a deterministic, seeded process (``numpy.random.default_rng``):
 - **surface**: a height field ``z`` ``(H, W)`` (in pixel units): a dome of height
   uniform in ``[0.2, 0.35] * W`` and width ``0.35 W`` at a jittered centre, plus three
   Gaussian bumps of height uniform in ``[-0.1, 0.1] * W`` and width uniform in
-  ``[0.1, 0.2] * W``: smooth and integrable by construction;
+  ``[0.2, 0.35] * W``: smooth and integrable by construction;
 - **light**: a unit direction with polar angle uniform in ``[0, max_polar]`` (degrees from
   the viewing axis) and uniform azimuth, times ``strength``;
 - **image**: ``albedo * max(0, n . l) + N(0, noise^2)`` with the normals of
@@ -72,7 +72,7 @@ def make_surfaces(n: int, shape: tuple = (14, 14), seed: int = 0) -> np.ndarray:
         )
         for _ in range(3):
             by, bx = rng.uniform(0, h), rng.uniform(0, w)
-            s = rng.uniform(0.1, 0.2) * w
+            s = rng.uniform(0.2, 0.35) * w
             z = z + rng.uniform(-0.1, 0.1) * w * np.exp(
                 -((yy - by) ** 2 + (xx - bx) ** 2) / (2 * s**2)
             )

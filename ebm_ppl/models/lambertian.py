@@ -34,6 +34,8 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ebm_ppl import ops
 from ebm_ppl.inference.gibbs import Field
 
@@ -255,13 +257,18 @@ def map_update(
 
 
 def init_map_state(dbm: Any, image: Array, priors: LambertianPriors) -> MapState:
-    """A flat surface, the prior-mean light, and the DBM's bottom-up marginals of the
+    """A nearly flat surface, the prior-mean light, and the DBM's bottom-up marginals of the
     albedo ``(y - offset s) / (scale s)`` seen at that shading."""
     from ebm_ppl.models.dbm import bottom_up
 
     h, w = priors.shape
     lead = tuple(image.shape[:-1])
-    z = ops.zeros(lead + (h, w), image)
+    # a flat surface is a saddle of the objective when the light is on the viewing axis
+    # (first-order changes of the normals do not change n . l), so start from a small,
+    # deterministic ripple: the same start in both backends
+    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    ripple = (0.05 * np.sin(1.3 * ii + 2.1 * jj + 0.4)).astype(np.float32)
+    z = ops.zeros(lead + (h, w), image) + ops.asarray_like(ripple, image)
     light = ops.zeros(lead + (3,), image) + ops.asarray_like(priors.light_loc, image)
     shade = shading(z, light)
     v0 = (image - priors.offset * shade) / (priors.scale * shade + 1e-3)
