@@ -229,8 +229,7 @@ def find_field_sites(
                 depends = True
         if not depends:  # a weak factor: its gradient is still well above rounding noise
             depends = any(
-                float(ops.to_numpy(abs(grad(dict(d))[name])).max(initial=0.0)) > 1e-4
-                for d in draws
+                float(ops.to_numpy(abs(grad(dict(d))[name])).max(initial=0.0)) > 1e-4 for d in draws
             )
         if not depends:
             continue
