@@ -170,8 +170,9 @@ class BlockGibbs(MCMCKernel):
         return residual
 
     def _check_factors(self, args, kwargs, extra: Mapping | None = None) -> None:
-        residual = self._residual_fn(args, kwargs)
-        grad = jax.grad(residual)
+        # compiled once: the set-up checks evaluate these a few dozen times
+        residual = jax.jit(self._residual_fn(args, kwargs))
+        grad = jax.jit(jax.grad(self._residual_fn(args, kwargs)))
         keys = jax.random.split(jax.random.PRNGKey(1), 3)
         draws = [
             dict(extra or {}, **{n: fn.init_chain(k, fn.shape()) for n, fn in self._dists.items()})

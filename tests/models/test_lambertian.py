@@ -4,6 +4,7 @@ coordinate-ascent inference, the data generator, backend agreement and bad input
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -234,73 +235,113 @@ def test_block_gibbs_samples_the_albedo_posterior(backend, seed):
     assert (np.abs(v.mean(0) - want) < 4.5 * se).all(), (v.mean(0), want, se)
 
 
+def brute_evidence_many(p, y, shades, pr=PRIORS):
+    """log p(y | shading) for many shadings ``(P, D)`` at once, by the enumeration of
+    :func:`brute_albedo_posterior` (every hidden state; v integrated in closed form)."""
+    ws = [np.asarray(w, np.float64) for w in p["weights"]]
+    bs = [np.asarray(b, np.float64) for b in p["biases"]]
+    sig = p["sigma"]
+    a = pr["scale"] * shades
+    var_y = a**2 * sig**2 + pr["noise"] ** 2
+    lws, lys = [], []
+    for h1 in itertools.product([0, 1], repeat=len(bs[1])):
+        for h2 in itertools.product([0, 1], repeat=len(bs[2])):
+            h1a, h2a = np.array(h1, float), np.array(h2, float)
+            m = bs[0] + sig * ws[0] @ h1a
+            lws.append(
+                bs[1] @ h1a
+                + bs[2] @ h2a
+                + h1a @ ws[1] @ h2a
+                + ((m**2 - bs[0] ** 2) / (2 * sig**2)).sum()
+            )
+            pred = pr["offset"] * shades + a * m
+            lys.append(stats.norm.logpdf(y, pred, np.sqrt(var_y)).sum(-1))
+    lw, ly = np.array(lws), np.stack(lys, -1)  # (S,), (P, S)
+    return np.logaddexp.reduce(lw + ly, axis=-1) - np.logaddexp.reduce(lw)
+
+
 def light_posterior_by_quadrature(lam, p, y, z, grid=25):
     """E[l | y, z] by a 3-D grid over the light, with the albedo DBM summed/integrated out
-    exactly at every grid point (brute_albedo_posterior's evidence)."""
+    exactly at every grid point."""
     pr = PRIORS
     loc, sc = np.array(pr["light_loc"]), pr["light_scale"]
     axes = [np.linspace(m - 4.5 * sc, m + 4.5 * sc, grid) for m in loc]
     pts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    logs = np.array(
-        [
-            brute_albedo_posterior(p, y, np_shading(z, l))[1]
-            for l in pts  # noqa: E741
-        ]
-    ) + stats.norm.logpdf(pts, loc, sc).sum(-1)
+    shades = np_shading(z[None], pts)  # (P, D)
+    logs = brute_evidence_many(p, y, shades) + stats.norm.logpdf(pts, loc, sc).sum(-1)
     w = np.exp(logs - logs.max())
     w /= w.sum()
     return (w[:, None] * pts).sum(0)
 
 
-def test_hmc_within_gibbs_matches_the_light_posterior():
-    """NUTS on the light + block Gibbs on the albedo DBM (NumPyro HMCGibbs with our gibbs_fn,
-    and our Pyro HMCGibbs), surface observed: E[l | y] within 5 SE (from the effective
-    sample size) of a 3-D quadrature with the DBM summed out exactly."""
-    import jax
-    import pyro
-    from numpyro.diagnostics import effective_sample_size
-    from numpyro.infer import MCMC, NUTS, HMCGibbs
-    from pyro.infer import MCMC as PMCMC
-
-    import ebm_ppl.numpyro as enp
-    import ebm_ppl.pyro as epp
-    from tests.conftest import Backend
-
+@functools.lru_cache(maxsize=1)
+def light_problem():
+    """A 2x2 image of a tiny albedo DBM with the surface known: (params, z, y, exact E[l|y])."""
     p = tiny_dbm(30)
     rng = np.random.default_rng(3)
     z = rng.normal(0, 0.4, SHAPE).astype(np.float32)
     true_light = np.array([0.35, -0.25, 0.9], np.float32)
     y = (0.5 * np_shading(z, true_light) + 0.05 * rng.standard_normal(4)).astype(np.float32)
-    jb, tb = Backend("jax"), Backend("torch")
-    lam_j, lam_t = build(jb, p), build(tb, p)
-    want = light_posterior_by_quadrature(lam_j, p, y.astype(np.float64), z)
+    return p, z, y, light_posterior_by_quadrature(None, p, y.astype(np.float64), z)
 
-    def check(samples):  # samples (draws, copies, 3): the copies are independent chains
-        chains = np.swapaxes(samples, 0, 1)
-        ess = effective_sample_size(chains)
-        flat = chains.reshape(-1, 3)
-        err = np.abs(flat.mean(0) - want)
-        assert (err < 5 * flat.std(0) / np.sqrt(ess)).all(), (flat.mean(0), want, ess)
 
+def check_light(samples, want):
+    """``samples`` (draws, copies, 3), the copies independent chains: the mean is within
+    5 SE of ``want``, with the SE from the effective sample size."""
+    from numpyro.diagnostics import effective_sample_size
+
+    chains = np.swapaxes(samples, 0, 1)
+    ess = effective_sample_size(chains)
+    flat = chains.reshape(-1, 3)
+    err = np.abs(flat.mean(0) - want)
+    assert (err < 5 * flat.std(0) / np.sqrt(ess)).all(), (flat.mean(0), want, ess)
+
+
+def test_numpyro_hmc_gibbs_matches_the_light_posterior():
+    """NumPyro HMCGibbs: NUTS on the light + our block Gibbs on the albedo DBM (gibbs_fn),
+    surface observed: E[l | y] against a 3-D quadrature with the DBM summed out exactly;
+    30 plate copies of the image are 30 independent chains."""
+    import jax
     from numpyro import handlers
+    from numpyro.infer import MCMC, NUTS, HMCGibbs
 
-    n = 30  # plate copies of the image, each with its own light and albedo
-    model_j = handlers.condition(lam_j.model, data={"height": jb.array(np.repeat(z[None], n, 0))})
-    images = np.repeat(y[None], n, 0)
-    gibbs = enp.BlockGibbs(model_j).gibbs_fn(jb.array(images))
-    kern = HMCGibbs(NUTS(model_j), gibbs_fn=gibbs, gibbs_sites=["albedo"])
+    import ebm_ppl.numpyro as enp
+    from tests.conftest import Backend
+
+    p, z, y, want = light_problem()
+    jb = Backend("jax")
+    lam = build(jb, p)
+    n = 30
+    model = handlers.condition(lam.model, data={"height": jb.array(np.repeat(z[None], n, 0))})
+    images = jb.array(np.repeat(y[None], n, 0))
+    gibbs = enp.BlockGibbs(model).gibbs_fn(images)
+    kern = HMCGibbs(NUTS(model), gibbs_fn=gibbs, gibbs_sites=["albedo"])
     m = MCMC(kern, num_warmup=150, num_samples=100, progress_bar=False)
-    m.run(jax.random.PRNGKey(0), jb.array(images))
-    check(np.asarray(m.get_samples()["light"]))
+    m.run(jax.random.PRNGKey(0), images)
+    check_light(np.asarray(m.get_samples()["light"]), want)
 
+
+def test_pyro_hmc_gibbs_matches_the_light_posterior():
+    """ebm_ppl.pyro.HMCGibbs (NUTS with a potential closing over the DBM state, its cache
+    cleared after each Gibbs step) on the same problem, 8 plate copies."""
+    import pyro
     import pyro.poutine as poutine
+    from pyro.infer import MCMC
 
-    n = 10
-    model_t = poutine.condition(lam_t.model, data={"height": tb.array(np.repeat(z[None], n, 0))})
+    import ebm_ppl.pyro as epp
+    from tests.conftest import Backend
+
+    p, z, y, want = light_problem()
+    tb = Backend("torch")
+    lam = build(tb, p)
+    n = 8
+    model = poutine.condition(lam.model, data={"height": tb.array(np.repeat(z[None], n, 0))})
     pyro.set_rng_seed(0)
-    pm = PMCMC(epp.HMCGibbs(model_t), num_samples=60, warmup_steps=60, disable_progbar=True)
-    pm.run(tb.array(np.repeat(y[None], n, 0)))
-    check(pm.get_samples()["light"].numpy())
+    mcmc = MCMC(
+        epp.HMCGibbs(model, max_tree_depth=5), num_samples=60, warmup_steps=50, disable_progbar=True
+    )
+    mcmc.run(tb.array(np.repeat(y[None], n, 0)))
+    check_light(mcmc.get_samples()["light"].numpy(), want)
 
 
 # ---- coordinate ascent on the synthetic benchmark ------------------------------------------
