@@ -130,6 +130,12 @@ def gibbs_sweep(
     ``x`` sits on the occluder would keep ``s = 1``); the PPL kernels, which see only the
     program, alternate. ``clean_params`` are ``(W, b, c, sigma)``, ``mask_params``
     ``(U, d, e)``. Returns ``(x, s, h, g)``."""
+    return _blocked_sweep(key, clean_params, mask_params, noise, v, x, s)[:4]
+
+
+def _blocked_sweep(key, clean_params, mask_params, noise, v, x, s):
+    """:func:`gibbs_sweep`, also returning the conditional means it sampled from:
+    ``E[x | h, s, v]`` and ``P(s = 1 | h, g, v)`` (for Rao-Blackwellised averages)."""
     w, b, c, sigma = clean_params
     u, d, e = mask_params
     k_h, k_g, k_s, k_x = ops.split(key, 4)
@@ -138,10 +144,11 @@ def gibbs_sweep(
     m = visible_mean(w, b, sigma, h)
     var = sigma**2 + 0.0 * m
     shown = normal_log_prob(v, m, (var + noise.tau**2) ** 0.5)
-    s = ops.bernoulli(k_s, ops.sigmoid(visible_logits(u, d, g) + shown - _outlier(v, noise)))
+    p_shown = ops.sigmoid(visible_logits(u, d, g) + shown - _outlier(v, noise))
+    s = ops.bernoulli(k_s, p_shown)
     mean, var = _combine(m, var, clean_field(v, s, noise))
     x = mean + var**0.5 * ops.normal(k_x, tuple(mean.shape), mean)
-    return x, s, h, g
+    return x, s, h, g, mean, p_shown
 
 
 def _outlier(v: Array, noise: Noise) -> Array:
@@ -176,7 +183,7 @@ def mean_field(
     ``num_iters`` sweeps, stopping once no marginal moves by more than ``tol``. Starts from
     ``Q(s_i = 1) = init_mask``: the default 0 lets the clean model reconstruct the image
     first and then claim the pixels it explains, which avoids the poor fixed point where an
-    all-shown start pulls ``x`` onto the occluder (measured in the tests)."""
+    all-shown start pulls ``x`` onto the occluder."""
     check_mean_field_args(num_iters, damping, tol)
     if not 0.0 <= float(init_mask) <= 1.0:
         raise ValueError(f"init_mask must be in [0, 1], got {init_mask!r}")
@@ -362,8 +369,6 @@ class RobustBMMethods:
         check_image(images, self.n_pixels)
         self._check_sweeps(num_sweeps, burn_in)
         cp, mp = self._params()
-        w, b, c, sigma = cp
-        u, d, e = mp
         noise = self.noise
         k0, k1 = ops.split(key, 2)
         x = images + 0.0
@@ -378,12 +383,7 @@ class RobustBMMethods:
 
         def accumulate(k, carry):
             x, s, sum_x, sum_s = carry
-            x, s, h, g = gibbs_sweep(k, cp, mp, noise, images, x, s)
-            m = visible_mean(w, b, sigma, h)
-            var = sigma**2 + 0.0 * m
-            ex = _combine(m, var, clean_field(images, s, noise))[0]
-            shown = normal_log_prob(images, m, (var + noise.tau**2) ** 0.5)
-            ps = ops.sigmoid(visible_logits(u, d, g) + shown - _outlier(images, noise))
+            x, s, _, _, ex, ps = _blocked_sweep(k, cp, mp, noise, images, x, s)
             return x, s, sum_x + ex, sum_s + ps
 
         zero = ops.zeros(tuple(images.shape), images)
