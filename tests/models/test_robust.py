@@ -334,8 +334,8 @@ def test_mean_field_is_a_fixed_point_and_a_bound(backend, seed):
 def test_sa_contrast_gradient():
     """The SA surrogate's gradient in the mask's visible bias d is -(mean Q(s) - mean s at
     the chains), and in the clean visible bias b it is -(mean (E_Q x - b) / sigma^2 - mean
-    (x_chain - b) / sigma^2) (an autodiff identity of the shared math; the backends' agreement
-    on the surrogate itself is tested below)."""
+    (x_chain - b) / sigma^2) (an autodiff identity of the shared math; the backends agree on
+    the bound, tested below)."""
     import torch
 
     import ebm_ppl.pyro as fe
