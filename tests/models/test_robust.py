@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import chi2_pvalue, state_index
 from scipy import stats
-
-from tests.conftest import chi2_pvalue, state_index
 
 NOISE = (0.3, 0.0, 2.0)  # tau, mu, varsigma
 
@@ -51,7 +50,7 @@ def numpy_free_energies(p: dict, x: np.ndarray, s: np.ndarray):
 def numpy_log_marginal(p: dict, v: np.ndarray, noise=NOISE) -> np.ndarray:
     """Exact log p(v) per row by brute force in float64: every clean hidden state h (x
     integrated: N(b + sigma W h, sigma^2 + tau^2) where shown) and every mask s."""
-    from tests.conftest import all_states
+    from conftest import all_states
 
     w, b, c = (np.asarray(t, np.float64) for t in p["clean"])
     sig = float(p["sigma"])
@@ -127,10 +126,9 @@ def test_predictive_generates_images():
     """The program generates occluded images through Predictive (Pyro and NumPyro)."""
     import jax
     import torch
+    from conftest import Backend
     from numpyro.infer import Predictive as NP
     from pyro.infer import Predictive as PP
-
-    from tests.conftest import Backend
 
     p = tiny(2)
     tp = build(Backend("torch"), p)
@@ -149,9 +147,9 @@ def test_exact_posterior_by_quadrature():
     """exact_posterior (enumeration of h and s with x integrated analytically) against a
     brute-force grid over x for a 2-pixel model: log p(v) and E[x | v]."""
     import torch
+    from conftest import Backend
 
     from ebm_ppl.models.robust import exact_posterior
-    from tests.conftest import Backend
 
     p = tiny(3, d=2)
     robm = build(Backend("torch"), p)
@@ -467,9 +465,9 @@ def test_samle_from_occluded_data_raises_the_exact_likelihood(backend, seed):
 def test_backends_agree():
     import jax
     import torch
+    from conftest import Backend
 
     from ebm_ppl.models.robust import exact_posterior, log_likelihood
-    from tests.conftest import Backend
 
     p = tiny(60)
     tb, jb = Backend("torch"), Backend("jax")
