@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ebm_ppl import ops
-from ebm_ppl.inference.gibbs import Field
+from ebm_ppl.inference.gibbs import Field, combine_gaussian
 
 Array = Any
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -200,7 +200,6 @@ def albedo_step(
     hidden layer given its neighbours' marginals, and ``v`` set to the mean of its exact
     Gaussian conditional given ``h1`` and the image (``N(b0 + sigma W1 mu_1, sigma^2)`` times
     :func:`albedo_field`)."""
-    from ebm_ppl.inference.gibbs import combine_gaussian
     from ebm_ppl.models.dbm import layer_logits
 
     p = dbm._frozen()

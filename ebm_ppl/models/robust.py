@@ -37,7 +37,7 @@ import math
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
-from ebm_ppl.inference.gibbs import Field
+from ebm_ppl.inference.gibbs import Field, combine_gaussian
 from ebm_ppl.models.dbm import _entropy, check_mean_field_args
 from ebm_ppl.models.family import check_values
 from ebm_ppl.models.gaussian_rbm import hidden_input, visible_mean
@@ -146,19 +146,13 @@ def _blocked_sweep(key, clean_params, mask_params, noise, v, x, s):
     shown = normal_log_prob(v, m, (var + noise.tau**2) ** 0.5)
     p_shown = ops.sigmoid(visible_logits(u, d, g) + shown - _outlier(v, noise))
     s = ops.bernoulli(k_s, p_shown)
-    mean, var = _combine(m, var, clean_field(v, s, noise))
+    mean, var = combine_gaussian(m, var, clean_field(v, s, noise))
     x = mean + var**0.5 * ops.normal(k_x, tuple(mean.shape), mean)
     return x, s, h, g, mean, p_shown
 
 
 def _outlier(v: Array, noise: Noise) -> Array:
     return normal_log_prob(v, noise.mu, noise.varsigma)
-
-
-def _combine(mean: Array, var: Array, field: Field) -> tuple[Array, Array]:
-    from ebm_ppl.inference.gibbs import combine_gaussian
-
-    return combine_gaussian(mean, var, field)
 
 
 def mean_field(
