@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
-import itertools
 import os
-from pathlib import Path
 
-import numpy as np
-import pytest
+
+def _share_cpus_between_xdist_workers() -> None:
+    """Under pytest-xdist (``-n N``) give each worker its share of the CPUs. OpenMP / BLAS
+    pools sized for the whole machine oversubscribe it when N workers run at once, and their
+    spinning threads slow everything down (on 2 cores, a torch tempering test took 3 s with one
+    thread and 49 s with the default pools next to one busy process; tutorial 07, 59 s vs
+    275 s). Set before numpy / torch are imported; the notebook kernels inherit it. An explicit
+    setting in the environment wins; without xdist nothing changes."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers < 1:
+        return
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = str(max(1, (cpus or 1) // workers))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
+
+
+_share_cpus_between_xdist_workers()
+
+import itertools  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 class Backend:
