@@ -161,12 +161,17 @@ def test_log_partition_binary_image_matches_enumeration(backend, seed, m):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_log_partition_gaussian_image_matches_quadrature(backend, seed):
-    """One Gaussian image unit: ``Z(M)`` by trapezoidal quadrature over ``v^m``."""
+    """One Gaussian image unit: ``Z(M)`` by trapezoidal quadrature over ``v^m``. Given the
+    hidden layers the integrand is a Gaussian in ``v^m`` with standard deviation ``sigma``,
+    for which the trapezoidal rule with spacing ``h`` has relative error about
+    ``2 exp(-2 pi^2 sigma^2 / h^2)`` (below 1e-300 at h = 0.04, sigma = 0.8), and +-12 leaves
+    out more than 9 sigma of every component; 601 points give the same value as 4001 to the
+    last bit."""
     sizes = dict(SIZES, D=1)
     pw = tiny(seed + 10, sizes)
     sigma = 0.8
     d = build(backend, pw, sigma=sigma)
-    grid = np.linspace(-12, 12, 4001)
+    grid = np.linspace(-12, 12, 601)
     vts = docs(3, 2)
     vals = []
     for b in vts:
