@@ -241,11 +241,11 @@ def anneal(
 
             with torch.no_grad():
                 for start in range(0, num, chunk):
-                    acc = torch.zeros(v.shape[0], dtype=torch.float64)
+                    acc = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
                     for bp, b in pairs[start : start + chunk]:
                         v, delta = target.ais_step(key, v, float(bp), float(b), base)
                         acc += delta
-                    log_w += acc.numpy()
+                    log_w += acc.cpu().numpy()
                     bar.update(min(chunk, num - start))
         else:
             import jax.numpy as jnp
@@ -256,7 +256,7 @@ def anneal(
                 bp = jnp.asarray(part[:, 0], dtype=v.dtype)
                 b = jnp.asarray(part[:, 1], dtype=v.dtype)
                 v, acc, key = fn(target, base, key, v, bp, b)
-                log_w += np.asarray(acc, dtype=np.float64)
+                log_w += ops.to_numpy(acc).astype(np.float64)
                 bar.update(len(part))
     return log_w, v
 
@@ -269,6 +269,8 @@ def run_ais(
     num_runs: int,
     reverse_samples: Any = None,
     progress_bar: bool | None = None,
+    place: Any = None,
+    gather: Any = None,
 ) -> AISResult:
     """Forward AIS from ``base`` to ``target`` with ``num_runs`` runs (and reverse AIS from
     ``reverse_samples`` when given); see :class:`AISResult`.
@@ -276,6 +278,11 @@ def run_ais(
     ``base`` defaults to the uniform model, ``betas`` to :func:`salakhutdinov_murray_schedule`.
 
     ``key`` is a JAX key for JAX targets and ``None`` / a ``torch.Generator`` for torch.
+
+    Scaling out: ``place(v)`` puts the runs' starting states where they should live (e.g.
+    split over JAX devices; the annealing then stays sharded), and ``gather(log_w)`` turns
+    this process's float64 log-weights into those of all runs everywhere (e.g. an
+    all-gather over torch.distributed ranks, each of which annealed its own runs).
     """
     if not isinstance(num_runs, int) or isinstance(num_runs, bool) or num_runs < 1:
         raise ValueError(f"num_runs must be a positive int, got {num_runs!r}")
@@ -284,7 +291,11 @@ def run_ais(
     log_z0 = float(target.ais_log_z0(base))
     k_init, k_fwd, k_rev = ops.split(key, 3)
     v0 = base.sample(k_init, (num_runs,))
+    if place is not None:
+        v0 = place(v0)
     log_w, _ = anneal(k_fwd, target, base, v0, betas, progress_bar, "AIS")
+    if gather is not None:
+        log_w = gather(log_w)
     result = estimate(log_w, log_z0, "forward", len(betas))
     result.target = target
     if reverse_samples is not None:
@@ -297,7 +308,11 @@ def run_ais(
             x = target.ais_state(x)
         else:
             target._check_value(x, "reverse_samples")
+        if place is not None:
+            x = place(x)
         log_w_r, _ = anneal(k_rev, target, base, x, betas[::-1].copy(), progress_bar, "reverse AIS")
+        if gather is not None:
+            log_w_r = gather(log_w_r)
         rev = estimate(log_w_r, log_z0, "reverse", len(betas))
         rev.target = target
         result.reverse = rev

@@ -57,9 +57,16 @@ def check_ladder(betas: Any, name: str = "betas") -> np.ndarray:
     return b
 
 
-def _shaped(betas: np.ndarray, like: Array, ndim: int) -> Array:
-    """The ladder as an array of ``like``'s backend, shape ``(L,) + (1,) * (ndim - 2)``."""
-    b = ops.asarray_like(betas.astype(np.float32), like)
+def _placed(betas: np.ndarray, like: Array) -> Array:
+    """The ladder as a 1-D array of ``like``'s backend, dtype and device (one host-to-device
+    copy: loops make it once and pass it on as ``placed``)."""
+    return ops.asarray_like(betas.astype(np.float32), like)
+
+
+def _shaped(betas: np.ndarray, like: Array, ndim: int, placed: Array | None = None) -> Array:
+    """The ladder as an array of ``like``'s backend, shape ``(L,) + (1,) * (ndim - 2)``
+    (``placed``: the ladder already made by :func:`_placed`)."""
+    b = _placed(betas, like) if placed is None else placed
     return b.reshape((len(betas),) + (1,) * (ndim - 2))
 
 
@@ -71,6 +78,7 @@ def pt_swap(
     betas: np.ndarray,
     parity: Any,
     swap_states: bool = True,
+    placed: Array | None = None,
 ) -> tuple[Array, Array, Array]:
     """The replica-exchange move on ``ladder`` ``(L, ..., D)`` (replica ``l`` at
     ``betas[l]``): swaps of the pairs ``(l, l + 1)`` with ``l % 2 == parity``.
@@ -78,11 +86,12 @@ def pt_swap(
     Returns ``(ladder, u, accepted)``: the swapped states, their hidden inputs ``u(v)`` (for
     the sweep that follows) and ``accepted`` ``(L - 1, ...)`` (false for pairs not proposed).
     With ``swap_states=False`` only ``u`` is permuted (the returned ladder is ``None``): a
-    sweep needs nothing else, which saves permuting the states.
+    sweep needs nothing else, which saves permuting the states. ``placed`` is the ladder as
+    an array on the states' device (:func:`_placed`), made once by loops.
     """
-    b = _shaped(betas, ladder, ladder.ndim)
+    b = _shaped(betas, ladder, ladder.ndim, placed)
     terms = target.path_terms(ladder, base)
-    proposed = ops.asarray_like(np.arange(len(betas) - 1) % 2, ladder)
+    proposed = ops.arange(len(betas) - 1, ladder) % 2
     proposed = proposed.reshape(b[1:].shape) == parity
     if isinstance(parity, int) and ops.is_torch(ladder):  # eager: the proposed pairs only
         lo, hi = slice(parity, len(betas) - 1, 2), slice(parity + 1, len(betas), 2)
@@ -106,7 +115,7 @@ def pt_swap(
     # replica l takes the state of l + 1 (or l - 1) where that pair's swap was accepted
     acc = accepted * 1
     zero = ops.zeros_like(acc[:1])
-    levels = ops.asarray_like(np.arange(len(betas)), acc).reshape(b.shape)
+    levels = ops.arange(len(betas), acc).reshape(b.shape)
     index = levels + ops.concat([acc, zero], axis=0) - ops.concat([zero, acc], axis=0)
     index = ops.broadcast_to(index, tuple(ladder.shape[:-1]))
     if ops.is_torch(index):
@@ -118,14 +127,23 @@ def pt_swap(
 
 
 def pt_step(
-    key: Any, target: Any, base: Any, ladder: Array, betas: np.ndarray, parity: Any
+    key: Any,
+    target: Any,
+    base: Any,
+    ladder: Array,
+    betas: np.ndarray,
+    parity: Any,
+    placed: Array | None = None,
 ) -> tuple[Array, Array, Array]:
     """One parallel-tempering step: :func:`pt_swap`, then one block-Gibbs sweep per replica
     at its own temperature (reusing the hidden inputs of the swap). Returns
     ``(ladder, hidden, accepted)``."""
     k_swap, k_sweep = ops.split(key, 2)
-    b = _shaped(betas, ladder, ladder.ndim)
-    _, u, accepted = pt_swap(k_swap, target, base, ladder, betas, parity, swap_states=False)
+    placed = _placed(betas, ladder) if placed is None else placed
+    b = _shaped(betas, ladder, ladder.ndim, placed)
+    _, u, accepted = pt_swap(
+        k_swap, target, base, ladder, betas, parity, swap_states=False, placed=placed
+    )
     ladder, h = target.path_sweep(k_sweep, u, b, base)
     return ladder, h, accepted
 
@@ -160,12 +178,14 @@ def pt_run(
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
     zeros = ops.zeros((len(betas) - 1,), ladder)
     n_chains = max(1, int(np.prod(ladder.shape[1:-1])))
+    placed = _placed(betas, ladder)  # made once: no host-to-device copy per step
+    pair_parity = ops.arange(len(betas) - 1, ladder) % 2
 
     def body(k, carry):
         x, _, acc, prop, t = carry
-        x, h, a = pt_step(k, target, base, x, betas, t % 2)
+        x, h, a = pt_step(k, target, base, x, betas, t % 2, placed)
         a = a.reshape(a.shape[0], -1)
-        par = ops.asarray_like(np.arange(len(betas) - 1) % 2, x) == t % 2
+        par = pair_parity == t % 2
         prop = prop + ops.where(par, zeros + n_chains, zeros)
         return x, h, acc + (a * 1.0).sum(-1), prop, t + 1
 
@@ -186,12 +206,19 @@ def _counter(step0: Any, like: Array) -> Any:
 
 
 def _random_bit(key: Any, like: Array) -> Any:
-    bit = ops.uniform(key, (), like) < 0.5
-    return int(bit) if ops.is_torch(like) else bit.astype("int32")
+    """A fair random bit: a Python int for torch (it picks which pairs are computed), drawn on
+    the CPU from torch's global generator or a CPU ``key`` so that reading it costs no
+    device round-trip (a generator on an accelerator is drawn from there, and read)."""
+    if ops.is_torch(like):
+        import torch
+
+        device = "cpu" if key is None else key.device
+        return int(torch.rand((), generator=key, dtype=like.dtype, device=device) < 0.5)
+    return (ops.uniform(key, (), like) < 0.5).astype("int32")
 
 
 def tempered_transition(
-    key: Any, target: Any, base: Any, v: Array, betas: np.ndarray
+    key: Any, target: Any, base: Any, v: Array, betas: np.ndarray, rows: Any = None
 ) -> tuple[Array, Array]:
     """One tempered transition (Neal 1996) of the chains ``v`` ``(..., D)`` at ``beta = 1``
     through the ladder ``betas`` (increasing, ending at 1) and back.
@@ -200,11 +227,10 @@ def tempered_transition(
     down pass ``y_{i-1} ~ T_i(y_i)`` from ``y_n = x_n`` (``T_i`` a block-Gibbs sweep at
     ``b_i``, reversible on ``v``); ``y_0`` is accepted with probability
     ``min(1, prod_{i=1..n} f_i(x_{i-1}) / f_{i-1}(x_{i-1}) * f_{i-1}(y_{i-1}) / f_i(y_{i-1}))``.
-    Returns ``(v_new, accepted)`` with ``accepted`` of shape ``v.shape[:-1]``."""
-    down = betas[::-1].astype(np.float32)  # 1 = b_0 > b_1 > ... > b_n
-    n = len(down) - 1
-    up_rows = ops.asarray_like(np.stack([down[:-1], down[1:]], 1), v)  # (b_{i-1}, b_i)
-    down_rows = ops.asarray_like(np.stack([down[:-1], down[1:]], 1)[::-1].copy(), v)
+    Returns ``(v_new, accepted)`` with ``accepted`` of shape ``v.shape[:-1]``. ``rows`` is
+    :func:`_ladder_rows` of ``betas`` (made once by loops: a host-to-device copy)."""
+    n = len(betas) - 1
+    up_rows, down_rows = _ladder_rows(betas, v) if rows is None else rows
 
     def up(k, carry):
         x, log_w, i = carry
@@ -229,6 +255,14 @@ def tempered_transition(
     return ops.where(accepted[..., None], x, v), accepted
 
 
+def _ladder_rows(betas: np.ndarray, like: Array) -> tuple[Array, Array]:
+    """The ``(b_{i-1}, b_i)`` pairs of :func:`tempered_transition`, going up and coming down,
+    as arrays of ``like``'s backend, dtype and device."""
+    down = betas[::-1].astype(np.float32)  # 1 = b_0 > b_1 > ... > b_n
+    pairs = np.stack([down[:-1], down[1:]], 1)
+    return ops.asarray_like(pairs, like), ops.asarray_like(pairs[::-1].copy(), like)
+
+
 # --------------------------------------------------------------------------------------
 # operators for SAMLE and BlockGibbs
 # --------------------------------------------------------------------------------------
@@ -246,6 +280,9 @@ class ParallelTempering:
     its last replica. ``stats`` accumulates the swap statistics of eager (torch) runs;
     ``stats.acceptance`` is the acceptance rate per neighbour pair.
     """
+
+    #: the axis of the chain state that indexes the chains (the ladder is axis 0)
+    chain_axis = 1
 
     def __init__(self, betas: Any, base: Any = None) -> None:
         self.betas = check_ladder(betas)
@@ -289,10 +326,24 @@ class TemperedTransitions:
     step is one tempered transition through ``betas`` (increasing, ending at 1) followed by
     a plain block-Gibbs sweep. The chain state is the model's state itself."""
 
+    #: the axis of the chain state that indexes the chains
+    chain_axis = 0
+
     def __init__(self, betas: Any, base: Any = None) -> None:
         self.betas = check_ladder(betas)
         self.base = base
-        self.acceptance: float | None = None
+        self._acceptance: Any = None
+
+    @property
+    def acceptance(self) -> float | None:
+        """The acceptance rate of the last eager (torch) :meth:`run`, or ``None``; kept as an
+        array until asked for, so that a run does not wait for the device."""
+        a = self._acceptance
+        return a if a is None or isinstance(a, float) else float(ops.to_numpy(a))
+
+    @acceptance.setter
+    def acceptance(self, value: Any) -> None:
+        self._acceptance = value
 
     def __repr__(self) -> str:
         return f"TemperedTransitions({len(self.betas)} temperatures from {self.betas[0]:g} to 1)"
@@ -315,9 +366,11 @@ class TemperedTransitions:
         if not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
 
+        rows = _ladder_rows(self.betas, state)  # made once: no host-to-device copy per step
+
         def body(k, carry):
             k1, k2 = ops.split(k, 2)
-            x, acc = tempered_transition(k1, dist, base, carry[0], self.betas)
+            x, acc = tempered_transition(k1, dist, base, carry[0], self.betas, rows)
             x, h = dist.transition(k2, x, 1)
             return x, h, carry[2] + (acc * 1.0).mean()
 
@@ -325,7 +378,7 @@ class TemperedTransitions:
         first = body(k0, (state, None, ops.zeros((), state)))
         x, h, acc = ops.iterate(body, k1, first, num_steps - 1, state)
         if ops.is_concrete(acc):
-            self.acceptance = float(ops.to_numpy(acc)) / num_steps
+            self.acceptance = ops.stop_gradient(acc) / num_steps
         return x, x, h
 
     def with_samples(self, state: Array, value: Array) -> Array:

@@ -25,6 +25,7 @@ from ebm_ppl.models.replicated_softmax import (
     multinomial_base,
 )
 from ebm_ppl.numpyro.ais import AIS
+from ebm_ppl.numpyro.chains import run_chains
 from ebm_ppl.numpyro.dbm import DBM, DBMVisible, dbm_classifier_init, greedy_pretrain_dbm
 from ebm_ppl.numpyro.dbn import (
     DBN,
@@ -45,6 +46,7 @@ from ebm_ppl.numpyro.multilinear import MeanFieldGuide
 from ebm_ppl.numpyro.multimodal import MultimodalDBM, MultimodalDBMVisible
 from ebm_ppl.numpyro.robust import RobustBM, RobustBMVisible, RobustLikelihood
 from ebm_ppl.numpyro.samle import SAMLE, SAMLEState
+from ebm_ppl.numpyro.sharding import make_mesh
 
 register_pytree()  # the AIS bases cross jit boundaries in AIS
 
@@ -78,6 +80,8 @@ __all__ = [
     "SAMLEState",
     "TemperedTransitions",
     "base_rate",
+    "make_mesh",
+    "run_chains",
     "classification_error",
     "classifier_init",
     "classifier_logits",

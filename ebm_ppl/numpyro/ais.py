@@ -7,6 +7,7 @@ from typing import Any
 import jax
 
 from ebm_ppl.inference.ais import AISResult, run_ais
+from ebm_ppl.numpyro import sharding
 
 __all__ = ["AIS"]
 
@@ -20,6 +21,7 @@ def AIS(  # noqa: N802 (the public name of the algorithm)
     rng_key: jax.Array,
     reverse_samples: jax.Array | None = None,
     progress_bar: bool | None = None,
+    mesh: Any = None,
 ) -> AISResult:
     """Estimate ``log Z`` of ``target`` (e.g. :class:`~ebm_ppl.numpyro.RBM`) by annealed
     importance sampling; all runs advance together in chunks of ``lax.scan``.
@@ -31,7 +33,25 @@ def AIS(  # noqa: N802 (the public name of the algorithm)
     :param rng_key: a JAX PRNG key (required: randomness is explicit in NumPyro).
     :param reverse_samples: ``(runs, D)`` samples of the target for reverse AIS (a bracket on
         ``log Z``; a ``RuntimeWarning`` says when the directions disagree).
+    :param mesh: ``None`` (one device) or the devices to split the runs over (a
+        ``jax.sharding.Mesh``, a device count or a list of devices; see
+        :mod:`ebm_ppl.numpyro.sharding`). The target is replicated, each device anneals its
+        share of the runs with no communication until the log-weights are gathered; the
+        result equals the single-device one for the same key. ``num_runs`` (and the number
+        of reverse samples) must be a multiple of the device count.
     """
     if rng_key is None:
         raise ValueError("AIS needs rng_key=jax.random.PRNGKey(...)")
-    return run_ais(rng_key, target, base, betas, num_runs, reverse_samples, progress_bar)
+    place = None
+    if mesh is not None:
+        mesh = sharding.make_mesh(mesh)
+        target = sharding.replicate(target, mesh)
+        if base is not None and not isinstance(base, (int, float)):
+            base = sharding.replicate(base, mesh)
+
+        def place(v):
+            return sharding.shard_batch(v, mesh, 0, "the AIS runs (num_runs)")
+
+    return run_ais(
+        rng_key, target, base, betas, num_runs, reverse_samples, progress_bar, place=place
+    )

@@ -223,7 +223,10 @@ class BlockGibbs(MCMCKernel):
 
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         model_kwargs = {} if model_kwargs is None else model_kwargs
-        self._setup(model_args, model_kwargs)
+        # the set-up checks need concrete values; chain_method="parallel" calls init inside
+        # a pmap trace, where even constants would otherwise be traced
+        with jax.ensure_compile_time_eval():
+            self._setup(model_args, model_kwargs)
         if is_prng_key(rng_key):
             return self._init_one(rng_key, init_params, model_args, model_kwargs)
         if init_params is None:

@@ -26,6 +26,7 @@ from ebm_ppl.inference.samle import (
     validate_observed,
 )
 from ebm_ppl.io import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from ebm_ppl.numpyro import sharding
 
 __all__ = ["SAMLE", "SAMLEState"]
 
@@ -61,6 +62,13 @@ class SAMLE:
     :param transition: ``None`` (block Gibbs) or a tempered operator for the persistent
         chains: ``ParallelTempering(betas)`` (then each site's chain state is the whole
         ladder; ``num_gibbs_steps`` counts tempering steps) or ``TemperedTransitions(betas)``.
+    :param mesh: ``None`` (one device) or the devices to shard over: a
+        ``jax.sharding.Mesh``, a device count or a list of devices (see
+        :mod:`ebm_ppl.numpyro.sharding`). The persistent chains and every minibatch are split
+        over the devices, parameters and optimizer state replicated; the gradient means are
+        all-reduced by XLA. Updates equal the single-device ones for the same keys up to
+        float reduction order. ``num_chains`` and ``batch_size`` must be multiples of the
+        device count.
 
     The interface mirrors ``numpyro.infer.SVI``: ``init(rng_key, *args)``, a jitted
     ``update(state, *args) -> (state, stats)``, ``get_params(state)``, and ``run`` that
@@ -75,6 +83,7 @@ class SAMLE:
         persistent: bool = True,
         num_chains: int | None = None,
         transition: Any = None,
+        mesh: Any = None,
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
@@ -91,8 +100,35 @@ class SAMLE:
         self.config = check_config(num_gibbs_steps, persistent, num_chains, transition)
         self.constraints: dict[str, Any] = {}
         self.history: list[dict] = []
+        self.mesh = None if mesh is None else sharding.make_mesh(mesh)
         self._update = jax.jit(self._update_impl)
         self._epoch_fns: dict = {}
+
+    # ---- placement on devices ---------------------------------------------------------------
+
+    @property
+    def _chain_axis(self) -> int:
+        return int(getattr(self.config.transition, "chain_axis", 0))
+
+    def place(self, state: SAMLEState) -> SAMLEState:
+        """``state`` on this trainer's mesh: chains split over the devices along their chain
+        axis, the rest replicated (a no-op without a mesh). Used by :meth:`init` and
+        :meth:`load`, so a run saved on ``N`` devices resumes on ``M``."""
+        if self.mesh is None:
+            return state
+        return SAMLEState(
+            sharding.replicate(state.optim_state, self.mesh),
+            sharding.shard_batch(
+                state.chains, self.mesh, self._chain_axis, "the persistent chains (num_chains)"
+            ),
+            sharding.replicate(state.rng_key, self.mesh),
+        )
+
+    def _constrain_args(self, args):
+        if self.mesh is None or not args or getattr(args[0], "ndim", 0) < 1:
+            return args
+        batch = sharding.constrain_batch(args[0], self.mesh, 0, "the data batch (batch_size)")
+        return (batch,) + tuple(args[1:])
 
     # ---- set-up ---------------------------------------------------------------------------
 
@@ -109,7 +145,7 @@ class SAMLE:
         validate_observed(tr)
         params = self._read_params(tr)
         chains = init_chains(key_chains, tr, self.config) if self.config.persistent else {}
-        return SAMLEState(self.optim.init(params), chains, key_next)
+        return self.place(SAMLEState(self.optim.init(params), chains, key_next))
 
     def _read_params(self, tr) -> dict:
         """Record the constraints of the trace's param sites; their unconstrained values."""
@@ -134,6 +170,7 @@ class SAMLE:
 
     def _update_impl(self, state: SAMLEState, args, kwargs):
         key_trace, key_chain, key_next = jax.random.split(state.rng_key, 3)
+        args = self._constrain_args(args)
 
         def loss_fn(unconstrained):
             tr = self._trace(key_trace, self._constrain(unconstrained), args, kwargs)
@@ -143,6 +180,9 @@ class SAMLE:
         params = self.optim.get_params(state.optim_state)
         (loss, (chains, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         optim_state = self.optim.update(grads, state.optim_state, value=loss)
+        if self.mesh is not None:  # keep the chains split and the parameters replicated
+            chains = sharding.constrain_batch(chains, self.mesh, self._chain_axis, "the chains")
+            optim_state = sharding.constrain_replicated(optim_state, self.mesh)
         return SAMLEState(optim_state, chains, key_next), stats
 
     def update(self, state: SAMLEState, *args, **kwargs) -> tuple[SAMLEState, dict]:
@@ -171,15 +211,33 @@ class SAMLE:
     def _epoch_fn(self, num_batches: int, batch_size: int, args, kwargs):
         key = (num_batches, batch_size)
         if key not in self._epoch_fns:
+            if self.mesh is None:
 
-            @jax.jit
-            def epoch(state, x, idx, args, kwargs):
-                def body(s, i):
-                    s, _ = self._update_impl(s, (x[i],) + tuple(args), kwargs)
-                    return s, None
+                @jax.jit
+                def epoch(state, x, idx, args, kwargs):
+                    def body(s, i):
+                        s, _ = self._update_impl(s, (x[i],) + tuple(args), kwargs)
+                        return s, None
 
-                state, _ = jax.lax.scan(body, state, idx)
-                return state
+                    state, _ = jax.lax.scan(body, state, idx)
+                    return state
+
+            else:  # the epoch's minibatches arrive gathered, each split over the devices
+
+                @jax.jit
+                def sharded_epoch(state, batches, args, kwargs):
+                    def body(s, xb):
+                        s, _ = self._update_impl(s, (xb,) + tuple(args), kwargs)
+                        return s, None
+
+                    state, _ = jax.lax.scan(body, state, batches)
+                    return state
+
+                def epoch(state, x, idx, args, kwargs):
+                    batches = jax.device_put(
+                        x[idx], sharding.batch_sharding(self.mesh, x.ndim + 1, axis=1)
+                    )
+                    return sharded_epoch(state, batches, args, kwargs)
 
             self._epoch_fns[key] = epoch
         return partial(self._epoch_fns[key], args=args, kwargs=kwargs)
@@ -210,6 +268,11 @@ class SAMLE:
         """
         n = data_size(data)
         steps_per_epoch = len(batch_indices(n, batch_size, seed, 0, shuffle=False))
+        if self.mesh is not None and min(batch_size, n) % sharding.num_shards(self.mesh):
+            raise ValueError(
+                f"batch_size={min(batch_size, n)} must be a multiple of the mesh's "
+                f"{sharding.num_shards(self.mesh)} devices (each holds an equal share)"
+            )
         raw = epoch_data(data, 0)
         x0 = _as_device_array(raw)
         state = (
@@ -217,6 +280,7 @@ class SAMLE:
             if init_state is not None
             else self.init(rng_key, x0[:batch_size], *args, **kwargs)
         )
+        state = self.place(state)
         done = int(state.optim_state[0])
         first_epoch = done // steps_per_epoch
         disable = None if progress_bar is None else not progress_bar
@@ -259,28 +323,36 @@ class SAMLE:
 
     def save(self, path: str | Path, state: SAMLEState) -> Path:
         """Save the optimizer state (with the parameters), chains, key and history."""
-        opt_tensors, opt_spec = flatten_state(state.optim_state, "optim")
+        # sharded arrays are gathered whole (across processes too): the file does not
+        # depend on the device count, so a run saved on N devices resumes on M
+        optim_state = jax.tree_util.tree_map(sharding.to_host, state.optim_state)
+        opt_tensors, opt_spec = flatten_state(optim_state, "optim")
         tensors = dict(opt_tensors)
         for name, x in state.chains.items():
-            tensors[f"chains/{name}"] = x
-        tensors["rng/key"] = (
+            tensors[f"chains/{name}"] = sharding.to_host(x)
+        key = (
             jax.random.key_data(state.rng_key)
             if jnp.issubdtype(state.rng_key.dtype, jax.dtypes.prng_key)
             else state.rng_key
         )
+        tensors["rng/key"] = sharding.to_host(key)
         config = {
             "kind": "ebm_ppl.numpyro.SAMLE",
             "sa_config": self.config.describe(),
             "optim_spec": opt_spec,
             "history": self.history,
+            "num_devices": 1 if self.mesh is None else sharding.num_shards(self.mesh),
         }
+        if jax.process_index() != 0:  # multi-host: process 0 writes the file
+            return Path(path)
         return save_checkpoint(path, tensors, config)
 
     def load(self, path: str | Path, rng_key: jax.Array, *args, **kwargs) -> SAMLEState:
-        """Restore a state written by :meth:`save`.
+        """Restore a state written by :meth:`save`, placed on this trainer's mesh.
 
         ``rng_key`` and ``args`` (a data batch) build a template state of the same structure
-        (the model is traced once); the saved arrays then replace its leaves.
+        (the model is traced once); the saved arrays then replace its leaves. The saving
+        run's device count does not matter: the chains are re-split over this mesh.
         """
         tensors, config = load_checkpoint(path, backend="jax")
         if config.get("kind") != "ebm_ppl.numpyro.SAMLE":
@@ -291,7 +363,7 @@ class SAMLE:
         )
         chains = {k[len("chains/") :]: v for k, v in tensors.items() if k.startswith("chains/")}
         self.history = list(config.get("history", []))
-        return SAMLEState(optim_state, chains, jnp.asarray(tensors["rng/key"]))
+        return self.place(SAMLEState(optim_state, chains, jnp.asarray(tensors["rng/key"])))
 
 
 def _as_device_array(x: Any) -> jax.Array:

@@ -25,6 +25,7 @@ __all__ = [
     "is_jax",
     "backend_name",
     "is_concrete",
+    "on_host",
     "sigmoid",
     "softplus",
     "logsumexp",
@@ -55,6 +56,8 @@ __all__ = [
     "concat",
     "zeros",
     "zeros_like",
+    "arange",
+    "largest_count",
     "addmm",
     "with_analytic_grad",
 ]
@@ -97,6 +100,13 @@ def is_concrete(x: Any) -> bool:
 
         return not isinstance(x, jax.core.Tracer)
     return True
+
+
+def on_host(x: Any) -> bool:
+    """True when reading the values of ``x`` costs no device round-trip: anything but a torch
+    tensor in accelerator memory. Eager loops (torch) may inspect values on the host, e.g. to
+    stop early; on an accelerator they must not, since every read waits for the device."""
+    return not is_torch(x) or x.device.type == "cpu"
 
 
 def sigmoid(x: Array) -> Array:
@@ -308,8 +318,7 @@ def multinomial(key: Key, n: Array, probs: Array, max_count: int | None = None) 
     static.
     """
     if max_count is None and (is_torch(n) or is_concrete(n)):
-        nn = to_numpy(n)
-        max_count = int(nn.max()) if nn.size else 0
+        max_count = largest_count(n)  # reads n: loops should pass max_count
     if max_count is not None:
         return _multinomial_by_words(key, n, probs, max(1, int(max_count)))
     return _multinomial_by_halves(key, n, probs)
@@ -437,10 +446,16 @@ def asarray_like(x: Any, like: Array) -> Array:
 
 
 def to_numpy(x: Array):
+    """``x`` as numpy on the host (torch: detached and copied from its device; JAX: the
+    global value of a sharded array, gathered from other processes when needed)."""
     import numpy as np
 
     if is_torch(x):
         return x.detach().cpu().numpy()
+    if not getattr(x, "is_fully_addressable", True):
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
 
 
@@ -451,6 +466,28 @@ def zeros(shape: Sequence[int], like: Array) -> Array:
 
         return torch.zeros(tuple(shape), dtype=like.dtype, device=like.device)
     return _jnp().zeros(tuple(shape), dtype=like.dtype)
+
+
+def arange(n: int, like: Array) -> Array:
+    """``0, 1, ..., n - 1`` with the dtype (and device) of ``like``, made there (no host data
+    is copied, so it is cheap inside loops)."""
+    if is_torch(like):
+        import torch
+
+        return torch.arange(n, dtype=like.dtype, device=like.device)
+    return _jnp().arange(n, dtype=like.dtype)
+
+
+def largest_count(n: Array) -> int:
+    """The largest entry of ``n`` (whole numbers, e.g. document lengths) as a Python int, 0
+    for an empty array. It reads ``n`` (a device round-trip for an accelerator tensor): call
+    it once before a loop, not inside it."""
+    if is_torch(n):
+        return int(n.max()) if n.numel() else 0
+    import numpy as np
+
+    a = np.asarray(n)
+    return int(a.max()) if a.size else 0
 
 
 def zeros_like(x: Array) -> Array:
@@ -517,16 +554,34 @@ def fixed_point(
     """Iterate ``x <- sweep(x)`` at most ``num_iters`` times, stopping after the first sweep
     whose ``change(new, old)`` (a scalar) is below ``tol`` (``None``: never stop early).
 
-    torch: a Python loop with an early exit; JAX (``like`` is a JAX array): one
+    torch: a Python loop. On the CPU it exits early (reading ``change`` is free there); on
+    an accelerator it never reads a value: once converged, the state is frozen on the device
+    (``where``) for the remaining sweeps, which gives the same result as the early exit
+    without a host round-trip per sweep. JAX (``like`` is a JAX array): one
     ``lax.while_loop``, so the state ``x`` must keep its pytree structure and dtypes."""
     if not is_jax(like):
         x = init
+        if tol is None:
+            for _ in range(num_iters):
+                x = sweep(x)
+            return x
+        if on_host(like):
+            for _ in range(num_iters):
+                new = sweep(x)
+                done = float(change(new, x)) < tol
+                x = new
+                if done:
+                    break
+            return x
+        done = None
         for _ in range(num_iters):
             new = sweep(x)
-            done = tol is not None and float(change(new, x)) < tol
-            x = new
-            if done:
-                break
+            converged = change(new, x) < tol
+            if done is None:
+                x, done = new, converged
+            else:
+                x = _tree_where(done, x, new)
+                done = done | converged
         return x
     import jax
     import jax.numpy as jnp
@@ -544,6 +599,18 @@ def fixed_point(
 
     _, x, _ = jax.lax.while_loop(cond, body, (0, init, jnp.asarray(jnp.inf, like.dtype)))
     return x
+
+
+def _tree_where(cond: Array, a: Any, b: Any) -> Any:
+    """``where(cond, a, b)`` leaf by leaf over matching lists, tuples (named too), dicts."""
+    if isinstance(a, dict):
+        return type(a)((k, _tree_where(cond, a[k], b[k])) for k in a)
+    if isinstance(a, (list, tuple)):
+        parts = [_tree_where(cond, x, y) for x, y in zip(a, b)]
+        return type(a)(*parts) if hasattr(a, "_fields") else type(a)(parts)
+    if a is None or a is b:
+        return a
+    return where(cond, a, b)
 
 
 def iterate(

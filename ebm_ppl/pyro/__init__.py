@@ -25,6 +25,7 @@ from ebm_ppl.models.replicated_softmax import (
 )
 from ebm_ppl.pyro.ais import AIS
 from ebm_ppl.pyro.dbm import DBM, DBMClassifier, DBMVisible, greedy_pretrain_dbm
+from ebm_ppl.pyro.distributed import init_distributed
 from ebm_ppl.pyro.dbn import (
     DBN,
     DBNClassifier,
@@ -46,6 +47,7 @@ from ebm_ppl.pyro.robust import RobustBM, RobustBMVisible, RobustLikelihood
 from ebm_ppl.pyro.samle import SAMLE
 
 __all__ = [
+    "init_distributed",
     "AIS",
     "AISResult",
     "BernoulliBase",

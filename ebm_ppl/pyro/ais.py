@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from ebm_ppl.inference.ais import AISResult, run_ais
+from ebm_ppl.pyro import distributed as dist_utils
 
 __all__ = ["AIS"]
 
@@ -19,6 +20,7 @@ def AIS(  # noqa: N802 (the public name of the algorithm)
     reverse_samples: torch.Tensor | None = None,
     progress_bar: bool | None = None,
     generator: torch.Generator | None = None,
+    distributed: bool = False,
 ) -> AISResult:
     """Estimate ``log Z`` of ``target`` (e.g. :class:`~ebm_ppl.pyro.RBM`) by annealed
     importance sampling; all ``num_runs`` runs advance together.
@@ -31,5 +33,48 @@ def AIS(  # noqa: N802 (the public name of the algorithm)
         also run reverse AIS, which gives the other side of a bracket on ``log Z``; a
         ``RuntimeWarning`` says when the two disagree beyond their error bars.
     :param generator: optional ``torch.Generator`` (default: torch's global RNG).
+    :param distributed: split the runs over the ranks of the initialised
+        ``torch.distributed`` process group (see :mod:`ebm_ppl.pyro.distributed`).
+        ``num_runs`` (and the rows of ``reverse_samples``, the same on every rank) are the
+        totals; each rank anneals its contiguous share with its own generator, seeded from
+        ``(seed, rank)`` where ``seed`` is ``generator``'s (or the global RNG's) initial
+        seed, so a run is deterministic per seed and world size. The log-weights are
+        all-gathered and every rank returns the same estimate over all runs.
     """
-    return run_ais(generator, target, base, betas, num_runs, reverse_samples, progress_bar)
+    if not distributed:
+        return run_ais(generator, target, base, betas, num_runs, reverse_samples, progress_bar)
+    rank, world = dist_utils.rank_and_world(required=True)
+    if not isinstance(num_runs, int) or isinstance(num_runs, bool) or num_runs % world:
+        raise ValueError(
+            f"num_runs={num_runs!r} must be a multiple of the {world} ranks (each anneals an "
+            "equal share of the runs)"
+        )
+    seed = (generator if generator is not None else torch.random.default_generator).initial_seed()
+    device = _device_of(target)
+    local = torch.Generator(device=device).manual_seed(dist_utils.rank_seed(seed, rank))
+    if reverse_samples is not None:
+        reverse_samples = dist_utils.split_for_rank(
+            reverse_samples, rank, world, 0, "reverse_samples (rows)"
+        )
+
+    def gather(log_w):
+        t = torch.as_tensor(log_w, dtype=torch.float64)
+        return dist_utils.all_gather_cat(t, dim=0).numpy()
+
+    return run_ais(
+        local,
+        target,
+        base,
+        betas,
+        num_runs // world,
+        reverse_samples,
+        progress_bar if rank == 0 else False,
+        gather=gather,
+    )
+
+
+def _device_of(target: Any) -> torch.device:
+    for value in vars(target).values():
+        if isinstance(value, torch.Tensor):
+            return value.device
+    return torch.device("cpu")

@@ -24,6 +24,7 @@ from ebm_ppl.inference.samle import (
     validate_observed,
 )
 from ebm_ppl.io import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from ebm_ppl.pyro import distributed as dist_utils
 
 __all__ = ["SAMLE"]
 
@@ -46,6 +47,15 @@ class SAMLE:
         ladder; ``num_gibbs_steps`` counts tempering steps) or ``TemperedTransitions(betas)``.
     :param lr_schedule: optional ``t -> lr`` (e.g. :func:`ebm_ppl.pyro.robbins_monro`) that
         sets the learning rate before update ``t`` (counted from 0, saved in checkpoints).
+    :param distributed: train data-parallel over the ranks of the initialised
+        ``torch.distributed`` process group (see :mod:`ebm_ppl.pyro.distributed`; start
+        with ``torchrun``). Each rank holds ``num_chains / world_size`` of the persistent
+        chains and, in :meth:`run`, a contiguous ``batch_size / world_size`` share of every
+        minibatch; gradients are averaged by one all-reduce per update, so the update is
+        the single-process update on the whole minibatch and all chains. Parameters start
+        from rank 0's values. Call :meth:`step` with the rank's own share of a batch.
+        Checkpoints hold all chains and every rank's RNG state, and resume on any number
+        of ranks that divides the chains.
 
     ``step(*args)`` is one update (the model may subsample with ``pyro.plate(...,
     subsample_size=...)``; plate scales are honoured); ``run(data, ...)`` loops over epochs
@@ -62,6 +72,7 @@ class SAMLE:
         num_chains: int | None = None,
         transition: Any = None,
         lr_schedule: Callable[[int], float] | None = None,
+        distributed: bool = False,
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
@@ -75,6 +86,20 @@ class SAMLE:
         self.model = model
         self.optim = optim
         self.config = check_config(num_gibbs_steps, persistent, num_chains, transition)
+        self.distributed = bool(distributed)
+        self.rank, self.world_size = dist_utils.rank_and_world(required=self.distributed)
+        if not self.distributed:
+            self.rank, self.world_size = 0, 1
+        self._local_config = self.config
+        if num_chains is not None and self.world_size > 1:
+            if num_chains % self.world_size:
+                raise ValueError(
+                    f"num_chains={num_chains} must be a multiple of the {self.world_size} "
+                    "ranks (each holds an equal share of the persistent chains)"
+                )
+            self._local_config = self.config._replace(num_chains=num_chains // self.world_size)
+        self._started = not self.distributed
+        self._seed: int | None = None
         self.lr_schedule = lr_schedule
         self.chains: dict[str, torch.Tensor] | None = None
         self.num_steps = 0
@@ -96,18 +121,46 @@ class SAMLE:
         """
         return self._step(True, args, kwargs)
 
+    @property
+    def _chain_axis(self) -> int:
+        return int(getattr(self.config.transition, "chain_axis", 0))
+
+    def _start(self, args, kwargs) -> None:
+        """First distributed update: derive this rank's random stream from the shared seed
+        and give every rank rank 0's initial parameters."""
+        self._seed = int(torch.initial_seed())
+        torch.manual_seed(dist_utils.rank_seed(self._seed, self.rank))
+        with poutine.trace(param_only=True) as param_capture, poutine.block(), torch.no_grad():
+            self.model(*args, **kwargs)
+        params = [site["value"].unconstrained() for site in param_capture.trace.nodes.values()]
+        dist_utils.broadcast_(params, src=0)
+        self._started = True
+
     def _step(self, validate: bool, args, kwargs) -> dict[str, float]:
+        if not self._started:
+            self._start(args, kwargs)
         with poutine.trace(param_only=True) as param_capture:
             tr = poutine.trace(self.model).get_trace(*args, **kwargs)
-        params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
+        # in the model's order (the same on every rank, unlike a set of tensors)
+        params = list(
+            {
+                id(p): p
+                for p in (s["value"].unconstrained() for s in param_capture.trace.nodes.values())
+            }.values()
+        )
         if not params:
             raise ValueError("the model has no pyro.param parameters to train")
         if validate:
             validate_observed(tr.nodes)
         if self.config.persistent and self.chains is None:
-            self.chains = init_chains(None, tr.nodes, self.config)
+            self.chains = init_chains(None, tr.nodes, self._local_config)
         loss, chains, stats = sa_objective(None, tr.nodes, self.chains or {}, self.config)
         loss.backward()
+        if self.world_size > 1:  # the mean over ranks of per-rank means: the global gradient
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            dist_utils.all_reduce_mean_([p.grad for p in params])
         if self.optim.optim_objs:
             self._set_lr()
         self.optim(params)
@@ -152,8 +205,15 @@ class SAMLE:
         """
         n = data_size(data)
         steps_per_epoch = len(batch_indices(n, batch_size, seed, 0, shuffle=False))
+        if self.world_size > 1 and min(batch_size, n) % self.world_size:
+            raise ValueError(
+                f"batch_size={min(batch_size, n)} must be a multiple of the {self.world_size} "
+                "ranks (each trains on an equal share of every minibatch)"
+            )
         first_epoch = self.num_steps // steps_per_epoch
         disable = None if progress_bar is None else not progress_bar
+        if self.rank != 0:
+            disable = True
         total = steps_per_epoch * max(0, num_epochs - first_epoch)
         with tqdm(total=total, disable=disable, desc="SAMLE", unit="upd") as bar:
             x = raw = None
@@ -170,7 +230,8 @@ class SAMLE:
                 idx = batch_indices(n, batch_size, seed, epoch, shuffle)
                 start = self.num_steps - epoch * steps_per_epoch
                 for i in range(start, len(idx)):
-                    self._step(False, (x[torch.as_tensor(idx[i])], *args), kwargs)
+                    rows = idx[i].reshape(self.world_size, -1)[self.rank]  # this rank's share
+                    self._step(False, (x[torch.as_tensor(rows)], *args), kwargs)
                     if self.num_steps % log_every == 0:
                         rec = self.reconstruction_error()
                         self.history.append(
@@ -185,24 +246,37 @@ class SAMLE:
     # ---- checkpoints ----------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
-        """Save parameters, optimizer state, chains, step count and torch RNG state."""
+        """Save parameters, optimizer state, chains, step count and torch RNG state.
+
+        Distributed: every rank must call it (the chains and RNG states are gathered); rank
+        0 writes the file holding all chains, so it resumes on any number of ranks.
+        """
         store = pyro.get_param_store()
         tensors: dict[str, Any] = {}
         for name in store.keys():
             tensors[f"param/{name}"] = store[name].detach()
         for name, x in (self.chains or {}).items():
-            tensors[f"chains/{name}"] = x
+            tensors[f"chains/{name}"] = dist_utils.all_gather_cat(x, dim=self._chain_axis)
         opt_tensors, opt_spec = flatten_state(self.optim.get_state(), "optim")
         tensors.update(opt_tensors)
-        tensors["rng/torch"] = torch.get_rng_state()
+        rng = torch.get_rng_state()
+        tensors["rng/torch"] = rng
+        if self.world_size > 1:
+            tensors["rng/torch_ranks"] = dist_utils.all_gather_cat(rng[None], dim=0)
         config = {
             "kind": "ebm_ppl.pyro.SAMLE",
             "num_steps": self.num_steps,
             "sa_config": self.config.describe(),
             "optim_spec": opt_spec,
             "history": self.history,
+            "world_size": self.world_size,
+            "seed": self._seed,
         }
-        return save_checkpoint(path, tensors, config)
+        out = Path(path)
+        if self.rank == 0:
+            out = save_checkpoint(path, tensors, config)
+        dist_utils.barrier()
+        return out
 
     def load(self, path: str | Path) -> SAMLE:
         """Restore a checkpoint written by :meth:`save` (into the global param store)."""
@@ -215,10 +289,28 @@ class SAMLE:
                 name = key[len("param/") :]
                 store[name] = value
         chains = {k[len("chains/") :]: v for k, v in tensors.items() if k.startswith("chains/")}
+        if self.world_size > 1:  # this rank's share of all the saved chains
+            chains = {
+                k: dist_utils.split_for_rank(
+                    v, self.rank, self.world_size, self._chain_axis, f"the saved chains {k!r}"
+                )
+                for k, v in chains.items()
+            }
         self.chains = chains or None
         self.optim.set_state(unflatten_state(tensors, config["optim_spec"], "optim", "torch"))
-        torch.set_rng_state(tensors["rng/torch"])
         self.num_steps = int(config["num_steps"])
+        saved_world = int(config.get("world_size", 1))
+        if saved_world == self.world_size and self.world_size > 1:
+            # a copy: set_rng_state misreads a view at a storage offset (segfault in torch 2.13)
+            torch.set_rng_state(tensors["rng/torch_ranks"][self.rank].clone())
+        elif self.world_size == 1:
+            torch.set_rng_state(tensors["rng/torch"])
+        else:  # a new number of ranks: fresh streams, derived from the run's seed and step
+            seed = config.get("seed")
+            seed = int(torch.initial_seed()) if seed is None else int(seed)
+            torch.manual_seed(dist_utils.rank_seed(seed, self.rank, self.num_steps))
+        self._seed = config.get("seed", self._seed)
+        self._started = True
         self.history = list(config.get("history", []))
         return self
 
