@@ -74,7 +74,9 @@ def AIS(  # noqa: N802 (the public name of the algorithm)
 
 
 def _device_of(target: Any) -> torch.device:
+    """The device of the first tensor among ``target``'s attributes (lists included)."""
     for value in vars(target).values():
-        if isinstance(value, torch.Tensor):
-            return value.device
+        for v in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(v, torch.Tensor):
+                return v.device
     return torch.device("cpu")
