@@ -199,7 +199,8 @@ def site_field(
     x = values[name]
     last = int(x.shape[-1])
     n = last if n_visible is None else n_visible
-    shift = ops.asarray_like(np.arange(last) < n, x) * 1.0  # move the visible units only
+    units = ops.arange(last, x)  # made on x's device: no host data per sweep
+    shift = ops.where(units < n, 1.0 + 0 * units, 0 * units)  # move the visible units only
     moved = dict(values)
     moved[name] = x + shift
     return gaussian_field(g0, grad(moved)[name], x)

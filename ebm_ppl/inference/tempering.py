@@ -168,9 +168,11 @@ def pt_run(
     betas: np.ndarray,
     num_steps: int,
     step0: int | None = None,
+    placed: Array | None = None,
 ) -> tuple[Array, Array, PTStats]:
     """``num_steps`` parallel-tempering steps; the swap parity alternates from ``step0``
     (default: a random start, so that single-step runs propose every pair equally often).
+    ``placed``: the ladder on the states' device (:func:`_placed`), if already made.
 
     Returns the ladder, the hidden states of the last sweep and the swap statistics summed
     over steps and chains."""
@@ -178,7 +180,7 @@ def pt_run(
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
     zeros = ops.zeros((len(betas) - 1,), ladder)
     n_chains = max(1, int(np.prod(ladder.shape[1:-1])))
-    placed = _placed(betas, ladder)  # made once: no host-to-device copy per step
+    placed = _placed(betas, ladder) if placed is None else placed  # not once per step
     pair_parity = ops.arange(len(betas) - 1, ladder) % 2
 
     def body(k, carry):
@@ -213,7 +215,8 @@ def _random_bit(key: Any, like: Array) -> Any:
         import torch
 
         device = "cpu" if key is None else key.device
-        return int(torch.rand((), generator=key, dtype=like.dtype, device=device) < 0.5)
+        bit = torch.rand((), generator=key, dtype=like.dtype, device=device) < 0.5
+        return int(bit)  # device: a host draw, read for free
     return (ops.uniform(key, (), like) < 0.5).astype("int32")
 
 
@@ -263,6 +266,20 @@ def _ladder_rows(betas: np.ndarray, like: Array) -> tuple[Array, Array]:
     return ops.asarray_like(pairs, like), ops.asarray_like(pairs[::-1].copy(), like)
 
 
+def _cached(op: Any, make: Any, like: Array) -> Any:
+    """``make(op.betas, like)``, kept on the operator for torch so that repeated runs (one per
+    SAMLE update or MCMC step) do not copy the ladder to the device again; JAX arrays are
+    made afresh (they may be staged inside ``jit``)."""
+    if not ops.is_torch(like):
+        return make(op.betas, like)
+    cache = op.__dict__.setdefault("_on_device", {})
+    key = (make.__name__, like.device, like.dtype)
+    hit = cache.get(key)
+    if hit is None or hit[0] is not op.betas:
+        hit = cache[key] = (op.betas, make(op.betas, like))
+    return hit[1]
+
+
 # --------------------------------------------------------------------------------------
 # operators for SAMLE and BlockGibbs
 # --------------------------------------------------------------------------------------
@@ -307,7 +324,8 @@ class ParallelTempering:
     def run(self, key: Any, dist: Any, state: Array, num_steps: int):
         """Advance the ladder; returns ``(state, samples, hidden)`` (``hidden`` at beta = 1)."""
         base = dist.ais_base(self.base)
-        state, h, stats = pt_run(key, dist, base, state, self.betas, num_steps)
+        placed = _cached(self, _placed, state)
+        state, h, stats = pt_run(key, dist, base, state, self.betas, num_steps, placed=placed)
         if ops.is_concrete(stats.accepted):  # accumulate over eager runs (torch)
             if self.stats is not None:
                 stats = PTStats(
@@ -366,7 +384,7 @@ class TemperedTransitions:
         if not isinstance(num_steps, int) or num_steps < 1:
             raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
 
-        rows = _ladder_rows(self.betas, state)  # made once: no host-to-device copy per step
+        rows = _cached(self, _ladder_rows, state)
 
         def body(k, carry):
             k1, k2 = ops.split(k, 2)

@@ -22,17 +22,18 @@ class BernoulliBase:
     """Independent Bernoulli visible units with ``logits`` of shape ``(D,)``.
 
     ``log_prob(v) = logits . v`` (unnormalized) and ``log_partition() = sum_i softplus(logits_i)``,
-    so that ``log_prob(v) - log_partition()`` is the exact log-probability.
+    so that ``log_prob(v) - log_partition()`` is the exact log-probability. ``check=False``
+    skips the finiteness check (which reads the values), for logits known to be finite.
     """
 
-    def __init__(self, logits: Array) -> None:
+    def __init__(self, logits: Array, check: bool = True) -> None:
         if not (ops.is_torch(logits) or ops.is_jax(logits)):
             raise TypeError(
                 f"logits must be a torch.Tensor or a JAX array, got {type(logits).__name__}"
             )
         if logits.ndim != 1 or logits.shape[0] == 0:
             raise ValueError(f"logits must have shape (n_visible,), got {tuple(logits.shape)}")
-        if ops.is_concrete(logits) and not ops.all_finite(logits):
+        if check and ops.is_concrete(logits) and not ops.all_finite(logits):
             raise ValueError("logits contains NaN or infinite values")
         self.logits = logits
 
@@ -68,7 +69,7 @@ def uniform_base(n_visible: int, like: Array) -> BernoulliBase:
     in the backend and dtype of ``like``."""
     if not isinstance(n_visible, int) or n_visible < 1:
         raise ValueError(f"n_visible must be a positive int, got {n_visible!r}")
-    return BernoulliBase(ops.zeros((n_visible,), like))
+    return BernoulliBase(ops.zeros((n_visible,), like), check=False)
 
 
 def base_rate(data: Array, pseudocount: float = 1.0) -> BernoulliBase:
@@ -98,9 +99,11 @@ def base_rate(data: Array, pseudocount: float = 1.0) -> BernoulliBase:
 
 class GaussianBase:
     """Independent Gaussian visible units ``N(mean, std^2)``, shapes ``(D,)``: the tractable
-    end of the AIS path for real-valued models (``log Z`` exact, exact samples)."""
+    end of the AIS path for real-valued models (``log Z`` exact, exact samples).
+    ``check=False`` skips the checks of the values (which read them), for parameters known
+    to be finite with ``std > 0``."""
 
-    def __init__(self, mean: Array, std: Array) -> None:
+    def __init__(self, mean: Array, std: Array, check: bool = True) -> None:
         for name, x in (("mean", mean), ("std", std)):
             if not (ops.is_torch(x) or ops.is_jax(x)):
                 raise TypeError(f"{name} must be a torch.Tensor or a JAX array")
@@ -109,9 +112,9 @@ class GaussianBase:
         if mean.shape != std.shape:
             raise ValueError(f"mean {tuple(mean.shape)} and std {tuple(std.shape)} differ")
         for name, x in (("mean", mean), ("std", std)):
-            if ops.is_concrete(x) and not ops.all_finite(x):
+            if check and ops.is_concrete(x) and not ops.all_finite(x):
                 raise ValueError(f"{name} contains NaN or infinite values")
-        if ops.is_concrete(std) and not bool((std > 0).all()):
+        if check and ops.is_concrete(std) and not bool((std > 0).all()):
             raise ValueError("std must be > 0")
         self.mean, self.std = mean, std
 

@@ -194,7 +194,7 @@ class CategoricalRBMMethods(HarmoniumMethods):
     def _visible_mean(self, p, h, like=None):
         """Expected category index ``sum_k k p(v_d = k | h)`` (the monitor's reconstruction)."""
         probs = ops.softmax(self._top_down(p, h) + p[1])
-        k = ops.asarray_like(list(range(self.n_categories)), probs)
+        k = ops.arange(self.n_categories, probs)
         mean = (probs * k).sum(-1)
         if like is not None:
             mean = ops.where(like < 0, like, mean)

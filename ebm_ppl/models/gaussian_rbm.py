@@ -193,7 +193,10 @@ class GaussianRBMMethods(HarmoniumMethods):
             if self.visible_bias.ndim != 1 or self.sigma.ndim != 1:
                 raise ValueError("AIS needs a Gaussian RBM without batch dimensions")
             std = ops.broadcast_to(self.sigma, (self.n_visible,))
-            return GaussianBase(ops.stop_gradient(self.visible_bias), ops.stop_gradient(std))
+            # the model's own parameters, checked when it was made: no reads per call
+            return GaussianBase(
+                ops.stop_gradient(self.visible_bias), ops.stop_gradient(std), check=False
+            )
         return base
 
     def _check_ais_base(self, base: Any) -> None:

@@ -727,10 +727,14 @@ class MultimodalDBMMethods:
                 layers[-1] = ops.where(th[..., None], tv, layers[-1])
             return layers
 
-        def sweep(k, x):
-            return self.join(hold(gibbs_sweep(k, p, self.split(x), max_words=self.max_words)))
-
         value = self.join(hold(self.split(value)))
+        bound = self.max_words
+        if bound is None and ops.is_torch(value):  # the texts keep their lengths: read once
+            bound = ops.largest_count(doc_length(self.split(ops.stop_gradient(value))))
+
+        def sweep(k, x):
+            return self.join(hold(gibbs_sweep(k, p, self.split(x), max_words=bound)))
+
         return ops.iterate(sweep, key, value, num_steps, value), None
 
     def _sample(self, key: Any, sample_shape: tuple) -> Array:

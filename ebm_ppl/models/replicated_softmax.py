@@ -73,10 +73,10 @@ class MultinomialBase:
     ``log_partition() = M logsumexp(logits)``.
     """
 
-    def __init__(self, logits: Array, total_count: Any) -> None:
+    def __init__(self, logits: Array, total_count: Any, check: bool = True) -> None:
         if not (ops.is_torch(logits) or ops.is_jax(logits)) or logits.ndim != 1:
             raise ValueError("logits must be a 1-D torch.Tensor or JAX array (one per word)")
-        if ops.is_concrete(logits) and not ops.all_finite(logits):
+        if check and ops.is_concrete(logits) and not ops.all_finite(logits):
             raise ValueError("logits contains NaN or infinite values")
         self.logits = logits
         self.total_count = total_count
@@ -233,7 +233,33 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
             logits = (1.0 - t) * base.logits + t * logits
         m = self._length(like) if like is not None else self._path_length(base)
         n = ops.zeros(tuple(logits.shape[:-1]), logits) + m
-        return ops.multinomial(key, n, ops.softmax(logits), getattr(self, "max_words", None))
+        return ops.multinomial(key, n, ops.softmax(logits), self._word_bound())
+
+    def _word_bound(self) -> int | None:
+        """The bound on the document lengths that the word sampler uses: ``max_words``, or
+        the longest document of the chains in a torch :meth:`transition` (found once there,
+        since reading it in every sweep would wait for the device)."""
+        bound = getattr(self, "max_words", None)
+        return getattr(self, "_chain_words", None) if bound is None else bound
+
+    def transition(
+        self,
+        key: Any,
+        value: Array,
+        num_steps: int = 1,
+        clamp: Any = None,
+        cache: Array | None = None,
+        field: Any = None,
+    ) -> tuple[Array, Array]:
+        """Block-Gibbs sweeps (see :meth:`HarmoniumMethods.transition`); every document
+        keeps its length, so in torch the longest one is read once before the sweeps."""
+        me = self
+        if self._word_bound() is None and ops.is_torch(value):
+            import copy
+
+            me = copy.copy(self)
+            me._chain_words = ops.largest_count(ops.stop_gradient(value).sum(-1))
+        return HarmoniumMethods.transition(me, key, value, num_steps, clamp, cache, field)
 
     def _path_length(self, base):
         if base is not None and getattr(base, "total_count", None) is not None:
@@ -321,7 +347,8 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
     def ais_base(self, base: Any) -> MultinomialBase:
         """``None`` -> documents of ``total_count`` uniform words."""
         if base is None:
-            return MultinomialBase(ops.zeros((self.n_visible,), self.weights), self._length(None))
+            zeros = ops.zeros((self.n_visible,), self.weights)
+            return MultinomialBase(zeros, self._length(None), check=False)
         return base
 
     def _check_ais_base(self, base: Any) -> None:

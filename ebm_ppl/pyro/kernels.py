@@ -10,6 +10,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
+from ebm_ppl import ops
 from ebm_ppl.inference.gibbs import (
     HIDDEN_SUFFIX,
     apply_clamps,
@@ -25,6 +26,14 @@ from ebm_ppl.inference.gibbs import (
 from ebm_ppl.inference.multilinear import binary_sites
 
 __all__ = ["BlockGibbs"]
+
+
+def _like(x: Any, like: torch.Tensor) -> torch.Tensor:
+    """A user's initial value on the device (and, for non-tensors, in the dtype) of the
+    site's traced value."""
+    if isinstance(x, torch.Tensor):
+        return x.to(like.device)
+    return torch.as_tensor(x, dtype=like.dtype, device=like.device)
 
 
 class BlockGibbs(MCMCKernel):
@@ -132,7 +141,7 @@ class BlockGibbs(MCMCKernel):
         self._init_states()
         if self._user_initial:
             # the first state is one sweep from the user's values (so hidden states exist)
-            given = {n: torch.as_tensor(self._initial_params[n]) for n in latent}
+            given = {n: _like(self._initial_params[n], values[n]) for n in latent}
             with torch.no_grad():
                 self._initial_params = self._step(apply_clamps(given, self._clamps))
         else:
@@ -150,7 +159,7 @@ class BlockGibbs(MCMCKernel):
         values = {n: tr.nodes[n]["value"] for n in names}
         self._clamps = make_clamps(self.clamp, values, names)
         if self._user_initial:
-            given = {n: torch.as_tensor(self._initial_params[n]) for n in names}
+            given = {n: _like(self._initial_params[n], values[n]) for n in names}
             self._initial_params = self._step(apply_clamps(given, self._clamps))
         else:
             start = self._multilinear.random_state(None)
@@ -161,9 +170,12 @@ class BlockGibbs(MCMCKernel):
         """The model's log joint minus the energy sites' own log-densities at ``values``."""
         model = poutine.condition(self.model, data=values)
         tr = poutine.trace(model).get_trace(*self._args, **self._kwargs)
-        total = tr.log_prob_sum()
-        for n in self._latent:
-            total = total - tr.nodes[n]["log_prob_sum"]
+        # the energy sites' own terms are left out, not computed and subtracted: that is
+        # cheaper and skips their input checks, which would read the values every sweep
+        latent = set(self._latent)
+        total = tr.log_prob_sum(site_filter=lambda name, site: name not in latent)
+        if not isinstance(total, torch.Tensor):  # no other sample site
+            total = torch.zeros((), device=values[self._latent[0]].device)
         return total
 
     def _residual_grad(self, values) -> dict:
@@ -261,7 +273,10 @@ class BlockGibbs(MCMCKernel):
         return out
 
     def logging(self) -> OrderedDict:
-        if not self._last:
+        """What ``pyro.infer.MCMC`` logs after every step: the mean activation of the latent
+        sites when they live on the CPU. On an accelerator nothing is shown, since reading
+        the value would make every step wait for the device."""
+        if not self._last or not ops.on_host(self._last[self._latent[0]]):
             return OrderedDict()
         act = torch.stack([self._last[n].float().mean() for n in self._latent]).mean()
         return OrderedDict([("mean_act", f"{float(act):.3f}")])
