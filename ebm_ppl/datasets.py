@@ -230,10 +230,12 @@ def _check_mirrors(mirrors: Any, default: Sequence[str]) -> tuple[str, ...]:
 def _as_probabilities(name: str, x: Any) -> np.ndarray:
     """``x`` as a numpy array, checked to be real, finite and within ``[0, 1]``."""
     try:
+        if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch, on any device
+            x = x.detach().cpu().numpy()
         arr = np.asarray(x)
-    except Exception as exc:  # e.g. a torch tensor that needs .detach() or lives on a GPU
+    except Exception as exc:
         raise TypeError(
-            f"{name} must be array-like (numpy, a CPU torch tensor, a JAX array, nested lists); "
+            f"{name} must be array-like (numpy, a torch tensor, a JAX array, nested lists); "
             f"could not convert {type(x).__name__}: {exc}"
         ) from exc
     if arr.dtype == np.bool_:

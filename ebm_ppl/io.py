@@ -133,9 +133,9 @@ def _torch_to_numpy(t: Any, where: str) -> np.ndarray:
             raise TypeError(
                 f"{where} is a bfloat16 torch tensor; saving it needs the ml_dtypes package"
             ) from err
-        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)  # device: moved above
     try:
-        return t.numpy()
+        return t.numpy()  # device: moved to the CPU above
     except (TypeError, RuntimeError) as err:
         raise TypeError(f"{where} has torch dtype {t.dtype}, which cannot be saved") from err
 
@@ -186,8 +186,8 @@ def _from_numpy(arr: np.ndarray, backend: str, copy: bool = True) -> Array:
         import torch
 
         if arr.dtype.name == "bfloat16":
-            return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
-        return torch.from_numpy(arr)
+            return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)  # device: cpu
+        return torch.from_numpy(arr)  # device: cpu (load_checkpoint moves it if asked)
     import jax.numpy as jnp
 
     return jnp.asarray(arr)
@@ -362,7 +362,7 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: str | os.PathLike, backend: str = "numpy"
+    path: str | os.PathLike, backend: str = "numpy", device: Any = None
 ) -> tuple[dict[str, Array], dict[str, Any]]:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
@@ -371,6 +371,7 @@ def load_checkpoint(
             with ``".safetensors"`` is tried (mirroring :func:`save_checkpoint`).
         backend: ``"numpy"``, ``"torch"`` (CPU tensors) or ``"jax"``: the type of the
             returned arrays.
+        device: torch only: put the tensors there (e.g. ``"cuda"``) instead of the CPU.
 
     Returns:
         ``(tensors, config)``: fresh arrays by name, and the JSON config (a dict).
@@ -382,6 +383,8 @@ def load_checkpoint(
             or has a corrupt config.
     """
     backend = _check_backend(backend)
+    if device is not None and backend != "torch":
+        raise ValueError(f"device applies to backend='torch' only, got backend={backend!r}")
     given = _as_path(path)
     file = given
     if not file.exists() and not file.suffix:
@@ -405,7 +408,10 @@ def load_checkpoint(
         # a corrupt file is a bad value of ``path``, not a wrong argument type
         raise ValueError(f"path {str(file)!r}: the stored config is not a JSON object")
     # safetensors hands out private, writable buffers: no need to copy them again
-    return {name: _from_numpy(arr, backend, copy=False) for name, arr in raw.items()}, config
+    tensors = {name: _from_numpy(arr, backend, copy=False) for name, arr in raw.items()}
+    if device is not None:
+        tensors = {name: t.to(device) for name, t in tensors.items()}
+    return tensors, config
 
 
 def _check_metadata(metadata: Mapping[str, str], file: Path) -> None:
@@ -826,12 +832,13 @@ def save_model(path: str | os.PathLike, model: Any, **extra_config: Any) -> Path
     return save_checkpoint(path, tensors, config)
 
 
-def load_model(path: str | os.PathLike, backend: str = "torch") -> Any:
+def load_model(path: str | os.PathLike, backend: str = "torch", device: Any = None) -> Any:
     """Rebuild a model saved by :func:`save_model` as a Pyro (``backend="torch"``) or
-    NumPyro (``backend="jax"``) distribution (safetensors + JSON only, no code is loaded)."""
+    NumPyro (``backend="jax"``) distribution (safetensors + JSON only, no code is loaded).
+    ``device`` (torch only) is where its parameters go (default: the CPU)."""
     if backend not in ("torch", "jax"):
         raise ValueError(f"backend must be 'torch' or 'jax', got {backend!r}")
-    tensors, config = load_checkpoint(path, backend=backend)
+    tensors, config = load_checkpoint(path, backend=backend, device=device)
     if config.get("kind") != "ebm_ppl.model" or config.get("model") not in _MODEL_PARAMS:
         raise ValueError(f"{path} does not hold a model saved by ebm_ppl.io.save_model")
     if backend == "torch":

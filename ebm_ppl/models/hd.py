@@ -295,9 +295,11 @@ def select_alpha(
     )
     import torch
 
-    t = {k: torch.as_tensor(np.asarray(v, np.float64)) for k, v in init.items()}
-    o, c = torch.as_tensor(ones), torch.as_tensor(counts)
-    log_w = stick_breaking_log_weights(t["v"]) if num_super > 1 else torch.zeros(1, dtype=o.dtype)
+    # a small float64 computation on the host, whatever device the data came from
+    cpu = torch.device("cpu")
+    t = {k: torch.as_tensor(np.asarray(v, np.float64), device=cpu) for k, v in init.items()}
+    o, c = torch.as_tensor(ones, device=cpu), torch.as_tensor(counts, device=cpu)
+    log_w = stick_breaking_log_weights(t["v"]) if num_super > 1 else o.new_zeros(1)
     scores = {}
     for a in grid:
         ll = category_log_likelihood(o, c, t["theta"], float(a))

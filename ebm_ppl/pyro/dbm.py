@@ -27,7 +27,17 @@ __all__ = ["DBM", "DBMClassifier", "DBMVisible", "greedy_pretrain_dbm"]
 
 
 def _as_tensor(x):
-    return torch.as_tensor(x) if isinstance(x, np.ndarray) else x
+    # numpy parameters become tensors on torch's default device
+    return torch.as_tensor(x) if isinstance(x, np.ndarray) else x  # device: default
+
+
+def _randn(shape: tuple, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """``N(0, 1)`` draws in the dtype and on the device of ``like``, from ``generator`` on
+    its own device (a CPU generator gives the same draws for every device) or torch's
+    global generator for ``like``'s device."""
+    device = like.device if generator is None else generator.device
+    out = torch.randn(shape, generator=generator, dtype=like.dtype, device=device)
+    return out.to(like.device)
 
 
 class DBM(DBMMethods, _Energy):
@@ -164,15 +174,20 @@ def greedy_pretrain_dbm(
     sizes, epochs = check_greedy_args(hidden_sizes, num_epochs, "sample", init_scale, seed)
     data_size(data)
     store = pyro.get_param_store()
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
     trained: list[tuple] = []
     below: list[RBM] = []
     for layer, n_hidden in enumerate(sizes):
         copies = doubling(len(sizes), layer)
         layer_data = data if not below else GreedyLayerData(below, data, "sample", seed + layer)
-        x0 = torch.as_tensor(epoch_data(layer_data, 0), dtype=torch.get_default_dtype())
-        noise = torch.randn(x0.shape[-1], n_hidden, generator=gen, dtype=x0.dtype)
-        init = greedy_layer_init([], n_hidden, x0, False, init_scale, noise)
+        # the layer trains where its data lives (numpy data: on torch's default device)
+        x0 = torch.as_tensor(  # device: the data's
+            epoch_data(layer_data, 0), dtype=torch.get_default_dtype()
+        )
+        # drawn on the CPU from the seeded generator (the same start on every device), then
+        # put where the data lives
+        noise = torch.randn(x0.shape[-1], n_hidden, generator=gen, dtype=x0.dtype, device="cpu")
+        init = greedy_layer_init([], n_hidden, x0, False, init_scale, noise.to(x0.device))
         names = [f"dbm.layer{layer}.{n}" for n in ("weights", "low_bias", "high_bias")]
         for n in names:
             if n in store:
@@ -221,8 +236,7 @@ class DBMClassifier(torch.nn.Module):
         if not isinstance(dbm, DBM):
             raise TypeError(f"dbm must be an ebm_ppl.pyro.DBM, got {type(dbm).__name__}")
         check_num_classes(num_classes)
-        dtype = dbm.weights[0].dtype
-        out_w = 0.01 * torch.randn(dbm.sizes[-1], num_classes, generator=generator, dtype=dtype)
+        out_w = 0.01 * _randn((dbm.sizes[-1], num_classes), generator, dbm.weights[0])
         p = classifier_params(dbm._frozen(), out_w, num_classes)
         self.weights, self.down, self.biases = (
             torch.nn.ParameterList([torch.nn.Parameter(t.detach().clone()) for t in p[k]])

@@ -148,9 +148,11 @@ class GreedyLayerData(GreedyLayerDataBase):
 
     def __call__(self, epoch: int) -> torch.Tensor:
         """The data of epoch ``epoch``, ``(n, n_top)`` in the RBMs' dtype."""
-        dtype = self.below[0].weights.dtype
-        x = self._epoch_input(epoch, lambda a: torch.as_tensor(a, dtype=dtype))
-        gen = torch.Generator().manual_seed(_seed_of(self.seed, epoch))
+        like = self.below[0].weights
+        x = self._epoch_input(
+            epoch, lambda a: torch.as_tensor(a, dtype=like.dtype, device=like.device)
+        )
+        gen = torch.Generator(device=like.device).manual_seed(_seed_of(self.seed, epoch))
         with torch.no_grad():
             return torch.cat(self._propagate(gen, x, lambda g, i: g))
 
@@ -207,11 +209,17 @@ def greedy_pretrain(
     store = pyro.get_param_store()
     rbms: list[RBM] = check_below(below, RBM, "RBM") if len(below) else []
     first = len(rbms) + 1
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
     for layer, n_hidden in enumerate(sizes, start=first):
         layer_data = data if not rbms else GreedyLayerData(rbms, data, mode, seed + layer)
-        x0 = torch.as_tensor(epoch_data(layer_data, 0), dtype=torch.get_default_dtype())
-        noise = torch.randn(x0.shape[-1], n_hidden, generator=gen, dtype=x0.dtype)
+        # the layer trains where its data lives (numpy data: on torch's default device)
+        x0 = torch.as_tensor(  # device: the data's
+            epoch_data(layer_data, 0), dtype=torch.get_default_dtype()
+        )
+        # drawn on the CPU from the seeded generator (the same start on every device), then
+        # put where the data lives
+        noise = torch.randn(x0.shape[-1], n_hidden, generator=gen, dtype=x0.dtype, device="cpu")
+        noise = noise.to(x0.device)
         init = greedy_layer_init(rbms, n_hidden, x0, tie_weights, init_scale, noise)
         names = [f"dbn.layer{layer}.{n}" for n in ("weights", "visible_bias", "hidden_bias")]
         for n in names:
@@ -249,16 +257,17 @@ class DBNClassifier(torch.nn.Module):
             raise TypeError(f"dbn must be an ebm_ppl.pyro.DBN, got {type(dbn).__name__}")
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        from ebm_ppl.pyro.dbm import _randn
+
         p = dbn.params
-        dtype = p.weights[0].dtype
-        out_w = 0.01 * torch.randn(dbn.sizes[-1], num_classes, generator=generator, dtype=dtype)
+        out_w = 0.01 * _randn((dbn.sizes[-1], num_classes), generator, p.weights[0])
         self.weights = torch.nn.ParameterList(
             [torch.nn.Parameter(w.detach().clone()) for w in p.weights]
             + [torch.nn.Parameter(out_w)]
         )
         self.biases = torch.nn.ParameterList(
             [torch.nn.Parameter(c.detach().clone()) for c in p.up_biases]
-            + [torch.nn.Parameter(torch.zeros(num_classes, dtype=dtype))]
+            + [torch.nn.Parameter(p.weights[0].new_zeros(num_classes))]
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -300,7 +309,7 @@ def fine_tune(
     check_labels(x, y, n_in, "x", "y")
     if x_test is not None:
         check_labels(x_test, y_test, n_in, "x_test", "y_test")
-    y = torch.as_tensor(y, dtype=torch.long)
+    y = torch.as_tensor(y, dtype=torch.long, device=x.device)
     opt = optimizer or torch.optim.SGD(
         classifier.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
     )
@@ -308,18 +317,24 @@ def fine_tune(
     disable = None if progress_bar is None else not progress_bar
     epochs = range(first_epoch, first_epoch + num_epochs)
     for epoch in tqdm(epochs, disable=disable, desc="fine-tune", unit="epoch"):
-        idx_all = torch.as_tensor(batch_indices(x.shape[0], batch_size, seed, epoch))
-        total, wrong = 0.0, 0
+        order = batch_indices(x.shape[0], batch_size, seed, epoch)
+        idx_all = torch.as_tensor(order, device=x.device)
+        # summed on the device and read once per epoch (no wait for the device per update)
+        total = wrong = x.new_zeros((), dtype=torch.float64)
         for idx in idx_all:
             logits = classifier(x[idx])
             loss = torch.nn.functional.cross_entropy(logits, y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(idx)
-            wrong += int((logits.argmax(-1) != y[idx]).sum())
+            total = total + loss.detach().double() * len(idx)
+            wrong = wrong + (logits.argmax(-1) != y[idx]).sum()
         seen = idx_all.numel()
-        rec = {"epoch": epoch + 1, "train_loss": total / seen, "train_error": wrong / seen}
+        rec = {
+            "epoch": epoch + 1,
+            "train_loss": float(total) / seen,
+            "train_error": int(wrong) / seen,
+        }
         if x_test is not None:
             rec["test_error"] = classification_error(classifier, x_test, y_test)
         history.append(rec)
@@ -332,4 +347,4 @@ def classification_error(classifier: torch.nn.Module, x: torch.Tensor, y) -> flo
         pred = torch.cat(
             [classifier(x[i : i + 10_000]).argmax(-1) for i in range(0, len(x), 10_000)]
         )
-    return float((pred != torch.as_tensor(y, dtype=torch.long)).double().mean())
+    return float((pred != torch.as_tensor(y, dtype=torch.long, device=pred.device)).double().mean())

@@ -37,7 +37,8 @@ def hd_prior(
     ``theta``; super-category assignments summed out in a ``factor``, or an observed
     ``Categorical`` site ``s`` when ``assignments`` is given)."""
     check_hd_args(num_super, alpha, a, gamma)
-    ones, counts = torch.as_tensor(ones), torch.as_tensor(counts)
+    ones = torch.as_tensor(ones)  # device: data (a tensor keeps its own)
+    counts = torch.as_tensor(counts, device=ones.device)
     c, f = ones.shape
     one = ones.new_ones(())
     if num_super > 1:
@@ -51,7 +52,7 @@ def hd_prior(
     if assignments is None:
         pyro.factor("z", marginal_log_likelihood(log_w, ll))
         return
-    s = torch.as_tensor(assignments).long()
+    s = torch.as_tensor(assignments, device=ones.device).long()
     with pyro.plate("categories", c):
         pyro.sample("s", dist.Categorical(logits=log_w), obs=s)
     pyro.factor("z", ll.gather(1, s[:, None]).sum())
@@ -75,14 +76,16 @@ def fit_hd_prior(
     assignments enumerated out; returns an :class:`~ebm_ppl.models.hd.HDPosterior`. Seed
     with ``pyro.set_rng_seed``."""
     check_init(init)
-    ones = torch.as_tensor(ones, dtype=torch.float32)
-    counts = torch.as_tensor(counts, dtype=torch.float32)
+    ones = torch.as_tensor(ones, dtype=torch.float32)  # device: data (a tensor keeps its own)
+    counts = torch.as_tensor(counts, dtype=torch.float32, device=ones.device)
     strategy = init_to_uniform
     if init == "kmeans":
         values = kmeans_init(ones, counts, num_super)
         if num_super == 1:
             values.pop("v")
-        strategy = init_to_value(values={k: torch.as_tensor(v) for k, v in values.items()})
+        strategy = init_to_value(
+            values={k: torch.as_tensor(v, device=ones.device) for k, v in values.items()}
+        )
     mcmc = MCMC(
         NUTS(hd_prior, max_tree_depth=max_tree_depth, init_strategy=strategy),
         num_samples=num_samples,

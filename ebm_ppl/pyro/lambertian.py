@@ -18,6 +18,12 @@ from ebm_ppl.pyro.dbm import DBM
 __all__ = ["DeepLambertian"]
 
 
+def _device_of(dbm) -> torch.device | None:
+    """Where the albedo DBM's parameters live (``None`` if it is not a DBM: refused later)."""
+    biases = getattr(dbm, "biases", None)
+    return biases[0].device if biases else None
+
+
 class DeepLambertian(DeepLambertianMethods):
     r"""Deep Lambertian model (Tang, Salakhutdinov & Hinton 2012): image = albedo x
     max(0, normals . light) + noise, the albedo from a Gaussian DBM prior, the surface from
@@ -53,7 +59,7 @@ class DeepLambertian(DeepLambertianMethods):
             float(scale),
             float(height_scale),
             float(smoothness),
-            torch.as_tensor(light_loc, dtype=torch.float32),
+            torch.as_tensor(light_loc, dtype=torch.float32, device=_device_of(albedo_dbm)),
             float(light_scale),
             float(noise),
             tuple(shape),
@@ -71,7 +77,7 @@ class DeepLambertian(DeepLambertianMethods):
     def infer_map(self, images, num_steps: int = 300, lr: float = 0.05, mf_iters: int = 3):
         """Coordinate ascent for ``images`` ``(N, H*W)``: returns ``albedo``, ``height``,
         ``normals``, ``light``, ``shading`` and the DBM's marginals."""
-        images = torch.as_tensor(images, dtype=torch.float32)
+        images = torch.as_tensor(images, dtype=torch.float32, device=_device_of(self.dbm))
         self._check_images(images)
         self._check_map_args(num_steps, lr)
         priors, dbm = self.priors, self.dbm

@@ -11,6 +11,7 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 
+from ebm_ppl import ops
 from ebm_ppl.inference import multilinear as ml
 
 __all__ = ["MeanFieldGuide"]
@@ -104,9 +105,12 @@ class MeanFieldGuide(ml.MeanFieldGuideBase):
         """The mean-field marginals ``{site: mu}`` for the model run on ``args``."""
         m = self._setup(args, kwargs)
         if self.init is None:
-            start = {n: 0.5 + torch.zeros(m.shapes[n]) for n in m.names}
+            start = {n: 0.5 + ops.zeros(m.shapes[n], m.like) for n in m.names}
         else:
-            start = {n: torch.as_tensor(v).float() for n, v in self.init(*args, **kwargs).items()}
+            start = {
+                n: torch.as_tensor(v, device=m.like.device).float()
+                for n, v in self.init(*args, **kwargs).items()
+            }
         return ml.mean_field(m.grad, start, m.blocks, self.num_iters, self.damping, self.tol)
 
     def bound(self, *args, log_z: Any = 0.0, **kwargs) -> torch.Tensor:

@@ -19,7 +19,8 @@ __all__ = ["MultimodalDBM", "MultimodalDBMVisible"]
 def _t(x):
     if isinstance(x, (list, tuple)):
         return [_t(y) for y in x]
-    return torch.as_tensor(x) if isinstance(x, np.ndarray) else x
+    # numpy parameters become tensors on torch's default device
+    return torch.as_tensor(x) if isinstance(x, np.ndarray) else x  # device: default
 
 
 class MultimodalDBM(MultimodalDBMMethods, EnergyMethods, _Energy):

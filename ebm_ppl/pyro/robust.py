@@ -23,7 +23,10 @@ __all__ = ["MeanField", "RobustBM", "RobustBMVisible", "RobustLikelihood"]
 
 def _noise(noise_scale, outlier_loc, outlier_scale, like: torch.Tensor) -> Noise:
     return Noise(
-        *(torch.as_tensor(a, dtype=like.dtype) for a in (noise_scale, outlier_loc, outlier_scale))
+        *(
+            torch.as_tensor(a, dtype=like.dtype, device=like.device)
+            for a in (noise_scale, outlier_loc, outlier_scale)
+        )
     )
 
 
@@ -44,7 +47,8 @@ class RobustLikelihood(TorchDistribution):
     def __init__(
         self, clean, mask, noise_scale, outlier_loc, outlier_scale, validate_args=None
     ) -> None:
-        self.clean, self.shown = torch.as_tensor(clean), torch.as_tensor(mask)
+        self.clean = torch.as_tensor(clean)  # device: data (a tensor keeps its own)
+        self.shown = torch.as_tensor(mask, device=self.clean.device)
         self.noise = _noise(noise_scale, outlier_loc, outlier_scale, self.clean)
         self.noise_scale, self.outlier_loc, self.outlier_scale = self.noise
         d = int(self.clean.shape[-1])
@@ -99,7 +103,9 @@ class RobustBM(RobustBMMethods):
         outlier_loc=0.0,
         outlier_scale=1.0,
     ) -> None:
-        like = getattr(clean, "weights", torch.zeros(()))
+        like = getattr(clean, "weights", None)
+        if like is None:  # not an RBM: refused by the checks below
+            like = torch.zeros(())  # device: default
         noise = _noise(noise_scale, outlier_loc, outlier_scale, like)
         self._init_robust(clean, mask, noise, GaussianRBM, RBM)
 
@@ -117,7 +123,9 @@ class RobustBM(RobustBMMethods):
         (``"clean_mean"``) and ``P(s = 1 | g, x, v)`` (``"mask_mean"``), and the last state
         (``"clean"``, ``"mask"``)."""
         with torch.no_grad():
-            return self._gibbs(None, torch.as_tensor(images), num_sweeps, burn_in)
+            like = self.clean.weights
+            images = torch.as_tensor(images, device=like.device)
+            return self._gibbs(None, images, num_sweeps, burn_in)
 
     def visible(
         self, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
