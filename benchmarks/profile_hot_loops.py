@@ -903,13 +903,17 @@ def torch_category(name: str) -> str:
     return "other"
 
 
-def torch_profile(step: Callable[[], Any], iters: int) -> dict:
-    """``torch.profiler`` over ``iters`` calls of ``step``: self CPU ms per iteration by
-    category, executed matmul GFLOP, ATen ops per iteration, the profiled wall time."""
-    import torch
+def torch_profile(step: Callable[[], Any], iters: int, ms: float) -> dict:
+    """``torch.profiler`` over ``iters`` calls of ``step``: self CPU time per iteration by
+    category (``op_self_ms``, inflated by the profiler), each category's share of the
+    profiled wall time and that share of the unprofiled time ``ms`` (``attributed_ms``;
+    ``outside_ops`` is Python, the PPL layer and the profiler itself), the matrix-product
+    FLOPs executed (``with_flops``) and the ATen ops per iteration."""
     from torch.profiler import ProfilerActivity, profile
 
     for _ in range(2):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]):  # the profiler's own start-up
         step()
     with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
         t0 = time.perf_counter()
@@ -931,10 +935,14 @@ def torch_profile(step: Callable[[], Any], iters: int) -> dict:
         if cat == "matmul":
             mm_flops += evt.flops or 0
     per = 1e-3 / iters  # us -> ms per iteration
+    wall_us = 1e6 * wall
+    shares = {k: v / wall_us for k, v in cats.most_common()}
+    shares["outside_ops"] = max(0.0, 1.0 - sum(shares.values()))
     return {
         "profiled_ms": round(1e3 * wall / iters, 3),
         "op_self_ms": {k: round(v * per, 3) for k, v in cats.most_common()},
-        "op_self_ms_total": round(sum(cats.values()) * per, 3),
+        "op_share": {k: round(v, 3) for k, v in shares.items()},
+        "attributed_ms": {k: round(v * ms, 3) for k, v in shares.items()},
         "top_ops_ms": {k: round(v * per, 3) for k, v in ops.most_common(8)},
         "aten_ops_per_iter": round(n_ops / iters, 1),
         "matmul_gflop_executed": round(mm_flops / iters / 1e9, 4),
@@ -1077,22 +1085,19 @@ def rng_standalone(backend: str, shapes: list[tuple[int, ...]], reps: int) -> fl
 
 
 class NoRNG:
-    """Context manager: ``ebm_ppl.ops.uniform`` returns a constant 0.5 (no random bits)."""
+    """Context manager: ``ebm_ppl.ops.uniform`` returns 0.5 everywhere (no random bits are
+    drawn; the buffer is still allocated and written, as torch's in-place Bernoulli needs)."""
 
     def __enter__(self):
         from ebm_ppl import ops
 
         self.ops, self.orig = ops, ops.uniform
-        cache: dict = {}
 
         def const(key, shape, like):
             if ops.is_torch(like):
                 import torch
 
-                k = (tuple(shape), like.dtype)
-                if k not in cache:
-                    cache[k] = torch.full(tuple(shape), 0.5, dtype=like.dtype)
-                return cache[k]
+                return torch.full(tuple(shape), 0.5, dtype=like.dtype)
             import jax.numpy as jnp
 
             return jnp.full(tuple(shape), 0.5, like.dtype)
@@ -1208,16 +1213,22 @@ def breakdown(loop, backend, x, impls, results, common, args, emit) -> None:
     settle(args.wait_idle)
     mon = CpuMonitor()
     rng_alone = rng_standalone(backend, shapes, reps)
-    # in-context RNG cost: the core loop again without random bits
+    # in-context RNG cost: the core loop again without random bits, interleaved with the
+    # normal one (torch patches at call time, JAX at tracing time: both run under NoRNG)
     rng_ctx = None
     core = next(im for im in impls if im.api.startswith("core"))
     if shapes:
         with NoRNG():
             norng = (torch_impls if backend == "torch" else jax_impls)(loop, x, args, True)
-            core_norng = next(im for im in norng if im.api == core.api)
-            t_norng = statistics.median(core_norng.run() for _ in range(max(3, args.repeats // 2)))
-            t_full = statistics.median(core.run() for _ in range(max(3, args.repeats // 2)))
-        rng_ctx = 1e3 * (t_full - t_norng)
+        core_norng = next(im for im in norng if im.api == core.api)
+        pairs = []
+        for _ in range(args.repeats):
+            t_full = core.run()
+            with NoRNG():
+                pairs.append((t_full, core_norng.run()))
+        t_full = statistics.median(a for a, _ in pairs)
+        t_norng = statistics.median(b for _, b in pairs)
+        rng_ctx = 1e3 * statistics.median(a - b for a, b in pairs)
     other = mon.other_share()
     floor_ms = common["floor_ms"]
     for im in impls:
@@ -1234,11 +1245,13 @@ def breakdown(loop, backend, x, impls, results, common, args, emit) -> None:
         }
         if im.api == core.api and rng_ctx is not None:
             rec["rng_ms"] = round(rng_ctx, 3)
-            rec["ms_without_rng"] = round(1e3 * t_norng, 3)
-            rec["ratio_to_floor_without_rng"] = round(1e3 * t_norng / floor_ms, 3)
+            rec["ablation_ms_with_rng"] = round(1e3 * t_full, 3)
+            rec["ablation_ms_without_rng"] = round(1e3 * t_norng, 3)
+            rec["ratio_without_rng_to_with"] = round(t_norng / t_full, 3)
         if backend == "torch" and im.step is not None:
             iters = {"dbm_sa": 4, "dbm_mf": 2}.get(loop, 20)
-            prof = torch_profile(im.step, iters)
+            per_call = results[im.api] * (args.mf_hi if loop == "dbm_mf" else 1)
+            prof = torch_profile(im.step, iters, per_call)
             if loop == "dbm_mf":  # the profiled step is one call of mf_hi iterations
                 prof["note"] = f"per call of {args.mf_hi} iterations (incl. the bottom-up pass)"
             rec.update(prof)
@@ -1310,7 +1323,7 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         print(
             f"# {'loop':9} {'backend':7} {'api':22} {'gap ms':>7} {'rng':>6} {'rng1':>6} "
-            f"{'mm-ex':>6} {'ops':>6} {'kern':>6}",
+            f"{'mm-ex':>6} {'mm-ms':>6} {'ops':>6} {'kern':>6}",
             file=sys.stderr,
         )
         for r in rows:
@@ -1318,14 +1331,17 @@ def main(argv: list[str] | None = None) -> int:
             mm = r.get("matmul_gflop_executed", r.get("hlo_matmul_gflop_per_iter"))
             ops_ = r.get("aten_ops_per_iter")
             kern = r.get("hlo_kernels_per_iter")
+            mm_ms = r.get("attributed_ms", {}).get("matmul")
             print(
                 f"# {r['loop']:9} {r['backend']:7} {r['api']:22} {r['gap_ms']:7.3f} "
-                f"{_fmt(rng)} {_fmt(r['rng_standalone_ms'])} {_fmt(mm)} {_fmt(ops_)} {_fmt(kern)}",
+                f"{_fmt(rng)} {_fmt(r['rng_standalone_ms'])} {_fmt(mm)} {_fmt(mm_ms)} "
+                f"{_fmt(ops_)} {_fmt(kern)}",
                 file=sys.stderr,
             )
         print(
             "# rng: in-context RNG ms (core only); rng1: the uniforms drawn alone; mm-ex: "
-            "executed matmul GFLOP per iteration; ops: ATen ops; kern: XLA kernels",
+            "executed matmul GFLOP per iteration; mm-ms: torch matmul time (profiler share x ms); "
+            "ops: ATen ops; kern: XLA kernels (dbm_mf torch: per call of --mf-hi iterations)",
             file=sys.stderr,
         )
     print(f"# target: ratio_to_floor <= {TARGET_RATIO}; wall time {wall:.1f} s", file=sys.stderr)
