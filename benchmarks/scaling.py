@@ -244,6 +244,8 @@ def run_child(backend: str, count: int, args) -> list[dict]:
     env = dict(os.environ)
     if backend == "jax":
         flag = f"--xla_force_host_platform_device_count={count}"
+        if count > 1:  # one Eigen thread per device (else starved devices miss collectives)
+            flag += " --xla_cpu_multi_thread_eigen=false"
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flag).strip()
         env["JAX_PLATFORMS"] = "cpu"
         cmd = [sys.executable, str(Path(__file__).resolve()), *common]

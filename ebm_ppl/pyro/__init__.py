@@ -25,7 +25,6 @@ from ebm_ppl.models.replicated_softmax import (
 )
 from ebm_ppl.pyro.ais import AIS
 from ebm_ppl.pyro.dbm import DBM, DBMClassifier, DBMVisible, greedy_pretrain_dbm
-from ebm_ppl.pyro.distributed import init_distributed
 from ebm_ppl.pyro.dbn import (
     DBN,
     DBNClassifier,
@@ -36,6 +35,7 @@ from ebm_ppl.pyro.dbn import (
     fine_tune,
     greedy_pretrain,
 )
+from ebm_ppl.pyro.distributed import init_distributed
 from ebm_ppl.pyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.pyro.hd import fit_hd_prior, hd_prior
 from ebm_ppl.pyro.hmc_gibbs import HMCGibbs

@@ -25,9 +25,10 @@ HERE = Path(__file__).parent
 
 def test_sharded_checks_on_4_simulated_devices():
     env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    ).strip()
+    # one Eigen thread per simulated device: with more devices than cores, a device thread
+    # starved by another device's matmul misses the all-reduce rendezvous (XLA aborts)
+    flags = "--xla_force_host_platform_device_count=4 --xla_cpu_multi_thread_eigen=false"
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flags).strip()
     env["JAX_PLATFORMS"] = "cpu"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
     cmd += ["-rs", str(HERE / "test_sharding.py")]
