@@ -119,7 +119,7 @@ class SAMLE:
 
         The data observed at energy sites is checked (shape, support, finiteness).
         """
-        return self._step(True, args, kwargs)
+        return {k: float(v) for k, v in self._step(True, args, kwargs).items()}
 
     @property
     def _chain_axis(self) -> int:
@@ -136,7 +136,7 @@ class SAMLE:
         dist_utils.broadcast_(params, src=0)
         self._started = True
 
-    def _step(self, validate: bool, args, kwargs) -> dict[str, float]:
+    def _step(self, validate: bool, args, kwargs) -> dict[str, torch.Tensor]:
         if not self._started:
             self._start(args, kwargs)
         with poutine.trace(param_only=True) as param_capture:
@@ -173,7 +173,7 @@ class SAMLE:
             self.chains = chains
         self.num_steps += 1
         self._last_trace = tr
-        return {k: float(v) for k, v in stats.items()}
+        return stats  # tensors: reading them would sync with the device every update
 
     def reconstruction_error(self) -> float:
         """Reconstruction error of the last update's batch (a cheap training monitor)."""
