@@ -345,7 +345,14 @@ def contrast_statistics(*args: Any, need_grads: bool = True) -> tuple[Array, tup
     m = [x.reshape(-1, x.shape[-1]) for x in mus]
     s = [x.reshape(-1, x.shape[-1]) for x in samples]
     g_w = tuple(
-        ops.addmm(ops.transpose(s[i]) @ s[i + 1], ops.transpose(m[i]), m[i + 1], w_model, -w_data)
+        ops.addmm(
+            ops.transpose(s[i]) @ s[i + 1],
+            ops.transpose(m[i]),
+            m[i + 1],
+            w_model,
+            -w_data,
+            overwrite=True,
+        )
         for i in range(n_w)
     )
     g_b = tuple(w_model * s[i].sum(0) - w_data * m[i].sum(0) for i in range(n_w + 1))

@@ -193,7 +193,9 @@ def contrast(
     if not need_grads:
         return value, None
     pd, px = ops.sigmoid(ld), ops.sigmoid(lx)
-    g_w = ops.addmm(ops.transpose(x) @ px, ops.transpose(d), pd, beta=w_model, alpha=-w_data)
+    g_w = ops.addmm(
+        ops.transpose(x) @ px, ops.transpose(d), pd, beta=w_model, alpha=-w_data, overwrite=True
+    )
     g_b = w_model * x.sum(0) - w_data * d.sum(0)
     g_a = w_model * px.sum(0) - w_data * pd.sum(0)
     return value, (g_w, g_b, g_a)

@@ -154,11 +154,17 @@ def where(cond: Array, a: Array, b: Array) -> Array:
     return _jnp().where(cond, a, b)
 
 
-def addmm(c: Array, a: Array, b: Array, beta: float = 1.0, alpha: float = 1.0) -> Array:
-    """``beta * c + alpha * (a @ b)`` (one fused BLAS call in torch)."""
+def addmm(
+    c: Array, a: Array, b: Array, beta: float = 1.0, alpha: float = 1.0, overwrite: bool = False
+) -> Array:
+    """``beta * c + alpha * (a @ b)`` (one fused BLAS call in torch). ``overwrite=True``
+    (``c`` a temporary of the caller's) lets torch write the result into ``c`` instead of
+    copying ``c`` into a new array first."""
     if is_torch(c):
         import torch
 
+        if overwrite:
+            return c.addmm_(a, b, beta=beta, alpha=alpha)
         return torch.addmm(c, a, b, beta=beta, alpha=alpha)
     return beta * c + alpha * (a @ b)
 
@@ -536,7 +542,17 @@ def is_binary(x: Array) -> bool:
         import torch
 
         with torch.no_grad():
-            return bool((x * (1 - x)).abs().sum() == 0)
+            if x.ndim == 0:
+                x = x.reshape(1)
+            # in place and in chunks of rows: one temporary of at most ~4M entries, not up to
+            # three of the whole array (a full epoch of data is checked at once)
+            rows = max(1, (1 << 22) // max(1, math.prod(x.shape[1:])))
+            for start in range(0, int(x.shape[0]), rows):
+                part = x[start : start + rows]
+                t = 1 - part
+                if bool(t.mul_(part).abs_().sum() != 0):
+                    return False
+            return True
     import numpy as np
 
     a = np.asarray(x)  # numpy: comparisons make 1-byte temporaries, the fastest here
