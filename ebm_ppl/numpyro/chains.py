@@ -64,4 +64,7 @@ def run_chains(
         state = sharding.shard_batch(state, mesh, axis, "the chains (num_chains)")
         dist = sharding.replicate(dist, mesh)
         k_run = sharding.replicate(k_run, mesh)
-    return _advance(k_run, dist, state, num_steps, transition)
+    out = _advance(k_run, dist, state, num_steps, transition)
+    if mesh is not None and any(d.platform == "cpu" for d in mesh.devices.flat):
+        jax.block_until_ready(out)  # see sharding.py: one sharded CPU program in flight
+    return out

@@ -186,8 +186,15 @@ class SAMLE:
         return SAMLEState(optim_state, chains, key_next), stats
 
     def update(self, state: SAMLEState, *args, **kwargs) -> tuple[SAMLEState, dict]:
-        """One SA-MLE update (jitted); returns the new state and statistics."""
-        return self._update(state, args, kwargs)
+        """One SA-MLE update (jitted); returns the new state and statistics.
+
+        With a mesh of CPU devices the update waits for its result: XLA's CPU collectives
+        can abort when several sharded programs are in flight on fewer cores than devices.
+        """
+        out = self._update(state, args, kwargs)
+        if self.mesh is not None and _on_cpu(self.mesh):
+            jax.block_until_ready(out)
+        return out
 
     def reconstruction_error(self, state: SAMLEState, *args, **kwargs) -> float:
         """Reconstruction error of the model's observed energy sites on the given data."""
@@ -364,6 +371,10 @@ class SAMLE:
         chains = {k[len("chains/") :]: v for k, v in tensors.items() if k.startswith("chains/")}
         self.history = list(config.get("history", []))
         return self.place(SAMLEState(optim_state, chains, jnp.asarray(tensors["rng/key"])))
+
+
+def _on_cpu(mesh) -> bool:
+    return any(d.platform == "cpu" for d in mesh.devices.flat)
 
 
 def _as_device_array(x: Any) -> jax.Array:

@@ -17,6 +17,13 @@ The same code runs on simulated CPU devices
 after ``jax.distributed.initialize()`` a mesh over ``jax.devices()`` spans every process;
 each process then passes the same full data (it is sharded on the way in), and checkpoints
 gather the shards to process 0, which writes the file.
+
+Simulated CPU devices: keep one sharded program in flight. XLA's CPU collectives wait for
+every device's part of a program on a shared thread pool, and with several programs
+dispatched asynchronously on fewer cores than devices the rendezvous can time out and abort
+the process. ``SAMLE.update`` and ``run_chains`` therefore wait for their result on CPU
+meshes (``SAMLE.run`` compiles a whole epoch into one program); do the same
+(``jax.block_until_ready``) in hand-written loops of sharded calls.
 """
 
 from __future__ import annotations
