@@ -73,7 +73,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-from cd_speed import CpuMonitor, jax_threads, load_data, settle, torch_threads
+from cd_speed import CpuMonitor, _choices, jax_threads, load_data, settle, torch_threads
 from dbm_speed import floor_flops
 
 LOOPS = ("rbm_cd1", "rbm_pcd1", "ais", "dbm_sa", "dbm_mf")
@@ -139,14 +139,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--ais-betas must be >= 3")
     args.n_images = 10_000  # for cd_speed.load_data
     return args
-
-
-def _choices(p: argparse.ArgumentParser, flag: str, value: str, allowed: tuple) -> list[str]:
-    chosen = [s.strip() for s in value.split(",") if s.strip()]
-    bad = [s for s in chosen if s not in allowed]
-    if bad or not chosen:
-        p.error(f"{flag}: choose from {','.join(allowed)}; got {value!r}")
-    return [s for s in allowed if s in chosen]
 
 
 def use_unrolled_threefry() -> bool:

@@ -52,6 +52,13 @@ class SAConfig(NamedTuple):
         return self._replace(transition=None if t is None else t.describe())._asdict()
 
 
+def chain_axis(transition: Any) -> int:
+    """The axis of a chain state that indexes the chains: 0 for block Gibbs, the operator's
+    ``chain_axis`` otherwise (1 for a parallel-tempering ladder ``(L, n, ...)``). Sharded and
+    distributed runs split the chains along it."""
+    return int(getattr(transition, "chain_axis", 0))
+
+
 def check_config(
     num_gibbs_steps: int, persistent: bool, num_chains: int | None, transition: Any = None
 ) -> SAConfig:

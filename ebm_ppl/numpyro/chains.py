@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 
+from ebm_ppl.inference.samle import chain_axis
 from ebm_ppl.numpyro import sharding
 
 __all__ = ["run_chains"]
@@ -60,7 +61,7 @@ def run_chains(
             state = transition.init_state(k_init, dist, shape)
     if mesh is not None:
         mesh = sharding.make_mesh(mesh)
-        axis = int(getattr(transition, "chain_axis", 0))
+        axis = chain_axis(transition)
         state = sharding.shard_batch(state, mesh, axis, "the chains (num_chains)")
         dist = sharding.replicate(dist, mesh)
         k_run = sharding.replicate(k_run, mesh)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ebm_ppl.inference.samle import (
     batch_indices,
+    chain_axis,
     check_config,
     data_size,
     epoch_data,
@@ -108,7 +109,7 @@ class SAMLE:
 
     @property
     def _chain_axis(self) -> int:
-        return int(getattr(self.config.transition, "chain_axis", 0))
+        return chain_axis(self.config.transition)
 
     def place(self, state: SAMLEState) -> SAMLEState:
         """``state`` on this trainer's mesh: chains split over the devices along their chain

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from ebm_ppl.inference.samle import (
     batch_indices,
+    chain_axis,
     check_config,
     data_size,
     epoch_data,
@@ -123,7 +124,7 @@ class SAMLE:
 
     @property
     def _chain_axis(self) -> int:
-        return int(getattr(self.config.transition, "chain_axis", 0))
+        return chain_axis(self.config.transition)
 
     def _start(self, args, kwargs) -> None:
         """First distributed update: derive this rank's random stream from the shared seed
