@@ -224,15 +224,16 @@ class SAMLE:
                     raw, x = new_raw, _as_tensor(new_raw)
                     # check the whole epoch's data once, not every minibatch
                     # (under a forked RNG, so checking does not change the random stream)
-                    with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=[]):
+                    with torch.no_grad(), poutine.block(), _fork_rng(x.device):
                         validate_observed(
                             poutine.trace(self.model).get_trace(x, *args, **kwargs).nodes
                         )
-                idx = batch_indices(n, batch_size, seed, epoch, shuffle)
+                # one upload of the epoch's row indices to the data's device, not one per update
+                idx = torch.as_tensor(batch_indices(n, batch_size, seed, epoch, shuffle))
+                idx = idx.reshape(len(idx), self.world_size, -1)[:, self.rank].to(x.device)
                 start = self.num_steps - epoch * steps_per_epoch
-                for i in range(start, len(idx)):
-                    rows = idx[i].reshape(self.world_size, -1)[self.rank]  # this rank's share
-                    self._step(False, (x[torch.as_tensor(rows)], *args), kwargs)
+                for i in range(start, len(idx)):  # this rank's share of each minibatch
+                    self._step(False, (x[idx[i]], *args), kwargs)
                     if self.num_steps % log_every == 0:
                         rec = self.reconstruction_error()
                         self.history.append(
@@ -262,8 +263,15 @@ class SAMLE:
         tensors.update(opt_tensors)
         rng = torch.get_rng_state()
         tensors["rng/torch"] = rng
+        cuda = _cuda_device(tensors)
+        if cuda is not None:  # draws on a GPU come from its own generator
+            tensors["rng/cuda"] = torch.cuda.get_rng_state(cuda)
         if self.world_size > 1:
             tensors["rng/torch_ranks"] = dist_utils.all_gather_cat(rng[None], dim=0)
+            if cuda is not None:
+                tensors["rng/cuda_ranks"] = dist_utils.all_gather_cat(
+                    tensors["rng/cuda"][None], dim=0
+                )
         config = {
             "kind": "ebm_ppl.pyro.SAMLE",
             "num_steps": self.num_steps,
@@ -304,8 +312,10 @@ class SAMLE:
         if saved_world == self.world_size and self.world_size > 1:
             # a copy: set_rng_state misreads a view at a storage offset (segfault in torch 2.13)
             torch.set_rng_state(tensors["rng/torch_ranks"][self.rank].clone())
+            _set_cuda_rng(tensors.get("rng/cuda_ranks"), self.rank)
         elif self.world_size == 1:
             torch.set_rng_state(tensors["rng/torch"])
+            _set_cuda_rng(tensors.get("rng/cuda"))
         else:  # a new number of ranks: fresh streams, derived from the run's seed and step
             seed = config.get("seed")
             seed = int(torch.initial_seed()) if seed is None else int(seed)
@@ -317,6 +327,32 @@ class SAMLE:
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
+    """Training data as a tensor: a tensor stays where it is; an array goes to torch's
+    default device (``torch.set_default_device("cuda")`` puts it on the GPU)."""
     if isinstance(x, torch.Tensor):
         return x
-    return torch.as_tensor(np.asarray(x, dtype=np.float32))
+    return torch.as_tensor(np.asarray(x, dtype=np.float32), device=torch.get_default_device())
+
+
+def _fork_rng(device: torch.device):
+    """Fork the generators a trace on ``device`` can draw from: the CPU's, and that CUDA
+    device's when the data live there."""
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=cuda)
+
+
+def _cuda_device(tensors: dict[str, Any]) -> int | None:
+    """The index of the CUDA device the trainer's tensors live on (None on the CPU)."""
+    for x in tensors.values():
+        if isinstance(x, torch.Tensor) and x.is_cuda:
+            return x.device.index or 0
+    return None
+
+
+def _set_cuda_rng(state: torch.Tensor | None, rank: int | None = None) -> None:
+    """Restore a saved CUDA generator state on the current CUDA device (if both exist)."""
+    if state is None or not torch.cuda.is_available():
+        return
+    if rank is not None:
+        state = state[rank]
+    torch.cuda.set_rng_state(state.cpu().clone())
