@@ -107,6 +107,53 @@ class EnergyMethods:
         return ops.broadcast_to(x, shape)
 
 
+class NormalizedLogProb:
+    """The ``normalized`` option of an energy distribution (put first in a frontend's bases).
+
+    By default ``log_prob`` is the **unnormalized** log-density ``log p~(x) = -E(x)`` (or
+    ``-F(x)``): the right quantity for SA-MLE, for block Gibbs on the site's own variables and
+    for parameters that are ``param``s, and wrong inside a PPL as soon as the parameters
+    ``theta`` depend on a random variable, because the joint then misses ``-log Z(theta)``.
+    With ``normalized=True``, ``log_prob(x) = log p~(x) - log Z(theta)`` with ``log Z`` computed
+    exactly by :meth:`log_partition` (enumeration, differentiable in ``theta`` under torch
+    autograd and JAX), so NUTS, HMC, ``HMCGibbs`` and SVI over ``theta`` are exact. Only models
+    small enough to enumerate qualify (the bounds of :meth:`log_partition`); larger ones raise
+    a ``ValueError`` at the first ``log_prob`` that points to the exchange algorithm.
+    """
+
+    normalized: bool = False
+
+    def _set_normalized(self, normalized: Any) -> None:
+        if not isinstance(normalized, bool):
+            raise TypeError(f"normalized must be a bool, got {type(normalized).__name__}")
+        self.normalized = normalized
+
+    def log_prob(self, value: Array) -> Array:
+        lp = super().log_prob(value)
+        if not self.normalized:
+            return lp
+        return lp - self._exact_log_partition()
+
+    def _exact_log_partition(self) -> Array:
+        try:
+            return self.log_partition()
+        except ValueError as e:
+            raise ValueError(
+                f"{type(self).__name__}(normalized=True) needs the exact log Z, which cannot be "
+                f"enumerated here ({e}). For parameters that depend on random variables use "
+                "the exchange algorithm (ebm_ppl.pyro.Exchange / ebm_ppl.numpyro.Exchange, with "
+                "aux_sweeps=K for a model this large)."
+            ) from None
+
+
+def take_rows(table: Array, index: Array) -> Array:
+    """``table[index]`` for a float array of row indices (as :func:`ops.categorical` gives),
+    shape ``index.shape + table.shape[1:]``."""
+    if ops.is_torch(table):
+        return table[index.long()]
+    return table[index.astype("int32")]
+
+
 def path_log_f(terms: tuple[Array, Array, Array], beta: Any) -> Array:
     """``log f_beta(v) = (1 - beta) log base(v) + beta V(v) + sum_j softplus(beta u_j(v))``
     from :meth:`HarmoniumMethods.path_terms`; ``beta`` broadcasts against ``v.shape[:-1]``."""
@@ -249,6 +296,32 @@ class HarmoniumMethods(EnergyMethods):
         return ops.broadcast_to(log_z, tuple(self.batch_shape))
 
     # ---- sampling ---------------------------------------------------------------------
+
+    def exact_sample(self, key: Any, sample_shape: tuple = ()) -> Array:
+        """Exact independent draws, shape ``sample_shape + batch_shape + event_shape``.
+
+        The hidden layer is enumerated: ``h`` is drawn from its marginal
+        ``p(h) ∝ exp(log sum_v exp(-E(v, h)))`` (Gumbel-max over the ``2^F`` states), then
+        ``v ~ p(v | h)`` exactly. Memory is ``draws x 2^F``; ``ValueError`` for
+        ``F > 20`` (use block Gibbs there). ``key`` is a JAX key, or ``None``/a
+        ``torch.Generator`` in torch. No gradient flows into the parameters.
+        """
+        f = self.n_hidden
+        if f > MAX_ENUMERATE_UNITS:
+            raise ValueError(
+                f"exact_sample enumerates the hidden layer, which has {f} units here; at most "
+                f"{MAX_ENUMERATE_UNITS} are feasible. Draw approximately with transition "
+                "(block Gibbs) instead."
+            )
+        p = self._frozen()
+        states = ops.binary_states(f, p[0])  # (S, F)
+        log_w = self._log_visible_sum(p, states)  # (..., S)
+        shape = tuple(sample_shape) + tuple(self.batch_shape)
+        k_h, k_v = ops.split(key, 2)
+        idx = ops.categorical(k_h, ops.broadcast_to(log_w, shape + (states.shape[0],)))
+        h = take_rows(states, idx)
+        return self._sample_visible(k_v, p, h, 1.0, None)
+
 
     def _frozen(self) -> tuple:
         return tuple(ops.stop_gradient(x) for x in self.params)

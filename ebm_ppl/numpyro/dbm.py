@@ -19,6 +19,7 @@ from ebm_ppl.models.dbm import (
     doubling,
     tile_rbm,
 )
+from ebm_ppl.models.family import NormalizedLogProb
 from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init
 from ebm_ppl.numpyro.dbn import GreedyLayerData
 from ebm_ppl.numpyro.distributions import RBM, _as_jax, _Energy
@@ -26,7 +27,7 @@ from ebm_ppl.numpyro.distributions import RBM, _as_jax, _Energy
 __all__ = ["DBM", "DBMVisible", "dbm_classifier_init", "greedy_pretrain_dbm"]
 
 
-class DBM(DBMMethods, _Energy):
+class DBM(NormalizedLogProb, DBMMethods, _Energy):
     r"""Deep Boltzmann machine over the concatenated layers ``[v, h1, ..., hL]`` (eq. 29-34).
 
     ``DBM(weights=[W1, ..., WL], biases=[b0, ..., bL])`` with ``W_l`` ``(n_(l-1), n_l)`` and
@@ -45,7 +46,7 @@ class DBM(DBMMethods, _Energy):
     arg_constraints: dict = {}
     support = constraints.independent(constraints.boolean, 1)
     pytree_data_fields = ("weights", "biases", "sigma")
-    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs")
+    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
 
     def __init__(
         self,
@@ -54,6 +55,7 @@ class DBM(DBMMethods, _Energy):
         sigma: jax.Array | float | None = None,
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
+        normalized: bool = False,
     ) -> None:
         check_layer_lists(weights, biases, None)
         weights = tuple(_as_jax(w) for w in weights)
@@ -63,6 +65,7 @@ class DBM(DBMMethods, _Energy):
         if self.gaussian:
             self.support = constraints.real_vector
         self._finish_init((), (sum(sizes),), validate_args)
+        self._set_normalized(normalized)
 
 
 class DBMVisible(DBMVisibleMethods, _Energy):

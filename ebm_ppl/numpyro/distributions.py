@@ -8,6 +8,7 @@ import numpy as np
 from numpyro.distributions import Distribution, constraints
 
 from ebm_ppl.models.categorical_rbm import CategoricalRBMMethods
+from ebm_ppl.models.family import NormalizedLogProb
 from ebm_ppl.models.gaussian_rbm import GaussianRBMMethods
 from ebm_ppl.models.rbm import RBMMethods
 from ebm_ppl.models.replicated_softmax import ReplicatedSoftmaxMethods
@@ -39,7 +40,7 @@ class _Energy(Distribution):
         return self._sample(key, tuple(sample_shape))
 
 
-class RBM(RBMMethods, _Energy):
+class RBM(NormalizedLogProb, RBMMethods, _Energy):
     r"""Binary restricted Boltzmann machine over the visible units (eq. 1-8).
 
     ``RBM(weights, visible_bias, hidden_bias)`` with ``weights`` of shape
@@ -66,7 +67,7 @@ class RBM(RBMMethods, _Energy):
     }
     support = constraints.independent(constraints.boolean, 1)
     pytree_data_fields = ("weights", "visible_bias", "hidden_bias")
-    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs")
+    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
 
     def __init__(
         self,
@@ -75,6 +76,7 @@ class RBM(RBMMethods, _Energy):
         hidden_bias,
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
+        normalized: bool = False,
     ) -> None:
         weights, visible_bias, hidden_bias = (
             _as_jax(a) for a in (weights, visible_bias, hidden_bias)
@@ -83,9 +85,10 @@ class RBM(RBMMethods, _Energy):
             "jax", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
         )
         self._finish_init(batch_shape, event_shape, validate_args)
+        self._set_normalized(normalized)
 
 
-class GaussianRBM(GaussianRBMMethods, _Energy):
+class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
     r"""Gaussian-Bernoulli RBM over real-valued visible units (eq. 11-14).
 
     ``GaussianRBM(weights, visible_bias, hidden_bias, sigma=1.0)`` with ``weights``
@@ -109,7 +112,7 @@ class GaussianRBM(GaussianRBMMethods, _Energy):
     }
     support = constraints.real_vector
     pytree_data_fields = ("weights", "visible_bias", "hidden_bias", "sigma")
-    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs")
+    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
 
     def __init__(
         self,
@@ -119,6 +122,7 @@ class GaussianRBM(GaussianRBMMethods, _Energy):
         sigma=1.0,
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
+        normalized: bool = False,
     ) -> None:
         weights, visible_bias, hidden_bias = (
             _as_jax(a) for a in (weights, visible_bias, hidden_bias)
@@ -133,9 +137,10 @@ class GaussianRBM(GaussianRBMMethods, _Energy):
             validate_args,
         )
         self._finish_init(batch_shape, event_shape, validate_args)
+        self._set_normalized(normalized)
 
 
-class ReplicatedSoftmax(ReplicatedSoftmaxMethods, _Energy):
+class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
     r"""Replicated softmax model over word-count vectors (eq. 15-19).
 
     ``ReplicatedSoftmax(weights, word_bias, hidden_bias, total_count=None)`` with ``weights``
@@ -158,7 +163,7 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, _Energy):
     }
     support = constraints.independent(constraints.nonnegative_integer, 1)
     pytree_data_fields = ("weights", "word_bias", "hidden_bias", "total_count")
-    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "max_words")
+    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "max_words", "normalized")
 
     def __init__(
         self,
@@ -168,6 +173,7 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, _Energy):
         total_count=None,
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
+        normalized: bool = False,
         max_words: int | None = None,
     ) -> None:
         weights, word_bias, hidden_bias = (_as_jax(a) for a in (weights, word_bias, hidden_bias))
@@ -182,9 +188,10 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, _Energy):
             max_words,
         )
         self._finish_init(batch_shape, event_shape, validate_args)
+        self._set_normalized(normalized)
 
 
-class CategoricalRBM(CategoricalRBMMethods, _Energy):
+class CategoricalRBM(NormalizedLogProb, CategoricalRBMMethods, _Energy):
     r"""RBM with ``K``-valued categorical (softmax) visible units, e.g. ratings.
 
     ``CategoricalRBM(weights, visible_bias, hidden_bias)`` with ``weights`` ``(..., D, K, F)``,
@@ -205,7 +212,7 @@ class CategoricalRBM(CategoricalRBMMethods, _Energy):
     }
     support = constraints.independent(constraints.integer_greater_than(-2), 1)
     pytree_data_fields = ("weights", "visible_bias", "hidden_bias")
-    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs")
+    pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
 
     def __init__(
         self,
@@ -214,6 +221,7 @@ class CategoricalRBM(CategoricalRBMMethods, _Energy):
         hidden_bias,
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
+        normalized: bool = False,
     ) -> None:
         weights, visible_bias, hidden_bias = (
             _as_jax(a) for a in (weights, visible_bias, hidden_bias)
@@ -222,6 +230,7 @@ class CategoricalRBM(CategoricalRBMMethods, _Energy):
             "jax", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
         )
         self._finish_init(batch_shape, event_shape, validate_args)
+        self._set_normalized(normalized)
 
 
 def _as_jax(x):

@@ -27,7 +27,9 @@ from ebm_ppl.inference.gibbs import (
     site_field,
     tempered_block_step,
 )
+from ebm_ppl.inference.dependence import check_energy_dependence
 from ebm_ppl.inference.multilinear import binary_sites
+from ebm_ppl.numpyro.dependence import energy_dependencies
 
 __all__ = ["BlockGibbs", "BlockGibbsState"]
 
@@ -61,7 +63,11 @@ class BlockGibbs(MCMCKernel):
     layers are auxiliary state, recorded as ``"<site>_hidden"`` with ``report_hidden=True``.
 
     :param model: a NumPyro model whose latent sample sites are all energy sites. To combine
-        with continuous latent sites, use :meth:`gibbs_fn` inside ``numpyro.infer.HMCGibbs``.
+        with continuous latent sites, use :meth:`gibbs_fn` inside ``numpyro.infer.HMCGibbs``
+        (energy parameters that depend on those sites need ``normalized=True``), or
+        :class:`~ebm_ppl.numpyro.Exchange` for parameters of energy sites. An energy site
+        whose parameters depend on another latent site is refused unless it is
+        ``normalized=True`` (its ``log_prob`` omits ``log Z``).
     :param clamp: ``{"site": (mask, values)}`` holds the coordinates where the boolean
         ``mask`` is true at ``values`` (inpainting): the chain samples the exact conditional
         of the rest. Same form as in the Pyro kernel.
@@ -153,6 +159,9 @@ class BlockGibbs(MCMCKernel):
         for n in latent:
             if n + HIDDEN_SUFFIX in tr:
                 raise ValueError(f"site name {n + HIDDEN_SUFFIX!r} is reserved for hidden states")
+        check_energy_dependence(
+            tr, energy_dependencies(self._model, args, kwargs), "BlockGibbs", "numpyro"
+        )
         self._latent = latent
         self._dists = {n: tr[n]["fn"] for n in latent}
         self._check_factors(args, kwargs)
@@ -307,12 +316,19 @@ class BlockGibbs(MCMCKernel):
 
     # ---- composition with HMC / NUTS ------------------------------------------------------
 
-    def gibbs_fn(self, *model_args, **model_kwargs) -> Callable:
+    def gibbs_fn(self, *model_args, check_dependence: bool = True, **model_kwargs) -> Callable:
         """A ``gibbs_fn`` for ``numpyro.infer.HMCGibbs`` updating the energy sites.
 
         Returns ``fn(rng_key, gibbs_sites, hmc_sites) -> gibbs_sites``: the model is traced
-        with the current continuous (HMC) values so energy parameters may depend on them,
-        then each energy site takes ``num_sweeps`` exact block-Gibbs sweeps. Clamps apply.
+        with the current continuous (HMC) values, then each energy site takes ``num_sweeps``
+        exact block-Gibbs sweeps. Clamps apply.
+
+        NUTS sees the energy sites' ``log_prob``, which is unnormalized: an energy site whose
+        parameters depend on an HMC site would make NUTS target a wrong posterior (it omits
+        ``-log Z(theta)``). Such sites are refused with a ``ValueError`` unless they are built
+        with ``normalized=True`` (exact ``log Z``, small models); for larger models use
+        :class:`~ebm_ppl.numpyro.Exchange`. ``check_dependence=False`` skips the check (for
+        callers that handle ``log Z`` themselves).
         """
 
         if self._multilinear is not None:
@@ -328,6 +344,10 @@ class BlockGibbs(MCMCKernel):
 
         tr = self._trace(jax.random.PRNGKey(0), None, model_args, model_kwargs)
         latent, _, other = classify_sites(tr)
+        if check_dependence:
+            with jax.ensure_compile_time_eval():
+                deps = energy_dependencies(self._model, model_args, model_kwargs)
+            check_energy_dependence(tr, deps, "HMCGibbs with this gibbs_fn", "numpyro")
         self._latent, self._dists = latent, {n: tr[n]["fn"] for n in latent}
         self._check_factors(model_args, model_kwargs, {n: tr[n]["value"] for n in other})
 

@@ -19,6 +19,7 @@ from ebm_ppl.models.dbm import (
     doubling,
     tile_rbm,
 )
+from ebm_ppl.models.family import NormalizedLogProb
 from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init
 from ebm_ppl.pyro.dbn import GreedyLayerData
 from ebm_ppl.pyro.distributions import RBM, _Energy
@@ -40,7 +41,7 @@ def _randn(shape: tuple, generator: torch.Generator | None, like: torch.Tensor) 
     return out.to(like.device)
 
 
-class DBM(DBMMethods, _Energy):
+class DBM(NormalizedLogProb, DBMMethods, _Energy):
     r"""Deep Boltzmann machine over the concatenated layers ``[v, h1, ..., hL]`` (eq. 29-34).
 
     ``DBM(weights=[W1, ..., WL], biases=[b0, ..., bL])`` with ``W_l`` ``(n_(l-1), n_l)`` and
@@ -74,6 +75,7 @@ class DBM(DBMMethods, _Energy):
         sigma: torch.Tensor | float | None = None,
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
+        normalized: bool = False,
     ) -> None:
         check_layer_lists(weights, biases, torch.Tensor)
         weights = tuple(_as_tensor(w) for w in weights)
@@ -83,6 +85,7 @@ class DBM(DBMMethods, _Energy):
         if self.gaussian:
             self.support = constraints.real_vector
         self._finish_init((), (sum(sizes),), validate_args)
+        self._set_normalized(normalized)
 
 
 class DBMVisible(DBMVisibleMethods, _Energy):

@@ -6,6 +6,7 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 
 from ebm_ppl.models.categorical_rbm import CategoricalRBMMethods
+from ebm_ppl.models.family import NormalizedLogProb
 from ebm_ppl.models.gaussian_rbm import GaussianRBMMethods
 from ebm_ppl.models.rbm import RBMMethods
 from ebm_ppl.models.replicated_softmax import ReplicatedSoftmaxMethods
@@ -35,7 +36,7 @@ class _Energy(TorchDistribution):
             return self._sample(None, tuple(sample_shape))
 
 
-class RBM(RBMMethods, _Energy):
+class RBM(NormalizedLogProb, RBMMethods, _Energy):
     r"""Binary restricted Boltzmann machine over the visible units (eq. 1-8).
 
     ``RBM(weights, visible_bias, hidden_bias)`` with ``weights`` of shape
@@ -69,14 +70,16 @@ class RBM(RBMMethods, _Energy):
         hidden_bias: torch.Tensor,
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
+        normalized: bool = False,
     ) -> None:
         batch_shape, event_shape = self._init_params(
             "torch", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
         )
         self._finish_init(batch_shape, event_shape, validate_args)
+        self._set_normalized(normalized)
 
 
-class GaussianRBM(GaussianRBMMethods, _Energy):
+class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
     r"""Gaussian-Bernoulli RBM over real-valued visible units (eq. 11-14).
 
     ``GaussianRBM(weights, visible_bias, hidden_bias, sigma=1.0)`` with ``weights``
@@ -108,14 +111,16 @@ class GaussianRBM(GaussianRBMMethods, _Energy):
         sigma: torch.Tensor | float = 1.0,
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
+        normalized: bool = False,
     ) -> None:
         batch_shape, event_shape = self._init_params(
             "torch", weights, visible_bias, hidden_bias, sigma, num_gibbs_steps, validate_args
         )
         self._finish_init(batch_shape, event_shape, validate_args)
+        self._set_normalized(normalized)
 
 
-class ReplicatedSoftmax(ReplicatedSoftmaxMethods, _Energy):
+class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
     r"""Replicated softmax model over word-count vectors (eq. 15-19).
 
     ``ReplicatedSoftmax(weights, word_bias, hidden_bias, total_count=None)`` with ``weights``
@@ -147,6 +152,7 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, _Energy):
         total_count: torch.Tensor | float | None = None,
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
+        normalized: bool = False,
         max_words: int | None = None,
     ) -> None:
         batch_shape, event_shape = self._init_params(
@@ -160,9 +166,10 @@ class ReplicatedSoftmax(ReplicatedSoftmaxMethods, _Energy):
             max_words,
         )
         self._finish_init(batch_shape, event_shape, validate_args)
+        self._set_normalized(normalized)
 
 
-class CategoricalRBM(CategoricalRBMMethods, _Energy):
+class CategoricalRBM(NormalizedLogProb, CategoricalRBMMethods, _Energy):
     r"""RBM with ``K``-valued categorical (softmax) visible units, e.g. ratings.
 
     ``CategoricalRBM(weights, visible_bias, hidden_bias)`` with ``weights`` ``(..., D, K, F)``,
@@ -190,8 +197,10 @@ class CategoricalRBM(CategoricalRBMMethods, _Energy):
         hidden_bias: torch.Tensor,
         num_gibbs_steps: int = 100,
         validate_args: bool | None = None,
+        normalized: bool = False,
     ) -> None:
         batch_shape, event_shape = self._init_params(
             "torch", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
         )
         self._finish_init(batch_shape, event_shape, validate_args)
+        self._set_normalized(normalized)

@@ -12,7 +12,9 @@ from pyro.distributions import constraints
 from pyro.infer.mcmc import HMC, NUTS
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
+from ebm_ppl.inference.dependence import check_energy_dependence
 from ebm_ppl.inference.gibbs import check_kernel_args, classify_sites
+from ebm_ppl.pyro.dependence import energy_dependencies
 from ebm_ppl.pyro.kernels import BlockGibbs
 
 __all__ = ["HMCGibbs"]
@@ -38,9 +40,11 @@ class HMCGibbs(MCMCKernel):
     its step size (and mass matrix) during warmup as usual.
 
     :param model: a Pyro model whose latent sites are energy sites (sampled by block Gibbs)
-        and real-valued sites (unconstrained support, sampled by NUTS/HMC). The energy
-        distributions' parameters must not depend on the continuous sites (they are traced
-        once at set-up).
+        and real-valued sites (unconstrained support, sampled by NUTS/HMC). NUTS uses the
+        energy sites' ``log_prob``, which is unnormalized, so an energy site whose parameters
+        depend on a continuous site must be built with ``normalized=True`` (exact ``log Z``,
+        small models; the energy distributions are then re-read at every step); otherwise
+        set-up raises a ``ValueError``. For larger models see :class:`~ebm_ppl.pyro.Exchange`.
     :param num_sweeps: block-Gibbs sweeps per step.
     :param hmc: ``"nuts"`` or ``"hmc"``.
     :param hmc_kwargs: passed to ``NUTS`` / ``HMC`` (``step_size``, ``max_tree_depth``,
@@ -74,6 +78,9 @@ class HMCGibbs(MCMCKernel):
                 f"HMCGibbs samples real-valued sites with NUTS; sites {bad} have a constrained "
                 "or discrete support (reparametrise them onto the real line)"
             )
+        deps = energy_dependencies(self.model, args, kwargs, tr.nodes)
+        check_energy_dependence(tr.nodes, deps, "HMCGibbs (NUTS on the unnormalized joint)", "pyro")
+        self._retrace = bool(deps)
         self._energy, self._continuous = energy, other
         given = self._initial_params or {}
         self._hmc_values = {n: given.get(n, tr.nodes[n]["value"]).detach() for n in other}
@@ -108,6 +115,8 @@ class HMCGibbs(MCMCKernel):
 
     def sample(self, params: dict) -> dict:
         self._hmc_values = {n: params[n].detach() for n in self._continuous}
+        if self._retrace:  # energy parameters follow the continuous sites
+            self._gibbs.retrace({})
         gibbs = self._gibbs.sample({n: params[n] for n in self._energy})
         self._gibbs_values = {n: gibbs[n] for n in self._energy}
         self._hmc_kernel.clear_cache()

@@ -23,7 +23,9 @@ from ebm_ppl.inference.gibbs import (
     site_field,
     tempered_block_step,
 )
+from ebm_ppl.inference.dependence import check_energy_dependence
 from ebm_ppl.inference.multilinear import binary_sites
+from ebm_ppl.pyro.dependence import energy_dependencies
 
 __all__ = ["BlockGibbs"]
 
@@ -46,8 +48,11 @@ class BlockGibbs(MCMCKernel):
     ``"<site>_hidden"``.
 
     :param model: a Pyro model; its latent sample sites must all be energy sites (observed
-        sites and ``pyro.param`` are fine). Continuous latent sites are not supported by the
-        Pyro kernel yet (NumPyro composes with NUTS through ``HMCGibbs``).
+        sites and ``pyro.param`` are fine). For continuous latent sites use
+        :class:`~ebm_ppl.pyro.HMCGibbs` (NUTS on them) or :class:`~ebm_ppl.pyro.Exchange`
+        (parameters of energy sites). An energy site whose parameters depend on another
+        latent site is refused unless it is ``normalized=True`` (its ``log_prob`` omits
+        ``log Z``).
     :param clamp: ``{"site": (mask, values)}`` holds the coordinates of a site where the
         boolean ``mask`` is true at ``values`` (inpainting); the chain then samples the
         exact conditional of the remaining coordinates. Expressed the same way in NumPyro.
@@ -106,6 +111,12 @@ class BlockGibbs(MCMCKernel):
 
     # ---- set-up ---------------------------------------------------------------------------
 
+    def retrace(self, values: Mapping[str, torch.Tensor]) -> None:
+        """Re-read the energy distributions from the model run with ``values`` (e.g. the
+        current values of continuous sites they depend on, in :class:`HMCGibbs`)."""
+        tr = self._trace(values, self._args, self._kwargs)
+        self._dists = {n: tr.nodes[n]["fn"] for n in self._latent}
+
     def _trace(self, values: Mapping[str, torch.Tensor] | None, args, kwargs):
         model = self.model if values is None else poutine.condition(self.model, data=values)
         with torch.no_grad():
@@ -123,13 +134,15 @@ class BlockGibbs(MCMCKernel):
         if other:
             raise ValueError(
                 f"BlockGibbs samples energy sites only, but the model has other latent sites "
-                f"{other}. Observe them, or use NumPyro, where ebm_ppl.numpyro.BlockGibbs "
-                "composes with NUTS through numpyro.infer.HMCGibbs."
+                f"{other}. Observe them, or use ebm_ppl.pyro.HMCGibbs(model) (NUTS on "
+                "real-valued sites) or ebm_ppl.pyro.Exchange(model) (parameters of energy sites)."
             )
         if not latent:
             raise ValueError(
                 "the model has no latent energy site to sample (every energy site is observed)"
             )
+        deps = energy_dependencies(self.model, args, kwargs, tr.nodes)
+        check_energy_dependence(tr.nodes, deps, "BlockGibbs", "pyro")
         self._latent = latent
         self._dists = {n: tr.nodes[n]["fn"] for n in latent}
         values = {n: tr.nodes[n]["value"] for n in latent}

@@ -1,0 +1,65 @@
+"""Energy sites whose parameters depend on random variables, in NumPyro programs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from numpyro import handlers
+
+from ebm_ppl.inference import dependence as dep
+
+__all__ = ["check_model", "energy_dependencies"]
+
+
+def _trace(model: Callable, key: Any, values: dict | None, args: tuple, kwargs: dict):
+    m = handlers.seed(model, key)
+    if values:
+        m = handlers.substitute(m, data=values)
+    return handlers.trace(m).get_trace(*args, **kwargs)
+
+
+def energy_dependencies(
+    model: Callable, args: tuple = (), kwargs: dict | None = None
+) -> dict[str, list[str]]:
+    """``{energy site: [latent sites its parameters depend on]}`` for ``model(*args,
+    **kwargs)``, by ``numpyro.infer.inspect.get_dependencies`` (provenance tracking), or, for
+    models it cannot trace, by redrawing one latent site at a time and comparing the energy
+    sites' parameters."""
+    kwargs = {} if kwargs is None else kwargs
+    with jax.ensure_compile_time_eval():
+        tr = _trace(model, jax.random.PRNGKey(0), None, args, kwargs)
+        if not dep.energy_sites(tr):
+            return {}
+        try:
+            from numpyro.infer.inspect import get_dependencies
+
+            prior = get_dependencies(model, args, kwargs)["prior_dependencies"]
+            return dep.from_provenance(tr, prior)
+        except Exception:  # noqa: BLE001 - provenance cannot trace every program
+            pass
+        held = {n: tr[n]["value"] for n in dep.latent_sites(tr)}
+
+        def retrace(name):
+            values = {n: v for n, v in held.items() if n != name}
+            fresh = tr[name]["fn"].sample(jax.random.PRNGKey(1))
+            return _trace(model, jax.random.PRNGKey(0), dict(values, **{name: fresh}), args, kwargs)
+
+        return dep.by_perturbation(tr, retrace)
+
+
+def check_model(model: Callable, *args: Any, **kwargs: Any) -> None:
+    """Raise ``ValueError`` if an energy site of ``model(*args, **kwargs)`` has parameters
+    that depend on a latent sample site and is not ``normalized=True``.
+
+    Call it before running NumPyro's own ``NUTS``/``HMC``/``SVI`` on a program with energy
+    sites: those use the unnormalized ``log_prob`` and cannot be intercepted. Our kernels,
+    guides and trainers run this check themselves.
+    """
+    kwargs = dict(kwargs)
+    with jax.ensure_compile_time_eval():
+        tr = _trace(model, jax.random.PRNGKey(0), None, args, kwargs)
+    dep.check_energy_dependence(
+        tr, energy_dependencies(model, args, kwargs), "NUTS/HMC/SVI on this model", "numpyro"
+    )

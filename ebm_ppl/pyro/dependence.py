@@ -1,0 +1,63 @@
+"""Energy sites whose parameters depend on random variables, in Pyro programs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyro.poutine as poutine
+import torch
+
+from ebm_ppl.inference import dependence as dep
+
+__all__ = ["check_model", "energy_dependencies"]
+
+
+def _trace(model: Callable, values: dict | None, args: tuple, kwargs: dict):
+    m = model if not values else poutine.condition(model, data=values)
+    with torch.no_grad(), poutine.block():
+        return poutine.trace(m).get_trace(*args, **kwargs)
+
+
+def energy_dependencies(
+    model: Callable, args: tuple = (), kwargs: dict | None = None, trace: Any = None
+) -> dict[str, list[str]]:
+    """``{energy site: [latent sites its parameters depend on]}`` for ``model(*args,
+    **kwargs)``, by ``pyro.infer.inspect.get_dependencies`` (provenance tracking), or, for
+    models it cannot trace, by redrawing one latent site at a time and comparing the energy
+    sites' parameters. ``trace`` is an existing trace's ``nodes`` (saves one run)."""
+    kwargs = {} if kwargs is None else kwargs
+    nodes = trace if trace is not None else _trace(model, None, args, kwargs).nodes
+    if not dep.energy_sites(nodes):
+        return {}
+    try:
+        from pyro.infer.inspect import get_dependencies
+
+        with poutine.block():
+            prior = get_dependencies(model, args, kwargs)["prior_dependencies"]
+        return dep.from_provenance(nodes, prior)
+    except Exception:  # noqa: BLE001 - provenance cannot trace every program
+        pass
+    held = {n: nodes[n]["value"] for n in dep.latent_sites(nodes)}
+
+    def retrace(name):
+        values = {n: v for n, v in held.items() if n != name}
+        with torch.no_grad():
+            fresh = nodes[name]["fn"].sample()
+        return _trace(model, dict(values, **{name: fresh}), args, kwargs).nodes
+
+    return dep.by_perturbation(nodes, retrace)
+
+
+def check_model(model: Callable, *args: Any, **kwargs: Any) -> None:
+    """Raise ``ValueError`` if an energy site of ``model(*args, **kwargs)`` has parameters
+    that depend on a latent sample site and is not ``normalized=True``.
+
+    Call it before running Pyro's own ``NUTS``/``HMC``/``SVI`` on a program with energy
+    sites: those use the unnormalized ``log_prob`` and cannot be intercepted. Our kernels,
+    guides and trainers run this check themselves.
+    """
+    nodes = _trace(model, None, args, kwargs).nodes
+    dep.check_energy_dependence(
+        nodes, energy_dependencies(model, args, kwargs, nodes), "NUTS/HMC/SVI on this model", "pyro"
+    )
