@@ -112,6 +112,13 @@ def by_perturbation(
     return {n: sorted(v) for n, v in out.items()}
 
 
+#: How SAMLE describes itself in the refusal (normalizing does not help there).
+SAMLE_WHERE = (
+    "SAMLE (it would draw the latent site from its prior at every update and fit the "
+    "parameters to that, not maximize a likelihood)"
+)
+
+
 def refusal_message(deps: Mapping[str, list[str]], where: str, frontend: str) -> str:
     """The error text: the site, the latent sites it depends on, and the ways out."""
     parts = "; ".join(f"energy site {n!r} depends on latent site(s) {u}" for n, u in deps.items())

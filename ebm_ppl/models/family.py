@@ -322,7 +322,6 @@ class HarmoniumMethods(EnergyMethods):
         h = take_rows(states, idx)
         return self._sample_visible(k_v, p, h, 1.0, None)
 
-
     def _frozen(self) -> tuple:
         return tuple(ops.stop_gradient(x) for x in self.params)
 

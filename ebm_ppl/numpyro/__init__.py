@@ -40,6 +40,8 @@ from ebm_ppl.numpyro.dbn import (
 )
 from ebm_ppl.numpyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.numpyro.hd import fit_hd_prior, hd_prior
+from ebm_ppl.numpyro.dependence import check_model, energy_dependencies
+from ebm_ppl.numpyro.exchange import Exchange, ExchangeState
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
 from ebm_ppl.numpyro.lambertian import DeepLambertian
 from ebm_ppl.numpyro.multilinear import MeanFieldGuide
@@ -62,6 +64,8 @@ __all__ = [
     "DBMVisible",
     "DBN",
     "DeepLambertian",
+    "Exchange",
+    "ExchangeState",
     "GaussianBase",
     "GaussianRBM",
     "GreedyLayerData",
@@ -82,7 +86,9 @@ __all__ = [
     "base_rate",
     "make_mesh",
     "run_chains",
+    "check_model",
     "classification_error",
+    "energy_dependencies",
     "classifier_init",
     "classifier_logits",
     "dbm_classifier_init",

@@ -19,8 +19,8 @@ from ebm_ppl.models.dbm import (
     doubling,
     tile_rbm,
 )
-from ebm_ppl.models.family import NormalizedLogProb
 from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init
+from ebm_ppl.models.family import NormalizedLogProb
 from ebm_ppl.numpyro.dbn import GreedyLayerData
 from ebm_ppl.numpyro.distributions import RBM, _as_jax, _Energy
 

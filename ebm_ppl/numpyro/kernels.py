@@ -15,6 +15,7 @@ from numpyro.util import is_prng_key
 
 from ebm_ppl import ops
 from ebm_ppl.inference import multilinear as ml
+from ebm_ppl.inference.dependence import check_energy_dependence
 from ebm_ppl.inference.gibbs import (
     HIDDEN_SUFFIX,
     apply_clamps,
@@ -27,7 +28,6 @@ from ebm_ppl.inference.gibbs import (
     site_field,
     tempered_block_step,
 )
-from ebm_ppl.inference.dependence import check_energy_dependence
 from ebm_ppl.inference.multilinear import binary_sites
 from ebm_ppl.numpyro.dependence import energy_dependencies
 

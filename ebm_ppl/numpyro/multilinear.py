@@ -77,6 +77,13 @@ class MeanFieldGuide(ml.MeanFieldGuideBase):
             return self._m
         tr = handlers.trace(handlers.seed(self.model, 0)).get_trace(*args, **kwargs)
         names = self._binary_sites(tr, "numpyro")
+        if not getattr(self, "_dependence_checked", False):
+            from ebm_ppl.inference.dependence import check_energy_dependence
+            from ebm_ppl.numpyro.dependence import energy_dependencies
+
+            deps = energy_dependencies(self.model, args, kwargs)
+            check_energy_dependence(tr, deps, "MeanFieldGuide", "numpyro")
+            self._dependence_checked = True
         if not _concrete((args, kwargs)):
             if self.blocks is None:
                 raise ValueError(

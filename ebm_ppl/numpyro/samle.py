@@ -15,6 +15,7 @@ from numpyro.distributions import biject_to, constraints
 from numpyro.optim import _NumPyroOptim, optax_to_numpyro
 from tqdm import tqdm
 
+from ebm_ppl.inference.dependence import SAMLE_WHERE, check_energy_dependence
 from ebm_ppl.inference.samle import (
     batch_indices,
     chain_axis,
@@ -28,6 +29,7 @@ from ebm_ppl.inference.samle import (
 )
 from ebm_ppl.io import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from ebm_ppl.numpyro import sharding
+from ebm_ppl.numpyro.dependence import energy_dependencies
 
 __all__ = ["SAMLE", "SAMLEState"]
 
@@ -144,6 +146,9 @@ class SAMLE:
         key_trace, key_chains, key_next = jax.random.split(rng_key, 3)
         tr = self._trace(key_trace, None, args, kwargs)
         validate_observed(tr)
+        with jax.ensure_compile_time_eval():
+            deps = energy_dependencies(self.model, args, kwargs)
+        check_energy_dependence(tr, deps, SAMLE_WHERE, "numpyro", allow_normalized=False)
         params = self._read_params(tr)
         chains = init_chains(key_chains, tr, self.config) if self.config.persistent else {}
         return self.place(SAMLEState(self.optim.init(params), chains, key_next))

@@ -11,6 +11,7 @@ import torch
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from ebm_ppl import ops
+from ebm_ppl.inference.dependence import check_energy_dependence
 from ebm_ppl.inference.gibbs import (
     HIDDEN_SUFFIX,
     apply_clamps,
@@ -23,7 +24,6 @@ from ebm_ppl.inference.gibbs import (
     site_field,
     tempered_block_step,
 )
-from ebm_ppl.inference.dependence import check_energy_dependence
 from ebm_ppl.inference.multilinear import binary_sites
 from ebm_ppl.pyro.dependence import energy_dependencies
 

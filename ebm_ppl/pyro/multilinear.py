@@ -96,6 +96,13 @@ class MeanFieldGuide(ml.MeanFieldGuideBase):
         with poutine.block(), torch.no_grad():
             tr = poutine.trace(self.model).get_trace(*args, **kwargs)
         names = self._binary_sites(tr.nodes, "pyro")
+        if not getattr(self, "_dependence_checked", False):
+            from ebm_ppl.inference.dependence import check_energy_dependence
+            from ebm_ppl.pyro.dependence import energy_dependencies
+
+            deps = energy_dependencies(self.model, args, kwargs)
+            check_energy_dependence(tr.nodes, deps, "MeanFieldGuide", "pyro")
+            self._dependence_checked = True
         # the model is checked (multilinear, blocks) on the first call only
         m = Multilinear(self.model, names, args, kwargs, self.blocks, tr, self._checked)
         self._checked = m.blocks

@@ -13,6 +13,7 @@ import torch
 from pyro.optim import PyroOptim
 from tqdm import tqdm
 
+from ebm_ppl.inference.dependence import SAMLE_WHERE, check_energy_dependence
 from ebm_ppl.inference.samle import (
     batch_indices,
     chain_axis,
@@ -26,6 +27,7 @@ from ebm_ppl.inference.samle import (
 )
 from ebm_ppl.io import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from ebm_ppl.pyro import distributed as dist_utils
+from ebm_ppl.pyro.dependence import energy_dependencies
 
 __all__ = ["SAMLE"]
 
@@ -153,6 +155,10 @@ class SAMLE:
             raise ValueError("the model has no pyro.param parameters to train")
         if validate:
             validate_observed(tr.nodes)
+        if not getattr(self, "_dependence_checked", False):
+            deps = energy_dependencies(self.model, args, kwargs, tr.nodes)
+            check_energy_dependence(tr.nodes, deps, SAMLE_WHERE, "pyro", allow_normalized=False)
+            self._dependence_checked = True
         if self.config.persistent and self.chains is None:
             self.chains = init_chains(None, tr.nodes, self._local_config)
         loss, chains, stats = sa_objective(None, tr.nodes, self.chains or {}, self.config)

@@ -1,0 +1,87 @@
+"""The exchange algorithm (Murray, Ghahramani & MacKay 2006), written once for torch and JAX.
+
+Target: ``pi(theta | x) ∝ p(theta) f(x; theta) / Z(theta)`` where ``f`` is an energy site's
+unnormalized density and ``Z(theta)`` is intractable (a doubly-intractable posterior). One
+step proposes ``theta' ~ q(. | theta)`` (a symmetric random walk on the unconstrained scale),
+draws auxiliary data ``w ~ f(.; theta') / Z(theta')``, and accepts with
+
+    ``log a = [log p(theta') + log f(x; theta')] - [log p(theta) + log f(x; theta)]
+              + log f(w; theta) - log f(w; theta')``                         (MGM 2006, eq. 8)
+
+in which both normalizers cancel. With several energy sites the auxiliary terms add. The
+chain is exact when ``w`` is an exact draw (``exact_sample`` of an enumerable model). With
+``aux_sweeps=K`` the auxiliary data come from ``K`` block-Gibbs sweeps started at ``x``
+instead: the "double Metropolis-Hastings" sampler of Liang (2010), which is approximate,
+with a bias that vanishes as ``K`` grows.
+
+The frontends (:class:`ebm_ppl.pyro.Exchange`, :class:`ebm_ppl.numpyro.Exchange`) trace the
+program; this module holds the pieces that do not depend on the PPL.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ebm_ppl import ops
+
+
+def check_exchange_args(
+    step_size: Any, aux_sweeps: Any, gibbs_sweeps: Any, target_accept_prob: Any
+) -> None:
+    """Argument checks shared by both frontends' ``Exchange`` kernels."""
+    if not (isinstance(step_size, (int, float)) and not isinstance(step_size, bool)):
+        raise TypeError(f"step_size must be a float, got {type(step_size).__name__}")
+    if not (math.isfinite(step_size) and step_size > 0):
+        raise ValueError(f"step_size must be a finite number > 0, got {step_size}")
+    if aux_sweeps is not None and (
+        not isinstance(aux_sweeps, int) or isinstance(aux_sweeps, bool) or aux_sweeps < 1
+    ):
+        raise ValueError(f"aux_sweeps must be None (exact draws) or an int >= 1, got {aux_sweeps!r}")
+    if not isinstance(gibbs_sweeps, int) or isinstance(gibbs_sweeps, bool) or gibbs_sweeps < 1:
+        raise ValueError(f"gibbs_sweeps must be an int >= 1, got {gibbs_sweeps!r}")
+    if not (isinstance(target_accept_prob, (int, float)) and 0 < target_accept_prob < 1):
+        raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob!r}")
+
+
+def event_sample_shape(fn: Any, value: Any) -> tuple:
+    """The leading dimensions of ``value`` beyond ``fn``'s batch and event shapes (rows that
+    ``fn.log_prob(value)`` broadcasts over)."""
+    extra = value.ndim - len(fn.batch_shape) - len(fn.event_shape)
+    return tuple(value.shape[: max(0, extra)])
+
+
+def check_exact(name: str, fn: Any) -> None:
+    """``ValueError`` unless ``fn`` can draw exactly (``exact_sample`` and a small model)."""
+    if not callable(getattr(fn, "exact_sample", None)):
+        raise ValueError(
+            f"energy site {name!r} ({type(fn).__name__}) has no exact sampler; pass "
+            "aux_sweeps=K to draw the auxiliary data with K block-Gibbs sweeps (double "
+            "Metropolis-Hastings, approximate)"
+        )
+
+
+def auxiliary_draw(key: Any, fn: Any, value: Any, aux_sweeps: int | None) -> Any:
+    """Auxiliary data ``w`` of ``value``'s shape from the energy distribution ``fn`` (at the
+    proposed parameters): exact draws when ``aux_sweeps`` is ``None``, else ``aux_sweeps``
+    block-Gibbs sweeps started at ``value`` (double MH). No gradient."""
+    if aux_sweeps is None:
+        try:
+            return fn.exact_sample(key, event_sample_shape(fn, value))
+        except ValueError as e:
+            raise ValueError(
+                f"{e} The exchange algorithm needs exact auxiliary draws here; pass "
+                "aux_sweeps=K for approximate draws by K block-Gibbs sweeps (double MH)."
+            ) from None
+    return fn.transition(key, ops.stop_gradient(value), aux_sweeps)[0]
+
+
+def auxiliary_log_ratio(fn_current: Any, fn_proposed: Any, w: Any) -> Any:
+    """``log f(w; theta) - log f(w; theta')``, summed over the draws (a scalar)."""
+    return (fn_current.log_prob(w) - fn_proposed.log_prob(w)).sum()
+
+
+def adapt_log_step(log_step: Any, accept_prob: Any, t: Any, target: float) -> Any:
+    """Robbins-Monro adaptation of the log step size towards ``target`` acceptance:
+    ``log s += (a - target) / (t + 1)^0.6`` (used during warmup only)."""
+    return log_step + (accept_prob - target) / (t + 1.0) ** 0.6

@@ -1,0 +1,253 @@
+"""The exchange algorithm as a NumPyro MCMC kernel (:mod:`ebm_ppl.inference.exchange`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+from numpyro.distributions import biject_to
+from numpyro.infer.mcmc import MCMCKernel
+from numpyro.infer.util import log_density
+from numpyro.util import is_prng_key
+
+from ebm_ppl.inference import exchange as ex
+from ebm_ppl.inference.dependence import energy_sites, latent_sites
+from ebm_ppl.inference.gibbs import check_kernel_args, classify_sites
+from ebm_ppl.numpyro.dependence import energy_dependencies
+from ebm_ppl.numpyro.kernels import BlockGibbs
+
+__all__ = ["Exchange", "ExchangeState"]
+
+
+class ExchangeState(NamedTuple):
+    """State of :class:`Exchange`.
+
+    - **i**: iteration number.
+    - **z**: the latent values (parameters on their constrained scale, latent energy sites).
+    - **accept_prob**: acceptance probability of the last exchange proposal.
+    - **mean_accept_prob**: running mean of it (over warmup, then over sampling).
+    - **step_size**: the random-walk scale on the unconstrained parameters.
+    - **rng_key**: the PRNG key for the next step.
+    """
+
+    i: jax.Array
+    z: dict
+    accept_prob: jax.Array
+    mean_accept_prob: jax.Array
+    step_size: jax.Array
+    rng_key: jax.Array
+
+
+class Exchange(MCMCKernel):
+    """The exchange algorithm (Murray, Ghahramani & MacKay 2006) for the parameters of
+    energy sites, under ``numpyro.infer.MCMC``.
+
+    For a program such as ``theta ~ prior; x ~ RBM(W(theta), b, c)`` (observed or latent
+    ``x``) the posterior of ``theta`` involves the intractable ``Z(theta)``. Each step
+    proposes ``theta'`` by a Gaussian random walk on the unconstrained scale, draws
+    auxiliary data from every energy site at ``theta'``, and accepts with a ratio in which
+    the normalizers cancel (:mod:`ebm_ppl.inference.exchange`). Latent energy sites are
+    advanced first by ``gibbs_sweeps`` exact block-Gibbs sweeps given ``theta`` (as
+    :class:`~ebm_ppl.numpyro.BlockGibbs`), so the kernel samples the joint posterior.
+
+    :param model: a NumPyro model whose latent sites are continuous parameters (any support
+        with a bijection to the reals) and, optionally, energy sites; at least one energy
+        site's parameters must depend on the continuous sites.
+    :param step_size: initial random-walk scale; adapted during warmup towards
+        ``target_accept_prob`` (Robbins-Monro), then fixed.
+    :param aux_sweeps: ``None`` (default): exact auxiliary draws (``exact_sample``; the
+        model must be enumerable, e.g. an RBM with at most 20 hidden units or a small
+        :class:`~ebm_ppl.numpyro.Ising` lattice), so the chain targets the exact posterior.
+        An int ``K``: ``K`` block-Gibbs sweeps started at the site's current value, the
+        **approximate** double Metropolis-Hastings sampler of Liang (2010), whose bias
+        shrinks as ``K`` grows (check by doubling ``K``).
+    :param gibbs_sweeps: block-Gibbs sweeps of the latent energy sites per step.
+    :param target_accept_prob: the acceptance rate the warmup aims at.
+
+    ``extra_fields=("accept_prob",)`` records the acceptance probabilities; works with
+    ``chain_method`` ``"sequential"``, ``"parallel"`` and ``"vectorized"``.
+    """
+
+    sample_field = "z"
+
+    def __init__(
+        self,
+        model: Callable,
+        step_size: float = 0.1,
+        aux_sweeps: int | None = None,
+        gibbs_sweeps: int = 1,
+        target_accept_prob: float = 0.3,
+    ) -> None:
+        check_kernel_args(model, gibbs_sweeps)
+        ex.check_exchange_args(step_size, aux_sweeps, gibbs_sweeps, target_accept_prob)
+        self._model = model
+        self.step_size = float(step_size)
+        self.aux_sweeps = aux_sweeps
+        self.gibbs_sweeps = gibbs_sweeps
+        self.target_accept_prob = float(target_accept_prob)
+        self._num_warmup = 0
+
+    @property
+    def model(self) -> Callable:
+        return self._model
+
+    @property
+    def default_fields(self) -> tuple:
+        return ("z",)
+
+    # ---- set-up -------------------------------------------------------------------------
+
+    def _trace(self, key, values, args, kwargs):
+        model = handlers.seed(self._model, key)
+        if values is not None:
+            model = handlers.substitute(model, data=values)
+        return handlers.trace(model).get_trace(*args, **kwargs)
+
+    def _setup(self, args, kwargs) -> dict:
+        tr = self._trace(jax.random.PRNGKey(0), None, args, kwargs)
+        energy_latent, _, other = classify_sites(tr)
+        deps = energy_dependencies(self._model, args, kwargs)
+        if not deps:
+            raise ValueError(
+                "no energy site of the model has parameters that depend on a latent site; "
+                "the exchange algorithm is not needed (use NUTS, or BlockGibbs / HMCGibbs)"
+            )
+        bad = {n: [u for u in us if u not in other] for n, us in deps.items()}
+        bad = {n: us for n, us in bad.items() if us}
+        if bad:
+            raise ValueError(
+                f"energy sites {sorted(bad)} depend on the latent energy sites "
+                f"{sorted({u for us in bad.values() for u in us})}; the exchange algorithm "
+                "updates continuous parameters only"
+            )
+        for n in other:
+            fn = tr[n]["fn"]
+            if fn.support.is_discrete:
+                raise ValueError(
+                    f"latent site {n!r} is discrete; Exchange proposes continuous parameters "
+                    "by a random walk (marginalize or observe the discrete site)"
+                )
+        self._theta = list(other)
+        self._energy_latent = list(energy_latent)
+        self._exchange = sorted(deps)
+        self._transforms = {n: biject_to(tr[n]["fn"].support) for n in other}
+        if self.aux_sweeps is None:
+            for n in self._exchange:
+                ex.check_exact(n, tr[n]["fn"])
+        self._gibbs = None
+        if self._energy_latent:
+            self._gibbs = BlockGibbs(self._model, num_sweeps=self.gibbs_sweeps).gibbs_fn(
+                *args, check_dependence=False, **kwargs
+            )
+        assert set(latent_sites(tr)) == set(other) | set(energy_latent)
+        assert set(self._exchange) <= set(energy_sites(tr))
+        return {n: tr[n]["value"] for n in latent_sites(tr)}
+
+    # ---- the step -----------------------------------------------------------------------
+
+    def _log_joint(self, u: dict, rest: dict, args, kwargs):
+        """Log joint (unnormalized energy sites) at unconstrained ``u``, with the Jacobian;
+        also the trace's energy distributions."""
+        values = dict(rest)
+        logdet = 0.0
+        for n, t in self._transforms.items():
+            values[n] = t(u[n])
+            logdet = logdet + t.log_abs_det_jacobian(u[n], values[n]).sum()
+        lp, tr = log_density(handlers.seed(self._model, 0), args, kwargs, values)
+        return lp + logdet, {n: tr[n]["fn"] for n in self._exchange}, values
+
+    def _values_of(self, z: dict, args, kwargs) -> dict:
+        """Current value of each exchange site: its observation or its latent state."""
+        tr = self._trace(jax.random.PRNGKey(0), z, args, kwargs)
+        return {n: tr[n]["value"] for n in self._exchange}
+
+    def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
+        model_kwargs = {} if model_kwargs is None else model_kwargs
+        self._num_warmup = int(num_warmup)
+        with jax.ensure_compile_time_eval():
+            start = self._setup(model_args, model_kwargs)
+
+        def one(key, params):
+            z = dict(start) if params is None else {n: jnp.asarray(params[n]) for n in start}
+            if params is None:
+                keys = jax.random.split(key, len(self._energy_latent) + 1)
+                tr = self._trace(keys[0], None, model_args, model_kwargs)
+                z = {n: tr[n]["value"] for n in start}
+            return ExchangeState(
+                jnp.array(0),
+                z,
+                jnp.array(0.0),
+                jnp.array(0.0),
+                jnp.array(self.step_size),
+                jax.random.fold_in(key, 1),
+            )
+
+        if is_prng_key(rng_key):
+            return one(rng_key, init_params)
+        if init_params is None:
+            return jax.vmap(lambda k: one(k, None))(rng_key)
+        return jax.vmap(one)(rng_key, init_params)
+
+    def sample(self, state: ExchangeState, model_args, model_kwargs) -> ExchangeState:
+        model_kwargs = {} if model_kwargs is None else model_kwargs
+        if not is_prng_key(state.rng_key):  # chain_method="vectorized"
+            return jax.vmap(lambda s: self._sample_one(s, model_args, model_kwargs))(state)
+        return self._sample_one(state, model_args, model_kwargs)
+
+    def _sample_one(self, state: ExchangeState, args, kwargs) -> ExchangeState:
+        k_gibbs, k_prop, k_aux, k_acc, k_next = jax.random.split(state.rng_key, 5)
+        z = dict(state.z)
+        theta = {n: z[n] for n in self._theta}
+        if self._gibbs is not None:
+            gibbs_sites = {n: z[n] for n in self._energy_latent}
+            z.update(self._gibbs(k_gibbs, gibbs_sites, theta))
+        rest = {n: z[n] for n in self._energy_latent}
+        u = {n: t.inv(theta[n]) for n, t in self._transforms.items()}
+        keys = jax.random.split(k_prop, len(u))
+        u_new = {
+            n: u[n] + state.step_size * jax.random.normal(k, jnp.shape(u[n]))
+            for k, n in zip(keys, u)
+        }
+        lj, fns, _ = self._log_joint(u, rest, args, kwargs)
+        lj_new, fns_new, values_new = self._log_joint(u_new, rest, args, kwargs)
+        data = self._values_of(z, args, kwargs)
+        log_a = lj_new - lj
+        for k, n in zip(jax.random.split(k_aux, len(self._exchange)), self._exchange):
+            w = jax.lax.stop_gradient(ex.auxiliary_draw(k, fns_new[n], data[n], self.aux_sweeps))
+            log_a = log_a + ex.auxiliary_log_ratio(fns[n], fns_new[n], w)
+        log_a = jnp.where(jnp.isnan(log_a), -jnp.inf, log_a)
+        accept_prob = jnp.exp(jnp.minimum(log_a, 0.0))
+        accept = jnp.log(jax.random.uniform(k_acc)) < log_a
+        for n in self._theta:
+            z[n] = jnp.where(accept, values_new[n], theta[n])
+        warm = state.i < self._num_warmup
+        step = jnp.where(
+            warm,
+            jnp.exp(
+                ex.adapt_log_step(
+                    jnp.log(state.step_size), accept_prob, state.i, self.target_accept_prob
+                )
+            ),
+            state.step_size,
+        )
+        # the running mean restarts when sampling begins
+        n_seen = jnp.where(warm, state.i, state.i - self._num_warmup)
+        mean = jnp.where(
+            n_seen == 0, accept_prob, state.mean_accept_prob + (accept_prob - state.mean_accept_prob) / (n_seen + 1)
+        )
+        return ExchangeState(state.i + 1, z, accept_prob, mean, step, k_next)
+
+    def get_diagnostics_str(self, state: ExchangeState) -> str:
+        return (
+            f"acc. prob {float(np.mean(state.mean_accept_prob)):.2f}, "
+            f"step {float(np.mean(state.step_size)):.3g}"
+        )
+
+    @property
+    def exchange_sites(self) -> list:
+        """The energy sites whose normalizers the exchange step cancels (set at ``init``)."""
+        return list(getattr(self, "_exchange", []))
