@@ -37,7 +37,9 @@ def check_exchange_args(
     if aux_sweeps is not None and (
         not isinstance(aux_sweeps, int) or isinstance(aux_sweeps, bool) or aux_sweeps < 1
     ):
-        raise ValueError(f"aux_sweeps must be None (exact draws) or an int >= 1, got {aux_sweeps!r}")
+        raise ValueError(
+            f"aux_sweeps must be None (exact draws) or an int >= 1, got {aux_sweeps!r}"
+        )
     if not isinstance(gibbs_sweeps, int) or isinstance(gibbs_sweeps, bool) or gibbs_sweeps < 1:
         raise ValueError(f"gibbs_sweeps must be an int >= 1, got {gibbs_sweeps!r}")
     if not (isinstance(target_accept_prob, (int, float)) and 0 < target_accept_prob < 1):

@@ -38,10 +38,11 @@ from ebm_ppl.numpyro.dbn import (
     fine_tune,
     greedy_pretrain,
 )
-from ebm_ppl.numpyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
-from ebm_ppl.numpyro.hd import fit_hd_prior, hd_prior
 from ebm_ppl.numpyro.dependence import check_model, energy_dependencies
+from ebm_ppl.numpyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.numpyro.exchange import Exchange, ExchangeState
+from ebm_ppl.numpyro.hd import fit_hd_prior, hd_prior
+from ebm_ppl.numpyro.ising import Ising
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
 from ebm_ppl.numpyro.lambertian import DeepLambertian
 from ebm_ppl.numpyro.multilinear import MeanFieldGuide
@@ -69,6 +70,7 @@ __all__ = [
     "GaussianBase",
     "GaussianRBM",
     "GreedyLayerData",
+    "Ising",
     "LogLikelihood",
     "MeanFieldGuide",
     "MultimodalDBM",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -237,7 +237,9 @@ class Exchange(MCMCKernel):
         # the running mean restarts when sampling begins
         n_seen = jnp.where(warm, state.i, state.i - self._num_warmup)
         mean = jnp.where(
-            n_seen == 0, accept_prob, state.mean_accept_prob + (accept_prob - state.mean_accept_prob) / (n_seen + 1)
+            n_seen == 0,
+            accept_prob,
+            state.mean_accept_prob + (accept_prob - state.mean_accept_prob) / (n_seen + 1),
         )
         return ExchangeState(state.i + 1, z, accept_prob, mean, step, k_next)
 

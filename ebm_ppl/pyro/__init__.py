@@ -35,10 +35,13 @@ from ebm_ppl.pyro.dbn import (
     fine_tune,
     greedy_pretrain,
 )
+from ebm_ppl.pyro.dependence import check_model, energy_dependencies
 from ebm_ppl.pyro.distributed import init_distributed
 from ebm_ppl.pyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
+from ebm_ppl.pyro.exchange import Exchange
 from ebm_ppl.pyro.hd import fit_hd_prior, hd_prior
 from ebm_ppl.pyro.hmc_gibbs import HMCGibbs
+from ebm_ppl.pyro.ising import Ising
 from ebm_ppl.pyro.kernels import BlockGibbs
 from ebm_ppl.pyro.lambertian import DeepLambertian
 from ebm_ppl.pyro.multilinear import MeanFieldGuide
@@ -60,10 +63,12 @@ __all__ = [
     "DBN",
     "DBNClassifier",
     "DeepLambertian",
+    "Exchange",
     "GaussianBase",
     "GaussianRBM",
     "GreedyLayerData",
     "HMCGibbs",
+    "Ising",
     "LogLikelihood",
     "MeanFieldGuide",
     "MultimodalDBM",
@@ -78,7 +83,9 @@ __all__ = [
     "SAMLE",
     "TemperedTransitions",
     "base_rate",
+    "check_model",
     "classification_error",
+    "energy_dependencies",
     "dbn_guide",
     "dbn_model",
     "evaluate",

@@ -1,0 +1,209 @@
+"""The exchange algorithm as a Pyro MCMC kernel (:mod:`ebm_ppl.inference.exchange`)."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+
+import pyro.poutine as poutine
+import torch
+from pyro.distributions.transforms import biject_to
+from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
+
+from ebm_ppl.inference import exchange as ex
+from ebm_ppl.inference.gibbs import check_kernel_args, classify_sites
+from ebm_ppl.pyro.dependence import energy_dependencies
+from ebm_ppl.pyro.kernels import BlockGibbs
+
+__all__ = ["Exchange"]
+
+
+class Exchange(MCMCKernel):
+    """The exchange algorithm (Murray, Ghahramani & MacKay 2006) for the parameters of
+    energy sites, under ``pyro.infer.MCMC``.
+
+    For a program such as ``theta ~ prior; x ~ RBM(W(theta), b, c)`` (observed or latent
+    ``x``) the posterior of ``theta`` involves the intractable ``Z(theta)``. Each step
+    proposes ``theta'`` by a Gaussian random walk on the unconstrained scale, draws
+    auxiliary data from every energy site at ``theta'``, and accepts with a ratio in which
+    the normalizers cancel (:mod:`ebm_ppl.inference.exchange`). Latent energy sites are
+    advanced first by ``gibbs_sweeps`` exact block-Gibbs sweeps given ``theta``
+    (:class:`~ebm_ppl.pyro.BlockGibbs`), so the kernel samples the joint posterior.
+
+    :param model: a Pyro model whose latent sites are continuous parameters (any support
+        with a bijection to the reals) and, optionally, energy sites; at least one energy
+        site's parameters must depend on the continuous sites.
+    :param step_size: initial random-walk scale; adapted during warmup towards
+        ``target_accept_prob`` (Robbins-Monro), then fixed.
+    :param aux_sweeps: ``None`` (default): exact auxiliary draws (``exact_sample``; the
+        model must be enumerable), so the chain targets the exact posterior. An int ``K``:
+        ``K`` block-Gibbs sweeps started at the site's current value, the **approximate**
+        double Metropolis-Hastings sampler of Liang (2010) (check by doubling ``K``).
+    :param gibbs_sweeps: block-Gibbs sweeps of the latent energy sites per step.
+    :param target_accept_prob: the acceptance rate the warmup aims at.
+
+    Randomness comes from torch's global generator (``pyro.set_rng_seed``).
+    ``diagnostics()`` reports the acceptance rate and step size.
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        step_size: float = 0.1,
+        aux_sweeps: int | None = None,
+        gibbs_sweeps: int = 1,
+        target_accept_prob: float = 0.3,
+    ) -> None:
+        check_kernel_args(model, gibbs_sweeps)
+        ex.check_exchange_args(step_size, aux_sweeps, gibbs_sweeps, target_accept_prob)
+        self.model = model
+        self.step_size = float(step_size)
+        self.aux_sweeps = aux_sweeps
+        self.gibbs_sweeps = gibbs_sweeps
+        self.target_accept_prob = float(target_accept_prob)
+        self.transforms: dict = {}
+        self._initial_params: dict | None = None
+        self._user_initial = False
+        self._t = 0
+        self._warmup = 0
+        self._accept_sum = 0.0
+        self._accept_n = 0
+
+    # ---- set-up ---------------------------------------------------------------------------
+
+    def _trace(self, values: dict | None):
+        m = self.model if not values else poutine.condition(self.model, data=values)
+        with poutine.block():
+            return poutine.trace(m).get_trace(*self._args, **self._kwargs)
+
+    def setup(self, warmup_steps: int, *args, **kwargs) -> None:
+        self._args, self._kwargs = args, kwargs
+        self._warmup = int(warmup_steps)
+        with torch.no_grad():
+            tr = self._trace(None)
+        energy_latent, _, other = classify_sites(tr.nodes)
+        deps = energy_dependencies(self.model, args, kwargs, tr.nodes)
+        if not deps:
+            raise ValueError(
+                "no energy site of the model has parameters that depend on a latent site; "
+                "the exchange algorithm is not needed (use NUTS, or BlockGibbs / HMCGibbs)"
+            )
+        bad = sorted({u for us in deps.values() for u in us if u not in other})
+        if bad:
+            raise ValueError(
+                f"energy sites {sorted(deps)} depend on the latent energy sites {bad}; the "
+                "exchange algorithm updates continuous parameters only"
+            )
+        for n in other:
+            if tr.nodes[n]["fn"].support.is_discrete:
+                raise ValueError(
+                    f"latent site {n!r} is discrete; Exchange proposes continuous parameters "
+                    "by a random walk (marginalize or observe the discrete site)"
+                )
+        self._theta, self._energy_latent, self._exchange = list(other), energy_latent, sorted(deps)
+        self._bijections = {n: biject_to(tr.nodes[n]["fn"].support) for n in other}
+        if self.aux_sweeps is None:
+            for n in self._exchange:
+                ex.check_exact(n, tr.nodes[n]["fn"])
+        given = self._initial_params if self._user_initial else {}
+        theta = {n: torch.as_tensor(given.get(n, tr.nodes[n]["value"])).detach() for n in other}
+        self._theta_values = theta
+        self._gibbs = None
+        state = dict(theta)
+        if energy_latent:
+
+            def gibbs_model(*a, **k):
+                return poutine.condition(self.model, data=self._theta_values)(*a, **k)
+
+            self._gibbs = BlockGibbs(gibbs_model, num_sweeps=self.gibbs_sweeps)
+            if any(n in given for n in energy_latent):
+                self._gibbs.initial_params = {n: given[n] for n in energy_latent if n in given}
+            self._gibbs.setup(warmup_steps, *args, **kwargs)
+            state.update({n: self._gibbs.initial_params[n] for n in energy_latent})
+        self._initial_params = state
+        self._step_size = self.step_size
+        self._t = 0
+        self._accept_sum, self._accept_n, self._last_accept = 0.0, 0, float("nan")
+
+    @property
+    def initial_params(self) -> dict | None:
+        return self._initial_params
+
+    @initial_params.setter
+    def initial_params(self, params: dict) -> None:
+        self._initial_params = dict(params)
+        self._user_initial = True
+
+    # ---- the step -------------------------------------------------------------------------
+
+    def _log_joint(self, u: dict, rest: dict):
+        values = dict(rest)
+        logdet = torch.zeros(())
+        for n, t in self._bijections.items():
+            values[n] = t(u[n])
+            logdet = logdet + t.log_abs_det_jacobian(u[n], values[n]).sum()
+        tr = self._trace(values)
+        return tr.log_prob_sum() + logdet, tr, values
+
+    def sample(self, params: dict) -> dict:
+        with torch.no_grad():
+            return self._sample(params)
+
+    def _sample(self, params: dict) -> dict:
+        theta = {n: params[n].detach() for n in self._theta}
+        rest = {}
+        if self._gibbs is not None:
+            self._theta_values = theta
+            self._gibbs.retrace({})
+            new = self._gibbs.sample({n: params[n] for n in self._energy_latent})
+            rest = {n: new[n] for n in self._energy_latent}
+        u = {n: t.inv(theta[n]) for n, t in self._bijections.items()}
+        u_new = {n: x + self._step_size * torch.randn_like(x) for n, x in u.items()}
+        lj, tr, _ = self._log_joint(u, rest)
+        lj_new, tr_new, values_new = self._log_joint(u_new, rest)
+        log_a = lj_new - lj
+        for n in self._exchange:
+            fn, fn_new = tr.nodes[n]["fn"], tr_new.nodes[n]["fn"]
+            w = ex.auxiliary_draw(None, fn_new, tr.nodes[n]["value"], self.aux_sweeps)
+            log_a = log_a + ex.auxiliary_log_ratio(fn, fn_new, w)
+        log_a = float(log_a)
+        if math.isnan(log_a):
+            log_a = -math.inf
+        accept_prob = math.exp(min(log_a, 0.0))
+        if math.log(max(torch.rand(()).item(), 1e-300)) < log_a:
+            theta = {n: values_new[n].detach() for n in self._theta}
+        if self._t < self._warmup:
+            self._step_size = math.exp(
+                ex.adapt_log_step(
+                    math.log(self._step_size), accept_prob, self._t, self.target_accept_prob
+                )
+            )
+            if self._t + 1 == self._warmup:
+                self._accept_sum, self._accept_n = 0.0, 0
+        else:
+            self._accept_sum += accept_prob
+            self._accept_n += 1
+        self._t += 1
+        self._last_accept = accept_prob
+        self._theta_values = theta
+        return dict(rest, **theta)
+
+    def logging(self) -> OrderedDict:
+        return OrderedDict(
+            [("acc. prob", f"{self._last_accept:.2f}"), ("step size", f"{self._step_size:.3g}")]
+        )
+
+    def diagnostics(self) -> dict:
+        rate = self._accept_sum / self._accept_n if self._accept_n else float("nan")
+        return {"acceptance rate": rate, "step_size": self._step_size}
+
+    def cleanup(self) -> None:
+        if not self._user_initial:
+            self._initial_params = None
+        self._user_initial = False
+
+    @property
+    def exchange_sites(self) -> list:
+        """The energy sites whose normalizers the exchange step cancels (set at set-up)."""
+        return list(getattr(self, "_exchange", []))
