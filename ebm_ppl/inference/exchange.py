@@ -87,3 +87,24 @@ def adapt_log_step(log_step: Any, accept_prob: Any, t: Any, target: float) -> An
     """Robbins-Monro adaptation of the log step size towards ``target`` acceptance:
     ``log s += (a - target) / (t + 1)^0.6`` (used during warmup only)."""
     return log_step + (accept_prob - target) / (t + 1.0) ** 0.6
+
+
+#: Warmup draws before the proposal takes its per-coordinate scales from them.
+MIN_ADAPT_DRAWS = 20
+
+
+def welford(n: Any, mean: Any, m2: Any, x: Any) -> tuple[Any, Any, Any]:
+    """One Welford update of a running mean and sum of squared deviations by ``x``."""
+    n1 = n + 1
+    d = x - mean
+    mean = mean + d / n1
+    return n1, mean, m2 + d * (x - mean)
+
+
+def proposal_scale(n: Any, m2: Any) -> Any:
+    """Per-coordinate proposal scales from the warmup draws: their standard deviations once
+    :data:`MIN_ADAPT_DRAWS` were seen (floored at ``1e-6``), ones before. Multiplied by the
+    adapted step size, this is a random walk shaped like the posterior's marginals."""
+    var = m2 / ops.where(n > 1, n - 1.0, 1.0 + 0.0 * n)
+    sd = ops.where(var > 1e-12, var, 1e-12 + 0.0 * var) ** 0.5
+    return ops.where(n >= MIN_ADAPT_DRAWS, sd, 1.0 + 0.0 * sd)

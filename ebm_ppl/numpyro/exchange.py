@@ -8,6 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.distributions import biject_to
 from numpyro.infer.mcmc import MCMCKernel
@@ -30,7 +31,11 @@ class ExchangeState(NamedTuple):
     - **z**: the latent values (parameters on their constrained scale, latent energy sites).
     - **accept_prob**: acceptance probability of the last exchange proposal.
     - **mean_accept_prob**: running mean of it (over warmup, then over sampling).
-    - **step_size**: the random-walk scale on the unconstrained parameters.
+    - **step_size**: the random-walk step on the unconstrained parameters.
+    - **scale**: per-coordinate proposal scales (the flattened unconstrained parameters'
+      standard deviations over the warmup, ones before; see
+      :func:`~ebm_ppl.inference.exchange.proposal_scale`).
+    - **adapt**: ``(count, mean, m2)``, the running moments of the warmup draws.
     - **rng_key**: the PRNG key for the next step.
     """
 
@@ -39,6 +44,8 @@ class ExchangeState(NamedTuple):
     accept_prob: jax.Array
     mean_accept_prob: jax.Array
     step_size: jax.Array
+    scale: jax.Array
+    adapt: tuple
     rng_key: jax.Array
 
 
@@ -57,8 +64,9 @@ class Exchange(MCMCKernel):
     :param model: a NumPyro model whose latent sites are continuous parameters (any support
         with a bijection to the reals) and, optionally, energy sites; at least one energy
         site's parameters must depend on the continuous sites.
-    :param step_size: initial random-walk scale; adapted during warmup towards
-        ``target_accept_prob`` (Robbins-Monro), then fixed.
+    :param step_size: initial random-walk step; during warmup it is adapted towards
+        ``target_accept_prob`` (Robbins-Monro) and the proposal takes per-coordinate scales
+        from the warmup draws' standard deviations; both are fixed after warmup.
     :param aux_sweeps: ``None`` (default): exact auxiliary draws (``exact_sample``; the
         model must be enumerable, e.g. an RBM with at most 20 hidden units or a small
         :class:`~ebm_ppl.numpyro.Ising` lattice), so the chain targets the exact posterior.
@@ -160,6 +168,9 @@ class Exchange(MCMCKernel):
         lp, tr = log_density(handlers.seed(self._model, 0), args, kwargs, values)
         return lp + logdet, {n: tr[n]["fn"] for n in self._exchange}, values
 
+    def _flat(self, u: dict) -> jax.Array:
+        return ravel_pytree({n: u[n] for n in self._theta})[0]
+
     def _values_of(self, z: dict, args, kwargs) -> dict:
         """Current value of each exchange site: its observation or its latent state."""
         tr = self._trace(jax.random.PRNGKey(0), z, args, kwargs)
@@ -177,12 +188,16 @@ class Exchange(MCMCKernel):
                 keys = jax.random.split(key, len(self._energy_latent) + 1)
                 tr = self._trace(keys[0], None, model_args, model_kwargs)
                 z = {n: tr[n]["value"] for n in start}
+            flat = self._flat({n: t.inv(z[n]) for n, t in self._transforms.items()})
+            zeros = jnp.zeros_like(flat)
             return ExchangeState(
                 jnp.array(0),
                 z,
                 jnp.array(0.0),
                 jnp.array(0.0),
                 jnp.array(self.step_size),
+                jnp.ones_like(flat),
+                (jnp.array(0.0), zeros, zeros),
                 jax.random.fold_in(key, 1),
             )
 
@@ -207,11 +222,9 @@ class Exchange(MCMCKernel):
             z.update(self._gibbs(k_gibbs, gibbs_sites, theta))
         rest = {n: z[n] for n in self._energy_latent}
         u = {n: t.inv(theta[n]) for n, t in self._transforms.items()}
-        keys = jax.random.split(k_prop, len(u))
-        u_new = {
-            n: u[n] + state.step_size * jax.random.normal(k, jnp.shape(u[n]))
-            for k, n in zip(keys, u)
-        }
+        flat, unravel = ravel_pytree({n: u[n] for n in self._theta})
+        noise = jax.random.normal(k_prop, flat.shape, flat.dtype)
+        u_new = unravel(flat + state.step_size * state.scale * noise)
         lj, fns, _ = self._log_joint(u, rest, args, kwargs)
         lj_new, fns_new, values_new = self._log_joint(u_new, rest, args, kwargs)
         data = self._values_of(z, args, kwargs)
@@ -225,6 +238,10 @@ class Exchange(MCMCKernel):
         for n in self._theta:
             z[n] = jnp.where(accept, values_new[n], theta[n])
         warm = state.i < self._num_warmup
+        flat_now = jnp.where(accept, ravel_pytree({n: u_new[n] for n in self._theta})[0], flat)
+        moments = ex.welford(*state.adapt, flat_now)
+        adapt = jax.tree_util.tree_map(lambda a, b: jnp.where(warm, a, b), moments, state.adapt)
+        scale = jnp.where(warm, ex.proposal_scale(adapt[0], adapt[2]), state.scale)
         step = jnp.where(
             warm,
             jnp.exp(
@@ -241,7 +258,7 @@ class Exchange(MCMCKernel):
             accept_prob,
             state.mean_accept_prob + (accept_prob - state.mean_accept_prob) / (n_seen + 1),
         )
-        return ExchangeState(state.i + 1, z, accept_prob, mean, step, k_next)
+        return ExchangeState(state.i + 1, z, accept_prob, mean, step, scale, adapt, k_next)
 
     def get_diagnostics_str(self, state: ExchangeState) -> str:
         return (

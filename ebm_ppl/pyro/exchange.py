@@ -34,8 +34,9 @@ class Exchange(MCMCKernel):
     :param model: a Pyro model whose latent sites are continuous parameters (any support
         with a bijection to the reals) and, optionally, energy sites; at least one energy
         site's parameters must depend on the continuous sites.
-    :param step_size: initial random-walk scale; adapted during warmup towards
-        ``target_accept_prob`` (Robbins-Monro), then fixed.
+    :param step_size: initial random-walk step; during warmup it is adapted towards
+        ``target_accept_prob`` (Robbins-Monro) and the proposal takes per-coordinate scales
+        from the warmup draws' standard deviations; both are fixed after warmup.
     :param aux_sweeps: ``None`` (default): exact auxiliary draws (``exact_sample``; the
         model must be enumerable), so the chain targets the exact posterior. An int ``K``:
         ``K`` block-Gibbs sweeps started at the site's current value, the **approximate**
@@ -123,6 +124,9 @@ class Exchange(MCMCKernel):
             state.update({n: self._gibbs.initial_params[n] for n in energy_latent})
         self._initial_params = state
         self._step_size = self.step_size
+        flat = self._flat({n: t.inv(theta[n]) for n, t in self._bijections.items()})
+        self._scale = torch.ones_like(flat)
+        self._adapt = (torch.zeros(()), torch.zeros_like(flat), torch.zeros_like(flat))
         self._t = 0
         self._accept_sum, self._accept_n, self._last_accept = 0.0, 0, float("nan")
 
@@ -136,6 +140,17 @@ class Exchange(MCMCKernel):
         self._user_initial = True
 
     # ---- the step -------------------------------------------------------------------------
+
+    def _flat(self, u: dict) -> torch.Tensor:
+        return torch.cat([u[n].reshape(-1) for n in self._theta]) if self._theta else torch.zeros(0)
+
+    def _unflat(self, flat: torch.Tensor, like: dict) -> dict:
+        out, start = {}, 0
+        for n in self._theta:
+            k = like[n].numel()
+            out[n] = flat[start : start + k].reshape(like[n].shape)
+            start += k
+        return out
 
     def _log_joint(self, u: dict, rest: dict):
         values = dict(rest)
@@ -159,7 +174,9 @@ class Exchange(MCMCKernel):
             new = self._gibbs.sample({n: params[n] for n in self._energy_latent})
             rest = {n: new[n] for n in self._energy_latent}
         u = {n: t.inv(theta[n]) for n, t in self._bijections.items()}
-        u_new = {n: x + self._step_size * torch.randn_like(x) for n, x in u.items()}
+        flat = self._flat(u)
+        flat_new = flat + self._step_size * self._scale * torch.randn_like(flat)
+        u_new = self._unflat(flat_new, u)
         lj, tr, _ = self._log_joint(u, rest)
         lj_new, tr_new, values_new = self._log_joint(u_new, rest)
         log_a = lj_new - lj
@@ -171,9 +188,12 @@ class Exchange(MCMCKernel):
         if math.isnan(log_a):
             log_a = -math.inf
         accept_prob = math.exp(min(log_a, 0.0))
-        if math.log(max(torch.rand(()).item(), 1e-300)) < log_a:
+        accepted = math.log(max(torch.rand(()).item(), 1e-300)) < log_a
+        if accepted:
             theta = {n: values_new[n].detach() for n in self._theta}
         if self._t < self._warmup:
+            self._adapt = ex.welford(*self._adapt, flat_new if accepted else flat)
+            self._scale = ex.proposal_scale(self._adapt[0], self._adapt[2])
             self._step_size = math.exp(
                 ex.adapt_log_step(
                     math.log(self._step_size), accept_prob, self._t, self.target_accept_prob
