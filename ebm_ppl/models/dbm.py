@@ -171,6 +171,42 @@ def log_partition(params: DBMParams) -> Array:
     return ops.logsumexp(-_odd_free_energy(params, layers), axis=0)
 
 
+def exact_sample(key: Any, params: DBMParams, shape: tuple) -> list:
+    """Exact draws of every layer, batch ``shape``: the odd layers jointly from their
+    marginal ``exp(-F_odd)`` (enumerated, Gumbel-max; ``ValueError`` above
+    :data:`~ebm_ppl.models.rbm.MAX_ENUMERATE_UNITS` odd units), then each even layer given
+    them (they are conditionally independent). Returns the layers ``[v, h1, ..., hL]``."""
+    from ebm_ppl.models.family import take_rows
+
+    sizes = [int(b.shape[0]) for b in params.biases]
+    n_odd = sum(sizes[1::2])
+    if n_odd > MAX_ENUMERATE_UNITS:
+        raise ValueError(
+            f"exact_sample enumerates the odd layers: {n_odd} units is more than "
+            f"{MAX_ENUMERATE_UNITS}; draw approximately with transition (block Gibbs) instead"
+        )
+    like = params.biases[0]
+    states = ops.binary_states(n_odd, like)
+    layers: list = [None] * len(sizes)
+    start = 0
+    for i in range(1, len(sizes), 2):
+        layers[i] = states[:, start : start + sizes[i]]
+        start += sizes[i]
+    log_w = -_odd_free_energy(params, layers)  # (S,)
+    k_odd, k_even = ops.split(key, 2)
+    idx = ops.categorical(k_odd, ops.broadcast_to(log_w, tuple(shape) + (states.shape[0],)))
+    odd = take_rows(states, idx)
+    layers = [None] * len(sizes)
+    start = 0
+    for i in range(1, len(sizes), 2):
+        layers[i] = odd[..., start : start + sizes[i]]
+        start += sizes[i]
+    keys = ops.split(k_even, len(sizes))
+    for i in range(0, len(sizes), 2):
+        layers[i] = _sample_layer(keys[i], params, layer_logits(params, layers, i), i)
+    return layers
+
+
 def gibbs_sweep(
     key: Any,
     params: DBMParams,
@@ -716,6 +752,12 @@ class DBMMethods(_Unbatched):
         """Exact ``log Z``: the odd layers enumerated, the even ones summed out analytically
         (``ValueError`` above 20 odd units: use :func:`AIS`)."""
         return log_partition(self.dbm_params)
+
+    def exact_sample(self, key: Any, sample_shape: tuple = ()) -> Array:
+        """Exact draws ``sample_shape + batch_shape + (sum_l n_l,)`` (see
+        :func:`exact_sample`: the odd layers enumerated, at most 20 units)."""
+        shape = tuple(sample_shape) + tuple(self.batch_shape)
+        return self.join(exact_sample(key, frozen(self.dbm_params), shape))
 
     def conditional_logits(self, value: Array, layer: int) -> Array:
         """Logits of ``p(x_layer = 1 | the other layers)`` (eq. 31-34), ``(..., n_layer)``."""

@@ -358,7 +358,9 @@ class RBMMethods(HarmoniumMethods):
         return _dot(p[1], v)
 
     def _log_visible_sum(self, p, h):
-        return -hidden_free_energy(p[0], p[1], p[2], h)
+        # h is (S, F); batched parameters get an axis for the states: result (..., S)
+        w = p[0] if p[0].ndim == 2 else p[0][..., None, :, :]
+        return -hidden_free_energy(w, p[1][..., None, :], p[2][..., None, :], h)
 
     def _visible_mean(self, p, h, like=None):
         return ops.sigmoid(visible_logits(p[0], p[1], h))
