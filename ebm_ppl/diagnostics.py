@@ -73,8 +73,8 @@ def to_arviz(
         numpy-backed variable of dims ``(chain, draw, <name>_dim_0, ...)``, plus for each
         energy site ``s`` present in the samples the ``(chain, draw)`` variables
         ``free_energy_<s>``, ``mean_activation_<s>`` and, if ``<s>_hidden`` was sampled,
-        ``mean_activation_<s>_hidden``; and a ``sample_stats`` group with ``free_energy``
-        ``(chain, draw)`` when the NumPyro run recorded it.
+        ``mean_activation_<s>_hidden``; and a ``sample_stats`` group with ``free_energy`` and
+        ``accept_prob`` ``(chain, draw)`` when the NumPyro run recorded them (``extra_fields``).
     :raises TypeError: for an unsupported ``source``, non-array values or bad
         ``energy_sites`` entries.
     :raises ValueError: for an MCMC object that has not run, arrays that do not share
@@ -155,8 +155,9 @@ def _read_source(source: Any) -> tuple[dict[str, np.ndarray], dict | None, dict]
             )
         samples = _check_samples(raw, "source")
         stats = {}
-        if "free_energy" in extra:
-            stats = _check_samples({"free_energy": extra["free_energy"]}, "source")
+        recorded = {k: extra[k] for k in ("free_energy", "accept_prob") if k in extra}
+        if recorded:  # BlockGibbs' energy trace; Exchange's (or NUTS') acceptance
+            stats = _check_samples(recorded, "source")
             _check_same_shape(samples, stats, "source")
         sites = getattr(source.sampler, "energy_sites", None)
         return samples, (dict(sites) if sites else None), stats
