@@ -25,6 +25,9 @@ from typing import Any
 
 from ebm_ppl import ops
 
+#: Warmup draws before the proposal takes its per-coordinate scales from them.
+MIN_ADAPT_DRAWS = 20
+
 
 def check_exchange_args(
     step_size: Any, aux_sweeps: Any, gibbs_sweeps: Any, target_accept_prob: Any
@@ -85,12 +88,29 @@ def auxiliary_log_ratio(fn_current: Any, fn_proposed: Any, w: Any) -> Any:
 
 def adapt_log_step(log_step: Any, accept_prob: Any, t: Any, target: float) -> Any:
     """Robbins-Monro adaptation of the log step size towards ``target`` acceptance:
-    ``log s += (a - target) / (t + 1)^0.6`` (used during warmup only)."""
+    ``log s += (a - target) / (t + 1)^0.6`` (used during warmup only; ``t`` counts from the
+    start of the current warmup window)."""
     return log_step + (accept_prob - target) / (t + 1.0) ** 0.6
 
 
-#: Warmup draws before the proposal takes its per-coordinate scales from them.
-MIN_ADAPT_DRAWS = 20
+#: Where the warmup windows end, as fractions of the warmup. At the end of each window the
+#: proposal's per-coordinate scales are set to the standard deviations of that window's
+#: draws and the step size restarts; the last stretch adapts the step size only (as Stan's
+#: windowed adaptation). Draws from the transient of the first window thus never set the
+#: final scales.
+WINDOW_ENDS = (0.15, 0.3, 0.6)
+
+
+def warmup_windows(num_warmup: int) -> tuple[int, ...]:
+    """The iterations (counted from 0) after which a warmup window closes."""
+    ends = sorted({int(num_warmup * f) for f in WINDOW_ENDS})
+    return tuple(e for e in ends if e >= MIN_ADAPT_DRAWS)
+
+
+def restart_step(dim: int) -> float:
+    """The step size a window starts with: ``2.38 / sqrt(d)``, the optimal random-walk scale
+    for a ``d``-dimensional Gaussian target in units of its standard deviations."""
+    return 2.38 / math.sqrt(max(dim, 1))
 
 
 def welford(n: Any, mean: Any, m2: Any, x: Any) -> tuple[Any, Any, Any]:

@@ -64,9 +64,11 @@ class Exchange(MCMCKernel):
     :param model: a NumPyro model whose latent sites are continuous parameters (any support
         with a bijection to the reals) and, optionally, energy sites; at least one energy
         site's parameters must depend on the continuous sites.
-    :param step_size: initial random-walk step; during warmup it is adapted towards
-        ``target_accept_prob`` (Robbins-Monro) and the proposal takes per-coordinate scales
-        from the warmup draws' standard deviations; both are fixed after warmup.
+    :param step_size: initial random-walk step. Warmup adapts it towards
+        ``target_accept_prob`` (Robbins-Monro) and, in windows (ending at 15, 30 and 60 % of
+        the warmup, as in Stan), sets per-coordinate proposal scales to the standard
+        deviations of the window's draws, so the transient from the starting point does not
+        shape the final proposal. Both are fixed after warmup.
     :param aux_sweeps: ``None`` (default): exact auxiliary draws (``exact_sample``; the
         model must be enumerable, e.g. an RBM with at most 20 hidden units or a small
         :class:`~ebm_ppl.numpyro.Ising` lattice), so the chain targets the exact posterior.
@@ -239,17 +241,26 @@ class Exchange(MCMCKernel):
             z[n] = jnp.where(accept, values_new[n], theta[n])
         warm = state.i < self._num_warmup
         flat_now = jnp.where(accept, ravel_pytree({n: u_new[n] for n in self._theta})[0], flat)
+        bounds = jnp.asarray(ex.warmup_windows(self._num_warmup) or (-1,))
+        closing = warm & jnp.any(bounds == state.i + 1)
         moments = ex.welford(*state.adapt, flat_now)
-        adapt = jax.tree_util.tree_map(lambda a, b: jnp.where(warm, a, b), moments, state.adapt)
-        scale = jnp.where(warm, ex.proposal_scale(adapt[0], adapt[2]), state.scale)
+        enough = moments[0] >= ex.MIN_ADAPT_DRAWS
+        scale = jnp.where(closing & enough, ex.proposal_scale(moments[0], moments[2]), state.scale)
+        reset = jax.tree_util.tree_map(jnp.zeros_like, moments)
+        adapt = jax.tree_util.tree_map(
+            lambda r, m, old: jnp.where(closing, r, jnp.where(warm, m, old)),
+            reset,
+            moments,
+            state.adapt,
+        )
+        start = jnp.max(jnp.where(bounds <= state.i, bounds, 0))
+        log_step = ex.adapt_log_step(
+            jnp.log(state.step_size), accept_prob, state.i - start, self.target_accept_prob
+        )
         step = jnp.where(
-            warm,
-            jnp.exp(
-                ex.adapt_log_step(
-                    jnp.log(state.step_size), accept_prob, state.i, self.target_accept_prob
-                )
-            ),
-            state.step_size,
+            closing,
+            ex.restart_step(flat.shape[0]),
+            jnp.where(warm, jnp.exp(log_step), state.step_size),
         )
         # the running mean restarts when sampling begins
         n_seen = jnp.where(warm, state.i, state.i - self._num_warmup)

@@ -34,9 +34,11 @@ class Exchange(MCMCKernel):
     :param model: a Pyro model whose latent sites are continuous parameters (any support
         with a bijection to the reals) and, optionally, energy sites; at least one energy
         site's parameters must depend on the continuous sites.
-    :param step_size: initial random-walk step; during warmup it is adapted towards
-        ``target_accept_prob`` (Robbins-Monro) and the proposal takes per-coordinate scales
-        from the warmup draws' standard deviations; both are fixed after warmup.
+    :param step_size: initial random-walk step. Warmup adapts it towards
+        ``target_accept_prob`` (Robbins-Monro) and, in windows (ending at 15, 30 and 60 % of
+        the warmup, as in Stan), sets per-coordinate proposal scales to the standard
+        deviations of the window's draws, so the transient from the starting point does not
+        shape the final proposal. Both are fixed after warmup.
     :param aux_sweeps: ``None`` (default): exact auxiliary draws (``exact_sample``; the
         model must be enumerable), so the chain targets the exact posterior. An int ``K``:
         ``K`` block-Gibbs sweeps started at the site's current value, the **approximate**
@@ -127,6 +129,8 @@ class Exchange(MCMCKernel):
         flat = self._flat({n: t.inv(theta[n]) for n, t in self._bijections.items()})
         self._scale = torch.ones_like(flat)
         self._adapt = (torch.zeros(()), torch.zeros_like(flat), torch.zeros_like(flat))
+        self._windows = set(ex.warmup_windows(self._warmup))
+        self._window_start = 0
         self._t = 0
         self._accept_sum, self._accept_n, self._last_accept = 0.0, 0, float("nan")
 
@@ -193,12 +197,21 @@ class Exchange(MCMCKernel):
             theta = {n: values_new[n].detach() for n in self._theta}
         if self._t < self._warmup:
             self._adapt = ex.welford(*self._adapt, flat_new if accepted else flat)
-            self._scale = ex.proposal_scale(self._adapt[0], self._adapt[2])
-            self._step_size = math.exp(
-                ex.adapt_log_step(
-                    math.log(self._step_size), accept_prob, self._t, self.target_accept_prob
+            if self._t + 1 in self._windows:  # a window closes: new scales, restart the step
+                if self._adapt[0] >= ex.MIN_ADAPT_DRAWS:
+                    self._scale = ex.proposal_scale(self._adapt[0], self._adapt[2])
+                self._adapt = tuple(torch.zeros_like(a) for a in self._adapt)
+                self._step_size = ex.restart_step(flat.numel())
+                self._window_start = self._t + 1
+            else:
+                self._step_size = math.exp(
+                    ex.adapt_log_step(
+                        math.log(self._step_size),
+                        accept_prob,
+                        self._t - self._window_start,
+                        self.target_accept_prob,
+                    )
                 )
-            )
             if self._t + 1 == self._warmup:
                 self._accept_sum, self._accept_n = 0.0, 0
         else:
