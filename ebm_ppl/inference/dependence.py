@@ -6,8 +6,11 @@ weights, a latent temperature) the program's joint density is off by a ``theta``
 term and any sampler or guide that uses it targets the wrong posterior (a doubly-intractable
 model). The kernels, guides and trainers of both frontends call :func:`check_energy_dependence`
 at set-up; the frontends find the dependencies with their PPL's provenance tracking
-(``infer.inspect.get_dependencies``), or, where a model cannot be traced that way, by
-perturbing each latent site and watching the energy sites' parameters.
+(``infer.inspect.get_dependencies``) together with a perturbation check (each latent site
+changed in turn, a few times, while the energy sites' parameters are watched), which catches
+what provenance loses (``float(z)``, ``.item()``, Python branches). Neither is a proof: a
+parameter that depends on a latent site only in a region none of the changed values reach is
+missed.
 
 Written once for Pyro's ``trace.nodes`` and NumPyro's traces (both map site names to site
 dicts with ``type``, ``fn``, ``value``, ``is_observed``).
@@ -33,9 +36,29 @@ def latent_sites(nodes: Mapping[str, Mapping]) -> list[str]:
     return [n for n, s in nodes.items() if _is_sample(s) and not s.get("is_observed")]
 
 
+def unwrap(fn: Any) -> Any:
+    """The distribution inside ``to_event`` / ``expand`` / ``mask`` wrappers (``base_dist``
+    chains of ``Independent``, ``ExpandedDistribution``, ``MaskedDistribution``)."""
+    for _ in range(16):
+        if is_energy_distribution(fn):
+            return fn
+        inner = getattr(fn, "base_dist", None)
+        if inner is None:
+            return fn
+        fn = inner
+    return fn
+
+
+def energy_of(site: Mapping) -> Any:
+    """The energy distribution of a sample site (looking through wrappers), or None."""
+    fn = unwrap(site["fn"])
+    return fn if is_energy_distribution(fn) else None
+
+
 def energy_sites(nodes: Mapping[str, Mapping]) -> list[str]:
-    """Every energy site of a trace, observed or latent."""
-    return [n for n, s in nodes.items() if _is_sample(s) and is_energy_distribution(s["fn"])]
+    """Every energy site of a trace, observed or latent, wrapped (``to_event``, ``mask``)
+    or not."""
+    return [n for n, s in nodes.items() if _is_sample(s) and energy_of(s) is not None]
 
 
 def from_provenance(
@@ -75,7 +98,7 @@ def parameter_leaves(fn: Any) -> list:
                 if not k.startswith("__"):
                     visit(y, depth + 1)
 
-    for k, v in vars(fn).items():
+    for k, v in vars(unwrap(fn)).items():
         if k not in ("_batch_shape", "_event_shape"):
             visit(v, 1)
     return out
@@ -95,21 +118,67 @@ def _differ(a: list, b: list) -> bool:
 
 def by_perturbation(
     nodes: Mapping[str, Mapping],
-    retrace: Callable[[str], Mapping[str, Mapping]],
+    retrace: Callable[[str | None, int], Mapping[str, Mapping] | None],
+    num_redraws: int = 3,
 ) -> dict[str, list[str]]:
     """``{energy site: [latent sites]}`` found by re-tracing the model with one latent site
-    at a time redrawn (``retrace(name)`` returns such a trace with every other latent site
-    held at its value in ``nodes``) and comparing the energy sites' parameters. The fallback
-    for models that provenance tracking cannot run."""
+    at a time changed and comparing the energy sites' parameters.
+
+    ``retrace(name, k)`` returns a trace with every latent site held at its value in
+    ``nodes`` except ``name``, which takes its ``k``-th alternative value (``k = 0``: the
+    negated value where the support allows it, catching sign-dependent parameters; then
+    fresh draws), or ``None`` when there is no such alternative; ``retrace(None, 0)``
+    changes nothing. If that unchanged re-trace already moves the parameters, the model has
+    randomness outside its sample sites and this check cannot tell anything: it returns
+    ``{}`` (provenance tracking then decides alone).
+
+    Catches dependence that provenance tracking loses (``float(z)``, ``.item()``, Python
+    branches on values), but only where one of the ``num_redraws`` alternative values moves
+    the parameters.
+    """
     energy = energy_sites(nodes)
     ref = {n: parameter_leaves(nodes[n]["fn"]) for n in energy}
+    if not all(ops.is_concrete(x) for leaves in ref.values() for x in leaves):
+        return {}  # traced parameters (inside jit / pmap) cannot be compared
+    same = retrace(None, 0)
+    if same is None or any(
+        n in same and _differ(ref[n], parameter_leaves(same[n]["fn"])) for n in energy
+    ):
+        return {}
     out: dict[str, list[str]] = {}
     for u in latent_sites(nodes):
-        tr = retrace(u)
-        for n in energy:
-            if n != u and n in tr and _differ(ref[n], parameter_leaves(tr[n]["fn"])):
-                out.setdefault(n, []).append(u)
+        for k in range(num_redraws):
+            tr = retrace(u, k)
+            if tr is None:
+                continue
+            for n in energy:
+                if n != u and n in tr and _differ(ref[n], parameter_leaves(tr[n]["fn"])):
+                    if u not in out.setdefault(n, []):
+                        out[n].append(u)
     return {n: sorted(v) for n, v in out.items()}
+
+
+def union(*deps: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """Merge dependency maps."""
+    out: dict[str, set] = {}
+    for d in deps:
+        for n, us in d.items():
+            out.setdefault(n, set()).update(us)
+    return {n: sorted(us) for n, us in out.items()}
+
+
+def negated(fn: Any, value: Any) -> Any | None:
+    """``-value`` if it differs from ``value`` and lies in ``fn``'s support, else None."""
+    try:
+        neg = -value
+        support = fn.support
+        ok = support.check(neg) if hasattr(support, "check") else support(neg)
+        ok = bool(ops.to_numpy(ok).all()) if not isinstance(ok, bool) else ok
+        if ok and not np.array_equal(ops.to_numpy(neg), ops.to_numpy(value)):
+            return neg
+    except Exception:  # noqa: BLE001 - a support that cannot be checked: skip this value
+        pass
+    return None
 
 
 #: How SAMLE describes itself in the refusal (normalizing does not help there).
@@ -144,7 +213,7 @@ def check_energy_dependence(
     bad = {
         n: u
         for n, u in deps.items()
-        if not (allow_normalized and getattr(nodes[n]["fn"], "normalized", False))
+        if not (allow_normalized and getattr(energy_of(nodes[n]), "normalized", False))
     }
     if bad:
         raise ValueError(refusal_message(bad, where, frontend))

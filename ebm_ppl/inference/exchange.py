@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ebm_ppl import ops
 
 #: Warmup draws before the proposal takes its per-coordinate scales from them.
@@ -54,6 +56,58 @@ def event_sample_shape(fn: Any, value: Any) -> tuple:
     ``fn.log_prob(value)`` broadcasts over)."""
     extra = value.ndim - len(fn.batch_shape) - len(fn.event_shape)
     return tuple(value.shape[: max(0, extra)])
+
+
+def check_exchange_site(name: str, site: Any, aux_sweeps: int | None) -> None:
+    """``ValueError`` unless the exchange step can cancel the normalizer of this site: an
+    unwrapped energy distribution whose ``log_prob`` is the exact unnormalized density and
+    whose transitions act on its own value (the family with the ``normalized`` option), not
+    scaled (``scale`` handlers, subsampled plates: ``Z(theta)^s`` does not cancel) and not
+    masked; with ``aux_sweeps=None`` it must also draw exactly, and the value must be one
+    such draws can produce (no missing entries)."""
+    from ebm_ppl.inference.dependence import energy_of
+    from ebm_ppl.inference.gibbs import is_energy_distribution
+    from ebm_ppl.models.family import NormalizedLogProb
+
+    fn = site["fn"]
+    if not is_energy_distribution(fn):
+        raise ValueError(
+            f"energy site {name!r} is wrapped in {type(fn).__name__} (to_event, expand or mask); "
+            "the exchange algorithm needs the energy distribution itself at the site: put it "
+            "under a plate (its expand is native) and do not mask it"
+        )
+    if not isinstance(fn, NormalizedLogProb):
+        raise ValueError(
+            f"energy site {name!r} is a {type(fn).__name__}, whose log_prob is not the exact "
+            "unnormalized density of its value (a bound, or a view of a larger state); the "
+            "exchange algorithm cannot cancel its normalizer. Observe the full model's state, "
+            "e.g. a DBM site, instead."
+        )
+    scale = site.get("scale")
+    if scale is not None and not _all_one(scale):
+        raise ValueError(
+            f"energy site {name!r} is scaled (a scale handler or a subsampled plate); "
+            "Z(theta)**scale does not cancel in the exchange ratio. Observe all the data "
+            "without scaling."
+        )
+    mask = site.get("mask")
+    if mask is not None and mask is not True:
+        if mask is False or not bool(np.all(ops.to_numpy(mask))):
+            raise ValueError(
+                f"energy site {name!r} is masked; the exchange algorithm needs every row of "
+                "the site (select the observed rows instead of masking them)"
+            )
+    if aux_sweeps is None:
+        check_exact(name, energy_of(site))
+        complete = getattr(fn, "_check_complete", None)
+        if complete is not None:
+            complete(site["value"], f"the value of site {name!r} (exact exchange draws)")
+
+
+def _all_one(x: Any) -> bool:
+    if isinstance(x, (int, float)):
+        return x == 1
+    return bool(np.all(ops.to_numpy(x) == 1))
 
 
 def check_exact(name: str, fn: Any) -> None:

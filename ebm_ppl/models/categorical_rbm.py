@@ -153,6 +153,17 @@ class CategoricalRBMMethods(HarmoniumMethods):
     def n_categories(self) -> int:
         return int(self.weights.shape[-2])
 
+    def _check_complete(self, value: Array, name: str) -> None:
+        """``ValueError`` for missing entries (-1) where the full model's ``log Z`` or exact
+        draws of every entry are used (``normalized=True``, exact exchange draws): the
+        density of the observed entries alone has another normalizer."""
+        if ops.is_concrete(value) and bool((ops.to_numpy(value) < 0).any()):
+            raise ValueError(
+                f"{name} has missing entries (-1); normalized=True and exact exchange draws use "
+                "the log Z and draws of the model with every entry present. Drop the missing "
+                "entries, or use Exchange(model, aux_sweeps=K) (Gibbs keeps them missing)."
+            )
+
     def _check_value(self, value: Array, name: str = "value") -> None:
         if getattr(self, "_check_inputs", True):
             check_categories(value, self.n_visible, self.n_categories, name)

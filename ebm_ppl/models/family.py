@@ -132,6 +132,9 @@ class NormalizedLogProb:
         lp = super().log_prob(value)
         if not self.normalized:
             return lp
+        complete = getattr(self, "_check_complete", None)
+        if complete is not None:
+            complete(value, "value (normalized=True)")
         return lp - self._exact_log_partition()
 
     def _exact_log_partition(self) -> Array:
@@ -139,10 +142,10 @@ class NormalizedLogProb:
             return self.log_partition()
         except ValueError as e:
             raise ValueError(
-                f"{type(self).__name__}(normalized=True) needs the exact log Z, which cannot be "
-                f"enumerated here ({e}). For parameters that depend on random variables use "
-                "the exchange algorithm (ebm_ppl.pyro.Exchange / ebm_ppl.numpyro.Exchange, with "
-                "aux_sweeps=K for a model this large)."
+                f"{type(self).__name__}(normalized=True) needs the exact log Z: {e} For "
+                "parameters that depend on random variables in a model too large to enumerate, "
+                "use the exchange algorithm (ebm_ppl.pyro.Exchange / ebm_ppl.numpyro.Exchange "
+                "with aux_sweeps=K)."
             ) from None
 
 

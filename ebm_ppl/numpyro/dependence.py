@@ -24,29 +24,42 @@ def energy_dependencies(
     model: Callable, args: tuple = (), kwargs: dict | None = None
 ) -> dict[str, list[str]]:
     """``{energy site: [latent sites its parameters depend on]}`` for ``model(*args,
-    **kwargs)``, by ``numpyro.infer.inspect.get_dependencies`` (provenance tracking), or, for
-    models it cannot trace, by redrawing one latent site at a time and comparing the energy
-    sites' parameters."""
+    **kwargs)``: the union of ``numpyro.infer.inspect.get_dependencies`` (provenance
+    tracking) and a perturbation check that changes one latent site at a time (its negation
+    where the support allows, then two fresh draws) and compares the energy sites'
+    parameters (:func:`ebm_ppl.inference.dependence.by_perturbation`)."""
     kwargs = {} if kwargs is None else kwargs
     with jax.ensure_compile_time_eval():
         tr = _trace(model, jax.random.PRNGKey(0), None, args, kwargs)
         if not dep.energy_sites(tr):
             return {}
+        found = {}
         try:
             from numpyro.infer.inspect import get_dependencies
 
             prior = get_dependencies(model, args, kwargs)["prior_dependencies"]
-            return dep.from_provenance(tr, prior)
+            found = dep.from_provenance(tr, prior)
         except Exception:  # noqa: BLE001 - provenance cannot trace every program
             pass
         held = {n: tr[n]["value"] for n in dep.latent_sites(tr)}
 
-        def retrace(name):
-            values = {n: v for n, v in held.items() if n != name}
-            fresh = tr[name]["fn"].sample(jax.random.PRNGKey(1))
-            return _trace(model, jax.random.PRNGKey(0), dict(values, **{name: fresh}), args, kwargs)
+        def retrace(name, k):
+            values = dict(held)
+            if name is not None:
+                fn = tr[name]["fn"]
+                if k == 0:
+                    alt = dep.negated(fn, held[name])
+                else:
+                    alt = fn.sample(jax.random.PRNGKey(k))
+                if alt is None:
+                    return None
+                values[name] = alt
+            try:
+                return _trace(model, jax.random.PRNGKey(0), values, args, kwargs)
+            except Exception:  # noqa: BLE001 - a value the model cannot run with
+                return None
 
-        return dep.by_perturbation(tr, retrace)
+        return dep.union(found, dep.by_perturbation(tr, retrace))
 
 
 def check_model(model: Callable, *args: Any, **kwargs: Any) -> None:

@@ -145,9 +145,8 @@ class Exchange(MCMCKernel):
         self._energy_latent = list(energy_latent)
         self._exchange = sorted(deps)
         self._transforms = {n: biject_to(tr[n]["fn"].support) for n in other}
-        if self.aux_sweeps is None:
-            for n in self._exchange:
-                ex.check_exact(n, tr[n]["fn"])
+        for n in self._exchange:
+            ex.check_exchange_site(n, tr[n], self.aux_sweeps)
         self._gibbs = None
         if self._energy_latent:
             self._gibbs = BlockGibbs(self._model, num_sweeps=self.gibbs_sweeps).gibbs_fn(
@@ -183,6 +182,14 @@ class Exchange(MCMCKernel):
         self._num_warmup = int(num_warmup)
         with jax.ensure_compile_time_eval():
             start = self._setup(model_args, model_kwargs)
+
+        if init_params is not None:
+            missing = sorted(set(start) - set(init_params))
+            if missing:
+                raise ValueError(
+                    f"init_params must give every latent site {sorted(start)} (constrained "
+                    f"values); missing {missing}"
+                )
 
         def one(key, params):
             z = dict(start) if params is None else {n: jnp.asarray(params[n]) for n in start}

@@ -23,30 +23,47 @@ def energy_dependencies(
     model: Callable, args: tuple = (), kwargs: dict | None = None, trace: Any = None
 ) -> dict[str, list[str]]:
     """``{energy site: [latent sites its parameters depend on]}`` for ``model(*args,
-    **kwargs)``, by ``pyro.infer.inspect.get_dependencies`` (provenance tracking), or, for
-    models it cannot trace, by redrawing one latent site at a time and comparing the energy
-    sites' parameters. ``trace`` is an existing trace's ``nodes`` (saves one run)."""
+    **kwargs)``: the union of ``pyro.infer.inspect.get_dependencies`` (provenance tracking)
+    and a perturbation check that changes one latent site at a time (its negation where the
+    support allows, then two fresh draws) and compares the energy sites' parameters
+    (:func:`ebm_ppl.inference.dependence.by_perturbation`); the latter catches dependence
+    that provenance loses (``float(z)``, ``.item()``, Python branches). ``trace`` is an
+    existing trace's ``nodes`` (saves one run). torch's global RNG is left untouched."""
     kwargs = {} if kwargs is None else kwargs
-    nodes = trace if trace is not None else _trace(model, None, args, kwargs).nodes
-    if not dep.energy_sites(nodes):
-        return {}
-    try:
-        from pyro.infer.inspect import get_dependencies
+    with torch.random.fork_rng(devices=[]):
+        nodes = trace if trace is not None else _trace(model, None, args, kwargs).nodes
+        if not dep.energy_sites(nodes):
+            return {}
+        found = {}
+        try:
+            from pyro.infer.inspect import get_dependencies
 
-        with poutine.block():
-            prior = get_dependencies(model, args, kwargs)["prior_dependencies"]
-        return dep.from_provenance(nodes, prior)
-    except Exception:  # noqa: BLE001 - provenance cannot trace every program
-        pass
-    held = {n: nodes[n]["value"] for n in dep.latent_sites(nodes)}
+            with poutine.block():
+                prior = get_dependencies(model, args, kwargs)["prior_dependencies"]
+            found = dep.from_provenance(nodes, prior)
+        except Exception:  # noqa: BLE001 - provenance cannot trace every program
+            pass
+        held = {n: nodes[n]["value"] for n in dep.latent_sites(nodes)}
 
-    def retrace(name):
-        values = {n: v for n, v in held.items() if n != name}
-        with torch.no_grad():
-            fresh = nodes[name]["fn"].sample()
-        return _trace(model, dict(values, **{name: fresh}), args, kwargs).nodes
+        def retrace(name, k):
+            values = dict(held)
+            if name is not None:
+                fn = nodes[name]["fn"]
+                if k == 0:
+                    alt = dep.negated(fn, held[name])
+                else:
+                    torch.manual_seed(k)
+                    with torch.no_grad():
+                        alt = fn.sample()
+                if alt is None:
+                    return None
+                values[name] = alt
+            try:
+                return _trace(model, values, args, kwargs).nodes
+            except Exception:  # noqa: BLE001 - a value the model cannot run with
+                return None
 
-    return dep.by_perturbation(nodes, retrace)
+        return dep.union(found, dep.by_perturbation(nodes, retrace))
 
 
 def check_model(model: Callable, *args: Any, **kwargs: Any) -> None:

@@ -46,7 +46,8 @@ class Exchange(MCMCKernel):
     :param gibbs_sweeps: block-Gibbs sweeps of the latent energy sites per step.
     :param target_accept_prob: the acceptance rate the warmup aims at.
 
-    Randomness comes from torch's global generator (``pyro.set_rng_seed``).
+    Randomness comes from torch's global generator (``pyro.set_rng_seed``). The kernel has
+    no ``transforms``: ``initial_params`` and the samples are on the constrained scale.
     ``diagnostics()`` reports the acceptance rate and step size.
     """
 
@@ -106,9 +107,8 @@ class Exchange(MCMCKernel):
                 )
         self._theta, self._energy_latent, self._exchange = list(other), energy_latent, sorted(deps)
         self._bijections = {n: biject_to(tr.nodes[n]["fn"].support) for n in other}
-        if self.aux_sweeps is None:
-            for n in self._exchange:
-                ex.check_exact(n, tr.nodes[n]["fn"])
+        for n in self._exchange:
+            ex.check_exchange_site(n, tr.nodes[n], self.aux_sweeps)
         given = self._initial_params if self._user_initial else {}
         theta = {n: torch.as_tensor(given.get(n, tr.nodes[n]["value"])).detach() for n in other}
         self._theta_values = theta
@@ -174,7 +174,7 @@ class Exchange(MCMCKernel):
         rest = {}
         if self._gibbs is not None:
             self._theta_values = theta
-            self._gibbs.retrace({})
+            self._gibbs.retrace({n: params[n] for n in self._energy_latent})
             new = self._gibbs.sample({n: params[n] for n in self._energy_latent})
             rest = {n: new[n] for n in self._energy_latent}
         u = {n: t.inv(theta[n]) for n, t in self._bijections.items()}

@@ -116,7 +116,7 @@ class HMCGibbs(MCMCKernel):
     def sample(self, params: dict) -> dict:
         self._hmc_values = {n: params[n].detach() for n in self._continuous}
         if self._retrace:  # energy parameters follow the continuous sites
-            self._gibbs.retrace({})
+            self._gibbs.retrace({n: params[n] for n in self._energy})
         gibbs = self._gibbs.sample({n: params[n] for n in self._energy})
         self._gibbs_values = {n: gibbs[n] for n in self._energy}
         self._hmc_kernel.clear_cache()

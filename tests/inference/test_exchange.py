@@ -238,3 +238,66 @@ def test_ising_coupling_and_field_posterior(backend, aux_sweeps):
     for name in ("J", "h"):
         cdf, _ = exact[name]
         assert stats.kstest(draws[name][::10], cdf).pvalue > 1e-3, name
+
+
+def test_exchange_refuses_sites_it_cannot_cancel(backend):
+    """Scaled or masked sites (Z**scale does not cancel), and energy sites whose log_prob is
+    not the exact unnormalized density (DBMVisible: a mean-field bound)."""
+    from test_random_parameters import _models
+
+    ep, ppl, dist, arr, *_ = _models(backend.name)
+    w, b, c, u, x = (arr(a) for a in (W, B, C, U, X))
+    if backend.name == "torch":
+        import pyro.poutine as handlers
+        import torch
+
+        mask = torch.tensor([True, True, False])
+    else:
+        import jax.numpy as jnp
+        from numpyro import handlers
+
+        mask = jnp.array([True, True, False])
+
+    def scaled():
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        with ppl.plate("n", 3), handlers.scale(scale=3.0):
+            ppl.sample("v", ep.RBM(w, b, c + z * u), obs=x)
+
+    def masked():
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        with ppl.plate("n", 3), handlers.mask(mask=mask):
+            ppl.sample("v", ep.RBM(w, b, c + z * u), obs=x)
+
+    rng = np.random.default_rng(0)
+    ws = [arr(rng.normal(size=s).astype(np.float32)) for s in [(4, 2), (2, 2)]]
+
+    def bound():
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        dbm = ep.DBM(
+            ws,
+            [
+                arr(np.zeros(4, np.float32)),
+                z + arr(np.zeros(2, np.float32)),
+                arr(np.zeros(2, np.float32)),
+            ],
+        )
+        with ppl.plate("n", 3):
+            ppl.sample("v", dbm.visible(), obs=x)
+
+    for model, match in ((scaled, "scaled"), (masked, "mask"), (bound, "not the exact")):
+        if backend.name == "torch":
+            from pyro.infer import MCMC
+
+            with pytest.raises(ValueError, match=match):
+                MCMC(ep.Exchange(model, aux_sweeps=2), num_samples=2, disable_progbar=True).run()
+        else:
+            import jax
+            from numpyro.infer import MCMC
+
+            with pytest.raises(ValueError, match=match):
+                MCMC(
+                    ep.Exchange(model, aux_sweeps=2),
+                    num_warmup=1,
+                    num_samples=2,
+                    progress_bar=False,
+                ).run(jax.random.PRNGKey(0))

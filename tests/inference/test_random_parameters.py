@@ -273,28 +273,76 @@ def test_mean_field_guide_refuses_random_parameters(backend):
         ep.MeanFieldGuide(model).mean_field()
 
 
-def test_detection_by_perturbation_fallback():
-    """Models that provenance tracking cannot run are checked by redrawing each latent site."""
+def test_detection_by_perturbation():
+    """The perturbation check: one latent site changed at a time (negated, then redrawn)."""
     import torch
 
-    from ebm_ppl.inference.dependence import by_perturbation
+    from ebm_ppl.inference.dependence import by_perturbation, negated
     from ebm_ppl.pyro import RBM
 
-    def rbm(z):
-        return RBM(torch.as_tensor(W), torch.as_tensor(B), torch.as_tensor(C) + z)
+    def rbm(z):  # depends on z only through its sign (invisible to provenance via .item())
+        return RBM(torch.as_tensor(W), torch.as_tensor(B), torch.as_tensor(C) + (z.item() > 0))
 
     def site(fn, value, observed=False):
         return {"type": "sample", "fn": fn, "value": value, "is_observed": observed}
 
+    normal = torch.distributions.Normal(0.0, 1.0)
     z0 = torch.tensor(0.3)
     nodes = {
-        "z": site(torch.distributions.Normal(0.0, 1.0), z0),
-        "y": site(torch.distributions.Normal(0.0, 1.0), torch.tensor(1.0)),
+        "z": site(normal, z0),
+        "y": site(normal, torch.tensor(1.0)),
         "v": site(rbm(z0), torch.as_tensor(X), observed=True),
     }
 
-    def retrace(name):
-        z = torch.tensor(-1.2) if name == "z" else z0
+    def retrace(name, k):
+        z = z0
+        if name == "z":
+            z = negated(normal, z0) if k == 0 else torch.tensor(0.5 + k)
         return dict(nodes, v=site(rbm(z), torch.as_tensor(X), True))
 
     assert by_perturbation(nodes, retrace) == {"v": ["z"]}
+
+    # a model with randomness outside its sample sites: the check cannot tell, returns {}
+    def noisy(name, k):
+        fn = RBM(torch.as_tensor(W), torch.as_tensor(B), torch.as_tensor(C) + torch.randn(3))
+        return dict(nodes, v=site(fn, torch.as_tensor(X), True))
+
+    assert by_perturbation(nodes, noisy) == {}
+
+
+def test_lost_provenance_and_wrappers_are_caught(backend):
+    """Dependence through .item()/float() (provenance loses it) and energy sites wrapped in
+    to_event / mask are still found."""
+    ep, ppl, dist, arr, *_ = _models(backend.name)
+    w, b, c, u, x = (arr(a) for a in (W, B, C, U, X))
+
+    def through_float():
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        sign = 1.0 if float(z) > 0 else -1.0
+        with ppl.plate("n", 3):
+            ppl.sample("v", ep.RBM(w, b, c + sign * u), obs=x)
+
+    def wrapped():
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        ppl.sample("v", ep.RBM(w, b, c + z * u).expand([3]).to_event(1), obs=x)
+
+    for model in (through_float, wrapped):
+        with pytest.raises(ValueError, match="depends on latent site"):
+            ep.check_model(model)
+
+
+def test_normalized_categorical_refuses_missing_entries(backend):
+    from ebm_ppl import numpyro as en
+    from ebm_ppl import pyro as ep
+
+    mod = ep if backend.name == "torch" else en
+    rng = np.random.default_rng(0)
+    crbm = mod.CategoricalRBM(
+        backend.array(rng.normal(size=(3, 3, 2))),
+        backend.array(np.zeros((3, 3))),
+        backend.array(np.zeros(2)),
+        normalized=True,
+    )
+    assert np.isfinite(backend.np(crbm.log_prob(backend.array([[0, 1, 2]])))).all()
+    with pytest.raises(ValueError, match="missing entries"):
+        crbm.log_prob(backend.array([[0, 1, -1]]))
