@@ -355,7 +355,9 @@ def as_parameter(x: Any, name: str, backend: str, like: Array = None) -> Array:
 
             if like is not None and ops.is_torch(like):
                 return torch.as_tensor(arr, dtype=like.dtype, device=like.device)
-            return torch.as_tensor(arr, dtype=torch.get_default_dtype())
+            return torch.as_tensor(
+                arr, dtype=torch.get_default_dtype(), device=torch.get_default_device()
+            )
         import jax.numpy as jnp
 
         if like is not None and ops.is_jax(like):

@@ -49,6 +49,10 @@ def energy_dependencies(
                 fn = tr[name]["fn"]
                 if k == 0:
                     alt = dep.negated(fn, held[name])
+                elif dep.energy_of(tr[name]) is not None:  # a random state: no Gibbs run
+                    alt = dep.energy_of(tr[name]).init_chain(
+                        jax.random.PRNGKey(k), tuple(held[name].shape)
+                    )
                 else:
                     alt = fn.sample(jax.random.PRNGKey(k))
                 if alt is None:

@@ -53,8 +53,12 @@ def energy_dependencies(
                     alt = dep.negated(fn, held[name])
                 else:
                     torch.manual_seed(k)
-                    with torch.no_grad():
-                        alt = fn.sample()
+                    energy = dep.energy_of(nodes[name])
+                    with torch.no_grad():  # energy sites: a random state, no Gibbs run
+                        if energy is not None:
+                            alt = energy.init_chain(None, tuple(held[name].shape))
+                        else:
+                            alt = fn.sample()
                 if alt is None:
                     return None
                 values[name] = alt

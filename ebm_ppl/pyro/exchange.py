@@ -110,7 +110,11 @@ class Exchange(MCMCKernel):
         for n in self._exchange:
             ex.check_exchange_site(n, tr.nodes[n], self.aux_sweeps)
         given = self._initial_params if self._user_initial else {}
-        theta = {n: torch.as_tensor(given.get(n, tr.nodes[n]["value"])).detach() for n in other}
+        theta = {}
+        for n in other:
+            like = tr.nodes[n]["value"]
+            theta[n] = torch.as_tensor(given.get(n, like), dtype=like.dtype, device=like.device)
+            theta[n] = theta[n].detach()
         self._theta_values = theta
         self._gibbs = None
         state = dict(theta)
@@ -128,7 +132,7 @@ class Exchange(MCMCKernel):
         self._step_size = self.step_size
         flat = self._flat({n: t.inv(theta[n]) for n, t in self._bijections.items()})
         self._scale = torch.ones_like(flat)
-        self._adapt = (torch.zeros(()), torch.zeros_like(flat), torch.zeros_like(flat))
+        self._adapt = (flat.new_zeros(()), torch.zeros_like(flat), torch.zeros_like(flat))
         self._windows = set(ex.warmup_windows(self._warmup))
         self._window_start = 0
         self._t = 0
@@ -146,7 +150,7 @@ class Exchange(MCMCKernel):
     # ---- the step -------------------------------------------------------------------------
 
     def _flat(self, u: dict) -> torch.Tensor:
-        return torch.cat([u[n].reshape(-1) for n in self._theta]) if self._theta else torch.zeros(0)
+        return torch.cat([u[n].reshape(-1) for n in self._theta])
 
     def _unflat(self, flat: torch.Tensor, like: dict) -> dict:
         out, start = {}, 0
@@ -158,7 +162,7 @@ class Exchange(MCMCKernel):
 
     def _log_joint(self, u: dict, rest: dict):
         values = dict(rest)
-        logdet = torch.zeros(())
+        logdet = 0.0
         for n, t in self._bijections.items():
             values[n] = t(u[n])
             logdet = logdet + t.log_abs_det_jacobian(u[n], values[n]).sum()
@@ -192,7 +196,8 @@ class Exchange(MCMCKernel):
         if math.isnan(log_a):
             log_a = -math.inf
         accept_prob = math.exp(min(log_a, 0.0))
-        accepted = math.log(max(torch.rand(()).item(), 1e-300)) < log_a
+        uniform = torch.rand((), device=flat.device).item()
+        accepted = math.log(max(uniform, 1e-300)) < log_a
         if accepted:
             theta = {n: values_new[n].detach() for n in self._theta}
         if self._t < self._warmup:

@@ -158,7 +158,7 @@ def test_pyro_hmcgibbs_latent_site_is_exact_with_normalized():
         z = pyro.sample("z", dist.Normal(0.0, 1.0))
         pyro.sample("v", RBM(w, b, c + z * u, normalized=True))
 
-    mcmc = MCMC(HMCGibbs(model), num_samples=1000, warmup_steps=200, disable_progbar=True)
+    mcmc = MCMC(HMCGibbs(model), num_samples=600, warmup_steps=150, disable_progbar=True)
     mcmc.run()
     z = mcmc.get_samples()["z"].numpy()[::2]
     assert stats.kstest(z, "norm").pvalue > 1e-3
