@@ -58,6 +58,40 @@ def event_sample_shape(fn: Any, value: Any) -> tuple:
     return tuple(value.shape[: max(0, extra)])
 
 
+def plan_sites(
+    nodes: Any, deps: dict, aux_sweeps: int | None
+) -> tuple[list[str], list[str], list[str]]:
+    """Split a traced program for the exchange kernels: ``(theta, energy_latent,
+    exchange)`` = the continuous latent sites the random walk proposes, the latent energy
+    sites that block Gibbs advances, and the energy sites whose normalizers the exchange
+    ratio cancels (those whose parameters depend on ``theta``; ``deps`` as found by
+    ``energy_dependencies``). ``ValueError`` for programs the kernel cannot serve."""
+    from ebm_ppl.inference.gibbs import classify_sites
+
+    energy_latent, _, other = classify_sites(nodes)
+    if not deps:
+        raise ValueError(
+            "no energy site of the model has parameters that depend on a latent site; "
+            "the exchange algorithm is not needed (use NUTS, or BlockGibbs / HMCGibbs)"
+        )
+    bad = sorted({u for us in deps.values() for u in us if u not in other})
+    if bad:
+        raise ValueError(
+            f"energy sites {sorted(deps)} depend on the latent energy sites {bad}; the "
+            "exchange algorithm updates continuous parameters only"
+        )
+    for n in other:
+        if nodes[n]["fn"].support.is_discrete:
+            raise ValueError(
+                f"latent site {n!r} is discrete; Exchange proposes continuous parameters "
+                "by a random walk (marginalize or observe the discrete site)"
+            )
+    exchange = sorted(deps)
+    for n in exchange:
+        check_exchange_site(n, nodes[n], aux_sweeps)
+    return list(other), list(energy_latent), exchange
+
+
 def check_exchange_site(name: str, site: Any, aux_sweeps: int | None) -> None:
     """``ValueError`` unless the exchange step can cancel the normalizer of this site: an
     unwrapped energy distribution whose ``log_prob`` is the exact unnormalized density and

@@ -154,21 +154,34 @@ def _odd_free_energy(params: DBMParams, layers: Sequence[Array]) -> Array:
 def log_partition(params: DBMParams) -> Array:
     """Exact ``log Z`` by enumerating the odd layers (``ValueError`` pointing to AIS above
     :data:`~ebm_ppl.models.rbm.MAX_ENUMERATE_UNITS` odd units in all)."""
+    _, layers = _odd_states(
+        params, "exact log Z enumerates the odd layers", "estimate log Z with AIS instead"
+    )
+    return ops.logsumexp(-_odd_free_energy(params, layers), axis=0)
+
+
+def _split_odd(sizes: list, odd: Array) -> list:
+    """Layers ``[None, h1, None, h3, ...]`` from the concatenated odd layers ``odd``."""
+    layers: list = [None] * len(sizes)
+    start = 0
+    for i in range(1, len(sizes), 2):
+        layers[i] = odd[..., start : start + sizes[i]]
+        start += sizes[i]
+    return layers
+
+
+def _odd_states(params: DBMParams, what: str, instead: str) -> tuple[Array, list]:
+    """Every joint state of the odd layers ``(2^n_odd, n_odd)`` and the same split into
+    layers; ``ValueError`` (``what``, ``instead``) above ``MAX_ENUMERATE_UNITS`` units."""
     sizes = [int(b.shape[0]) for b in params.biases]
     n_odd = sum(sizes[1::2])
     if n_odd > MAX_ENUMERATE_UNITS:
         raise ValueError(
-            f"exact log Z enumerates the odd layers: {n_odd} units (2**{n_odd} states) is more "
-            f"than {MAX_ENUMERATE_UNITS}; estimate log Z with AIS instead"
+            f"{what}: {n_odd} units (2**{n_odd} states) is more than {MAX_ENUMERATE_UNITS}; "
+            f"{instead}"
         )
-    like = params.biases[0]
-    states = ops.binary_states(n_odd, like)
-    layers: list = [None] * len(sizes)
-    start = 0
-    for i in range(1, len(sizes), 2):
-        layers[i] = states[:, start : start + sizes[i]]
-        start += sizes[i]
-    return ops.logsumexp(-_odd_free_energy(params, layers), axis=0)
+    states = ops.binary_states(n_odd, params.biases[0])
+    return states, _split_odd(sizes, states)
 
 
 def exact_sample(key: Any, params: DBMParams, shape: tuple) -> list:
@@ -179,28 +192,15 @@ def exact_sample(key: Any, params: DBMParams, shape: tuple) -> list:
     from ebm_ppl.models.family import take_rows
 
     sizes = [int(b.shape[0]) for b in params.biases]
-    n_odd = sum(sizes[1::2])
-    if n_odd > MAX_ENUMERATE_UNITS:
-        raise ValueError(
-            f"exact_sample enumerates the odd layers: {n_odd} units is more than "
-            f"{MAX_ENUMERATE_UNITS}; draw approximately with transition (block Gibbs) instead"
-        )
-    like = params.biases[0]
-    states = ops.binary_states(n_odd, like)
-    layers: list = [None] * len(sizes)
-    start = 0
-    for i in range(1, len(sizes), 2):
-        layers[i] = states[:, start : start + sizes[i]]
-        start += sizes[i]
+    states, layers = _odd_states(
+        params,
+        "exact_sample enumerates the odd layers",
+        "draw approximately with transition (block Gibbs) instead",
+    )
     log_w = -_odd_free_energy(params, layers)  # (S,)
     k_odd, k_even = ops.split(key, 2)
     idx = ops.categorical(k_odd, ops.broadcast_to(log_w, tuple(shape) + (states.shape[0],)))
-    odd = take_rows(states, idx)
-    layers = [None] * len(sizes)
-    start = 0
-    for i in range(1, len(sizes), 2):
-        layers[i] = odd[..., start : start + sizes[i]]
-        start += sizes[i]
+    layers = _split_odd(sizes, take_rows(states, idx))
     keys = ops.split(k_even, len(sizes))
     for i in range(0, len(sizes), 2):
         layers[i] = _sample_layer(keys[i], params, layer_logits(params, layers, i), i)

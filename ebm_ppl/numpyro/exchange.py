@@ -16,8 +16,8 @@ from numpyro.infer.util import log_density
 from numpyro.util import is_prng_key
 
 from ebm_ppl.inference import exchange as ex
-from ebm_ppl.inference.dependence import energy_sites, latent_sites
-from ebm_ppl.inference.gibbs import check_kernel_args, classify_sites
+from ebm_ppl.inference.dependence import latent_sites
+from ebm_ppl.inference.gibbs import check_kernel_args
 from ebm_ppl.numpyro.dependence import energy_dependencies
 from ebm_ppl.numpyro.kernels import BlockGibbs
 
@@ -119,41 +119,14 @@ class Exchange(MCMCKernel):
 
     def _setup(self, args, kwargs) -> dict:
         tr = self._trace(jax.random.PRNGKey(0), None, args, kwargs)
-        energy_latent, _, other = classify_sites(tr)
         deps = energy_dependencies(self._model, args, kwargs)
-        if not deps:
-            raise ValueError(
-                "no energy site of the model has parameters that depend on a latent site; "
-                "the exchange algorithm is not needed (use NUTS, or BlockGibbs / HMCGibbs)"
-            )
-        bad = {n: [u for u in us if u not in other] for n, us in deps.items()}
-        bad = {n: us for n, us in bad.items() if us}
-        if bad:
-            raise ValueError(
-                f"energy sites {sorted(bad)} depend on the latent energy sites "
-                f"{sorted({u for us in bad.values() for u in us})}; the exchange algorithm "
-                "updates continuous parameters only"
-            )
-        for n in other:
-            fn = tr[n]["fn"]
-            if fn.support.is_discrete:
-                raise ValueError(
-                    f"latent site {n!r} is discrete; Exchange proposes continuous parameters "
-                    "by a random walk (marginalize or observe the discrete site)"
-                )
-        self._theta = list(other)
-        self._energy_latent = list(energy_latent)
-        self._exchange = sorted(deps)
-        self._transforms = {n: biject_to(tr[n]["fn"].support) for n in other}
-        for n in self._exchange:
-            ex.check_exchange_site(n, tr[n], self.aux_sweeps)
+        self._theta, self._energy_latent, self._exchange = ex.plan_sites(tr, deps, self.aux_sweeps)
+        self._transforms = {n: biject_to(tr[n]["fn"].support) for n in self._theta}
         self._gibbs = None
         if self._energy_latent:
             self._gibbs = BlockGibbs(self._model, num_sweeps=self.gibbs_sweeps).gibbs_fn(
                 *args, check_dependence=False, **kwargs
             )
-        assert set(latent_sites(tr)) == set(other) | set(energy_latent)
-        assert set(self._exchange) <= set(energy_sites(tr))
         return {n: tr[n]["value"] for n in latent_sites(tr)}
 
     # ---- the step -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pyro.distributions.transforms import biject_to
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from ebm_ppl.inference import exchange as ex
-from ebm_ppl.inference.gibbs import check_kernel_args, classify_sites
+from ebm_ppl.inference.gibbs import check_kernel_args
 from ebm_ppl.pyro.dependence import energy_dependencies
 from ebm_ppl.pyro.kernels import BlockGibbs
 
@@ -86,29 +86,12 @@ class Exchange(MCMCKernel):
         self._warmup = int(warmup_steps)
         with torch.no_grad():
             tr = self._trace(None)
-        energy_latent, _, other = classify_sites(tr.nodes)
         deps = energy_dependencies(self.model, args, kwargs, tr.nodes)
-        if not deps:
-            raise ValueError(
-                "no energy site of the model has parameters that depend on a latent site; "
-                "the exchange algorithm is not needed (use NUTS, or BlockGibbs / HMCGibbs)"
-            )
-        bad = sorted({u for us in deps.values() for u in us if u not in other})
-        if bad:
-            raise ValueError(
-                f"energy sites {sorted(deps)} depend on the latent energy sites {bad}; the "
-                "exchange algorithm updates continuous parameters only"
-            )
-        for n in other:
-            if tr.nodes[n]["fn"].support.is_discrete:
-                raise ValueError(
-                    f"latent site {n!r} is discrete; Exchange proposes continuous parameters "
-                    "by a random walk (marginalize or observe the discrete site)"
-                )
-        self._theta, self._energy_latent, self._exchange = list(other), energy_latent, sorted(deps)
+        self._theta, self._energy_latent, self._exchange = ex.plan_sites(
+            tr.nodes, deps, self.aux_sweeps
+        )
+        other, energy_latent = self._theta, self._energy_latent
         self._bijections = {n: biject_to(tr.nodes[n]["fn"].support) for n in other}
-        for n in self._exchange:
-            ex.check_exchange_site(n, tr.nodes[n], self.aux_sweeps)
         given = self._initial_params if self._user_initial else {}
         theta = {}
         for n in other:
