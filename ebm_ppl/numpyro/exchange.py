@@ -133,22 +133,18 @@ class Exchange(MCMCKernel):
 
     def _log_joint(self, u: dict, rest: dict, args, kwargs):
         """Log joint (unnormalized energy sites) at unconstrained ``u``, with the Jacobian;
-        also the trace's energy distributions."""
+        also ``{exchange site: (distribution, value)}`` from the trace, and the values."""
         values = dict(rest)
         logdet = 0.0
         for n, t in self._transforms.items():
             values[n] = t(u[n])
             logdet = logdet + t.log_abs_det_jacobian(u[n], values[n]).sum()
         lp, tr = log_density(handlers.seed(self._model, 0), args, kwargs, values)
-        return lp + logdet, {n: tr[n]["fn"] for n in self._exchange}, values
+        sites = {n: (tr[n]["fn"], tr[n]["value"]) for n in self._exchange}
+        return lp + logdet, sites, values
 
     def _flat(self, u: dict) -> jax.Array:
         return ravel_pytree({n: u[n] for n in self._theta})[0]
-
-    def _values_of(self, z: dict, args, kwargs) -> dict:
-        """Current value of each exchange site: its observation or its latent state."""
-        tr = self._trace(jax.random.PRNGKey(0), z, args, kwargs)
-        return {n: tr[n]["value"] for n in self._exchange}
 
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         model_kwargs = {} if model_kwargs is None else model_kwargs
@@ -207,13 +203,13 @@ class Exchange(MCMCKernel):
         flat, unravel = ravel_pytree({n: u[n] for n in self._theta})
         noise = jax.random.normal(k_prop, flat.shape, flat.dtype)
         u_new = unravel(flat + state.step_size * state.scale * noise)
-        lj, fns, _ = self._log_joint(u, rest, args, kwargs)
-        lj_new, fns_new, values_new = self._log_joint(u_new, rest, args, kwargs)
-        data = self._values_of(z, args, kwargs)
+        lj, sites, _ = self._log_joint(u, rest, args, kwargs)
+        lj_new, sites_new, values_new = self._log_joint(u_new, rest, args, kwargs)
         log_a = lj_new - lj
         for k, n in zip(jax.random.split(k_aux, len(self._exchange)), self._exchange):
-            w = jax.lax.stop_gradient(ex.auxiliary_draw(k, fns_new[n], data[n], self.aux_sweeps))
-            log_a = log_a + ex.auxiliary_log_ratio(fns[n], fns_new[n], w)
+            (fn, value), fn_new = sites[n], sites_new[n][0]
+            w = jax.lax.stop_gradient(ex.auxiliary_draw(k, fn_new, value, self.aux_sweeps))
+            log_a = log_a + ex.auxiliary_log_ratio(fn, fn_new, w)
         log_a = jnp.where(jnp.isnan(log_a), -jnp.inf, log_a)
         accept_prob = jnp.exp(jnp.minimum(log_a, 0.0))
         accept = jnp.log(jax.random.uniform(k_acc)) < log_a
