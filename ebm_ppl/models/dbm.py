@@ -189,7 +189,7 @@ def exact_sample(key: Any, params: DBMParams, shape: tuple) -> list:
     marginal ``exp(-F_odd)`` (enumerated, Gumbel-max; ``ValueError`` above
     :data:`~ebm_ppl.models.rbm.MAX_ENUMERATE_UNITS` odd units), then each even layer given
     them (they are conditionally independent). Returns the layers ``[v, h1, ..., hL]``."""
-    from ebm_ppl.models.family import take_rows
+    from ebm_ppl.models.family import draw_states
 
     sizes = [int(b.shape[0]) for b in params.biases]
     states, layers = _odd_states(
@@ -199,8 +199,7 @@ def exact_sample(key: Any, params: DBMParams, shape: tuple) -> list:
     )
     log_w = -_odd_free_energy(params, layers)  # (S,)
     k_odd, k_even = ops.split(key, 2)
-    idx = ops.categorical(k_odd, ops.broadcast_to(log_w, tuple(shape) + (states.shape[0],)))
-    layers = _split_odd(sizes, take_rows(states, idx))
+    layers = _split_odd(sizes, draw_states(k_odd, states, log_w, shape))
     keys = ops.split(k_even, len(sizes))
     for i in range(0, len(sizes), 2):
         layers[i] = _sample_layer(keys[i], params, layer_logits(params, layers, i), i)

@@ -149,6 +149,15 @@ class NormalizedLogProb:
             ) from None
 
 
+def draw_states(key: Any, states: Array, log_w: Array, shape: tuple) -> Array:
+    """Exact draws from an enumerated distribution: rows of ``states`` ``(S, k)`` with
+    probabilities ``softmax(log_w)`` (``log_w`` ``(..., S)`` broadcasting to ``shape``),
+    one per element of ``shape`` (Gumbel-max); shape ``shape + (k,)``. Memory
+    ``prod(shape) x S``."""
+    idx = ops.categorical(key, ops.broadcast_to(log_w, tuple(shape) + (states.shape[0],)))
+    return take_rows(states, idx)
+
+
 def take_rows(table: Array, index: Array) -> Array:
     """``table[index]`` for a float array of row indices (as :func:`ops.categorical` gives),
     shape ``index.shape + table.shape[1:]``."""
@@ -321,8 +330,7 @@ class HarmoniumMethods(EnergyMethods):
         log_w = self._log_visible_sum(p, states)  # (..., S)
         shape = tuple(sample_shape) + tuple(self.batch_shape)
         k_h, k_v = ops.split(key, 2)
-        idx = ops.categorical(k_h, ops.broadcast_to(log_w, shape + (states.shape[0],)))
-        h = take_rows(states, idx)
+        h = draw_states(k_h, states, log_w, shape)
         return self._sample_visible(k_v, p, h, 1.0, None)
 
     def _frozen(self) -> tuple:

@@ -38,7 +38,7 @@ from ebm_ppl.models.family import (
     check_backend,
     check_finite_float,
     check_num_gibbs_steps,
-    take_rows,
+    draw_states,
 )
 
 Array = Any
@@ -256,8 +256,7 @@ def exact_sample(
     states = _spin_states(k, coupling)  # (S, k)
     log_w = _enum_log_weights(coupling, field, states, adjacency_t)  # (..., S)
     k_enum, k_other = ops.split(key, 2)
-    idx = ops.categorical(k_enum, ops.broadcast_to(log_w, out_shape + (states.shape[0],)))
-    e = take_rows(states, idx)  # out_shape + (k,)
+    e = draw_states(k_enum, states, log_w, out_shape)  # out_shape + (k,)
     local = coupling[..., None] * (e @ adjacency_t) + field[..., None]  # out_shape + (m,)
     o = 2.0 * ops.bernoulli(k_other, ops.sigmoid(2.0 * local)) - 1.0
     flat = e @ ops.asarray_like(g.place_enum, coupling) + o @ ops.asarray_like(

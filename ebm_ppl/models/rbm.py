@@ -497,14 +497,13 @@ class RBMMethods(HarmoniumMethods):
         visible states are drawn directly from ``p(v) ∝ exp(-F(v))``."""
         if self.n_hidden <= MAX_ENUMERATE_UNITS or self.n_visible > MAX_ENUMERATE_UNITS:
             return super().exact_sample(key, sample_shape)
-        from ebm_ppl.models.family import take_rows
+        from ebm_ppl.models.family import draw_states
 
         p = tuple(ops.stop_gradient(x) for x in self.params)
         states = ops.binary_states(self.n_visible, p[0])  # (S, D)
         log_w = -free_energy(p[0][..., None, :, :], p[1][..., None, :], p[2][..., None, :], states)
         shape = tuple(sample_shape) + tuple(self.batch_shape)
-        idx = ops.categorical(key, ops.broadcast_to(log_w, shape + (states.shape[0],)))
-        return take_rows(states, idx)
+        return draw_states(key, states, log_w, shape)
 
     def free_energy(self, value: Array) -> Array:
         """``F(v)`` of eq. 5, shape ``broadcast(value.shape[:-1], batch_shape)``."""
