@@ -37,6 +37,10 @@ __all__ = [
     "check_schedule",
     "run_ais",
     "evaluate",
+    "Routes",
+    "compare_routes",
+    "RAISEResult",
+    "run_raise",
 ]
 
 
@@ -153,8 +157,26 @@ def _log_mean_exp(x: np.ndarray) -> float:
     return m + math.log(float(np.mean(np.exp(x - m))))
 
 
-def estimate(log_w: np.ndarray, log_z0: float, direction: str, num_betas: int) -> AISResult:
-    """Turn per-run log-weights into an :class:`AISResult`."""
+def _as_state(target: Any, base: Any, x: Any, name: str) -> Any:
+    """Samples of the target (full states) as the path's AIS state, checked."""
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (runs, n_units), got {tuple(x.shape)}")
+    if hasattr(target, "ais_state"):  # e.g. a DBM: full states -> the carried layers
+        return target.ais_state(x, base)
+    target._check_value(x, name)
+    return x
+
+
+def estimate(
+    log_w: np.ndarray,
+    log_z0: float,
+    direction: str,
+    num_betas: int,
+    log_z0_stderr: float = 0.0,
+) -> AISResult:
+    """Turn per-run log-weights into an :class:`AISResult`; ``log_z0_stderr`` (the standard
+    error of an estimated ``log Z`` at ``beta = 0``) is added in quadrature to the result's
+    and widens its interval by three of it."""
     log_w = np.asarray(log_w, dtype=np.float64)
     if not np.isfinite(log_w).all():
         raise FloatingPointError("AIS log-weights are not finite")
@@ -174,9 +196,11 @@ def estimate(log_w: np.ndarray, log_z0: float, direction: str, num_betas: int) -
         log_z = log_z0 - log_mean
         interval = (log_z0 - hi, log_z0 - lo)
     ess = float(r.sum() ** 2 / (r**2).sum())
+    if log_z0_stderr:
+        interval = (interval[0] - 3 * log_z0_stderr, interval[1] + 3 * log_z0_stderr)
     return AISResult(
         log_z=log_z,
-        log_z_stderr=rel,
+        log_z_stderr=math.hypot(rel, log_z0_stderr),
         log_z_interval=interval,
         log_weights=log_w,
         ess=ess,
@@ -271,6 +295,7 @@ def run_ais(
     progress_bar: bool | None = None,
     place: Any = None,
     gather: Any = None,
+    start_samples: Any = None,
 ) -> AISResult:
     """Forward AIS from ``base`` to ``target`` with ``num_runs`` runs (and reverse AIS from
     ``reverse_samples`` when given); see :class:`AISResult`.
@@ -278,6 +303,10 @@ def run_ais(
     ``base`` defaults to the uniform model, ``betas`` to :func:`salakhutdinov_murray_schedule`.
 
     ``key`` is a JAX key for JAX targets and ``None`` / a ``torch.Generator`` for torch.
+
+    ``start_samples`` ``(num_runs, D)``: the runs' states at ``beta = 0`` instead of exact
+    draws of the base, for paths that start at a model with no exact sampler (e.g. a
+    :class:`~ebm_ppl.models.dbm.DBMPath` from another DBM; give long-run chain states).
 
     Scaling out: ``place(v)`` puts the runs' starting states where they should live (e.g.
     split over JAX devices; the annealing then stays sharded), and ``gather(log_w)`` turns
@@ -290,30 +319,30 @@ def run_ais(
     base = target.ais_base(base)
     log_z0 = float(target.ais_log_z0(base))
     k_init, k_fwd, k_rev = ops.split(key, 3)
-    v0 = base.sample(k_init, (num_runs,))
+    if start_samples is None:
+        v0 = base.sample(k_init, (num_runs,))
+    else:
+        v0 = _as_state(target, base, start_samples, "start_samples")
+        if int(v0.shape[0]) != num_runs:
+            raise ValueError(
+                f"start_samples must have num_runs={num_runs} rows, got {int(v0.shape[0])}"
+            )
     if place is not None:
         v0 = place(v0)
     log_w, _ = anneal(k_fwd, target, base, v0, betas, progress_bar, "AIS")
     if gather is not None:
         log_w = gather(log_w)
-    result = estimate(log_w, log_z0, "forward", len(betas))
+    log_z0_stderr = float(getattr(base, "log_z_start_stderr", 0.0))
+    result = estimate(log_w, log_z0, "forward", len(betas), log_z0_stderr)
     result.target = target
     if reverse_samples is not None:
-        x = reverse_samples
-        if x.ndim != 2:
-            raise ValueError(
-                f"reverse_samples must have shape (runs, n_visible), got {tuple(x.shape)}"
-            )
-        if hasattr(target, "ais_state"):  # e.g. a DBM: full states -> the annealed layers
-            x = target.ais_state(x)
-        else:
-            target._check_value(x, "reverse_samples")
+        x = _as_state(target, base, reverse_samples, "reverse_samples")
         if place is not None:
             x = place(x)
         log_w_r, _ = anneal(k_rev, target, base, x, betas[::-1].copy(), progress_bar, "reverse AIS")
         if gather is not None:
             log_w_r = gather(log_w_r)
-        rev = estimate(log_w_r, log_z0, "reverse", len(betas))
+        rev = estimate(log_w_r, log_z0, "reverse", len(betas), log_z0_stderr)
         rev.target = target
         result.reverse = rev
         gap = rev.log_z - result.log_z
@@ -353,3 +382,155 @@ def summarize(values: Any, log_z: float, log_z_stderr: float = 0.0) -> LogLikeli
         log_z_stderr=float(log_z_stderr),
         num_data=n,
     )
+
+
+# --------------------------------------------------------------------------------------
+# independent routes, and RAISE
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Routes:
+    """Estimates of the same ``log Z`` by independent routes (bases, paths, directions),
+    side by side. Agreement of routes is the check that a biased estimate fails: one
+    route's standard error and ESS can look healthy while it misses modes by nats.
+
+    - **estimates**: ``{name: (log_z, stderr)}``; **spread**: largest minus smallest;
+      **agree**: ``spread <= tol``; **log_z** / **log_z_stderr**: the largest estimate and
+      its standard error. Forward AIS underestimates ``log Z`` when it misses mass, so the
+      largest credible estimate is the conservative one for a likelihood (it lowers it).
+    """
+
+    estimates: dict
+    tol: float
+
+    @property
+    def spread(self) -> float:
+        values = [v for v, _ in self.estimates.values()]
+        return max(values) - min(values)
+
+    @property
+    def agree(self) -> bool:
+        return self.spread <= self.tol
+
+    @property
+    def best(self) -> str:
+        return max(self.estimates, key=lambda k: self.estimates[k][0])
+
+    @property
+    def log_z(self) -> float:
+        return self.estimates[self.best][0]
+
+    @property
+    def log_z_stderr(self) -> float:
+        return self.estimates[self.best][1]
+
+    def __str__(self) -> str:
+        rows = [f"{k}: {v:.3f} ± {s:.3f}" for k, (v, s) in self.estimates.items()]
+        verdict = "agree" if self.agree else "DISAGREE"
+        return "; ".join(rows) + f" (spread {self.spread:.3f} nats: {verdict} at {self.tol})"
+
+
+def compare_routes(results: dict, tol: float = 0.5, warn: bool = True) -> Routes:
+    """Put estimates of one ``log Z`` by different routes side by side: ``results`` maps a
+    route's name to an :class:`AISResult` (its reverse estimate, when it has one, becomes
+    the route ``name + " (reverse)"``) or to ``(log_z, stderr)``. A ``RuntimeWarning`` (when
+    ``warn``) says when the routes are more than ``tol`` nats apart."""
+    if not isinstance(results, dict) or len(results) < 1:
+        raise ValueError("results must be a non-empty dict {route name: AISResult}")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol!r}")
+    estimates: dict = {}
+    for name, r in results.items():
+        if isinstance(r, AISResult):
+            estimates[name] = (float(r.log_z), float(r.log_z_stderr))
+            if r.reverse is not None:
+                estimates[f"{name} (reverse)"] = (
+                    float(r.reverse.log_z),
+                    float(r.reverse.log_z_stderr),
+                )
+        else:
+            try:
+                v, s = r
+                estimates[name] = (float(v), float(s))
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"results[{name!r}] must be an AISResult or (log_z, stderr), got {r!r}"
+                ) from None
+    routes = Routes(estimates, float(tol))
+    if warn and not routes.agree:
+        warnings.warn(
+            f"independent routes to log Z disagree by {routes.spread:.2f} nats (> {tol}): "
+            f"{routes}. At least one route is biased (forward AIS misses modes, reverse AIS "
+            "starts from chains that have not mixed); anneal longer or from a better base",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return routes
+
+
+@dataclass
+class RAISEResult:
+    """RAISE estimates (Burda, Grosse & Salakhutdinov 2015) of ``log p(v)`` per data point.
+
+    - **log_p** ``(n,)``: ``log mean_m w_m`` over ``num_samples`` reverse runs per point: a
+      stochastic lower bound on ``log p_ann(v)``, the likelihood of the *annealing model*
+      (the base followed by the AIS transitions), a proper distribution that tends to the
+      target as the schedule gets finer. It does not depend on an estimate of ``log Z``.
+    - **log_weights** ``(num_samples, n)``; **summary**: their mean as a
+      :class:`LogLikelihood`; **num_betas**.
+    """
+
+    log_p: np.ndarray
+    log_weights: np.ndarray
+    summary: LogLikelihood
+    num_betas: int
+
+
+def run_raise(
+    key: Any,
+    target: Any,
+    data: Any,
+    base: Any = None,
+    betas: Any = None,
+    num_samples: int = 1,
+    progress_bar: bool | None = None,
+) -> RAISEResult:
+    """RAISE: reverse annealing from each data point to the base.
+
+    The annealing model draws ``x_0`` from the base and applies the AIS transitions
+    ``T_1, ..., T_K`` (``T_K`` at ``beta = 1``); its likelihood of ``v`` is estimated without
+    bias by running the chain backwards from ``v``: start at ``x_K = (v, h ~ q(h | v))``
+    (``q`` the mean-field posterior for DBMs; nothing for RBMs, whose state is ``v``), apply
+    ``T_K, ..., T_1`` (each reversible) and weight by
+    ``w = f_K(x_K) / q(h | v) * prod_k f_(k-1)(x_(k-1)) / f_k(x_(k-1)) / Z_0``.
+    ``E[w] = p_ann(v)``, so ``log w`` underestimates ``log p_ann(v)`` on average.
+
+    :param data: ``(n, D)`` data points (each gets ``num_samples`` runs; all run together).
+    :param base: the base or path (``target.raise_base`` turns it into one that carries
+        ``v``); ``betas``: the schedule (default :func:`salakhutdinov_murray_schedule`).
+    """
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    if getattr(data, "ndim", 0) != 2 or int(data.shape[0]) == 0:
+        raise ValueError(
+            f"data must have shape (n, n_visible) with n > 0, got {getattr(data, 'shape', None)}"
+        )
+    betas = salakhutdinov_murray_schedule() if betas is None else check_schedule(betas)
+    base = target.raise_base(base)
+    log_z0 = float(target.ais_log_z0(base))
+    n = int(data.shape[0])
+    v = ops.concat([data] * num_samples, axis=0)  # sample m of point i at row m * n + i
+    k_start, k_top, k_rev = ops.split(key, 3)
+    x, log_q = target.raise_start(k_start, v, base)
+    log_f1 = ops.to_numpy(target.ais_log_f(x, 1.0, base)).astype(np.float64)
+    log_q = ops.to_numpy(log_q).astype(np.float64)
+    x, _ = target.ais_step(k_top, x, 1.0, 1.0, base)  # T_K, at beta = 1
+    log_w_rev, _ = anneal(k_rev, target, base, x, betas[::-1].copy(), progress_bar, "RAISE")
+    log_w = (log_f1 - log_q - log_z0 + log_w_rev).reshape(num_samples, n)
+    if not np.isfinite(log_w).all():
+        raise FloatingPointError("RAISE log-weights are not finite")
+    m = log_w.max(0)
+    log_p = m + np.log(np.exp(log_w - m).mean(0))
+    stderr0 = float(getattr(base, "log_z_start_stderr", 0.0))
+    return RAISEResult(log_p, log_w, summarize(log_p, 0.0, stderr0), len(betas))

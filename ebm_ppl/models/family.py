@@ -403,6 +403,16 @@ class HarmoniumMethods(EnergyMethods):
         self._check_ais_base(base)
         return base.log_partition() + self.n_hidden * math.log(2.0)
 
+    def raise_base(self, base: Any) -> Any:
+        """The path RAISE anneals along: the AIS path (it carries ``v``)."""
+        return self.ais_base(base)
+
+    def raise_start(self, key: Any, v: Array, base: Any) -> tuple[Array, Array]:
+        """RAISE's first state for data ``v``: ``v`` itself (the path's state is ``v``;
+        nothing is proposed, ``log q = 0``). Returns ``(v, zeros)``."""
+        self._check_value(v, "data")
+        return v, ops.zeros(tuple(v.shape[:-1]), v)
+
     def ais_log_f(self, v: Array, beta: Any, base: Any) -> Array:
         """``log f_beta(v)`` on the path from ``base`` (see the module docstring)."""
         p = self.params

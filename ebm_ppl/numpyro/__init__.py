@@ -1,8 +1,13 @@
 """NumPyro (JAX) frontend of ebm_ppl: distributions, MCMC kernels, trainers and AIS."""
 
+import jax
+
 from ebm_ppl.inference.ais import (
     AISResult,
     LogLikelihood,
+    RAISEResult,
+    Routes,
+    compare_routes,
     evaluate,
     geometric_schedule,
     linear_schedule,
@@ -19,12 +24,13 @@ from ebm_ppl.models.base import (
     uniform_base,
 )
 from ebm_ppl.models.categorical_rbm import CategoricalBase
+from ebm_ppl.models.dbm import DBMBase, DBMPath
 from ebm_ppl.models.replicated_softmax import (
     MultinomialBase,
     log_multinomial_coefficient,
     multinomial_base,
 )
-from ebm_ppl.numpyro.ais import AIS
+from ebm_ppl.numpyro.ais import AIS, RAISE
 from ebm_ppl.numpyro.chains import run_chains
 from ebm_ppl.numpyro.dbm import DBM, DBMVisible, dbm_classifier_init, greedy_pretrain_dbm
 from ebm_ppl.numpyro.dbn import (
@@ -52,10 +58,20 @@ from ebm_ppl.numpyro.samle import SAMLE, SAMLEState
 from ebm_ppl.numpyro.sharding import make_mesh
 
 register_pytree()  # the AIS bases cross jit boundaries in AIS
+try:  # the DBM's annealing path crosses them too
+    jax.tree_util.register_pytree_node_class(DBMPath)
+except ValueError:  # already registered
+    pass
 
 __all__ = [
     "AIS",
     "AISResult",
+    "DBMBase",
+    "DBMPath",
+    "RAISE",
+    "RAISEResult",
+    "Routes",
+    "compare_routes",
     "BernoulliBase",
     "BlockGibbs",
     "BlockGibbsState",

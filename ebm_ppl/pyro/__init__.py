@@ -3,6 +3,9 @@
 from ebm_ppl.inference.ais import (
     AISResult,
     LogLikelihood,
+    RAISEResult,
+    Routes,
+    compare_routes,
     evaluate,
     geometric_schedule,
     linear_schedule,
@@ -18,12 +21,13 @@ from ebm_ppl.models.base import (
     uniform_base,
 )
 from ebm_ppl.models.categorical_rbm import CategoricalBase
+from ebm_ppl.models.dbm import DBMBase, DBMPath
 from ebm_ppl.models.replicated_softmax import (
     MultinomialBase,
     log_multinomial_coefficient,
     multinomial_base,
 )
-from ebm_ppl.pyro.ais import AIS
+from ebm_ppl.pyro.ais import AIS, RAISE
 from ebm_ppl.pyro.dbm import DBM, DBMClassifier, DBMVisible, greedy_pretrain_dbm
 from ebm_ppl.pyro.dbn import (
     DBN,
@@ -53,6 +57,12 @@ __all__ = [
     "init_distributed",
     "AIS",
     "AISResult",
+    "DBMBase",
+    "DBMPath",
+    "RAISE",
+    "RAISEResult",
+    "Routes",
+    "compare_routes",
     "BernoulliBase",
     "BlockGibbs",
     "CategoricalBase",
