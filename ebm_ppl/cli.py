@@ -1,8 +1,8 @@
 """The ``ebm-ppl`` command line.
 
-``ebm-ppl evaluate CHECKPOINT --data mnist`` estimates ``log Z`` of a saved RBM by annealed
-importance sampling from the base-rate model (forward, and reverse with ``--reverse``) and
-prints it with its error bars and the average test and train log-likelihoods.
+``ebm-ppl evaluate CHECKPOINT... --data mnist`` scores a saved RBM, DBM or DBN stack: ``log Z``
+by independent AIS routes side by side (:mod:`ebm_ppl.evaluation`), optionally reverse AIS
+and RAISE, and the average test and train log-likelihoods (or bounds).
 
 ``ebm-ppl demo`` trains a small binary RBM on binarized scikit-learn digits with persistent
 CD in Pyro and/or NumPyro, prints the exact average train and test log-likelihood (exact:
@@ -201,164 +201,73 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def _eval_data(name: str, seed: int, data_root: str | None):
-    """(train, test) binary float32 arrays of a named data set."""
-    from ebm_ppl.datasets import binarize, load_binarized_mnist, load_digits, load_mnist
+    """(train, test) binary float32 arrays of a named data set (see
+    :func:`ebm_ppl.evaluation.eval_data`)."""
+    from ebm_ppl.evaluation import eval_data
 
-    if name == "mnist":  # stochastic binarization (a fixed draw), as in Salakhutdinov & Murray
-        root = Path(data_root) / "mnist" if data_root else None
-        if root is not None and not root.is_dir():
-            root = Path(data_root)
-        train, _ = load_mnist("train", root=root)
-        test, _ = load_mnist("test", root=root)
-        return binarize(train, "sample", seed=seed), binarize(test, "sample", seed=seed + 1)
-    if name == "binarized_mnist":
-        root = Path(data_root) / "binarized_mnist" if data_root else None
-        if root is not None and not root.is_dir():
-            root = Path(data_root)
-        return load_binarized_mnist("train", root=root), load_binarized_mnist("test", root=root)
-    x_train, _ = load_digits("train", seed=seed)
-    x_test, _ = load_digits("test", seed=seed)
-    return binarize(x_train), binarize(x_test)
+    return eval_data(name, seed, data_root)
 
 
-def ais_evaluation(
-    checkpoint: str | Path,
-    data: str = "mnist",
-    backend: str = "numpyro",
-    runs: int = 100,
-    betas: str = "sm",
-    reverse: bool = False,
-    reverse_sweeps: int = 1000,
-    seed: int = 0,
-    data_root: str | None = None,
-    progress: bool | None = None,
-) -> dict:
-    """AIS evaluation of a saved RBM: ``log Z`` (forward, and reverse when asked) from the
-    base-rate model of the training data, and the average test / train log-likelihoods.
-    Returns a JSON-able dict (what ``ebm-ppl evaluate`` prints)."""
-    import math
+def ais_evaluation(checkpoint, **kwargs) -> dict:
+    """Score a saved model; see :func:`ebm_ppl.evaluation.evaluate_model`."""
+    from ebm_ppl.evaluation import evaluate_model
 
-    from ebm_ppl.inference.ais import linear_schedule, salakhutdinov_murray_schedule
-    from ebm_ppl.io import load_model
-
-    if backend not in ("numpyro", "pyro"):
-        raise ValueError(f"backend must be 'numpyro' or 'pyro', got {backend!r}")
-    model = load_model(checkpoint, backend="jax" if backend == "numpyro" else "torch")
-    train, test = _eval_data(data, seed, data_root)
-    if train.shape[1] != model.n_visible:
-        raise ValueError(
-            f"the model has {model.n_visible} visible units but data {data!r} has "
-            f"{train.shape[1]} pixels"
-        )
-    if betas == "sm":
-        schedule = salakhutdinov_murray_schedule()
-    elif betas.startswith("linear:"):
-        schedule = linear_schedule(int(betas.split(":")[1]))
-    else:
-        raise ValueError(f"betas must be 'sm' or 'linear:N', got {betas!r}")
-    if backend == "numpyro":
-        import jax
-        import jax.numpy as jnp
-
-        from ebm_ppl import numpyro as fe
-
-        train_x, test_x = (jnp.asarray(a) for a in (train, test))
-        k_ais, k_chain = jax.random.split(jax.random.PRNGKey(seed))
-
-        def run(**kw):
-            return fe.AIS(model, rng_key=k_ais, **kw)
-    else:
-        import torch
-
-        from ebm_ppl import pyro as fe
-
-        torch.manual_seed(seed)
-        train_x, test_x = (torch.as_tensor(a) for a in (train, test))
-        k_chain = None
-
-        def run(**kw):
-            return fe.AIS(model, **kw)
-
-    t0 = time.perf_counter()
-    start = None
-    if reverse:  # reverse AIS starts from the model: block-Gibbs chains started at test data
-        start, _ = model.transition(k_chain, test_x[:runs], reverse_sweeps)
-    chain_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    res = run(
-        base=fe.base_rate(train_x),
-        betas=schedule,
-        num_runs=runs,
-        reverse_samples=start,
-        progress_bar=progress,
-    )
-    ais_s = time.perf_counter() - t0
-    test_ll = fe.evaluate(model, test_x, res)
-    train_ll = fe.evaluate(model, train_x, res)
-    lo, hi = res.log_z_interval
-    rev = res.reverse
-    return {
-        "checkpoint": str(checkpoint),
-        "shape": [model.n_visible, model.n_hidden],
-        "backend": backend,
-        "data": data,
-        "runs": runs,
-        "num_betas": len(schedule),
-        "log_z": res.log_z,
-        "log_z_stderr": res.log_z_stderr,
-        "log_z_interval": [lo if math.isfinite(lo) else None, hi],
-        "ess": res.ess,
-        "reverse_log_z": None if rev is None else rev.log_z,
-        "reverse_log_z_stderr": None if rev is None else rev.log_z_stderr,
-        "reverse_sweeps": reverse_sweeps if reverse else None,
-        "test_ll": test_ll.mean,
-        "test_ll_stderr": test_ll.stderr,
-        "num_test": len(test),
-        "train_ll": train_ll.mean,
-        "train_ll_stderr": train_ll.stderr,
-        "num_train": len(train),
-        "ais_s": ais_s,
-        "reverse_chain_s": chain_s if reverse else None,
-    }
+    return evaluate_model(checkpoint, **kwargs)
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    from ebm_ppl.evaluation import evaluate_model
+
     try:
-        r = ais_evaluation(
+        r = evaluate_model(
             args.checkpoint,
             data=args.data,
             backend=args.backend,
             runs=args.runs,
             betas=args.betas,
+            routes=args.routes,
             reverse=args.reverse,
             reverse_sweeps=args.reverse_sweeps,
+            raise_points=args.raise_points,
+            raise_betas=args.raise_betas,
             seed=args.seed,
             data_root=args.data_root,
             progress=args.progress,
+            num_base=args.num_base,
+            mf_iters=args.mf_iters,
+            tol=args.tol,
         )
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         print(f"error: {e}")
         return 2
-    lo, hi = r["log_z_interval"]
-    lo_s = "-inf" if lo is None else f"{lo:.3f}"
-    print(f"model {r['checkpoint']}: {r['shape'][0]}-{r['shape'][1]} RBM ({r['backend']})")
+    shape = "-".join(str(s) for s in r["shape"])
+    print(f"model {r['checkpoint']}: {shape} {r['kind']} ({r['backend']})")
+    print(f"log Z by {len(r['routes'])} AIS route(s), {r['runs']} runs x {r['num_betas']} betas:")
+    for name, x in r["routes"].items():
+        line = f"  {name:14s} {x['log_z']:.3f} ± {x['log_z_stderr']:.3f}  ESS {x['ess']:.1f}"
+        if "reverse_log_z" in x:
+            line += f"; reverse {x['reverse_log_z']:.3f} ± {x['reverse_log_z_stderr']:.3f}"
+        print(line + f"  ({x['s']:.1f} s)")
+    verdict = "agree" if r["routes_agree"] else "DISAGREE: do not quote the numbers below"
     print(
-        f"AIS: {r['runs']} runs, {r['num_betas']} betas from the base-rate model; "
-        f"{r['ais_s']:.1f} s; ESS {r['ess']:.1f}"
+        f"log Z = {r['log_z']:.3f} ± {r['log_z_stderr']:.3f} (route {r['log_z_route']}; spread "
+        f"{r['routes_spread']:.3f} nats, routes {verdict} at {r['routes_tol']})"
     )
     print(
-        f"log Z = {r['log_z']:.3f} ± {r['log_z_stderr']:.3f}  (log(Z ± 3 sd): [{lo_s}, {hi:.3f}])"
-    )
-    if r["reverse_log_z"] is not None:
-        print(f"reverse AIS: log Z = {r['reverse_log_z']:.3f} ± {r['reverse_log_z_stderr']:.3f}")
-    print(
-        f"average test log-likelihood ({r['data']}, n={r['num_test']}): "
+        f"average test {r['likelihood']} ({r['data']}, n={r['num_test']}): "
         f"{r['test_ll']:.3f} ± {r['test_ll_stderr']:.3f} nats"
     )
     print(
-        f"average train log-likelihood (n={r['num_train']}): "
+        f"average train {r['likelihood']} (n={r['num_train']}): "
         f"{r['train_ll']:.3f} ± {r['train_ll_stderr']:.3f} nats"
     )
+    if "raise" in r:
+        x = r["raise"]
+        print(
+            f"RAISE on the first {x['num_points']} test images ({x['num_betas']} betas): "
+            f"{x['mean']:.3f} ± {x['stderr']:.3f} nats; with AIS's log Z: "
+            f"{x['ais_same_points']:.3f} ± {x['ais_same_points_stderr']:.3f}"
+        )
     if args.json:
         print(json.dumps(r))
     return 0
@@ -379,17 +288,42 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="ebm_ppl_demo", help="output folder")
     d.set_defaults(func=demo)
     e = sub.add_parser(
-        "evaluate", help="estimate log Z of a saved RBM by AIS and its test log-likelihood"
+        "evaluate",
+        help="log Z of a saved model by independent AIS routes, and its test log-likelihood",
+        description="Score a saved RBM, DBM (any depth) or DBN (several RBM checkpoints, "
+        "bottom first): log Z by independent AIS routes side by side (a warning when they "
+        "disagree), the average test and train log-likelihood (bounds for DBMs and DBNs), "
+        "optionally reverse AIS from long chains and RAISE.",
     )
-    e.add_argument("checkpoint", help="a model saved by ebm_ppl.io.save_model")
+    e.add_argument(
+        "checkpoint", nargs="+", help="a model saved by ebm_ppl.io.save_model (several: a DBN)"
+    )
     e.add_argument("--data", choices=["mnist", "binarized_mnist", "digits"], default="mnist")
     e.add_argument("--backend", choices=["numpyro", "pyro"], default="numpyro")
-    e.add_argument("--runs", type=int, default=100, help="AIS runs")
+    e.add_argument("--runs", type=int, default=100, help="AIS runs per route")
     e.add_argument(
-        "--betas", default="sm", help="'sm' (14,501-value Salakhutdinov-Murray) or 'linear:N'"
+        "--betas",
+        default="auto",
+        help="'auto' (RBM/DBN: sm; DBM: dbm:10001), 'sm' (14,501 Salakhutdinov-Murray), "
+        "'dbm[:N]' (Salakhutdinov-Hinton shape, 20,001 by default) or 'linear:N'",
     )
+    e.add_argument(
+        "--routes",
+        default="auto",
+        help="comma-separated AIS routes (RBM/DBN: v|base-rate,h|matched; DBM: odd|matched,"
+        "even|matched,odd|uniform); 'auto': the kind's two independent default routes",
+    )
+    e.add_argument("--tol", type=float, default=0.5, help="nats by which routes may differ")
     e.add_argument("--reverse", action="store_true", help="also run reverse AIS (a bracket)")
     e.add_argument("--reverse-sweeps", type=int, default=1000, help="Gibbs sweeps from test data")
+    e.add_argument(
+        "--raise", dest="raise_points", type=int, default=0, help="RAISE on the first N test images"
+    )
+    e.add_argument("--raise-betas", default="linear:1000", help="RAISE schedule (as --betas)")
+    e.add_argument(
+        "--num-base", type=int, default=10_000, help="training images for the matched base"
+    )
+    e.add_argument("--mf-iters", type=int, default=30, help="mean-field sweeps (DBMs)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--data-root", default=None, help="folder with the data (else EBM_PPL_DATA)")
     e.add_argument("--json", action="store_true", help="also print one JSON line")
