@@ -67,8 +67,6 @@ def test_dbm_routes_and_bound_match_exact(tmp_path, backend):
 
 
 def test_rbm_routes_cli_and_dbn_stack(tmp_path, capsys):
-    import torch
-
     rbm = _torch_rbm(64, 12, 1)
     p1 = save_model(tmp_path / "r1", rbm)
     rc = main(

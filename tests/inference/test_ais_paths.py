@@ -162,7 +162,7 @@ def test_matched_base_logits_are_the_average_mean_field_marginals(backend):
     v = (np.random.default_rng(0).random((40, 3)) < 0.4).astype(np.float32)
     base = dbm.matched_base(backend.array(v), num_iters=40, pseudocount=0.5, batch_size=7)
     mus = dbm.mean_field(backend.array(v), num_iters=40)
-    for i, (logit, mu) in enumerate(zip(base.logits, mus)):
+    for logit, mu in zip(base.logits, mus):
         p = (backend.np(mu).astype(np.float64).sum(0) + 0.5) / (40 + 1.0)
         np.testing.assert_allclose(backend.np(logit), np.log(p / (1 - p)), atol=1e-4)
     with pytest.raises(ValueError, match="binary"):
@@ -251,7 +251,7 @@ def rbm_annealing_model(w, b, c, a, betas):
 
 
 def exact_rbm_log_p(w, b, c):
-    vs, hs = states(len(b)), states(len(c))
+    vs = states(len(b))
     neg_f = vs @ np.float64(b) + np.logaddexp(0, np.float64(c) + vs @ np.float64(w)).sum(-1)
     return neg_f - lse(neg_f)
 
