@@ -1,0 +1,204 @@
+"""The review's MNIST table, reproduced and machine-readable: ``benchmarks/paper_table.json``.
+
+    EBM_PPL_DATA=../shared/data python benchmarks/paper_table.py run [--rows ID,...]
+    python benchmarks/paper_table.py build
+
+``run`` scores every row whose model is committed with ``ebm-ppl evaluate`` (independent AIS
+routes, reverse AIS from long chains; :mod:`ebm_ppl.evaluation`) and appends one JSON line
+per row to ``benchmarks/checkpoints/paper_runs.jsonl`` (rows already there are skipped, so
+an interrupted run resumes). ``build`` turns the newest line of every row, the mixture of
+Bernoullis run (``mob500.json``) and the fine-tuning runs (``finetune_*.json``) into
+``paper_table.json``: one record per row with ``id``, ``model``, ``published`` (and its
+source), ``ours``, ``stderr``, ``estimator`` (the routes and whether they agree),
+``checkpoint``, ``command``; ``ours`` is ``null`` with a ``status`` for rows whose model is
+not there yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+CKPT = HERE / "checkpoints"
+RUNS = CKPT / "paper_runs.jsonl"
+TABLE = HERE / "paper_table.json"
+
+S_M_2008 = "Salakhutdinov & Murray (2008), as quoted in the review's MNIST comparison"
+REVIEW = "Salakhutdinov (2015), section 4.3"
+
+# id -> (model, published, source, checkpoints, extra evaluate flags)
+ROWS = {
+    "rbm_cd1": ("RBM 784-500, CD-1", -125.53, S_M_2008, ["rbm_cd1"], []),
+    "rbm_cd3": ("RBM 784-500, CD-3", -105.50, S_M_2008, ["rbm_cd3"], []),
+    "rbm_cd25": ("RBM 784-500, CD-k with k raised 1 -> 25", -86.34, S_M_2008, ["rbm_cdramp"], []),
+    "rbm_pcd": ("RBM 784-500, PCD, 300 epochs", None, None, ["rbm_pcd300"], []),
+    "dbn_2layer": (
+        "DBN 784-500-500 (greedy, on the CD-k RBM)",
+        -86.22,
+        S_M_2008 + " (their DBN is 784-500-2000)",
+        ["rbm_cdramp", "rbm_dbn_l2_500"],
+        [],
+    ),
+    "dbn_784_500_2000": (
+        "DBN 784-500-2000 (greedy, on the CD-k RBM)",
+        -86.22,
+        S_M_2008,
+        ["rbm_cdramp", "rbm_dbn_l2_2000"],
+        [],
+    ),
+    "dbm_2layer": ("DBM 784-500-1000", -84.62, REVIEW, ["dbm_784_500_1000"], ["--betas", "dbm"]),
+    "dbm_3layer": (
+        "DBM 784-500-500-1000",
+        -85.10,
+        REVIEW,
+        ["dbm_784_500_500_1000"],
+        ["--betas", "dbm"],
+    ),
+}
+EXTRA = {
+    "mob500": ("mixture of 500 Bernoullis (EM)", -137.64, REVIEW, "mob500.json"),
+    "finetune_dbn_error_pct": (
+        "DBN 784-500-500-2000 fine-tuned, MNIST test error %",
+        1.2,
+        "Hinton & Salakhutdinov (2006), quoted in the review",
+        "finetune_dbn.json",
+    ),
+    "finetune_dbm_error_pct": (
+        "DBM 784-500-1000 fine-tuned, MNIST test error %",
+        0.95,
+        REVIEW,
+        "finetune_dbm.json",
+    ),
+}
+
+
+def command_of(row: str) -> list[str]:
+    _, _, _, names, flags = ROWS[row]
+    paths = [str((CKPT / f"{n}.safetensors").relative_to(HERE.parent)) for n in names]
+    return [
+        "ebm-ppl", "evaluate", *paths, "--data", "mnist", "--reverse",
+        "--reverse-sweeps", "10000", *flags, "--json", "--no-progress",
+    ]  # fmt: skip
+
+
+def done_rows() -> dict:
+    out = {}
+    if RUNS.exists():
+        for line in RUNS.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                out[rec["id"]] = rec
+    return out
+
+
+def run(args) -> int:
+    from ebm_ppl.cli import main as cli
+
+    rows = args.rows.split(",") if args.rows else list(ROWS)
+    done = done_rows()
+    for row in rows:
+        if row not in ROWS:
+            print(f"unknown row {row!r}; rows: {', '.join(ROWS)}", file=sys.stderr)
+            return 2
+        if row in done and not args.again:
+            print(f"# {row}: already in {RUNS.name}", file=sys.stderr)
+            continue
+        _, _, _, names, _ = ROWS[row]
+        missing = [n for n in names if not (CKPT / f"{n}.safetensors").exists()]
+        if missing:
+            print(f"# {row}: no checkpoint {missing}; skipped", file=sys.stderr)
+            continue
+        cmd = command_of(row)
+        if args.data_root:
+            cmd += ["--data-root", args.data_root]
+        print("#", shlex.join(cmd), file=sys.stderr, flush=True)
+        from contextlib import redirect_stdout
+        from io import StringIO
+
+        buf = StringIO()
+        with redirect_stdout(buf):
+            rc = cli(cmd[1:])
+        if rc != 0:
+            print(buf.getvalue(), file=sys.stderr)
+            return rc
+        rec = json.loads(buf.getvalue().strip().splitlines()[-1])
+        rec["id"] = row
+        with RUNS.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(buf.getvalue(), flush=True)
+    return 0
+
+
+def build(args) -> int:
+    done = done_rows()
+    table = []
+    for row, (model, published, source, names, _) in ROWS.items():
+        rec = {
+            "id": row,
+            "model": model,
+            "published": published,
+            "published_source": source,
+            "metric": "average test log-probability, nats (MNIST, stochastically binarized)",
+            "command": shlex.join(command_of(row)),
+            "checkpoint": [f"benchmarks/checkpoints/{n}.safetensors" for n in names],
+        }
+        r = done.get(row)
+        if r is None:
+            rec.update(ours=None, stderr=None, status="not measured: the model is not trained yet")
+        else:
+            rec.update(
+                ours=r["test_ll"],
+                stderr=r["test_ll_stderr"],
+                train=r["train_ll"],
+                estimator={
+                    "likelihood": r["likelihood"],
+                    "log_z": r["log_z"],
+                    "log_z_stderr": r["log_z_stderr"],
+                    "log_z_route": r["log_z_route"],
+                    "routes": {
+                        k: {kk: round(vv, 4) for kk, vv in v.items()}
+                        for k, v in r["routes"].items()
+                    },
+                    "routes_agree": r["routes_agree"],
+                    "routes_spread": r["routes_spread"],
+                    "reverse_sweeps": r["reverse_sweeps"],
+                    "runs": r["runs"],
+                    "num_betas": r["num_betas"],
+                },
+                backend=r["backend"],
+                wall_s=round(r["total_s"], 1),
+            )
+            if not r["routes_agree"]:
+                rec["status"] = "routes disagree: not a valid estimate"
+        table.append(rec)
+    for row, (model, published, source, fname) in EXTRA.items():
+        rec = {"id": row, "model": model, "published": published, "published_source": source}
+        path = CKPT / fname
+        if path.exists():
+            rec.update(json.loads(path.read_text()))
+        else:
+            rec.update(ours=None, stderr=None, status=f"not measured yet ({fname} absent)")
+        table.append(rec)
+    TABLE.write_text(json.dumps(table, indent=1) + "\n")
+    print(f"wrote {TABLE} ({len(table)} rows)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--rows", default=None)
+    r.add_argument("--again", action="store_true", help="re-run rows already measured")
+    r.add_argument("--data-root", default=None)
+    sub.add_parser("build")
+    args = p.parse_args(argv)
+    return run(args) if args.cmd == "run" else build(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
