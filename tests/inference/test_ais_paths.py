@@ -346,7 +346,7 @@ def test_raise_dbm_is_unbiased_for_the_annealing_model(backend, seed):
     pick = np.array([0, 5, 6])
     data = backend.array(states(3)[pick])
     base = fe.DBMBase(tuple(backend.array(x) for x in logits))
-    res = fe.RAISE(dbm, data, base, betas, num_samples=4000, **kw(backend, seed))
+    res = fe.RAISE(dbm, data, base, betas, num_samples=2000, **kw(backend, seed))
     check_unbiased(res.log_weights, p_ann[pick])
     with pytest.raises(ValueError, match="carries v"):
         fe.RAISE(dbm, data, dbm.ais_path(base, carry="odd"), betas, **kw(backend, seed))
