@@ -9,7 +9,10 @@ NumPyro: the inputs are ``dbm.augment(x) = [x, q(h2 | x)]`` with ``x`` the gray-
 once; the network ``h1 = g(x W1 + q2 W2^T + b1)``, ``h2 = g(h1 W2 + b2)``, softmax output starts
 from the DBM (:func:`ebm_ppl.numpyro.dbm_classifier_init`) and is trained by SGD with momentum
 0.9, lr ``--lr`` decayed linearly to 0 over ``--epochs`` epochs, minibatch 100, cross-entropy
-(:func:`ebm_ppl.numpyro.fine_tune`, one ``lax.scan`` per epoch). The number of epochs is fixed
+(:func:`ebm_ppl.numpyro.fine_tune`, one ``lax.scan`` per epoch); ``--optimizer cg`` trains by
+Polak–Ribière conjugate gradients instead (Hinton & Salakhutdinov 2006; Salakhutdinov & Hinton
+2009): ``--cg-line-searches`` (3) line searches on each minibatch of ``--cg-batch-size`` (1,000)
+images, ``--lr`` and ``--batch-size`` unused. The number of epochs is fixed
 in advance; the test set is never used to choose anything. One JSON line per epoch, then a
 summary line.
 """
@@ -30,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--mf-iters", type=int, default=30)
+    p.add_argument("--optimizer", choices=["sgd", "cg"], default="sgd")
+    p.add_argument("--cg-batch-size", type=int, default=1000)
+    p.add_argument("--cg-line-searches", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=os.environ.get("EBM_PPL_DATA"))
     args = p.parse_args(argv)
@@ -58,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         for d in (x, xt)
     )
     t_aug = time.perf_counter() - t0
-    steps = args.epochs * (len(x) // args.batch_size)
-    optim = optax.sgd(optax.linear_schedule(args.lr, 0.0, steps), momentum=0.9)
+    if args.optimizer == "cg":
+        optim, batch_size = "cg", args.cg_batch_size
+        recipe = {"batch_size": batch_size, "cg_line_searches": args.cg_line_searches}
+    else:
+        steps = args.epochs * (len(x) // args.batch_size)
+        optim = optax.sgd(optax.linear_schedule(args.lr, 0.0, steps), momentum=0.9)
+        batch_size, recipe = args.batch_size, {"lr": args.lr}
     params = fe.dbm_classifier_init(dbm, 10, jax.random.PRNGKey(args.seed))
     params, history = fe.fine_tune(
         params,
@@ -67,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         jnp.asarray(y),
         optim,
         num_epochs=args.epochs,
-        batch_size=args.batch_size,
+        batch_size=batch_size,
         seed=args.seed,
+        cg_line_searches=args.cg_line_searches,
         x_test=at,
         y_test=jnp.asarray(yt),
         progress_bar=False,
@@ -82,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 "model": args.model,
                 "sizes": list(dbm.sizes) + [10],
                 "epochs": args.epochs,
-                "lr": args.lr,
+                "optimizer": args.optimizer,
+                **recipe,
                 "mf_iters": args.mf_iters,
                 "test_error": fe.classification_error(params, at, jnp.asarray(yt)),
                 "train_error": fe.classification_error(params, a, jnp.asarray(y)),

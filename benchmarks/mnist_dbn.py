@@ -2,6 +2,7 @@
 
     python benchmarks/mnist_dbn.py bound --layers L1,L2[,L3] [--backends numpyro,pyro]
     python benchmarks/mnist_dbn.py finetune --layers L1,L2,L3 [--epochs 50] [--random-init]
+        [--optimizer cg --cg-batch-size 1000]
 
 ``--layers`` lists the greedily trained RBM checkpoints, bottom first (``ebm_ppl.io`` model
 files, e.g. from ``benchmarks/train_mnist_dbn.sh``).
@@ -19,10 +20,13 @@ the recognition weights, a 10-way softmax output from N(0, 0.01^2)) trained by b
 60,000 gray-level training images for a fixed number of epochs (no early stopping on the test
 set), SGD with momentum (one optimizer for the run; ``--lr-decay linear`` lowers the
 learning rate linearly to 0 over the epochs); ``--random-init`` trains the same architecture
-from random weights (``W ~ N(0, 1/fan_in)``, zero biases) as the peer. One JSON line per epoch
-with the test error on the 10,000 test digits; with ``--validation N`` the last N training images
-are held out instead, the per-epoch error is on them, and the test error is computed once,
-after the last epoch (to choose a recipe without looking at the test set).
+from random weights (``W ~ N(0, 1/fan_in)``, zero biases) as the peer. ``--optimizer cg`` trains
+by Polak–Ribière conjugate gradients instead, as in Hinton & Salakhutdinov (2006):
+``--cg-line-searches`` (3) line searches on each minibatch of ``--cg-batch-size`` (1,000)
+images (``--lr``, ``--momentum``, ``--lr-decay`` and ``--batch-size`` are then unused). One JSON
+line per epoch with the test error on the 10,000 test digits; with ``--validation N`` the last N
+training images are held out instead, the per-epoch error is on them, and the test error is
+computed once, after the last epoch (to choose a recipe without looking at the test set).
 """
 
 from __future__ import annotations
@@ -139,12 +143,18 @@ def finetune(args) -> int:
                 w.copy_(torch.randn(w.shape, generator=gen) / w.shape[0] ** 0.5)
                 c.zero_()
     torch.set_num_threads(args.threads)
-    opt = torch.optim.SGD(
-        clf.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
-    )
+    cg = args.optimizer == "cg"
+    if cg:
+        opt, batch_size, recipe = "cg", args.cg_batch_size, {"batch_size": args.cg_batch_size}
+        recipe["cg_line_searches"] = args.cg_line_searches
+    else:
+        opt = torch.optim.SGD(
+            clf.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
+        )
+        batch_size, recipe = args.batch_size, {"lr": args.lr, "lr_decay": args.lr_decay}
     t0 = time.perf_counter()
     for epoch in range(args.epochs):
-        if args.lr_decay == "linear":
+        if args.lr_decay == "linear" and not cg:
             for group in opt.param_groups:
                 group["lr"] = args.lr * (1 - epoch / args.epochs)
         # one epoch per call (the optimizer keeps its momentum) so each record prints at once
@@ -153,10 +163,11 @@ def finetune(args) -> int:
             x,
             y,
             num_epochs=1,
-            batch_size=args.batch_size,
+            batch_size=batch_size,
             seed=args.seed,
             first_epoch=epoch,
             optimizer=opt,
+            cg_line_searches=args.cg_line_searches,
             x_test=xv if args.validation else xt,
             y_test=yv if args.validation else yt,
             progress_bar=False,
@@ -169,8 +180,8 @@ def finetune(args) -> int:
             epoch=epoch + 1,
             what="dbn_finetune",
             init="random" if args.random_init else "dbn",
-            lr=args.lr,
-            lr_decay=args.lr_decay,
+            optimizer=args.optimizer,
+            **recipe,
             weight_decay=args.weight_decay,
             sizes=list(dbn.sizes) + [10],
             elapsed_s=round(time.perf_counter() - t0, 1),
@@ -202,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--validation", type=int, default=0, help="hold out the last N training images")
     f.add_argument("--batch-size", type=int, default=100)
     f.add_argument("--random-init", action="store_true")
+    f.add_argument("--optimizer", choices=["sgd", "cg"], default="sgd")
+    f.add_argument("--cg-batch-size", type=int, default=1000)
+    f.add_argument("--cg-line-searches", type=int, default=3)
     f.add_argument("--threads", type=int, default=2)
     f.add_argument("--save", default=None, help="safetensors file for the fine-tuned weights")
     for q in (b, f):

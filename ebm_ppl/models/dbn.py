@@ -257,6 +257,20 @@ def check_labels(x: Any, y: Any, n_inputs: int, x_name: str, y_name: str) -> Non
         raise ValueError(f"{y_name} must have shape ({x.shape[0]},), got {tuple(y.shape)}")
 
 
+def check_fine_tune_args(optimizer: Any, name: str, cg_line_searches: Any) -> bool:
+    """Check the optimizer choice of ``fine_tune`` (argument ``name``): a string must be
+    ``"sgd"`` or ``"cg"``; ``cg_line_searches`` a positive int. True for conjugate gradients."""
+    if isinstance(optimizer, str) and optimizer not in ("sgd", "cg"):
+        raise ValueError(f"{name} must be 'sgd', 'cg' or an optimizer object, got {optimizer!r}")
+    if (
+        not isinstance(cg_line_searches, int)
+        or isinstance(cg_line_searches, bool)
+        or cg_line_searches < 1
+    ):
+        raise ValueError(f"cg_line_searches must be a positive int, got {cg_line_searches!r}")
+    return isinstance(optimizer, str) and optimizer == "cg"
+
+
 # ---- what both frontends share: the programs and the containers -----------------------------
 
 

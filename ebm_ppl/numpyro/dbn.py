@@ -250,56 +250,122 @@ def fine_tune(
     optim=None,
     *,
     num_epochs: int = 10,
-    batch_size: int = 100,
+    batch_size: int | None = None,
     seed: int = 0,
     x_test: jax.Array | None = None,
     y_test: jax.Array | None = None,
     progress_bar: bool | None = None,
+    cg_line_searches: int = 3,
 ) -> tuple[dict, list[dict]]:
     """Backpropagation fine-tuning of :func:`classifier_init` (DBN) or
     :func:`~ebm_ppl.numpyro.dbm_classifier_init` (DBM, inputs ``dbm.augment(v)``) parameters
-    on integer labels
-    ``y``: cross-entropy, an optax ``optim`` (default ``optax.sgd(0.1, momentum=0.9)``), one
-    ``lax.scan`` per epoch over shuffled minibatches (order from ``seed``, as in
-    :func:`ebm_ppl.pyro.fine_tune`). Returns ``(params, history)`` with the same records."""
+    on integer labels ``y``: the mean cross-entropy of shuffled minibatches (order from
+    ``seed``, as in :func:`ebm_ppl.pyro.fine_tune`), minimized by
+
+    * an optax ``optim`` (default, ``None`` or ``"sgd"``: ``optax.sgd(0.1, momentum=0.9)``),
+      one update per minibatch of ``batch_size`` (default 100), one ``lax.scan`` per epoch;
+    * ``optim="cg"``: Polak–Ribière conjugate gradients (:mod:`ebm_ppl.inference.cg`), as in
+      Hinton & Salakhutdinov (2006): ``cg_line_searches`` (default 3) Wolfe–Powell line
+      searches on each minibatch of ``batch_size`` (default 1000) in turn, starting afresh
+      along steepest descent on each; loss and gradient by a jitted ``jax.value_and_grad``
+      of the raveled parameters.
+
+    Returns ``(params, history)`` with the same records as :func:`ebm_ppl.pyro.fine_tune`."""
     import optax
     from tqdm.auto import tqdm
 
     from ebm_ppl.inference.samle import batch_indices
+    from ebm_ppl.models.dbn import check_fine_tune_args
 
+    use_cg = check_fine_tune_args(optim, "optim", cg_line_searches)
+    if batch_size is None:
+        batch_size = 1000 if use_cg else 100
     x, y = jnp.asarray(x, dtype=jnp.float32), jnp.asarray(y, dtype=jnp.int32)
     n_in = _input_size(params)
     check_labels(x, y, n_in, "x", "y")
     if x_test is not None:
         check_labels(x_test, y_test, n_in, "x_test", "y_test")
-    optim = optax.sgd(0.1, momentum=0.9) if optim is None else optim
-    opt_state = optim.init(params)
 
     def loss_fn(p, xb, yb):
         logits = classifier_logits(p, xb)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
         return loss, (logits.argmax(-1) != yb).sum()
 
-    @jax.jit
-    def epoch(p, s, idx):
-        def body(carry, i):
-            p, s = carry
-            (loss, wrong), g = jax.value_and_grad(loss_fn, has_aux=True)(p, x[i], y[i])
-            updates, s = optim.update(g, s, p)
-            return (optax.apply_updates(p, updates), s), (loss * i.shape[0], wrong)
+    if use_cg:
+        run_epoch = _cg_epochs(params, loss_fn, x, y, cg_line_searches)
+    else:
+        optim = optax.sgd(0.1, momentum=0.9) if optim is None or isinstance(optim, str) else optim
+        opt_state = optim.init(params)
 
-        (p, s), (losses, wrong) = jax.lax.scan(body, (p, s), idx)
-        return p, s, losses.sum(), wrong.sum()
+        @jax.jit
+        def epoch(p, s, idx):
+            def body(carry, i):
+                p, s = carry
+                (loss, wrong), g = jax.value_and_grad(loss_fn, has_aux=True)(p, x[i], y[i])
+                updates, s = optim.update(g, s, p)
+                return (optax.apply_updates(p, updates), s), (loss * i.shape[0], wrong)
+
+            (p, s), (losses, wrong) = jax.lax.scan(body, (p, s), idx)
+            return p, s, losses.sum(), wrong.sum()
+
+        def run_epoch(p, full):
+            nonlocal opt_state
+            p, opt_state, total, wrong = epoch(p, opt_state, jnp.asarray(full))
+            seen = full.size
+            return p, {"train_loss": float(total) / seen, "train_error": int(wrong) / seen}
 
     history = []
     disable = None if progress_bar is None else not progress_bar
     n = x.shape[0]
     for e in tqdm(range(num_epochs), disable=disable, desc="fine-tune", unit="epoch"):
         full = batch_indices(n, batch_size, seed, e)
-        params, opt_state, total, wrong = epoch(params, opt_state, jnp.asarray(full))
-        seen = full.size
-        rec = {"epoch": e + 1, "train_loss": float(total) / seen, "train_error": int(wrong) / seen}
+        params, stats = run_epoch(params, full)
+        rec = {"epoch": e + 1, **stats}
         if x_test is not None:
             rec["test_error"] = classification_error(params, jnp.asarray(x_test), y_test)
         history.append(rec)
     return params, history
+
+
+def _cg_epochs(
+    params: dict, loss_fn: Callable, x: jax.Array, y: jax.Array, line_searches: int
+) -> Callable:
+    """``run_epoch(params, batches) -> (params, stats)``: one epoch of minibatch conjugate
+    gradients (:func:`ebm_ppl.inference.cg.minimize_minibatches`) over the rows ``batches`` of
+    ``x``, the parameters raveled to one float64 vector, loss and gradient by a jitted
+    ``jax.value_and_grad``."""
+    import numpy as np
+    from jax.flatten_util import ravel_pytree
+
+    from ebm_ppl.inference.cg import minimize_minibatches
+
+    flat, unravel = ravel_pytree(params)
+    dtype = np.dtype(flat.dtype)
+
+    @jax.jit
+    def value_and_grad(v, x, y, idx):  # the data as arguments, not as baked-in constants
+        (loss, wrong), g = jax.value_and_grad(
+            lambda v: loss_fn(unravel(v), x[idx], y[idx]), has_aux=True
+        )(v)
+        return loss, g, wrong
+
+    def run_epoch(p: dict, batches: np.ndarray) -> tuple[dict, dict]:
+        dev_batches = jnp.asarray(batches)
+
+        def evaluate(v: np.ndarray, b: int) -> tuple[float, np.ndarray, float]:
+            loss, g, wrong = value_and_grad(jnp.asarray(v.astype(dtype)), x, y, dev_batches[b])
+            return float(loss), np.asarray(g, dtype=np.float64), float(wrong)
+
+        x0 = np.asarray(ravel_pytree(p)[0], dtype=np.float64)
+        pos, info = minimize_minibatches(
+            evaluate, x0, batches.shape[0], max_line_searches=line_searches
+        )
+        stats = {
+            "train_loss": float(info.values.mean()),
+            "train_error": float(info.aux.sum()) / batches.size,
+            "cg_evals": info.num_evals,
+            "cg_failed": info.num_failed,
+        }
+        return unravel(jnp.asarray(pos.astype(dtype))), stats
+
+    return run_epoch

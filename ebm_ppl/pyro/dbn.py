@@ -280,7 +280,7 @@ def fine_tune(
     y: torch.Tensor,
     *,
     num_epochs: int = 10,
-    batch_size: int = 100,
+    batch_size: int | None = None,
     lr: float = 0.1,
     momentum: float = 0.9,
     weight_decay: float = 0.0,
@@ -288,57 +288,137 @@ def fine_tune(
     x_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
     progress_bar: bool | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: torch.optim.Optimizer | str | None = None,
     first_epoch: int = 0,
+    cg_line_searches: int = 3,
 ) -> list[dict]:
     """Backpropagation fine-tuning of ``classifier`` (a :class:`DBNClassifier` or
     :class:`~ebm_ppl.pyro.DBMClassifier`, whose inputs are ``dbm.augment(x)``) on labels ``y``
-    (``(n,)`` integers):
-    cross-entropy, SGD with momentum (``lr``, ``momentum``, ``weight_decay``) or the given
-    ``optimizer`` over ``classifier.parameters()`` (which keeps its state, e.g. momentum,
-    across calls), shuffled minibatches (the order of epoch ``e`` from ``(seed, e)``; epochs
-    are numbered from ``first_epoch``, so training in several calls sees the same orders as
-    one call). Returns one record per epoch: ``epoch``, ``train_loss`` (mean over the epoch),
-    ``train_error`` and, with ``x_test``/``y_test``, ``test_error`` (fractions)."""
+    (``(n,)`` integers): the mean cross-entropy of shuffled minibatches (the order of epoch
+    ``e`` from ``(seed, e)``; epochs are numbered from ``first_epoch``, so training in several
+    calls sees the same orders as one call), minimized by
+
+    * ``optimizer=None`` or ``"sgd"`` (default): SGD with momentum (``lr``, ``momentum``,
+      ``weight_decay``), one update per minibatch of ``batch_size`` (default 100);
+    * a ``torch.optim.Optimizer`` over ``classifier.parameters()`` (which keeps its state, e.g.
+      momentum, across calls), one update per minibatch;
+    * ``"cg"``: Polak–Ribière conjugate gradients (:mod:`ebm_ppl.inference.cg`), as in Hinton &
+      Salakhutdinov (2006): ``cg_line_searches`` (default 3) Wolfe–Powell line searches on each
+      minibatch of ``batch_size`` (default 1000) in turn, starting afresh along steepest
+      descent on each. It trains the parameters with ``requires_grad`` (freeze a layer by
+      turning it off); ``lr`` and ``momentum`` are not used.
+
+    Returns one record per epoch: ``epoch``, ``train_loss`` (the mean over the epoch of each
+    minibatch's loss before its update), ``train_error`` (likewise) and, with
+    ``x_test``/``y_test``, ``test_error`` (fractions); with ``"cg"`` also ``cg_evals``
+    (loss-and-gradient evaluations) and ``cg_failed`` (line searches that stopped without
+    meeting the Wolfe–Powell conditions)."""
     from tqdm.auto import tqdm
 
     from ebm_ppl.inference.samle import batch_indices
-    from ebm_ppl.models.dbn import check_labels
+    from ebm_ppl.models.dbn import check_fine_tune_args, check_labels
 
+    use_cg = check_fine_tune_args(optimizer, "optimizer", cg_line_searches)
+    if use_cg and weight_decay != 0:
+        raise ValueError(
+            f"weight_decay applies to the SGD optimizer only, got {weight_decay!r} with "
+            "optimizer='cg'"
+        )
+    if batch_size is None:
+        batch_size = 1000 if use_cg else 100
     n_in = getattr(classifier, "input_size", None) or classifier.weights[0].shape[0]
     check_labels(x, y, n_in, "x", "y")
     if x_test is not None:
         check_labels(x_test, y_test, n_in, "x_test", "y_test")
     y = torch.as_tensor(y, dtype=torch.long, device=x.device)
-    opt = optimizer or torch.optim.SGD(
-        classifier.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
-    )
+    if not use_cg:
+        opt = (
+            optimizer
+            if optimizer is not None and not isinstance(optimizer, str)
+            else torch.optim.SGD(
+                classifier.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+            )
+        )
     history = []
     disable = None if progress_bar is None else not progress_bar
     epochs = range(first_epoch, first_epoch + num_epochs)
     for epoch in tqdm(epochs, disable=disable, desc="fine-tune", unit="epoch"):
         order = batch_indices(x.shape[0], batch_size, seed, epoch)
         idx_all = torch.as_tensor(order, device=x.device)
-        # summed on the device and read once per epoch (no wait for the device per update)
-        total = wrong = x.new_zeros((), dtype=torch.float64)
-        for idx in idx_all:
-            logits = classifier(x[idx])
-            loss = torch.nn.functional.cross_entropy(logits, y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total = total + loss.detach().double() * len(idx)
-            wrong = wrong + (logits.argmax(-1) != y[idx]).sum()
-        seen = idx_all.numel()
-        rec = {
-            "epoch": epoch + 1,
-            "train_loss": float(total) / seen,
-            "train_error": int(wrong) / seen,
-        }
+        if use_cg:
+            rec = _cg_epoch(classifier, x, y, idx_all, cg_line_searches)
+            rec = {"epoch": epoch + 1, **rec}
+        else:
+            # summed on the device and read once per epoch (no wait for the device per update)
+            total = wrong = x.new_zeros((), dtype=torch.float64)
+            for idx in idx_all:
+                logits = classifier(x[idx])
+                loss = torch.nn.functional.cross_entropy(logits, y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total = total + loss.detach().double() * len(idx)
+                wrong = wrong + (logits.argmax(-1) != y[idx]).sum()
+            seen = idx_all.numel()
+            rec = {
+                "epoch": epoch + 1,
+                "train_loss": float(total) / seen,
+                "train_error": int(wrong) / seen,
+            }
         if x_test is not None:
             rec["test_error"] = classification_error(classifier, x_test, y_test)
         history.append(rec)
     return history
+
+
+def _cg_epoch(
+    classifier: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batches: torch.Tensor,
+    line_searches: int,
+) -> dict:
+    """One epoch of minibatch conjugate gradients (:func:`ebm_ppl.inference.cg.
+    minimize_minibatches`) over the rows ``batches`` of ``x``: the trainable parameters as
+    one float64 vector, loss and gradient by torch autograd; the result written back."""
+    import numpy as np
+
+    from ebm_ppl.inference.cg import minimize_minibatches
+
+    params = [p for p in classifier.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("classifier has no parameters with requires_grad to fine-tune")
+    sizes = [p.numel() for p in params]
+
+    def write(v: np.ndarray) -> None:
+        with torch.no_grad():
+            for p, chunk in zip(params, torch.from_numpy(v).split(sizes)):
+                p.copy_(chunk.view_as(p))  # casts to the parameter's dtype and device
+
+    def evaluate(v: np.ndarray, b: int) -> tuple[float, np.ndarray, float]:
+        write(v)
+        idx = batches[b]
+        logits = classifier(x[idx])
+        loss = torch.nn.functional.cross_entropy(logits, y[idx])
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        g = torch.cat(
+            [(torch.zeros_like(p) if d is None else d).reshape(-1) for p, d in zip(params, grads)]
+        )
+        wrong = (logits.argmax(-1) != y[idx]).sum()
+        stats = torch.stack([loss.detach().double(), wrong.double()]).cpu()
+        return float(stats[0]), g.double().cpu().numpy(), float(stats[1])
+
+    x0 = torch.cat([p.detach().reshape(-1) for p in params]).double().cpu().numpy()
+    pos, info = minimize_minibatches(
+        evaluate, x0, batches.shape[0], max_line_searches=line_searches
+    )
+    write(pos)
+    return {
+        "train_loss": float(info.values.mean()),
+        "train_error": float(info.aux.sum()) / batches.numel(),
+        "cg_evals": info.num_evals,
+        "cg_failed": info.num_failed,
+    }
 
 
 def classification_error(classifier: torch.nn.Module, x: torch.Tensor, y) -> float:
