@@ -56,6 +56,7 @@ __all__ = [
     "check_num_components",
     "check_params",
     "component_log_joint",
+    "add_statistics",
     "em_statistics",
     "fit_em",
     "log_prior",
@@ -191,9 +192,7 @@ def statistics_from_log_joint(x: Array, log_joint: Array) -> tuple[Array, Array,
     return lse.sum(), r.sum(0), ops.transpose(r) @ x
 
 
-def m_step(
-    nk: Array, sk: Array, num_data: int, smoothing: float
-) -> tuple[Array, Array]:
+def m_step(nk: Array, sk: Array, num_data: int, smoothing: float) -> tuple[Array, Array]:
     """Closed-form M-step, the MAP estimate under ``Beta(1 + a, 1 + a)`` per ``mu_kd`` and
     ``Dirichlet(1 + a)`` on ``pi`` (``a = smoothing``): returns ``(pi, mu)``."""
     k = int(nk.shape[0])
@@ -255,7 +254,7 @@ def bernoulli_mixture_init(
     else:
         picked = data[rows]
     x = np.asarray(ops.to_numpy(picked), np.float64)
-    mean = np.asarray(ops.to_numpy(data.mean(0)), np.float64)
+    mean = np.mean(ops.to_numpy(data), axis=0, dtype=np.float64)  # the same in any backend
     mu = (0.5 * (x + mean[None, :]) + smoothing) / (1.0 + 2.0 * smoothing)
     pi = np.full(k, 1.0 / k)
     return pi.astype(np.float32), mu.astype(np.float32)
@@ -265,12 +264,18 @@ def bernoulli_mixture_init(
 # EM
 # --------------------------------------------------------------------------------------
 
-#: ``estep(x_batch, pi, mu, bias, weight) -> (sum_n log p(x_n), N_k, S_k)``
-EStep = Callable[[Array, Array, Array, Array, Array], tuple]
+#: ``estep(totals, x_batch, pi, mu, bias, weight) -> totals + (sum_n log p(x_n), N_k, S_k)``
+#: (``totals`` is ``None`` for the first minibatch of a pass)
+EStep = Callable[[Any, Array, Array, Array, Array, Array], tuple]
 
 
-def _closed_form_estep(x: Array, pi: Array, mu: Array, bias: Array, weight: Array) -> tuple:
-    return em_statistics(x, bias, weight)
+def add_statistics(totals: tuple | None, part: tuple) -> tuple:
+    """Running sums of :func:`em_statistics` over minibatches (``totals=None``: none yet)."""
+    return part if totals is None else tuple(t + p for t, p in zip(totals, part))
+
+
+def _closed_form_estep(totals, x, pi, mu, bias, weight) -> tuple:
+    return add_statistics(totals, em_statistics(x, bias, weight))
 
 
 def fit_em(
@@ -283,6 +288,7 @@ def fit_em(
     estep: EStep | None = None,
     natural: Callable | None = None,
     mstep: Callable | None = None,
+    prior: Callable | None = None,
     callback: Callable[[int, float, float], Any] | None = None,
 ) -> BernoulliMixtureFit:
     """EM for a mixture of Bernoullis on ``data`` ``(N, D)`` from ``init = (pi, mu)`` (arrays
@@ -294,9 +300,10 @@ def fit_em(
     Stops after ``num_iters`` M-steps, or earlier when the objective (average log-likelihood
     plus ``log_prior / N``) improves by less than ``tol`` relative to its magnitude
     (``tol=None``: never early). The objective is read on the host once per iteration.
-    ``natural`` / ``mstep`` replace :func:`natural_params` / :func:`m_step` (a frontend
-    passes jitted versions); ``callback(t, log_likelihood, objective)`` is called after each
-    E-step. Returns a :class:`BernoulliMixtureFit`.
+    ``estep`` accumulates the statistics itself (see :data:`EStep`); ``natural`` / ``mstep``
+    / ``prior`` replace :func:`natural_params` / :func:`m_step` / :func:`log_prior` (a
+    frontend passes jitted versions); ``callback(t, log_likelihood, objective)`` is called
+    after each E-step. Returns a :class:`BernoulliMixtureFit`.
     """
     check_data(data)
     pi, mu = init
@@ -310,6 +317,7 @@ def fit_em(
     estep = estep or _closed_form_estep
     natural = natural or natural_params
     mstep = mstep or m_step
+    prior = prior or log_prior
     n = int(data.shape[0])
     lls: list[float] = []
     objs: list[float] = []
@@ -317,15 +325,12 @@ def fit_em(
     t = 0
     while True:
         bias, weight = natural(pi, mu)
-        ll = nk = sk = None
+        totals = None
         for a, b in _batches(n, batch_size):
-            part = estep(data[a:b], pi, mu, bias, weight)
-            if ll is None:
-                ll, nk, sk = part
-            else:
-                ll, nk, sk = ll + part[0], nk + part[1], sk + part[2]
+            totals = estep(totals, data[a:b], pi, mu, bias, weight)
+        ll, nk, sk = totals
         mean_ll = float(ll) / n
-        obj = mean_ll + float(log_prior(pi, mu, smoothing)) / n
+        obj = mean_ll + float(prior(pi, mu, smoothing)) / n
         if not math.isfinite(obj):
             raise FloatingPointError(f"EM: the objective became {obj} at iteration {t}")
         lls.append(mean_ll)

@@ -25,6 +25,11 @@ from ebm_ppl.models.base import (
 )
 from ebm_ppl.models.categorical_rbm import CategoricalBase
 from ebm_ppl.models.dbm import DBMBase, DBMPath
+from ebm_ppl.models.mixture import (
+    BernoulliMixtureFit,
+    bernoulli_mixture_init,
+    bernoulli_mixture_log_likelihood,
+)
 from ebm_ppl.models.replicated_softmax import (
     MultinomialBase,
     log_multinomial_coefficient,
@@ -51,6 +56,12 @@ from ebm_ppl.numpyro.hd import fit_hd_prior, hd_prior
 from ebm_ppl.numpyro.ising import Ising
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
 from ebm_ppl.numpyro.lambertian import DeepLambertian
+from ebm_ppl.numpyro.mixture import (
+    bernoulli_mixture,
+    bernoulli_mixture_log_density,
+    bernoulli_mixture_log_joint,
+    fit_bernoulli_mixture,
+)
 from ebm_ppl.numpyro.multilinear import MeanFieldGuide
 from ebm_ppl.numpyro.multimodal import MultimodalDBM, MultimodalDBMVisible
 from ebm_ppl.numpyro.robust import RobustBM, RobustBMVisible, RobustLikelihood
@@ -73,6 +84,7 @@ __all__ = [
     "Routes",
     "compare_routes",
     "BernoulliBase",
+    "BernoulliMixtureFit",
     "BlockGibbs",
     "BlockGibbsState",
     "CategoricalBase",
@@ -102,6 +114,11 @@ __all__ = [
     "SAMLEState",
     "TemperedTransitions",
     "base_rate",
+    "bernoulli_mixture",
+    "bernoulli_mixture_init",
+    "bernoulli_mixture_log_density",
+    "bernoulli_mixture_log_joint",
+    "bernoulli_mixture_log_likelihood",
     "make_mesh",
     "run_chains",
     "check_model",
@@ -115,6 +132,7 @@ __all__ = [
     "evaluate",
     "fine_tune",
     "gaussian_base",
+    "fit_bernoulli_mixture",
     "fit_hd_prior",
     "geometric_schedule",
     "greedy_pretrain",

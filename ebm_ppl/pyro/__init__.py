@@ -22,6 +22,11 @@ from ebm_ppl.models.base import (
 )
 from ebm_ppl.models.categorical_rbm import CategoricalBase
 from ebm_ppl.models.dbm import DBMBase, DBMPath
+from ebm_ppl.models.mixture import (
+    BernoulliMixtureFit,
+    bernoulli_mixture_init,
+    bernoulli_mixture_log_likelihood,
+)
 from ebm_ppl.models.replicated_softmax import (
     MultinomialBase,
     log_multinomial_coefficient,
@@ -48,6 +53,12 @@ from ebm_ppl.pyro.hmc_gibbs import HMCGibbs
 from ebm_ppl.pyro.ising import Ising
 from ebm_ppl.pyro.kernels import BlockGibbs
 from ebm_ppl.pyro.lambertian import DeepLambertian
+from ebm_ppl.pyro.mixture import (
+    bernoulli_mixture,
+    bernoulli_mixture_log_density,
+    bernoulli_mixture_log_joint,
+    fit_bernoulli_mixture,
+)
 from ebm_ppl.pyro.multilinear import MeanFieldGuide
 from ebm_ppl.pyro.multimodal import MultimodalDBM, MultimodalDBMVisible
 from ebm_ppl.pyro.robust import RobustBM, RobustBMVisible, RobustLikelihood
@@ -64,6 +75,7 @@ __all__ = [
     "Routes",
     "compare_routes",
     "BernoulliBase",
+    "BernoulliMixtureFit",
     "BlockGibbs",
     "CategoricalBase",
     "CategoricalRBM",
@@ -93,6 +105,11 @@ __all__ = [
     "SAMLE",
     "TemperedTransitions",
     "base_rate",
+    "bernoulli_mixture",
+    "bernoulli_mixture_init",
+    "bernoulli_mixture_log_density",
+    "bernoulli_mixture_log_joint",
+    "bernoulli_mixture_log_likelihood",
     "check_model",
     "classification_error",
     "energy_dependencies",
@@ -101,6 +118,7 @@ __all__ = [
     "evaluate",
     "fine_tune",
     "gaussian_base",
+    "fit_bernoulli_mixture",
     "fit_hd_prior",
     "geometric_schedule",
     "greedy_pretrain",

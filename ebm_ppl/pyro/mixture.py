@@ -25,6 +25,7 @@ from pyro.infer import TraceEnum_ELBO
 
 from ebm_ppl.models.mixture import (
     BernoulliMixtureFit,
+    add_statistics,
     bernoulli_mixture_init,
     check_data,
     check_num_components,
@@ -110,12 +111,14 @@ def bernoulli_mixture_log_joint(data: Any, pi: Any, mu: Any) -> torch.Tensor:
 def bernoulli_mixture_log_density(data: Any, pi: Any, mu: Any) -> torch.Tensor:
     """Exact ``log p(data) = sum_n log p(x_n)`` (a scalar tensor) of :func:`bernoulli_mixture`
     at ``(pi, mu)``, as Pyro computes it: minus ``TraceEnum_ELBO``'s loss with an empty guide
-    (``z`` enumerated out of the model; nothing else is latent, so the ELBO is exact)."""
+    (``z`` enumerated out of the model; nothing else is latent, so the ELBO is exact).
+    Differentiable in ``pi`` and ``mu`` when they require gradients."""
     x, pi, mu = _checked(data, pi, mu)
     elbo = TraceEnum_ELBO(max_plate_nesting=1)
-    with torch.no_grad():
-        loss = elbo.differentiable_loss(_fixed(pi, mu), _empty_guide, x, int(pi.shape[0]))
-    return -loss
+    args = (_fixed(pi, mu), _empty_guide, x, int(pi.shape[0]))
+    if pi.requires_grad or mu.requires_grad:
+        return -elbo.differentiable_loss(*args)
+    return -torch.as_tensor(elbo.loss(*args), dtype=x.dtype)
 
 
 def _empty_guide(*args: Any, **kwargs: Any) -> None:
@@ -156,8 +159,9 @@ def fit_bernoulli_mixture(
     if pi.ndim != 1 or int(pi.shape[0]) != k:
         raise ValueError(f"init: pi must have shape ({k},), got {tuple(pi.shape)}")
 
-    def program_estep(xb, pi, mu, bias, weight):
-        return statistics_from_log_joint(xb, bernoulli_mixture_log_joint(xb, pi, mu))
+    def program_estep(totals, xb, pi, mu, bias, weight):
+        part = statistics_from_log_joint(xb, bernoulli_mixture_log_joint(xb, pi, mu))
+        return add_statistics(totals, part)
 
     with torch.no_grad():
         return fit_em(
