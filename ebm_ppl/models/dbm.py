@@ -1087,6 +1087,13 @@ class DBMMethods(_Unbatched):
         if isinstance(start, DBMMethods) or isinstance(start, DBMParams):
             params = start.dbm_params if isinstance(start, DBMMethods) else start
             check_same_sizes(self.dbm_params, params, "start")
+            if self.gaussian and ops.is_concrete(params.sigma) and ops.is_concrete(self.sigma):
+                gap = ops.to_numpy(ops.broadcast_to(params.sigma - self.sigma, (self.n_visible,)))
+                if abs(gap).max() > 1e-6:
+                    raise ValueError(
+                        "start must have the same visible standard deviations sigma as this "
+                        "DBM (the path interpolates the other parameters only)"
+                    )
             stderr = float(getattr(log_z_start, "log_z_stderr", 0.0))
             log_z = getattr(log_z_start, "log_z", log_z_start)
             return DBMPath(frozen(params), carry, log_z, stderr)

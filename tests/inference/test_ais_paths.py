@@ -350,3 +350,16 @@ def test_raise_dbm_is_unbiased_for_the_annealing_model(backend, seed):
     check_unbiased(res.log_weights, p_ann[pick])
     with pytest.raises(ValueError, match="carries v"):
         fe.RAISE(dbm, data, dbm.ais_path(base, carry="odd"), betas, **kw(backend, seed))
+
+
+def test_gaussian_model_to_model_path_needs_the_same_sigma(backend):
+    fe = frontend(backend)
+    ws, bs = tiny(40, (2, 3, 2))
+    arrays = ([backend.array(w) for w in ws], [backend.array(b) for b in bs])
+    a = fe.DBM(*arrays, sigma=backend.array(np.array([0.8, 1.3], np.float32)))
+    b = fe.DBM(*arrays, sigma=backend.array(np.array([0.8, 1.0], np.float32)))
+    with pytest.raises(ValueError, match="same visible standard deviations"):
+        a.ais_path(b, log_z_start=0.0)
+    with pytest.raises(ValueError, match="same kind of visible units"):
+        a.ais_path(make_dbm(backend, ws, bs), log_z_start=0.0)
+    assert a.ais_path(a, log_z_start=1.0, carry="even").carry == "even"
