@@ -249,8 +249,9 @@ def evaluate(args: argparse.Namespace) -> int:
             line += f"; reverse {x['reverse_log_z']:.3f} ± {x['reverse_log_z_stderr']:.3f}"
         print(line + f"  ({x['s']:.1f} s)")
     verdict = "agree" if r["routes_agree"] else "DISAGREE: do not quote the numbers below"
+    what = "spread of the forward routes" if r["log_z_upper"] is None else "tightest bracket"
     print(
-        f"log Z = {r['log_z']:.3f} ± {r['log_z_stderr']:.3f} (route {r['log_z_route']}; spread "
+        f"log Z = {r['log_z']:.3f} ± {r['log_z_stderr']:.3f} (route {r['log_z_route']}; {what} "
         f"{r['routes_spread']:.3f} nats, routes {verdict} at {r['routes_tol']})"
     )
     print(

@@ -395,18 +395,39 @@ class Routes:
     side by side. Agreement of routes is the check that a biased estimate fails: one
     route's standard error and ESS can look healthy while it misses modes by nats.
 
-    - **estimates**: ``{name: (log_z, stderr)}``; **spread**: largest minus smallest;
-      **agree**: ``spread <= tol``; **log_z** / **log_z_stderr**: the largest estimate and
-      its standard error. Forward AIS underestimates ``log Z`` when it misses mass, so the
-      largest credible estimate is the conservative one for a likelihood (it lowers it).
+    Forward AIS underestimates ``log Z`` when it misses mass and reverse AIS overestimates
+    it when its start is off (chains not mixed, or a path that strays from the model), so
+    every forward estimate is a lower end and every reverse estimate an upper end:
+
+    - **estimates**: ``{name: (log_z, stderr, "forward" | "reverse")}``;
+    - **lower**: the largest forward estimate; **upper**: the smallest reverse one (``None``
+      without reverse runs);
+    - **spread**: ``|upper - lower|`` (the tightest bracket), or, without reverse runs, the
+      largest minus the smallest forward estimate; **agree**: ``spread <= tol``;
+    - **log_z** / **log_z_stderr** / **best**: ``max(lower, upper)`` and its route, the
+      conservative end for a likelihood (a larger ``log Z`` lowers it).
     """
 
     estimates: dict
     tol: float
 
+    def _ends(self, kind: str) -> dict:
+        return {k: v for k, v in self.estimates.items() if v[2] == kind}
+
+    @property
+    def lower(self) -> float:
+        return max(v for v, _, _ in self._ends("forward").values())
+
+    @property
+    def upper(self) -> float | None:
+        rev = self._ends("reverse")
+        return min(v for v, _, _ in rev.values()) if rev else None
+
     @property
     def spread(self) -> float:
-        values = [v for v, _ in self.estimates.values()]
+        if self.upper is not None:
+            return abs(self.upper - self.lower)
+        values = [v for v, _, _ in self._ends("forward").values()]
         return max(values) - min(values)
 
     @property
@@ -415,7 +436,12 @@ class Routes:
 
     @property
     def best(self) -> str:
-        return max(self.estimates, key=lambda k: self.estimates[k][0])
+        fwd, rev = self._ends("forward"), self._ends("reverse")
+        low = max(fwd, key=lambda k: fwd[k][0])
+        if not rev:
+            return low
+        high = min(rev, key=lambda k: rev[k][0])
+        return high if rev[high][0] > fwd[low][0] else low
 
     @property
     def log_z(self) -> float:
@@ -426,16 +452,19 @@ class Routes:
         return self.estimates[self.best][1]
 
     def __str__(self) -> str:
-        rows = [f"{k}: {v:.3f} ± {s:.3f}" for k, (v, s) in self.estimates.items()]
+        rows = [f"{k}: {v:.3f} ± {s:.3f}" for k, (v, s, _) in self.estimates.items()]
         verdict = "agree" if self.agree else "DISAGREE"
-        return "; ".join(rows) + f" (spread {self.spread:.3f} nats: {verdict} at {self.tol})"
+        what = "bracket" if self.upper is not None else "spread"
+        return "; ".join(rows) + f" ({what} {self.spread:.3f} nats: {verdict} at {self.tol})"
 
 
 def compare_routes(results: dict, tol: float = 0.5, warn: bool = True) -> Routes:
-    """Put estimates of one ``log Z`` by different routes side by side: ``results`` maps a
-    route's name to an :class:`AISResult` (its reverse estimate, when it has one, becomes
-    the route ``name + " (reverse)"``) or to ``(log_z, stderr)``. A ``RuntimeWarning`` (when
-    ``warn``) says when the routes are more than ``tol`` nats apart."""
+    """Put estimates of one ``log Z`` by different routes side by side (see :class:`Routes`):
+    ``results`` maps a route's name to an :class:`AISResult` (its reverse estimate, when it
+    has one, becomes the route ``name + " (reverse)"``) or to ``(log_z, stderr)`` (a
+    forward estimate) or ``(log_z, stderr, "reverse")``. A ``RuntimeWarning`` (when
+    ``warn``) says when the tightest bracket (or, without reverse runs, the forward
+    estimates) spans more than ``tol`` nats."""
     if not isinstance(results, dict) or len(results) < 1:
         raise ValueError("results must be a non-empty dict {route name: AISResult}")
     if not tol > 0:
@@ -443,20 +472,28 @@ def compare_routes(results: dict, tol: float = 0.5, warn: bool = True) -> Routes
     estimates: dict = {}
     for name, r in results.items():
         if isinstance(r, AISResult):
-            estimates[name] = (float(r.log_z), float(r.log_z_stderr))
+            estimates[name] = (float(r.log_z), float(r.log_z_stderr), r.direction)
             if r.reverse is not None:
+                rev = r.reverse
                 estimates[f"{name} (reverse)"] = (
-                    float(r.reverse.log_z),
-                    float(r.reverse.log_z_stderr),
+                    float(rev.log_z),
+                    float(rev.log_z_stderr),
+                    "reverse",
                 )
-        else:
-            try:
-                v, s = r
-                estimates[name] = (float(v), float(s))
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"results[{name!r}] must be an AISResult or (log_z, stderr), got {r!r}"
-                ) from None
+            continue
+        try:
+            v, s, *kind = r
+            kind = kind[0] if kind else "forward"
+            if kind not in ("forward", "reverse") or len(r) > 3:
+                raise ValueError
+            estimates[name] = (float(v), float(s), kind)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"results[{name!r}] must be an AISResult, (log_z, stderr) or "
+                f"(log_z, stderr, 'reverse'), got {r!r}"
+            ) from None
+    if not any(k == "forward" for _, _, k in estimates.values()):
+        raise ValueError("results must hold at least one forward estimate")
     routes = Routes(estimates, float(tol))
     if warn and not routes.agree:
         warnings.warn(

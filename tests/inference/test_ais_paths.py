@@ -205,21 +205,31 @@ def test_model_to_model_path_switching_on_the_top_weights(backend):
         dbm.ais_path(None, carry="all")
 
 
-def test_compare_routes_warns_when_routes_disagree():
+def test_compare_routes_brackets_and_warnings():
+    """Forward estimates are lower ends, reverse ones upper ends: routes agree when the
+    tightest bracket is narrow, even if a poor route's own bracket is wide."""
     a = AISResult(10.0, 0.1, (9.7, 10.3), np.zeros(3), 3.0, 0.0, "forward", 2)
     a.reverse = AISResult(10.2, 0.1, (9.9, 10.5), np.zeros(3), 3.0, 0.0, "reverse", 2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        r = compare_routes({"matched": a, "other": (10.4, 0.2)})
-    assert r.agree and r.spread == pytest.approx(0.4) and r.log_z == 10.4
-    assert r.best == "other" and "matched (reverse)" in r.estimates
+        r = compare_routes(
+            {"matched": a, "poor": (4.0, 0.3), "poor (reverse)": (40.0, 0.3, "reverse")}
+        )
+    assert r.lower == 10.0 and r.upper == 10.2 and r.spread == pytest.approx(0.2) and r.agree
+    assert r.best == "matched (reverse)" and r.log_z == 10.2 and "bracket 0.200" in str(r)
+    r = compare_routes({"a": (10.0, 0.1), "b": (10.4, 0.2)})  # forward only: their spread
+    assert r.agree and r.upper is None and r.spread == pytest.approx(0.4) and r.log_z == 10.4
     with pytest.warns(RuntimeWarning, match="disagree by 3.00 nats"):
-        r = compare_routes({"a": a, "b": (13.0, 0.1)})
-    assert not r.agree and r.log_z == 13.0
+        r = compare_routes({"a": a, "b": (13.2, 0.1)})  # a forward route above a reverse one
+    assert not r.agree and r.log_z == 13.2
     with pytest.raises(ValueError, match="non-empty"):
         compare_routes({})
-    with pytest.raises(TypeError, match="AISResult or"):
+    with pytest.raises(ValueError, match="forward"):
+        compare_routes({"r": (1.0, 0.1, "reverse")})
+    with pytest.raises(TypeError, match="AISResult, "):
         compare_routes({"a": "x"})
+    with pytest.raises(TypeError, match="AISResult, "):
+        compare_routes({"a": (1.0, 0.1, "sideways")})
 
 
 # --------------------------------------------------------------------------------------
