@@ -392,7 +392,8 @@ def _cg_epoch(
 
     def write(v: np.ndarray) -> None:
         with torch.no_grad():
-            for p, chunk in zip(params, torch.from_numpy(v).split(sizes)):
+            flat = torch.from_numpy(v)  # device: host view; copy_ moves each chunk
+            for p, chunk in zip(params, flat.split(sizes)):
                 p.copy_(chunk.view_as(p))  # casts to the parameter's dtype and device
 
     def evaluate(v: np.ndarray, b: int) -> tuple[float, np.ndarray, float]:

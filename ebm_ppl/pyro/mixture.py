@@ -44,7 +44,10 @@ __all__ = [
 
 def _as_data(data: Any, name: str = "data") -> torch.Tensor:
     """A float tensor (integer / boolean 0/1 data become float32; a tensor keeps its device)."""
-    x = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
+    if isinstance(data, torch.Tensor):
+        x = data
+    else:
+        x = torch.as_tensor(np.asarray(data))  # device: default (host data)
     if not x.is_floating_point():
         x = x.to(torch.float32)
     check_data(x, name)
@@ -118,7 +121,7 @@ def bernoulli_mixture_log_density(data: Any, pi: Any, mu: Any) -> torch.Tensor:
     args = (_fixed(pi, mu), _empty_guide, x, int(pi.shape[0]))
     if pi.requires_grad or mu.requires_grad:
         return -elbo.differentiable_loss(*args)
-    return -torch.as_tensor(elbo.loss(*args), dtype=x.dtype)
+    return -torch.as_tensor(elbo.loss(*args), dtype=x.dtype, device=x.device)
 
 
 def _empty_guide(*args: Any, **kwargs: Any) -> None:
