@@ -102,27 +102,28 @@ SIZES = (3, 2, 3)
 
 @pytest.mark.parametrize("carry", ["odd", "even"])
 @pytest.mark.parametrize("start_kind", ["factorial", "model"])
-def test_path_log_f_is_the_interpolated_dbm(backend, carry, start_kind):
+@pytest.mark.parametrize("sizes", [SIZES, (2, 2, 3, 2)], ids=["2 layers", "3 layers"])
+def test_path_log_f_is_the_interpolated_dbm(backend, carry, start_kind, sizes):
     """log f_beta of the carried layers is minus the free energy of the DBM with linearly
     interpolated parameters, at every beta: exact at 0 (the start), 1 (the target) and
     between; so its sum over states is that DBM's log Z."""
     fe = frontend(backend)
-    ws, bs = tiny(0, SIZES, 1.5)
+    ws, bs = tiny(0, sizes, 1.5)
     dbm = make_dbm(backend, ws, bs)
     if start_kind == "factorial":
         rng = np.random.default_rng(1)
-        logits = [rng.standard_normal(n).astype(np.float32) for n in SIZES]
+        logits = [rng.standard_normal(n).astype(np.float32) for n in sizes]
         ws_a, bs_a = [np.zeros_like(w) for w in ws], logits
         path = dbm.ais_path(fe.DBMBase(tuple(backend.array(a) for a in logits)), carry=carry)
         assert float(backend.np(path.log_z_start)) == pytest.approx(
             exact_log_z(ws_a, bs_a), abs=1e-4
         )
     else:
-        ws_a, bs_a = tiny(2, SIZES, 1.0)
+        ws_a, bs_a = tiny(2, sizes, 1.0)
         path = dbm.ais_path(make_dbm(backend, ws_a, bs_a), carry=carry, log_z_start=1.25)
         assert path.log_z_start == 1.25
-    keep = carried_index(SIZES, carry)
-    x = states(sum(SIZES[i] for i in keep))
+    keep = carried_index(sizes, carry)
+    x = states(sum(sizes[i] for i in keep))
     for beta in (0.0, 0.37, 1.0):
         got = backend.np(dbm.ais_log_f(backend.array(x), beta, path)).astype(np.float64)
         w_b, b_b = interpolate(ws_a, ws, beta), interpolate(bs_a, bs, beta)
@@ -373,3 +374,25 @@ def test_gaussian_model_to_model_path_needs_the_same_sigma(backend):
     with pytest.raises(ValueError, match="same kind of visible units"):
         a.ais_path(make_dbm(backend, ws, bs), log_z_start=0.0)
     assert a.ais_path(a, log_z_start=1.0, carry="even").carry == "even"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_three_layer_dbm_both_parities_match_exact_log_z(seed):
+    """A 3-layer DBM (Pyro: no compilation): forward from the matched base and reverse from
+    exact samples, with the odd layers (h1, h3) or the even ones (v, h2) carried."""
+    from conftest import Backend
+
+    backend = Backend("torch")
+    fe = frontend(backend)
+    sizes = (3, 4, 3, 4)
+    ws, bs = tiny(60 + seed, sizes, 1.2)
+    dbm = make_dbm(backend, ws, bs)
+    backend.key(seed)
+    exact = dbm.exact_sample(None, (200,))
+    base = dbm.matched_base(exact[:, :3], num_iters=50)
+    for carry in ("odd", "even"):
+        res = fe.AIS(dbm, dbm.ais_path(base, carry), linear_schedule(300), 200,
+                     reverse_samples=exact, **kw(backend, seed))  # fmt: skip
+        log_z = exact_log_z(ws, bs)
+        assert abs(res.log_z - log_z) < 4 * res.log_z_stderr + 1e-3
+        assert abs(res.reverse.log_z - log_z) < 4 * res.reverse.log_z_stderr + 1e-3
