@@ -740,18 +740,6 @@ def path_step(key: Any, params: DBMParams, path: DBMPath, x: Array, beta_prev: A
     return path_sweep(key, params, path, layers, pairs, beta), delta
 
 
-def ais_log_f(params: DBMParams, base: DBMBase, x_odd: Array, beta: Any) -> Array:
-    """``log f_beta`` of the odd layers on the path from the factorial ``base`` (see
-    :func:`path_log_f`)."""
-    return path_log_f(params, DBMPath(base, "odd"), x_odd, beta)
-
-
-def ais_step(key: Any, params: DBMParams, base: DBMBase, x_odd: Array, beta_prev: Any, beta: Any):
-    """One AIS step over the odd layers on the path from the factorial ``base`` (see
-    :func:`path_step`). Returns ``(x_odd, delta)``."""
-    return path_step(key, params, DBMPath(base, "odd"), x_odd, beta_prev, beta)
-
-
 def check_same_sizes(params: DBMParams, other: DBMParams, name: str) -> None:
     """``ValueError`` unless ``other`` has the layer sizes (and visible kind) of ``params``."""
     sizes = [int(b.shape[0]) for b in params.biases]
