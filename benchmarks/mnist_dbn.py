@@ -154,6 +154,10 @@ def finetune(args) -> int:
         batch_size, recipe = args.batch_size, {"lr": args.lr, "lr_decay": args.lr_decay}
     t0 = time.perf_counter()
     for epoch in range(args.epochs):
+        top_only = epoch < args.top_epochs
+        for w, c in list(zip(clf.weights, clf.biases))[:-1]:
+            w.requires_grad_(not top_only)
+            c.requires_grad_(not top_only)
         if args.lr_decay == "linear" and not cg:
             for group in opt.param_groups:
                 group["lr"] = args.lr * (1 - epoch / args.epochs)
@@ -181,6 +185,7 @@ def finetune(args) -> int:
             what="dbn_finetune",
             init="random" if args.random_init else "dbn",
             optimizer=args.optimizer,
+            top_only=top_only,
             **recipe,
             weight_decay=args.weight_decay,
             sizes=list(dbn.sizes) + [10],
@@ -216,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--optimizer", choices=["sgd", "cg"], default="sgd")
     f.add_argument("--cg-batch-size", type=int, default=1000)
     f.add_argument("--cg-line-searches", type=int, default=3)
+    f.add_argument(
+        "--top-epochs",
+        type=int,
+        default=0,
+        help="the first N epochs train only the output layer (backpropclassify.m: 5)",
+    )
     f.add_argument("--threads", type=int, default=2)
     f.add_argument("--save", default=None, help="safetensors file for the fine-tuned weights")
     for q in (b, f):
