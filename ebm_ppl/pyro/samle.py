@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from pyro.optim import PyroOptim
 from tqdm import tqdm
 
 from ebm_ppl.inference.dependence import SAMLE_WHERE, check_energy_dependence
+from ebm_ppl.inference.gibbs import is_energy_distribution
 from ebm_ppl.inference.samle import (
     batch_indices,
     chain_axis,
@@ -59,6 +61,16 @@ class SAMLE:
         from rank 0's values. Call :meth:`step` with the rank's own share of a batch.
         Checkpoints hold all chains and every rank's RNG state, and resume on any number
         of ranks that divides the chains.
+    :param retrace: run the model at every update. By default a model whose only sample
+        sites are energy sites observing the batch (the first argument), unscaled and
+        unmasked, with distributions that hold only ``pyro.param`` tensors, is traced once
+        per structure: later updates reuse the traced distributions (whose parameters torch
+        updates in place) while the batch's shape, dtype and device, the other arguments (by
+        identity) and the param store's tensors stay the same, and :meth:`run` traces again
+        at every epoch. As with Pyro's ``JitTrace_ELBO``, that assumes the model is a
+        function of its arguments and the param store; pass ``retrace=True`` for a model
+        that reads other state (e.g. a global it changes between :meth:`step` calls).
+        Any other model is traced at every update anyway.
 
     ``step(*args)`` is one update (the model may subsample with ``pyro.plate(...,
     subsample_size=...)``; plate scales are honoured); ``run(data, ...)`` loops over epochs
@@ -76,6 +88,7 @@ class SAMLE:
         transition: Any = None,
         lr_schedule: Callable[[int], float] | None = None,
         distributed: bool = False,
+        retrace: bool = False,
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
@@ -105,6 +118,8 @@ class SAMLE:
         self._seed: int | None = None
         self.lr_schedule = lr_schedule
         self.chains: dict[str, torch.Tensor] | None = None
+        self.retrace = bool(retrace)
+        self._plan: _Plan | None = None
         self.num_steps = 0
         self.history: list[dict] = []
 
@@ -142,26 +157,19 @@ class SAMLE:
     def _step(self, validate: bool, args, kwargs) -> dict[str, torch.Tensor]:
         if not self._started:
             self._start(args, kwargs)
-        with poutine.trace(param_only=True) as param_capture:
-            tr = poutine.trace(self.model).get_trace(*args, **kwargs)
-        # in the model's order (the same on every rank, unlike a set of tensors)
-        params = list(
-            {
-                id(p): p
-                for p in (s["value"].unconstrained() for s in param_capture.trace.nodes.values())
-            }.values()
-        )
-        if not params:
-            raise ValueError("the model has no pyro.param parameters to train")
-        if validate:
-            validate_observed(tr.nodes)
-        if not getattr(self, "_dependence_checked", False):
-            deps = energy_dependencies(self.model, args, kwargs, tr.nodes)
-            check_energy_dependence(tr.nodes, deps, SAMLE_WHERE, "pyro", allow_normalized=False)
-            self._dependence_checked = True
+        plan, traced = self._plan, False
+        if plan is not None and not self.retrace and plan.fits(args, kwargs):
+            # the model's structure, parameters and shapes are those of the last trace: the
+            # same distribution objects see the new batch (no re-trace, no re-checks)
+            nodes, params = plan.nodes(args[0]), plan.params
+            if validate:
+                validate_observed(nodes)
+        else:
+            nodes, params, plan = self._trace(validate, args, kwargs)
+            traced = True
         if self.config.persistent and self.chains is None:
-            self.chains = init_chains(None, tr.nodes, self._local_config)
-        loss, chains, stats = sa_objective(None, tr.nodes, self.chains or {}, self.config)
+            self.chains = init_chains(None, nodes, self._local_config)
+        loss, chains, stats = sa_objective(None, nodes, self.chains or {}, self.config)
         loss.backward()
         if self.world_size > 1:  # the mean over ranks of per-rank means: the global gradient
             for p in params:
@@ -179,13 +187,47 @@ class SAMLE:
         if self.config.persistent:
             self.chains = chains
         self.num_steps += 1
-        self._last_trace = tr
+        self._last_nodes = nodes
+        if traced:
+            # checked after the update, so that anything the distributions cached while
+            # computing it is seen: a plan holds only if they hold nothing but the parameters
+            self._plan = plan if plan is not None and plan.holds_only_parameters() else None
         return stats  # tensors: reading them would sync with the device every update
+
+    def _trace(self, validate: bool, args, kwargs):
+        """Run the model under a trace: its nodes, its parameters (in the model's order) and
+        a :class:`_Plan` when later updates with same-shaped batches can skip the trace."""
+        store = pyro.get_param_store()
+        before = len(store)
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        rng = _rng_state(x)
+        with poutine.trace(param_only=True) as param_capture:
+            tr = poutine.trace(self.model).get_trace(*args, **kwargs)
+        # in the model's order (the same on every rank, unlike a set of tensors)
+        named = {}
+        for name, site in param_capture.trace.nodes.items():
+            named.setdefault(id(site["value"].unconstrained()), (name, site))
+        params = [site["value"].unconstrained() for _, site in named.values()]
+        if not params:
+            raise ValueError("the model has no pyro.param parameters to train")
+        if validate:
+            validate_observed(tr.nodes)
+        if not getattr(self, "_dependence_checked", False):
+            deps = energy_dependencies(self.model, args, kwargs, tr.nodes)
+            check_energy_dependence(tr.nodes, deps, SAMLE_WHERE, "pyro", allow_normalized=False)
+            self._dependence_checked = True
+        plan = _Plan.build(tr.nodes, [n for n, _ in named.values()], params, args, kwargs)
+        if plan is not None and len(store) == before:
+            # a deterministic model draws nothing that matters (only initial values of
+            # parameters that already exist): leave the random stream as it was, so that an
+            # update costs the same draws whether or not it had to trace
+            _set_rng_state(rng)
+        return tr.nodes, params, plan
 
     def reconstruction_error(self) -> float:
         """Reconstruction error of the last update's batch (a cheap training monitor)."""
         with torch.no_grad():
-            return float(reconstruction_error(self._last_trace.nodes))
+            return float(reconstruction_error(self._last_nodes))
 
     def run(
         self,
@@ -225,12 +267,13 @@ class SAMLE:
         with tqdm(total=total, disable=disable, desc="SAMLE", unit="upd") as bar:
             x = raw = None
             for epoch in range(first_epoch, num_epochs):
+                self._plan = None  # the first update of every epoch traces the model afresh
                 new_raw = epoch_data(data, epoch) if x is None or callable(data) else raw
                 if new_raw is not raw:  # the same array again needs no new copy or check
                     raw, x = new_raw, _as_tensor(new_raw)
                     # check the whole epoch's data once, not every minibatch
                     # (under a forked RNG, so checking does not change the random stream)
-                    with torch.no_grad(), poutine.block(), _fork_rng(x.device):
+                    with torch.no_grad(), poutine.block(), _draws_kept_for_new_params(x):
                         validate_observed(
                             poutine.trace(self.model).get_trace(x, *args, **kwargs).nodes
                         )
@@ -340,11 +383,122 @@ def _as_tensor(x: Any) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32), device=torch.get_default_device())
 
 
-def _fork_rng(device: torch.device):
-    """Fork the generators a trace on ``device`` can draw from: the CPU's, and that CUDA
-    device's when the data live there."""
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    return torch.random.fork_rng(devices=cuda)
+def _rng_state(x: torch.Tensor | None) -> tuple:
+    """The generators a trace with data ``x`` can draw from: the CPU's, and that CUDA
+    device's when ``x`` lives there."""
+    cuda = x.device.index or 0 if x is not None and x.device.type == "cuda" else None
+    return torch.get_rng_state(), cuda, None if cuda is None else torch.cuda.get_rng_state(cuda)
+
+
+def _set_rng_state(state: tuple) -> None:
+    cpu, cuda, cuda_state = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda_state, cuda)
+
+
+@contextmanager
+def _draws_kept_for_new_params(x: torch.Tensor):
+    """Run a check of the model without spending random draws, except those that initialise
+    new parameters (which then do not reuse the draws that the updates will make)."""
+    store = pyro.get_param_store()
+    before, state = len(store), _rng_state(x)
+    try:
+        yield
+    finally:
+        if len(store) == before:
+            _set_rng_state(state)
+
+
+class _Plan:
+    """What one trace of a deterministic model fixes for the updates after it.
+
+    A model qualifies when every sample site is an observed energy site whose value is the
+    batch (the first argument) itself, unscaled and unmasked, in plates without subsampling,
+    and whose distribution holds nothing but the parameter store's own tensors. Torch
+    optimizers update those tensors in place, so the traced distribution objects stay
+    exact for every later batch of the same shape, dtype and device, with the same other
+    arguments (by identity), for as long as the store holds the same tensors. Anything else
+    (a new shape, a parameter replaced or added, a latent site) traces again.
+    """
+
+    def __init__(self, sites: dict, names: list, params: list, args: tuple, kwargs: dict):
+        x = args[0]
+        self.sites, self.params = sites, params
+        self.leaves = list(zip(names, params))
+        self.key = (tuple(x.shape), x.dtype, x.device, len(args))
+        self.rest, self.kwargs = args[1:], dict(kwargs)
+
+    @classmethod
+    def build(cls, nodes, names: list, params: list, args: tuple, kwargs: dict) -> _Plan | None:
+        if not args or not isinstance(args[0], torch.Tensor):
+            return None
+        store = pyro.get_param_store()._params  # name -> unconstrained tensor
+        if any(store.get(n) is not p for n, p in zip(names, params)):
+            return None
+        sites = {}
+        for name, site in nodes.items():
+            if site.get("type") != "sample":
+                continue
+            fn = site["fn"]
+            if type(fn).__name__ == "_Subsample":
+                if fn.subsample_size is not None and fn.subsample_size != fn.size:
+                    return None  # random subsamples: every update draws new indices
+                continue
+            if not (site.get("is_observed") and is_energy_distribution(fn)):
+                return None
+            if site["value"] is not args[0] or site.get("mask") is not None:
+                return None
+            if site.get("scale") not in (None, 1.0):
+                return None
+            sites[name] = site
+        if not sites:
+            return None
+        return cls(sites, names, params, args, kwargs)
+
+    def holds_only_parameters(self) -> bool:
+        """Whether every tensor the sites' distributions hold is one of the parameters."""
+        ids = {id(p) for p in self.params}
+        return all(
+            all(id(t) in ids for t in _tensors_in(site["fn"])) for site in self.sites.values()
+        )
+
+    def fits(self, args: tuple, kwargs: dict) -> bool:
+        """Whether a call with these arguments would trace to the same sites."""
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor):
+            return False
+        if (tuple(x.shape), x.dtype, x.device, len(args)) != self.key:
+            return False
+        if any(a is not b for a, b in zip(args[1:], self.rest)):
+            return False
+        if kwargs.keys() != self.kwargs.keys() or any(
+            kwargs[k] is not v for k, v in self.kwargs.items()
+        ):
+            return False
+        store = pyro.get_param_store()._params
+        return all(store.get(n) is p for n, p in self.leaves)
+
+    def nodes(self, x: torch.Tensor) -> dict:
+        """The traced sites, observing ``x``."""
+        return {name: {**site, "value": x} for name, site in self.sites.items()}
+
+
+def _tensors_in(obj: Any, depth: int = 0) -> list:
+    """Tensors held by a distribution (its attributes, lists of them and distributions in
+    them, a few levels deep)."""
+    out: list = []
+    if depth > 4:
+        return [obj]  # unknown depth: treat as holding something else
+    values = vars(obj).values() if hasattr(obj, "__dict__") else ()
+    for v in values:
+        items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else (v,)
+        for item in items:
+            if isinstance(item, torch.Tensor):
+                out.append(item)
+            elif isinstance(item, torch.distributions.Distribution):
+                out.extend(_tensors_in(item, depth + 1))
+    return out
 
 
 def _cuda_device(tensors: dict[str, Any]) -> int | None:

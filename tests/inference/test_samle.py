@@ -460,3 +460,102 @@ def test_gaussian_training_with_learned_sigma_raises_exact_log_likelihood(backen
     ll = exact_ll(*after)
     assert np.all(after[3] > 0) and np.abs(after[3] - 2.0).max() > 0.1  # sigma was learned
     assert ll > before + 10, (before, ll)
+
+
+# ---- Pyro: the model is traced once per structure -------------------------------------
+
+
+def _counting_rbm_model(calls, n_vis=64, n_hid=8, extra=None):
+    import pyro
+    import torch
+
+    from ebm_ppl.pyro import RBM
+
+    def model(data, scale=None):
+        calls.append(tuple(data.shape))
+        W = pyro.param("W", torch.full((n_vis, n_hid), 0.01))
+        b = pyro.param("b", torch.zeros(n_vis))
+        c = pyro.param("c", torch.zeros(n_hid))
+        if extra is not None:
+            W = extra(W)
+        with pyro.plate("data", data.shape[0]):
+            pyro.sample("v", RBM(W, b, c), obs=data)
+
+    return model
+
+
+def test_pyro_samle_traces_once_per_epoch_not_per_update():
+    import pyro
+    import torch
+
+    from ebm_ppl.pyro import SAMLE
+
+    x = torch.as_tensor(digits_data(200))
+    counts = []
+    for batch_size in (100, 20):  # 2 and 10 updates per epoch
+        pyro.clear_param_store()
+        calls: list = []
+        trainer = SAMLE(_counting_rbm_model(calls), pyro.optim.SGD({"lr": 0.05}))
+        trainer.run(x, num_epochs=3, batch_size=batch_size, progress_bar=False)
+        assert trainer.num_steps == 3 * 200 // batch_size
+        counts.append(len(calls))
+    assert counts[0] == counts[1]  # model calls do not grow with the number of updates
+    assert counts[1] < 3 * 10
+
+
+def test_pyro_samle_fast_path_is_bit_identical_to_retracing():
+    """Reusing the traced distributions gives exactly the updates of tracing every time,
+    through batch-shape changes (a re-trace) and a parameter replaced in the store."""
+    import pyro
+    import torch
+
+    from ebm_ppl.pyro import SAMLE
+
+    x = torch.as_tensor(digits_data(120))
+    batches = [x[:20], x[20:40], x[40:47], x[47:54], x[54:74], x[74:94]]
+    results = []
+    for retrace in (True, False):
+        pyro.clear_param_store()
+        torch.manual_seed(3)
+        calls: list = []
+        trainer = SAMLE(
+            _counting_rbm_model(calls),
+            pyro.optim.SGD({"lr": 0.1, "momentum": 0.5}),
+            num_gibbs_steps=2,
+            num_chains=20,
+            retrace=retrace,
+        )
+        losses = []
+        for i, xb in enumerate(batches):
+            if i == 4:  # replace a parameter: the next update must train the new tensor
+                store = pyro.get_param_store()
+                store["c"] = torch.full((8,), 0.25)
+                new_c = store._params["c"]
+            losses.append(trainer.step(xb)["loss"])
+        assert not torch.equal(new_c.detach(), torch.full((8,), 0.25))
+        store = pyro.get_param_store()
+        results.append(
+            (losses, {k: store[k].detach().clone() for k in ("W", "b", "c")}, len(calls))
+        )
+    (l_slow, p_slow, n_slow), (l_fast, p_fast, n_fast) = results
+    assert l_slow == l_fast
+    assert all(torch.equal(p_slow[k], p_fast[k]) for k in p_slow)
+    assert n_fast < n_slow
+
+
+def test_pyro_samle_traces_models_that_do_not_qualify():
+    """A distribution holding a tensor derived from a parameter is rebuilt every update."""
+    import pyro
+    import torch
+
+    from ebm_ppl.pyro import SAMLE
+
+    x = torch.as_tensor(digits_data(60))
+    calls: list = []
+    pyro.clear_param_store()
+    trainer = SAMLE(
+        _counting_rbm_model(calls, extra=lambda w: 2.0 * w), pyro.optim.SGD({"lr": 0.05})
+    )
+    for i in range(3):
+        trainer.step(x[20 * i : 20 * i + 20])
+    assert len(calls) >= 3
