@@ -240,6 +240,7 @@ class SAMLE:
         progress_bar: bool | None = None,
         log_every: int = 50,
         checkpoint: str | Path | None = None,
+        device: str | torch.device | None = None,
         **kwargs,
     ) -> list[dict]:
         """Train for ``num_epochs`` epochs of minibatches of ``data``.
@@ -251,7 +252,15 @@ class SAMLE:
         reconstruction error every ``log_every`` updates, which is also appended to
         ``history``. With ``checkpoint`` the trainer is saved after every epoch.
         Epochs continue from ``self.num_steps`` so a resumed run picks up where it stopped.
+
+        ``device`` (e.g. ``"cuda"``) is where training runs: the data are copied there once
+        per epoch, the model's first call runs under ``torch.device(device)`` so that the
+        initial values of new ``pyro.param`` parameters are created there, and parameters,
+        their optimizer state and the chains held elsewhere (e.g. after :meth:`load`) are
+        moved there. This is faster than ``torch.set_default_device``, which intercepts every
+        torch call. Default: the data's device for a tensor, else torch's default device.
         """
+        dev = None if device is None else _check_device(device)
         n = data_size(data)
         steps_per_epoch = len(batch_indices(n, batch_size, seed, 0, shuffle=False))
         if self.world_size > 1 and min(batch_size, n) % self.world_size:
@@ -266,11 +275,15 @@ class SAMLE:
         total = steps_per_epoch * max(0, num_epochs - first_epoch)
         with tqdm(total=total, disable=disable, desc="SAMLE", unit="upd") as bar:
             x = raw = None
+            placed = False
             for epoch in range(first_epoch, num_epochs):
                 self._plan = None  # the first update of every epoch traces the model afresh
                 new_raw = epoch_data(data, epoch) if x is None or callable(data) else raw
                 if new_raw is not raw:  # the same array again needs no new copy or check
-                    raw, x = new_raw, _as_tensor(new_raw)
+                    raw, x = new_raw, _as_tensor(new_raw, dev)
+                    if dev is not None and not placed:
+                        self._place(dev, x, args, kwargs)
+                        placed = True
                     # check the whole epoch's data once, not every minibatch
                     # (under a forked RNG, so checking does not change the random stream)
                     with torch.no_grad(), poutine.block(), _draws_kept_for_new_params(x):
@@ -293,6 +306,41 @@ class SAMLE:
                 if checkpoint is not None:
                     self.save(checkpoint)
         return self.history
+
+    def _place(self, device: torch.device, x: torch.Tensor, args, kwargs, copy=False) -> None:
+        """Create the model's new parameters on ``device`` (its first call under
+        ``torch.device(device)``) and move there the parameters, their optimizer state and
+        the chains that live elsewhere (``copy=True``: every one, as new tensors)."""
+        with (
+            torch.no_grad(),
+            poutine.block(),
+            _draws_kept_for_new_params(x),
+            torch.device(device),
+            poutine.trace(param_only=True) as capture,
+        ):
+            self.model(x, *args, **kwargs)
+        store = pyro.get_param_store()
+        names = list(dict.fromkeys(capture.trace.nodes))
+        moved = [n for n in names if copy or store._params[n].device != device]
+        if moved:
+            states = self.optim.get_state()  # by name; consumed when an optimizer is created
+            for name in moved:
+                old = store._params[name]
+                self.optim.optim_objs.pop(old, None)
+                self.optim.grad_clip.pop(old, None)
+                new = old.detach().to(device, copy=True).requires_grad_(True)
+                # the store's own update of an unconstrained value (``store[name] = ...``
+                # would round-trip a constrained one through its transform)
+                store._params[name] = new
+                store._param_to_name.pop(old, None)
+                store._param_to_name[new] = name
+            self.optim.set_state({n: states[n] for n in moved if n in states})
+        if self.chains is not None:
+            self.chains = {
+                k: v.to(device, copy=copy) if copy or v.device != device else v
+                for k, v in self.chains.items()
+            }
+        self._plan = None
 
     # ---- checkpoints ----------------------------------------------------------------------
 
@@ -375,12 +423,22 @@ class SAMLE:
         return self
 
 
-def _as_tensor(x: Any) -> torch.Tensor:
-    """Training data as a tensor: a tensor stays where it is; an array goes to torch's
-    default device (``torch.set_default_device("cuda")`` puts it on the GPU)."""
+def _as_tensor(x: Any, device: torch.device | None = None) -> torch.Tensor:
+    """Training data as a tensor on ``device``; without one, a tensor stays where it is and
+    an array goes to torch's default device."""
     if isinstance(x, torch.Tensor):
-        return x
-    return torch.as_tensor(np.asarray(x, dtype=np.float32), device=torch.get_default_device())
+        return x if device is None else x.to(device)
+    device = torch.get_default_device() if device is None else device
+    return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+
+
+def _check_device(device: Any) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}"
+        ) from None
 
 
 def _rng_state(x: torch.Tensor | None) -> tuple:

@@ -559,3 +559,36 @@ def test_pyro_samle_traces_models_that_do_not_qualify():
     for i in range(3):
         trainer.step(x[20 * i : 20 * i + 20])
     assert len(calls) >= 3
+
+
+def test_pyro_samle_run_device_and_moving_parameters():
+    """``run(device=...)`` trains where it is told; moving the parameters, their optimizer
+    state and the chains to new tensors mid-training changes nothing."""
+    import pyro
+    import torch
+
+    from ebm_ppl.pyro import SAMLE
+
+    x = digits_data(80)
+    finals = []
+    for move in (False, True):
+        pyro.clear_param_store()
+        torch.manual_seed(1)
+        trainer = SAMLE(
+            _counting_rbm_model([]), pyro.optim.SGD({"lr": 0.1, "momentum": 0.9}), num_chains=20
+        )
+        trainer.run(x, num_epochs=1, batch_size=20, progress_bar=False, device="cpu")
+        if move:  # as a move to another device does, with new tensors on this one
+            store = pyro.get_param_store()
+            before = {k: store._params[k] for k in ("W", "b", "c")}
+            chains = trainer.chains["v"]
+            trainer._place(torch.device("cpu"), torch.as_tensor(x), (), {}, copy=True)
+            assert all(store._params[k] is not before[k] for k in before)
+            assert trainer.chains["v"] is not chains
+        trainer.run(x, num_epochs=3, batch_size=20, progress_bar=False, device="cpu")
+        store = pyro.get_param_store()
+        assert store["W"].device == torch.device("cpu")
+        finals.append({k: store[k].detach().clone() for k in ("W", "b", "c")})
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+    with pytest.raises(ValueError, match="device must be a torch device"):
+        trainer.run(x, num_epochs=4, batch_size=20, progress_bar=False, device="gpu0")
