@@ -236,6 +236,7 @@ def evaluate(args: argparse.Namespace) -> int:
             num_base=args.num_base,
             mf_iters=args.mf_iters,
             tol=args.tol,
+            device=args.device,
         )
     except (ValueError, OSError) as e:
         print(f"error: {e}")
@@ -326,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--mf-iters", type=int, default=30, help="mean-field sweeps (DBMs)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument(
+        "--device", default=None, help="torch device for --backend pyro (e.g. cuda); default cpu"
+    )
     e.add_argument("--data-root", default=None, help="folder with the data (else EBM_PPL_DATA)")
     e.add_argument("--json", action="store_true", help="also print one JSON line")
     e.add_argument(

@@ -114,10 +114,15 @@ def schedule_from(spec: str, kind: str) -> np.ndarray:
 class _Backend:
     """What differs between the frontends here: arrays, keys and the AIS keyword."""
 
-    def __init__(self, name: str, seed: int) -> None:
+    def __init__(self, name: str, seed: int, device: Any = None) -> None:
         if name not in ("numpyro", "pyro"):
             raise ValueError(f"backend must be 'numpyro' or 'pyro', got {name!r}")
-        self.name = name
+        self.name, self.device = name, None
+        if device is not None and name != "pyro":
+            raise ValueError(
+                f"device applies to the pyro backend only (JAX uses its default device), got "
+                f"device={device!r} with backend={name!r}"
+            )
         if name == "numpyro":
             import jax
             import jax.numpy as jnp
@@ -131,8 +136,16 @@ class _Backend:
 
             import ebm_ppl.pyro as fe
 
+            if device is not None:
+                try:
+                    self.device = torch.device(device)
+                except (RuntimeError, TypeError):
+                    raise ValueError(
+                        f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}"
+                    ) from None
             torch.manual_seed(seed)
-            self.array, self.fe = torch.as_tensor, fe
+            self.fe = fe
+            self.array = lambda a: torch.as_tensor(a, device=self.device)
 
     def key(self) -> Any:
         if self.name == "pyro":
@@ -144,11 +157,11 @@ class _Backend:
         return {"rng_key": self.key()} if self.name == "numpyro" else {}
 
 
-def _load(checkpoints: list, backend: str) -> tuple[str, Any]:
+def _load(checkpoints: list, backend: str, device: Any = None) -> tuple[str, Any]:
     from ebm_ppl.io import load_model
 
     be = "jax" if backend == "numpyro" else "torch"
-    models = [load_model(p, backend=be) for p in checkpoints]
+    models = [load_model(p, backend=be, device=device) for p in checkpoints]
     if len(models) == 1:
         return type(models[0]).__name__, models[0]
     kinds = {type(m).__name__ for m in models}
@@ -282,6 +295,7 @@ def evaluate_model(
     num_base: int = 10_000,
     mf_iters: int = 30,
     tol: float = 0.5,
+    device: Any = None,
 ) -> dict:
     """Score a saved model (one checkpoint: an RBM-family model or a DBM; several: a DBN
     stack of RBMs, bottom first) on ``data``; returns a JSON-able dict.
@@ -296,6 +310,8 @@ def evaluate_model(
         ``raise_betas``, one run each) and report it beside the likelihood of the same images.
     :param num_base: training images used to fit the matched base; ``mf_iters``: mean-field
         sweeps (matched base, DBM bounds); ``tol``: nats by which routes may differ.
+    :param device: pyro backend only: the torch device for the model and the data (e.g.
+        ``"cuda"``); default the CPU.
     """
     from ebm_ppl.inference.ais import compare_routes, summarize
 
@@ -315,11 +331,11 @@ def evaluate_model(
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     if data not in DATA_CHOICES:
         raise ValueError(f"data must be one of {DATA_CHOICES}, got {data!r}")
-    be = _Backend(backend, seed)
+    be = _Backend(backend, seed, device)
     for c in checkpoints:
         if not Path(c).is_file():
             raise ValueError(f"checkpoint {c!r} does not exist")
-    kind, model = _load(checkpoints, backend)
+    kind, model = _load(checkpoints, backend, be.device)
     family = "RBM" if kind == "DBN" else kind
     schedule = schedule_from(betas, family)
     r_schedule = schedule_from(raise_betas, family) if raise_points else None

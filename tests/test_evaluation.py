@@ -142,7 +142,21 @@ def test_bad_input_is_refused_early(tmp_path, capsys):
         evaluate_model([p, save_model(tmp_path / "d", _torch_dbm((4, 3, 2), 0))], data="digits")
     with pytest.raises(ValueError, match="is not a folder"):
         evaluate_model(p, data="mnist", data_root=str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="pyro backend only"):
+        evaluate_model(p, data="digits", device="cpu")
+    with pytest.raises(ValueError, match="device must be a torch device"):
+        evaluate_model(p, data="digits", backend="pyro", device="gpu0")
     assert main(["evaluate", str(tmp_path / "missing"), "--data", "digits"]) == 2
     assert "does not exist" in capsys.readouterr().out
     assert len(dbm_schedule(101)) == 101 and dbm_schedule(101)[-1] == 1.0
     assert len(schedule_from("auto", "DBM")) == 10001
+
+
+def test_pyro_device_puts_model_and_data_there(tmp_path):
+    """``device=`` (``--device``) loads the model and the data onto that torch device; on the
+    CPU the estimate is the one without it, draw for draw."""
+    p = save_model(tmp_path / "r", _torch_rbm(64, 4, 0))
+    kw = dict(data="digits", backend="pyro", betas="linear:101", progress=False, num_base=200)
+    r0 = evaluate_model(p, runs=20, **kw)
+    r1 = evaluate_model(p, runs=20, device="cpu", **kw)
+    assert r1["log_z"] == r0["log_z"] and r1["test_ll"] == r0["test_ll"]
