@@ -135,14 +135,10 @@ class _Backend:
             import torch
 
             import ebm_ppl.pyro as fe
+            from ebm_ppl.pyro.device import as_device
 
             if device is not None:
-                try:
-                    self.device = torch.device(device)
-                except (RuntimeError, TypeError):
-                    raise ValueError(
-                        f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}"
-                    ) from None
+                self.device = as_device(device)
             torch.manual_seed(seed)
             self.fe = fe
             self.array = lambda a: torch.as_tensor(a, device=self.device)

@@ -187,8 +187,12 @@ def contrast(
     ld = hidden_logits(weights, hidden_bias, d) if data_logits is None else data_logits
     ld = ld.reshape(-1, ld.shape[-1])
     lx = hidden_logits(weights, hidden_bias, x)
-    value = w_data * free_energy_from_logits(visible_bias, d, ld).sum() - w_model * (
-        free_energy_from_logits(visible_bias, x, lx).sum()
+    # sum_n F(v_n) = -b . (sum_n v_n) - sum_n sum_j softplus(l_nj): the column sums serve the
+    # value and the visible-bias gradient alike
+    d_sum, x_sum = d.sum(0), x.sum(0)
+    g_b = w_model * x_sum - w_data * d_sum
+    value = (g_b * visible_bias).sum() - (
+        w_data * ops.softplus(ld).sum() - w_model * ops.softplus(lx).sum()
     )
     if not need_grads:
         return value, None
@@ -196,7 +200,6 @@ def contrast(
     g_w = ops.addmm(
         ops.transpose(x) @ px, ops.transpose(d), pd, beta=w_model, alpha=-w_data, overwrite=True
     )
-    g_b = w_model * x.sum(0) - w_data * d.sum(0)
     g_a = w_model * px.sum(0) - w_data * pd.sum(0)
     return value, (g_w, g_b, g_a)
 
@@ -275,8 +278,10 @@ def gibbs_sweep(
     k_h, k_v = ops.split(key, 2)
     if logits is None:
         logits = hidden_logits(weights, hidden_bias, v)
-    h = ops.bernoulli(k_h, ops.sigmoid(beta * logits))
-    v = ops.bernoulli(k_v, ops.sigmoid(beta * visible_logits(weights, visible_bias, h)))
+    cold = not (isinstance(beta, (int, float)) and beta == 1)  # beta = 1: no scaling pass
+    h = ops.bernoulli(k_h, ops.sigmoid(beta * logits if cold else logits))
+    lv = visible_logits(weights, visible_bias, h)
+    v = ops.bernoulli(k_v, ops.sigmoid(beta * lv if cold else lv))
     if clamp is not None:
         v = ops.where(clamp.mask, clamp.values, v)
     return v, h

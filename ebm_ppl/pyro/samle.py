@@ -30,6 +30,7 @@ from ebm_ppl.inference.samle import (
 from ebm_ppl.io import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from ebm_ppl.pyro import distributed as dist_utils
 from ebm_ppl.pyro.dependence import energy_dependencies
+from ebm_ppl.pyro.device import as_device
 
 __all__ = ["SAMLE"]
 
@@ -260,7 +261,7 @@ class SAMLE:
         moved there. This is faster than ``torch.set_default_device``, which intercepts every
         torch call. Default: the data's device for a tensor, else torch's default device.
         """
-        dev = None if device is None else _check_device(device)
+        dev = None if device is None else as_device(device)
         n = data_size(data)
         steps_per_epoch = len(batch_indices(n, batch_size, seed, 0, shuffle=False))
         if self.world_size > 1 and min(batch_size, n) % self.world_size:
@@ -430,15 +431,6 @@ def _as_tensor(x: Any, device: torch.device | None = None) -> torch.Tensor:
         return x if device is None else x.to(device)
     device = torch.get_default_device() if device is None else device
     return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
-
-
-def _check_device(device: Any) -> torch.device:
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(
-            f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}"
-        ) from None
 
 
 def _rng_state(x: torch.Tensor | None) -> tuple:
