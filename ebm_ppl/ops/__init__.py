@@ -190,13 +190,30 @@ def _make_analytic_grad():
         def forward(ctx, fn, n_diff, *args):
             with torch.no_grad():
                 value, grads = fn(*args, need_grads=True)
-            ctx.save_for_backward(*grads)
+            # intermediates of our own, not inputs or outputs: kept on ctx (torch's advice)
+            # and handed over in backward without a reference left here, so that autograd
+            # takes them as the parameters' .grad without copying 784x500 floats
+            ctx.grads, ctx.fn, ctx.args = grads, fn, args
+            ctx.versions = [a._version if isinstance(a, torch.Tensor) else None for a in args]
             ctx.n_const = len(args) - n_diff
             return value
 
         @staticmethod
         def backward(ctx, grad_out):
-            grads = tuple(g * grad_out for g in ctx.saved_tensors)
+            grads, ctx.grads = ctx.grads, None
+            if grads is None:  # a second backward through a retained graph: recompute
+                now = [a._version if isinstance(a, torch.Tensor) else None for a in ctx.args]
+                if now != ctx.versions:
+                    raise RuntimeError(
+                        "an input of this analytic gradient was modified in place since the "
+                        "forward pass; recompute the loss before backpropagating again"
+                    )
+                with torch.no_grad():
+                    _, grads = ctx.fn(*ctx.args, need_grads=True)
+            # the usual ``loss.backward()`` seeds 1: skip the scaling pass (a CPU scalar is
+            # read without a device sync; elsewhere the multiply stays)
+            if not (grad_out.device.type == "cpu" and grad_out.numel() == 1 and grad_out == 1):
+                grads = tuple(g * grad_out for g in grads)
             return (None, None, *grads) + (None,) * ctx.n_const
 
     return _Fn

@@ -217,6 +217,20 @@ def test_contrast_analytic_gradient_matches_autodiff(backend):
         fused_grads = backend.torch.autograd.grad(2.0 * fused, ps)
         for g, r in zip(fused_grads, ref_grads):
             np.testing.assert_allclose(g.numpy(), 2.0 * r.numpy(), rtol=1e-5, atol=1e-5)
+        # seeded with 1 (loss.backward(): no scaling pass), then once more through the
+        # retained graph (the gradients are recomputed), accumulating into .grad
+        fused = d.contrast(backend.array(v), backend.array(x), wd, wm)
+        fused.backward(retain_graph=True)
+        fused.backward()
+        for p, r in zip(ps, ref_grads):
+            np.testing.assert_allclose(p.grad.numpy(), 2.0 * r.numpy(), rtol=1e-5, atol=1e-5)
+        # a parameter changed in place between the two: refused, not silently recomputed
+        fused = d.contrast(backend.array(v), backend.array(x), wd, wm)
+        fused.backward(retain_graph=True)
+        with backend.torch.no_grad():
+            ps[0].add_(1.0)
+        with pytest.raises(RuntimeError, match="modified in place"):
+            fused.backward()
     else:
         import jax
 
