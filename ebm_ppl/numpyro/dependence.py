@@ -9,6 +9,7 @@ import jax
 from numpyro import handlers
 
 from ebm_ppl.inference import dependence as dep
+from ebm_ppl.numpyro.handlers import quick_energy_draws
 
 __all__ = ["check_model", "energy_dependencies"]
 
@@ -17,7 +18,7 @@ def _trace(model: Callable, key: Any, values: dict | None, args: tuple, kwargs: 
     m = handlers.seed(model, key)
     if values:
         m = handlers.substitute(m, data=values)
-    return handlers.trace(m).get_trace(*args, **kwargs)
+    return handlers.trace(quick_energy_draws(m)).get_trace(*args, **kwargs)  # no Gibbs runs
 
 
 def energy_dependencies(
@@ -37,7 +38,8 @@ def energy_dependencies(
         try:
             from numpyro.infer.inspect import get_dependencies
 
-            prior = get_dependencies(model, args, kwargs)["prior_dependencies"]
+            quick = quick_energy_draws(model)  # no Gibbs runs while tracing provenance
+            prior = get_dependencies(quick, args, kwargs)["prior_dependencies"]
             found = dep.from_provenance(tr, prior)
         except Exception:  # noqa: BLE001 - provenance cannot trace every program
             pass

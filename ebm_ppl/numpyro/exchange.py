@@ -19,6 +19,7 @@ from ebm_ppl.inference import exchange as ex
 from ebm_ppl.inference.dependence import latent_sites
 from ebm_ppl.inference.gibbs import check_kernel_args
 from ebm_ppl.numpyro.dependence import energy_dependencies
+from ebm_ppl.numpyro.handlers import quick_energy_draws
 from ebm_ppl.numpyro.kernels import BlockGibbs
 
 __all__ = ["Exchange", "ExchangeState"]
@@ -115,6 +116,8 @@ class Exchange(MCMCKernel):
         model = handlers.seed(self._model, key)
         if values is not None:
             model = handlers.substitute(model, data=values)
+        else:  # a structure trace: energy sites get init_chain states, no Gibbs run
+            model = quick_energy_draws(model)
         return handlers.trace(model).get_trace(*args, **kwargs)
 
     def _setup(self, args, kwargs) -> dict:

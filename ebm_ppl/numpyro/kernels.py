@@ -30,6 +30,7 @@ from ebm_ppl.inference.gibbs import (
 )
 from ebm_ppl.inference.multilinear import binary_sites
 from ebm_ppl.numpyro.dependence import energy_dependencies
+from ebm_ppl.numpyro.handlers import quick_energy_draws
 
 __all__ = ["BlockGibbs", "BlockGibbsState"]
 
@@ -129,7 +130,8 @@ class BlockGibbs(MCMCKernel):
         model = handlers.seed(self._model, key)
         if values is not None:
             model = handlers.condition(model, data=values)
-        return handlers.trace(model).get_trace(*args, **kwargs)
+        # energy sites without a value get init_chain states: tracing needs no Gibbs run
+        return handlers.trace(quick_energy_draws(model)).get_trace(*args, **kwargs)
 
     def _setup(self, args, kwargs) -> None:
         tr = self._trace(jax.random.PRNGKey(0), None, args, kwargs)

@@ -9,11 +9,13 @@ import pyro.poutine as poutine
 import torch
 
 from ebm_ppl.inference import dependence as dep
+from ebm_ppl.pyro.handlers import quick_energy_draws
 
 __all__ = ["check_model", "energy_dependencies"]
 
 
 def _trace(model: Callable, values: dict | None, args: tuple, kwargs: dict):
+    model = quick_energy_draws(model)  # a structure trace: no Gibbs runs
     m = model if not values else poutine.condition(model, data=values)
     with torch.no_grad(), poutine.block():
         return poutine.trace(m).get_trace(*args, **kwargs)
@@ -39,7 +41,8 @@ def energy_dependencies(
             from pyro.infer.inspect import get_dependencies
 
             with poutine.block():
-                prior = get_dependencies(model, args, kwargs)["prior_dependencies"]
+                quick = quick_energy_draws(model)
+                prior = get_dependencies(quick, args, kwargs)["prior_dependencies"]
             found = dep.from_provenance(nodes, prior)
         except Exception:  # noqa: BLE001 - provenance cannot trace every program
             pass

@@ -14,6 +14,7 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from ebm_ppl.inference import exchange as ex
 from ebm_ppl.inference.gibbs import check_kernel_args
 from ebm_ppl.pyro.dependence import energy_dependencies
+from ebm_ppl.pyro.handlers import quick_energy_draws
 from ebm_ppl.pyro.kernels import BlockGibbs
 
 __all__ = ["Exchange"]
@@ -76,16 +77,17 @@ class Exchange(MCMCKernel):
 
     # ---- set-up ---------------------------------------------------------------------------
 
-    def _trace(self, values: dict | None):
-        m = self.model if not values else poutine.condition(self.model, data=values)
+    def _trace(self, values: dict | None, quick: bool = False):
+        m = quick_energy_draws(self.model) if quick else self.model
+        m = m if not values else poutine.condition(m, data=values)
         with poutine.block():
             return poutine.trace(m).get_trace(*self._args, **self._kwargs)
 
     def setup(self, warmup_steps: int, *args, **kwargs) -> None:
         self._args, self._kwargs = args, kwargs
         self._warmup = int(warmup_steps)
-        with torch.no_grad():
-            tr = self._trace(None)
+        with torch.no_grad():  # a structure trace: energy sites get init_chain states
+            tr = self._trace(None, quick=True)
         deps = energy_dependencies(self.model, args, kwargs, tr.nodes)
         self._theta, self._energy_latent, self._exchange = ex.plan_sites(
             tr.nodes, deps, self.aux_sweeps

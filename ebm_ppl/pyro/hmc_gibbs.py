@@ -15,6 +15,7 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from ebm_ppl.inference.dependence import check_energy_dependence
 from ebm_ppl.inference.gibbs import check_kernel_args, classify_sites
 from ebm_ppl.pyro.dependence import energy_dependencies
+from ebm_ppl.pyro.handlers import quick_energy_draws
 from ebm_ppl.pyro.kernels import BlockGibbs
 
 __all__ = ["HMCGibbs"]
@@ -65,8 +66,8 @@ class HMCGibbs(MCMCKernel):
 
     def setup(self, warmup_steps: int, *args, **kwargs) -> None:
         self._args, self._kwargs = args, kwargs
-        with torch.no_grad():
-            tr = poutine.trace(self.model).get_trace(*args, **kwargs)
+        with torch.no_grad():  # a structure trace: energy sites get init_chain states
+            tr = poutine.trace(quick_energy_draws(self.model)).get_trace(*args, **kwargs)
         energy, _, other = classify_sites(tr.nodes)
         if not energy:
             raise ValueError("HMCGibbs needs at least one latent energy site for block Gibbs")

@@ -26,6 +26,7 @@ from ebm_ppl.inference.gibbs import (
 )
 from ebm_ppl.inference.multilinear import binary_sites
 from ebm_ppl.pyro.dependence import energy_dependencies
+from ebm_ppl.pyro.handlers import quick_energy_draws
 
 __all__ = ["BlockGibbs"]
 
@@ -118,7 +119,10 @@ class BlockGibbs(MCMCKernel):
         self._dists = {n: tr.nodes[n]["fn"] for n in self._latent}
 
     def _trace(self, values: Mapping[str, torch.Tensor] | None, args, kwargs):
-        model = self.model if values is None else poutine.condition(self.model, data=values)
+        # the energy sites' values are overwritten from their own init_chain or given:
+        # tracing needs no Gibbs run of theirs
+        quick = quick_energy_draws(self.model)
+        model = quick if values is None else poutine.condition(quick, data=values)
         with torch.no_grad():
             return poutine.trace(model).get_trace(*args, **kwargs)
 

@@ -154,6 +154,53 @@ def test_rejects_bad_clamp_and_other_latent_sites(backend):
         run_mcmc(backend, w, b, c, clamp={"x": (np.ones(6, bool), np.ones(6))})
 
 
+def test_setup_traces_run_no_gibbs_sampler(backend, monkeypatch):
+    """Set-up only reads the model's structure: latent energy sites get init_chain states
+    there, never their num_gibbs_steps-sweep sample(); the refusal of an energy site whose
+    parameters depend on another latent site still fires."""
+    import ebm_ppl.numpyro
+    import ebm_ppl.pyro
+
+    frontend = ebm_ppl.pyro if backend.name == "torch" else ebm_ppl.numpyro
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a structure trace ran the distribution's Gibbs sampler")
+
+    monkeypatch.setattr(frontend.RBM, "sample", refuse)
+    w, b, c = random_params(np.random.default_rng(2), 5, 3)
+    out = run_mcmc(backend, w, b, c, plate=4, num_samples=3, warmup=2)
+    assert out["v"].shape == (1, 3, 4, 5)
+    assert set(np.unique(out["v"])) <= {0.0, 1.0}
+    # the dependence check traces the model too, with the sampler still refused
+    if backend.name == "torch":
+        import pyro
+        import pyro.distributions as dist
+        import torch
+        from pyro.infer import MCMC
+
+        W, B, C = (torch.as_tensor(a) for a in (w, b, c))
+
+        def dependent():
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("v", frontend.RBM(W, B, C + z))
+
+        with pytest.raises(ValueError, match="depend"):
+            MCMC(frontend.HMCGibbs(dependent), num_samples=2, disable_progbar=True).run()
+    else:
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as dist
+
+        W, B, C = (jnp.asarray(a) for a in (w, b, c))
+
+        def dependent():
+            z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+            numpyro.sample("v", frontend.RBM(W, B, C + z))
+
+        with pytest.raises(ValueError, match="depend"):
+            frontend.BlockGibbs(dependent).gibbs_fn()
+
+
 def test_rejects_continuous_sites_in_pyro_and_other_factors():
     import pyro
     import pyro.distributions as dist
