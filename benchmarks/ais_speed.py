@@ -2,10 +2,12 @@
 
     python benchmarks/ais_speed.py [--checkpoint benchmarks/checkpoints/rbm_cd25.safetensors]
                                    [--quick] [--backends torch,jax] [--repeats 3]
+                                   [--device cuda]
 
 Prints one JSON line per backend: ``{"name": "ais", "backend", "seconds" (median over
 repeats), "seconds_all", "compile_s" (JAX, first call minus the median), "log_z",
-"log_z_stderr", "num_runs", "num_betas", "gflop", "gflop_per_s", ...}``. Each AIS step costs
+"log_z_stderr", "num_runs", "num_betas", "gflop", "gflop_per_s", "device", ...}``;
+``--device`` is the torch device of the torch row (JAX uses its default device). Each AIS step costs
 two (runs x 784 x 500) matrix products (the hidden logits serve both the weight update and
 the transition), so 100 runs x 14,500 steps is ~2.3 TFLOP. Without ``--checkpoint`` the
 model is a random 784-500 RBM (W ~ N(0, 0.05^2)); the timing does not depend on the weights.
@@ -32,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="torch device of the torch row, e.g. cuda")
     args = p.parse_args(argv)
 
     from ebm_ppl.inference.ais import linear_schedule, salakhutdinov_murray_schedule
@@ -62,15 +65,21 @@ def main(argv: list[str] | None = None) -> int:
 
             import ebm_ppl.pyro as fe
 
-            model = fe.RBM(*(torch.as_tensor(a) for a in (w, b, c)))
-            base = fe.BernoulliBase(torch.as_tensor(base_logits))
+            dev = torch.device(args.device)
+            model = fe.RBM(*(torch.as_tensor(a, device=dev) for a in (w, b, c)))
+            base = fe.BernoulliBase(torch.as_tensor(base_logits, device=dev))
             for r in range(repeats):
                 torch.manual_seed(args.seed + r)
                 t0 = time.perf_counter()
                 res = fe.AIS(model, base=base, betas=betas, num_runs=args.runs, progress_bar=False)
                 times.append(time.perf_counter() - t0)
                 results.append(res)
-            extra = {"torch_threads": torch.get_num_threads()}
+            extra = {
+                "torch_threads": torch.get_num_threads(),
+                "device": torch.cuda.get_device_name(dev)
+                if dev.type == "cuda"
+                else f"{dev.type} ({platform.processor() or platform.machine()})",
+            }
         elif backend == "jax":
             import jax
             import jax.numpy as jnp
@@ -103,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(res)
             extra = {
                 "jax_devices": len(jax.devices()),
+                "device": f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind})",
                 "compile_s": round(first - statistics.median(times), 2),
             }
         else:

@@ -12,13 +12,15 @@ computed once), per Gibbs sweep every layer's input, and the four sufficient-sta
 products. The peer, in the same run, is a PCD-1 update of a 784-500 RBM through the same
 trainer. Prints one JSON line per measurement (medians over ``--repeats`` blocks of
 ``--updates`` updates, after a compiled warm-up); NumPyro (one ``lax.scan`` per block) and
-Pyro (``SAMLE.step``).
+Pyro (``SAMLE.step``). ``--device cuda`` runs the Pyro rows on that torch device (JAX uses its
+default device); every line names its device.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import time
 
@@ -45,6 +47,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--gflops", type=float, default=200.0)
     p.add_argument("--backends", default="jax,torch")
+    p.add_argument("--device", default="cpu", help="torch device of the Pyro rows, e.g. cuda")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -60,7 +63,7 @@ def main(argv=None) -> int:
 
     for backend in args.backends.split(","):
         for k in [int(x) for x in args.mf_iters.split(",")] + [0]:
-            times = run(backend, k, sizes, ws, bs, data, args)
+            times, device = run(backend, k, sizes, ws, bs, data, args)
             ms = statistics.median(times) * 1e3
             if k == 0:  # the peer: an RBM 784-500 PCD-1 update in the same trainer
                 # v W for the batch and h|v, v|h for the chains; the two statistics products
@@ -83,13 +86,14 @@ def main(argv=None) -> int:
                     "gibbs": args.gibbs if k else 1,
                     "batch": args.batch,
                     "chains": args.chains,
+                    "device": device,
                 }
             )
     return 0
 
 
-def run(backend, k, sizes, ws, bs, data, args) -> list[float]:
-    """Seconds per update over ``repeats`` blocks of ``updates`` updates."""
+def run(backend, k, sizes, ws, bs, data, args) -> tuple[list[float], str]:
+    """Seconds per update over ``repeats`` blocks of ``updates`` updates, and the device."""
     n_up = args.updates
     if backend == "jax":
         import jax
@@ -128,25 +132,31 @@ def run(backend, k, sizes, ws, bs, data, args) -> list[float]:
             state = epoch(state, x, idx)
             jax.block_until_ready(state)
             times.append((time.perf_counter() - t) / n_up)
-        return times
+        d0 = jax.devices()[0]
+        return times, f"{d0.platform} ({d0.device_kind})"
     import pyro
     import torch
 
     from ebm_ppl.pyro import DBM, RBM, SAMLE
 
     pyro.clear_param_store()
+    dev = torch.device(args.device)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
 
     def model(batch):
         if k == 0:
             site = RBM(
                 *(
-                    pyro.param(n, torch.tensor(x))
+                    pyro.param(n, torch.tensor(x, device=dev))
                     for n, x in (("W0", ws[0]), ("b0", bs[0]), ("b1", bs[1]))
                 )
             )
         else:
-            w = [pyro.param(f"W{i}", torch.tensor(x)) for i, x in enumerate(ws)]
-            b = [pyro.param(f"b{i}", torch.tensor(x)) for i, x in enumerate(bs)]
+            w = [pyro.param(f"W{i}", torch.tensor(x, device=dev)) for i, x in enumerate(ws)]
+            b = [pyro.param(f"b{i}", torch.tensor(x, device=dev)) for i, x in enumerate(bs)]
             site = DBM(w, b).visible(num_iters=k, tol=None)
         with pyro.plate("data", batch.shape[0]):
             pyro.sample("v", site, obs=batch)
@@ -158,16 +168,20 @@ def run(backend, k, sizes, ws, bs, data, args) -> list[float]:
         num_gibbs_steps=gibbs,
         num_chains=args.chains,
     )
-    x = torch.tensor(data)
+    x = torch.tensor(data, device=dev)
     batches = x.reshape(n_up, args.batch, -1)
     tr.step(batches[0])
     times = []
     for _ in range(args.repeats):
+        sync()
         t = time.perf_counter()
         for b in batches:
             tr._step(False, (b,), {})
+        sync()
         times.append((time.perf_counter() - t) / n_up)
-    return times
+    if dev.type == "cuda":
+        return times, torch.cuda.get_device_name(dev)
+    return times, f"{dev.type} ({platform.processor() or platform.machine()})"
 
 
 if __name__ == "__main__":

@@ -109,6 +109,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-breakdown", action="store_true", help="skip profiles and ablations")
     p.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of the torch rows, e.g. cuda (JAX uses its default device); off the "
+        "CPU the torch breakdown (a CPU profile) is skipped",
+    )
+    p.add_argument(
         "--jax-threefry",
         choices=("rolled", "unrolled"),
         default="rolled",
@@ -228,6 +234,39 @@ def loop_gemms(loop: str, args: argparse.Namespace) -> list[Gemm]:
     return out
 
 
+TORCH_DEVICE = "cpu"  # set by main from --device
+
+
+def _t(a: np.ndarray):
+    """A numpy array as a torch tensor on the torch device of this run."""
+    import torch
+
+    return torch.from_numpy(a).to(TORCH_DEVICE)
+
+
+def _sync() -> None:
+    """Wait for the torch device's queued work (a no-op on the CPU and for JAX rows)."""
+    if TORCH_DEVICE != "cpu":
+        import torch
+
+        if torch.device(TORCH_DEVICE).type == "cuda":
+            torch.cuda.synchronize(TORCH_DEVICE)
+
+
+def device_name(backend: str) -> str:
+    if backend == "jax":
+        import jax
+
+        d0 = jax.devices()[0]
+        return f"{d0.platform} ({d0.device_kind})"
+    import torch
+
+    dev = torch.device(TORCH_DEVICE)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"{dev.type} ({platform.processor() or platform.machine()})"
+
+
 def torch_peer(gemms: list[Gemm], calls: int) -> Callable[[], float]:
     """Seconds per loop iteration of the plain ``torch.mm`` calls of ``gemms``."""
     import torch
@@ -235,9 +274,10 @@ def torch_peer(gemms: list[Gemm], calls: int) -> Callable[[], float]:
     gen = torch.Generator().manual_seed(0)
     ops = []
     for g in gemms:
-        a = torch.rand((g.k, g.m) if g.ta else (g.m, g.k), generator=gen)
+        a = torch.rand((g.k, g.m) if g.ta else (g.m, g.k), generator=gen).to(TORCH_DEVICE)
         b = 0.01 * torch.randn((g.n, g.k) if g.tb else (g.k, g.n), generator=gen)
-        ops.append((a.T if g.ta else a, b.T if g.tb else b, torch.empty(g.m, g.n), g.count))
+        b, out = b.to(TORCH_DEVICE), torch.empty(g.m, g.n, device=TORCH_DEVICE)
+        ops.append((a.T if g.ta else a, b.T if g.tb else b, out, g.count))
 
     def run() -> float:
         total = 0.0
@@ -245,6 +285,7 @@ def torch_peer(gemms: list[Gemm], calls: int) -> Callable[[], float]:
             t0 = time.perf_counter()
             for _ in range(calls):
                 torch.mm(a, b, out=out)
+            _sync()
             total += count * (time.perf_counter() - t0) / calls
         return total
 
@@ -316,8 +357,10 @@ def timed(block: Callable[[], Any], iters: int) -> Callable[[], float]:
     """``block`` runs ``iters`` iterations and waits for them; returns seconds/iteration."""
 
     def run() -> float:
+        _sync()
         t0 = time.perf_counter()
         block()
+        _sync()
         return (time.perf_counter() - t0) / iters
 
     return run
@@ -330,9 +373,11 @@ def difference(call_hi: Callable, call_lo: Callable, d_iters: int, calls: int):
         t0 = time.perf_counter()
         for _ in range(calls):
             call_hi()
+        _sync()
         t1 = time.perf_counter()
         for _ in range(calls):
             call_lo()
+        _sync()
         t2 = time.perf_counter()
         return ((t1 - t0) - (t2 - t1)) / (calls * d_iters)
 
@@ -398,12 +443,15 @@ def torch_rbm(persistent: bool, x: np.ndarray, n: int, args, core_only: bool) ->
     from ebm_ppl.models import rbm
     from ebm_ppl.pyro import RBM, SAMLE
 
-    data = torch.from_numpy(batches(x, n, args.seed))
+    data = _t(batches(x, n, args.seed))
     lr = 0.05
 
     # core: the trainer's arithmetic on ebm_ppl.models.rbm (fused analytic gradient)
-    w, b, c = (torch.from_numpy(p).clone() for p in rbm_init(args.seed))
-    state = {"chains": ops.bernoulli(None, torch.full((CHAINS, D), 0.5)), "i": 0}
+    w, b, c = (_t(p).clone() for p in rbm_init(args.seed))
+    state = {
+        "chains": ops.bernoulli(None, torch.full((CHAINS, D), 0.5, device=TORCH_DEVICE)),
+        "i": 0,
+    }
 
     @torch.no_grad()
     def core_step():
@@ -423,7 +471,7 @@ def torch_rbm(persistent: bool, x: np.ndarray, n: int, args, core_only: bool) ->
     if core_only:
         return [_torch_impl("core", core_step, n)]
     # public: pyro.SAMLE.step on a model with a plate
-    w0, b0, c0 = (torch.from_numpy(p) for p in rbm_init(args.seed))
+    w0, b0, c0 = (_t(p) for p in rbm_init(args.seed))
 
     def model(batch):
         wp, bp, cp = pyro.param("W", w0), pyro.param("b", b0), pyro.param("c", c0)
@@ -465,11 +513,11 @@ def torch_ais(n: int, args, core_only: bool) -> list[Impl]:
     from ebm_ppl.inference.ais import linear_schedule
     from ebm_ppl.models import rbm
 
-    w, b, c, a0 = (torch.from_numpy(p) for p in ais_model(args.seed))
+    w, b, c, a0 = (_t(p) for p in ais_model(args.seed))
     betas = np.linspace(0.0, 1.0, n + 1)
     pairs = [(float(p), float(q)) for p, q in zip(betas[:-1], betas[1:])]
     state = {"v": ops_bernoulli_torch(torch.sigmoid(a0).expand(RUNS, D)), "i": 0}
-    acc = torch.zeros(RUNS, dtype=torch.float64)
+    acc = torch.zeros(RUNS, dtype=torch.float64, device=TORCH_DEVICE)
 
     @torch.no_grad()
     def core_step():
@@ -512,14 +560,14 @@ def torch_dbm_sa(x: np.ndarray, n: int, args, core_only: bool) -> list[Impl]:
     from ebm_ppl.models import dbm
     from ebm_ppl.pyro import DBM, SAMLE
 
-    data = torch.from_numpy(batches(x, n, args.seed))
+    data = _t(batches(x, n, args.seed))
     ws, bs = dbm_init(args.seed)
     K, G, lr = args.mf_iters, args.gibbs, 1e-3
 
     # core: mean field + Gibbs + mean_field_contrast through autograd, on ebm_ppl.models.dbm
-    params = [torch.from_numpy(a).clone().requires_grad_(True) for a in ws + bs]
+    params = [_t(a).clone().requires_grad_(True) for a in ws + bs]
     p = dbm.DBMParams(tuple(params[: len(ws)]), tuple(params[len(ws) :]))
-    init = DBM([torch.from_numpy(a) for a in ws], [torch.from_numpy(a) for a in bs])
+    init = DBM([_t(a) for a in ws], [_t(a) for a in bs])
     state = {"chains": init.split(init.init_chain(None, (CHAINS, sum(DBM_SIZES)))), "i": 0}
 
     def core_step():
@@ -542,8 +590,8 @@ def torch_dbm_sa(x: np.ndarray, n: int, args, core_only: bool) -> list[Impl]:
         return [_torch_impl("core", core_step, n)]
 
     def model(batch):
-        w = [pyro.param(f"W{i}", torch.from_numpy(a)) for i, a in enumerate(ws)]
-        b = [pyro.param(f"b{i}", torch.from_numpy(a)) for i, a in enumerate(bs)]
+        w = [pyro.param(f"W{i}", _t(a)) for i, a in enumerate(ws)]
+        b = [pyro.param(f"b{i}", _t(a)) for i, a in enumerate(bs)]
         with pyro.plate("data", batch.shape[0]):
             pyro.sample("v", DBM(w, b).visible(num_iters=K, tol=None), obs=batch)
 
@@ -564,9 +612,9 @@ def torch_dbm_mf(x: np.ndarray, calls: int, args) -> list[Impl]:
     from ebm_ppl.models import dbm
     from ebm_ppl.pyro import DBM
 
-    v = torch.from_numpy(batches(x, 1, args.seed)[0])
+    v = _t(batches(x, 1, args.seed)[0])
     ws, bs = dbm_init(args.seed)
-    model = DBM([torch.from_numpy(a) for a in ws], [torch.from_numpy(a) for a in bs])
+    model = DBM([_t(a) for a in ws], [_t(a) for a in bs])
     p = model.dbm_params
     lo, hi = args.mf_lo, args.mf_hi
     out = []
@@ -1069,13 +1117,15 @@ def rng_standalone(backend: str, shapes: list[tuple[int, ...]], reps: int) -> fl
     if backend == "torch":
         import torch
 
-        like = torch.zeros(())
+        like = torch.zeros((), device=TORCH_DEVICE)
         for s in shapes:
             ops.uniform(None, s, like)
+        _sync()
         t0 = time.perf_counter()
         for _ in range(reps):
             for s in shapes:
                 ops.uniform(None, s, like)
+        _sync()
         return (time.perf_counter() - t0) / reps
     import jax
     import jax.numpy as jnp
@@ -1110,7 +1160,7 @@ class NoRNG:
             if ops.is_torch(like):
                 import torch
 
-                return torch.full(tuple(shape), 0.5, dtype=like.dtype)
+                return torch.full(tuple(shape), 0.5, dtype=like.dtype, device=like.device)
             import jax.numpy as jnp
 
             return jnp.full(tuple(shape), 0.5, like.dtype)
@@ -1201,9 +1251,15 @@ def measure_loop(loop: str, backend: str, x: np.ndarray, args, emit, by_loop: di
                 "settings": settings(loop, args),
             }
         )
-    if args.no_breakdown:
-        return
+    if args.no_breakdown or (backend == "torch" and torch_device_type() != "cpu"):
+        return  # the breakdown profiles the CPU side only
     breakdown(loop, backend, x, impls, results, common, args, emit)
+
+
+def torch_device_type() -> str:
+    import torch
+
+    return torch.device(TORCH_DEVICE).type
 
 
 def settings(loop: str, args) -> dict:
@@ -1285,7 +1341,9 @@ def breakdown(loop, backend, x, impls, results, common, args, emit) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global TORCH_DEVICE
     args = parse_args(argv)
+    TORCH_DEVICE = args.device
     t_start = time.perf_counter()
     identical = None
     if args.jax_threefry == "unrolled" and "jax" in args.backends:
@@ -1305,6 +1363,7 @@ def main(argv: list[str] | None = None) -> int:
             if identical is not None:
                 rec["threefry_bits_identical"] = identical
         rec["threads"] = threads[rec["backend"]]
+        rec["device"] = device_name(rec["backend"])
         records.append(rec)
         print(json.dumps(rec), flush=True)
 
