@@ -5,6 +5,10 @@ Loops (float32; one iteration of each is the unit):
 * ``rbm_cd1`` / ``rbm_pcd1``: one CD-1 / PCD-1 update of a 784-500 binary RBM, minibatch 100
   (PCD: 100 persistent chains), plain SGD (lr 0.05), binarized MNIST;
 * ``ais``: one AIS step of a 784-500 RBM (W ~ N(0, 0.05^2), as ``ais_speed.py``) with 100 runs;
+* ``gibbs``: one block-Gibbs sweep of 100 chains of that RBM; the public implementation is the
+  host PPL's ``MCMC`` running our ``BlockGibbs`` on a model with a plate of 100 chains, per
+  sample (the difference between runs of ``n + 2`` and 2 samples: set-up excluded, the MCMC
+  loop's own per-sample work and the storing of the samples included);
 * ``dbm_sa``: one SA-MLE (PCD) update of a 784-500-1000 DBM, minibatch 100, 100 persistent
   chains, ``--mf-iters`` mean-field sweeps (default 10, ``tol=None``) from the doubled
   bottom-up pass, ``--gibbs`` block-Gibbs sweeps (default 5), plain SGD (lr 0.001);
@@ -22,8 +26,8 @@ slower at these shapes). The torch peer is ``torch.mm(..., out=)``; the JAX peer
 shape, the faster of jitted calls and a compiled ``fori_loop`` of products.
 
 Implementations: the public API of each frontend (``pyro.SAMLE.step``, ``numpyro.SAMLE``'s
-epoch scan as ``SAMLE.run`` executes it and its jitted ``update``, ``AIS``,
-``DBM.mean_field``) and the same arithmetic written on the core functions of
+epoch scan as ``SAMLE.run`` executes it and its jitted ``update``, ``AIS``, ``MCMC`` with
+``BlockGibbs``, ``DBM.mean_field``) and the same arithmetic written on the core functions of
 :mod:`ebm_ppl.models` (``rbm.gibbs_sweep`` + ``rbm.contrast``, ``rbm.ais_step``,
 ``dbm.mean_field`` + ``dbm.gibbs_sweep`` + ``dbm.mean_field_contrast``) without a PPL layer
 (torch: a Python loop; JAX: one jitted ``lax.scan``).
@@ -76,7 +80,7 @@ import numpy as np
 from cd_speed import CpuMonitor, _choices, jax_threads, load_data, settle, torch_threads
 from dbm_speed import floor_flops
 
-LOOPS = ("rbm_cd1", "rbm_pcd1", "ais", "dbm_sa", "dbm_mf")
+LOOPS = ("rbm_cd1", "rbm_pcd1", "ais", "gibbs", "dbm_sa", "dbm_mf")
 BACKENDS = ("torch", "jax")
 NOMINAL_GFLOPS = 200.0
 TARGET_RATIO = 1.5
@@ -216,7 +220,7 @@ def loop_gemms(loop: str, args: argparse.Namespace) -> list[Gemm]:
                 Gemm(D, C, F, ta=True),
             ]
         )
-    if loop == "ais":  # v W (the weight and h|v), h W^T
+    if loop in ("ais", "gibbs"):  # v W (the weight and h|v), h W^T
         return [Gemm(RUNS, D, F), Gemm(RUNS, F, D, tb=True)]
     n0, n1, n2 = DBM_SIZES
     mf = [Gemm(B, n2, n1, tb=True), Gemm(B, n1, n2)]  # mu2 W2^T, mu1 W2 (v W1 cached)
@@ -413,7 +417,8 @@ def batches(x: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 def n_iters(loop: str, quick: bool) -> int:
     """Iterations per timed block."""
-    base = {"rbm_cd1": 40, "rbm_pcd1": 40, "ais": 300, "dbm_sa": 8, "dbm_mf": 3}[loop]
+    base = {"rbm_cd1": 40, "rbm_pcd1": 40, "ais": 300, "gibbs": 200, "dbm_sa": 8, "dbm_mf": 3}
+    base = base[loop]
     return max(2, base // 2) if quick else base
 
 
@@ -430,6 +435,8 @@ def torch_impls(loop: str, x: np.ndarray, args, core_only: bool = False) -> list
         return torch_rbm(loop == "rbm_pcd1", x, n, args, core_only)
     if loop == "ais":
         return torch_ais(n, args, core_only)
+    if loop == "gibbs":
+        return torch_gibbs(n, args, core_only)
     if loop == "dbm_sa":
         return torch_dbm_sa(x, n, args, core_only)
     return torch_dbm_mf(x, n, args)
@@ -547,6 +554,45 @@ def torch_ais(n: int, args, core_only: bool) -> list[Impl]:
     ]
 
 
+GIBBS_LO = 2  # MCMC samples of the short run that the per-sweep difference subtracts
+
+
+def torch_gibbs(n: int, args, core_only: bool) -> list[Impl]:
+    import pyro
+    import torch
+    from pyro.infer import MCMC
+
+    import ebm_ppl.pyro as fe
+    from ebm_ppl.models import rbm
+
+    w, b, c, a0 = (_t(p) for p in ais_model(args.seed))
+    state = {"v": ops_bernoulli_torch(torch.sigmoid(a0).expand(RUNS, D))}
+
+    @torch.no_grad()
+    def core_step():
+        state["v"], _ = rbm.gibbs_sweep(None, w, b, c, state["v"])
+
+    if core_only:
+        return [_torch_impl("core", core_step, n)]
+    site = fe.RBM(w, b, c)
+
+    def model():
+        with pyro.plate("chains", RUNS):
+            pyro.sample("v", site)
+
+    def run(k: int) -> None:
+        MCMC(fe.BlockGibbs(model), num_samples=k, warmup_steps=0, disable_progbar=True).run()
+
+    run(GIBBS_LO + n)
+    note = f"(t({GIBBS_LO + n} samples) - t({GIBBS_LO})) / {n}: set-up excluded, storing included"
+    public = Impl(
+        "pyro MCMC(BlockGibbs)",
+        difference(lambda: run(GIBBS_LO + n), lambda: run(GIBBS_LO), n, 1),
+        note=note,
+    )
+    return [public, _torch_impl("core", core_step, n)]
+
+
 def ops_bernoulli_torch(p):
     from ebm_ppl import ops
 
@@ -657,6 +703,8 @@ def jax_impls(loop: str, x: np.ndarray, args, core_only: bool = False) -> list[I
         return jax_rbm(loop == "rbm_pcd1", x, n, args, core_only)
     if loop == "ais":
         return jax_ais(n, args, core_only)
+    if loop == "gibbs":
+        return jax_gibbs(n, args, core_only)
     if loop == "dbm_sa":
         return jax_dbm_sa(x, n, args, core_only)
     return jax_dbm_mf(x, n, args)
@@ -802,6 +850,50 @@ def jax_ais(n: int, args, core_only: bool) -> list[Impl]:
     public()
     note = f"{args.ais_betas} linear betas; seconds / {steps} steps"
     return [Impl("numpyro.AIS", timed(public, steps), note=note), core]
+
+
+def jax_gibbs(n: int, args, core_only: bool) -> list[Impl]:
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    from numpyro.infer import MCMC
+
+    import ebm_ppl.numpyro as fe
+    from ebm_ppl import ops
+    from ebm_ppl.models import rbm
+
+    w, b, c, a0 = (jnp.asarray(p) for p in ais_model(args.seed))
+    key0 = jax.random.PRNGKey(args.seed)
+
+    def body(v, key):
+        return rbm.gibbs_sweep(key, w, b, c, v)[0]
+
+    v0 = ops.bernoulli(key0, jnp.broadcast_to(jax.nn.sigmoid(a0), (RUNS, D)))
+    core = _scan_impl("core.scan", body, v0, jax.random.split(key0, n), n)
+    if core_only:
+        return [core]
+    site = fe.RBM(w, b, c)
+
+    def model():
+        with numpyro.plate("chains", RUNS):
+            numpyro.sample("v", site)
+
+    def run(k: int) -> None:
+        mcmc = MCMC(fe.BlockGibbs(model), num_warmup=0, num_samples=k, progress_bar=False)
+        mcmc.run(key0)
+        jax.block_until_ready(mcmc.get_samples())
+
+    run(GIBBS_LO + n)
+    note = (
+        f"(t({GIBBS_LO + n} samples) - t({GIBBS_LO})) / {n}: set-up and compilation excluded, "
+        "storing included"
+    )
+    public = Impl(
+        "numpyro MCMC(BlockGibbs)",
+        difference(lambda: run(GIBBS_LO + n), lambda: run(GIBBS_LO), n, 1),
+        note=note,
+    )
+    return [public, core]
 
 
 def jax_dbm_sa(x: np.ndarray, n: int, args, core_only: bool) -> list[Impl]:
@@ -1101,7 +1193,7 @@ def loop_uniforms(loop: str, args) -> list[tuple[int, ...]]:
     if loop in ("rbm_cd1", "rbm_pcd1"):
         n = CHAINS if loop == "rbm_pcd1" else BATCH
         return [(n, F), (n, D)]
-    if loop == "ais":
+    if loop in ("ais", "gibbs"):
         return [(RUNS, F), (RUNS, D)]
     if loop == "dbm_sa":
         return [(CHAINS, s) for s in DBM_SIZES] * args.gibbs
@@ -1270,6 +1362,8 @@ def settings(loop: str, args) -> dict:
             out["chains"] = CHAINS
     elif loop == "ais":
         out.update(sizes=[D, F], runs=RUNS, public_betas=args.ais_betas)
+    elif loop == "gibbs":
+        out.update(sizes=[D, F], chains=RUNS, gibbs_lo=GIBBS_LO)
     elif loop == "dbm_sa":
         out.update(sizes=list(DBM_SIZES), batch=BATCH, chains=CHAINS, mf_iters=args.mf_iters)
         out.update(gibbs=args.gibbs, lr=1e-3, tol=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -109,6 +110,7 @@ class BlockGibbs(MCMCKernel):
         self._latent: list[str] = []
         self._steps = 0
         self._last: dict | None = None
+        self._shown: tuple | None = None  # (time, text) of the last mean activation logged
 
     # ---- set-up ---------------------------------------------------------------------------
 
@@ -291,12 +293,16 @@ class BlockGibbs(MCMCKernel):
 
     def logging(self) -> OrderedDict:
         """What ``pyro.infer.MCMC`` logs after every step: the mean activation of the latent
-        sites when they live on the CPU. On an accelerator nothing is shown, since reading
-        the value would make every step wait for the device."""
+        sites when they live on the CPU, recomputed at most every 0.1 s (a progress bar
+        refreshes no faster; MCMC asks at every sweep, shown or not). On an accelerator
+        nothing is shown, since reading the value would make every step wait for the device."""
         if not self._last or not ops.on_host(self._last[self._latent[0]]):
             return OrderedDict()
-        act = torch.stack([self._last[n].float().mean() for n in self._latent]).mean()
-        return OrderedDict([("mean_act", f"{float(act):.3f}")])
+        now = time.monotonic()
+        if self._shown is None or now - self._shown[0] >= 0.1:
+            act = torch.stack([self._last[n].float().mean() for n in self._latent]).mean()
+            self._shown = (now, f"{float(act):.3f}")
+        return OrderedDict([("mean_act", self._shown[1])])
 
     def diagnostics(self) -> dict:
         out = {"sweeps": self._steps * self.num_sweeps}
@@ -311,7 +317,7 @@ class BlockGibbs(MCMCKernel):
         if not self._user_initial:
             self._initial_params = None
         self._user_initial = False
-        self._last = None
+        self._last = self._shown = None
 
     # ---- helpers for diagnostics ----------------------------------------------------------
 
