@@ -131,6 +131,68 @@ def init_chains(key: Any, nodes: Mapping[str, Mapping], config: SAConfig) -> dic
     return chains
 
 
+def check_checkpoint(
+    path: Any,
+    names: Any,
+    shapes: Mapping[str, tuple],
+    *,
+    params: Mapping[str, tuple] | None = None,
+    chains: Mapping[str, tuple] | None = None,
+    chain_axis: int = 0,
+    required: tuple[str, ...] = (),
+) -> None:
+    """Refuse a SA-MLE checkpoint that does not fit the trainer loading it.
+
+    ``names`` are the entries of the checkpoint (e.g. ``"param/W"``, ``"chains/v"``,
+    ``"rng/torch"``) and ``shapes`` their shapes. ``params`` (``{name: shape}``) are the
+    model's parameters, looked up as ``"param/<name>"``; ``chains`` (``{site: shape}``) the
+    persistent chains the trainer would start, looked up as ``"chains/<site>"`` and compared
+    outside ``chain_axis`` (the number of chains may differ with the number of ranks);
+    ``required`` names entries that must be present (the random-generator state). Raises a
+    ``ValueError`` naming the entry, what the trainer expected and what to do, instead of
+    letting the trainer re-initialise a parameter or restart its chains in silence.
+    """
+    names = set(names)
+    for key in required:
+        if key not in names:
+            raise ValueError(
+                f"{path} has no {key!r} entry (written by SAMLE.save): the file is truncated "
+                "or was written by something else; save the trainer again"
+            )
+    for kind, expected, skip in (("param", params, None), ("chains", chains, chain_axis)):
+        if expected is None:
+            continue
+        saved = sorted(n.split("/", 1)[1] for n in names if n.startswith(kind + "/"))
+        for name, shape in expected.items():
+            key = f"{kind}/{name}"
+            what = "parameter" if kind == "param" else "persistent chains of site"
+            if key not in names:
+                fix = (
+                    "it would be re-initialised and the optimizer state would not match; "
+                    "load a checkpoint of this model"
+                    if kind == "param"
+                    else "the chains would restart from scratch; load a checkpoint written "
+                    "with persistent chains, or train with persistent=False"
+                )
+                raise ValueError(
+                    f"{path} holds no {what} {name!r} of this model (it holds "
+                    f"{saved or 'none'}): {fix}"
+                )
+            got, want = tuple(shapes[key]), tuple(shape)
+            if skip is not None and len(got) == len(want):
+                axis = skip % len(want) if want else 0
+                got_cmp = got[:axis] + got[axis + 1 :]
+                want_cmp = want[:axis] + want[axis + 1 :]
+            else:
+                got_cmp, want_cmp = got, want
+            if got_cmp != want_cmp:
+                hint = " (transposed?)" if len(got) == 2 and got[::-1] == want else ""
+                raise ValueError(
+                    f"{what} {name!r}: this model has shape {want} but {path} holds shape "
+                    f"{got}{hint}; load a checkpoint of a model with the same sizes"
+                )
+
+
 def sa_objective(
     key: Any,
     nodes: Mapping[str, Mapping],

@@ -19,6 +19,7 @@ from ebm_ppl.inference.dependence import SAMLE_WHERE, check_energy_dependence
 from ebm_ppl.inference.samle import (
     batch_indices,
     chain_axis,
+    check_checkpoint,
     check_config,
     data_size,
     epoch_data,
@@ -366,14 +367,34 @@ class SAMLE:
         ``rng_key`` and ``args`` (a data batch) build a template state of the same structure
         (the model is traced once); the saved arrays then replace its leaves. The saving
         run's device count does not matter: the chains are re-split over this mesh.
+
+        The checkpoint must fit the template: the parameters and optimizer state (number,
+        shapes, dtypes), the persistent chains when ``persistent=True``, the key; otherwise
+        a ``ValueError`` says what differs.
         """
         tensors, config = load_checkpoint(path, backend="jax")
         if config.get("kind") != "ebm_ppl.numpyro.SAMLE":
             raise ValueError(f"{path} is not a checkpoint of ebm_ppl.numpyro.SAMLE")
         template = self.init(rng_key, *args, **kwargs)
-        optim_state = unflatten_state(
-            tensors, config["optim_spec"], "optim", "jax", template=template.optim_state
+        shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+        expected = {n: tuple(c.shape) for n, c in template.chains.items()}
+        check_checkpoint(
+            path,
+            shapes,
+            shapes,
+            chains=expected if self.config.persistent else None,
+            chain_axis=chain_axis(self.config.transition),
+            required=("rng/key",),
         )
+        try:
+            optim_state = unflatten_state(
+                tensors, config["optim_spec"], "optim", "jax", template=template.optim_state
+            )
+        except ValueError as err:
+            raise ValueError(
+                f"{path} does not fit this trainer's parameters and optimizer state ({err}); "
+                "load a checkpoint of this model saved with the same optimizer"
+            ) from None
         chains = {k[len("chains/") :]: v for k, v in tensors.items() if k.startswith("chains/")}
         self.history = list(config.get("history", []))
         return self.place(SAMLEState(optim_state, chains, jnp.asarray(tensors["rng/key"])))

@@ -19,6 +19,7 @@ from ebm_ppl.inference.gibbs import is_energy_distribution
 from ebm_ppl.inference.samle import (
     batch_indices,
     chain_axis,
+    check_checkpoint,
     check_config,
     data_size,
     epoch_data,
@@ -31,6 +32,7 @@ from ebm_ppl.io import flatten_state, load_checkpoint, save_checkpoint, unflatte
 from ebm_ppl.pyro import distributed as dist_utils
 from ebm_ppl.pyro.dependence import energy_dependencies
 from ebm_ppl.pyro.device import as_device
+from ebm_ppl.pyro.handlers import quick_energy_draws
 
 __all__ = ["SAMLE"]
 
@@ -120,6 +122,7 @@ class SAMLE:
         self.lr_schedule = lr_schedule
         self.chains: dict[str, torch.Tensor] | None = None
         self.retrace = bool(retrace)
+        self._to_check: tuple | None = None  # a loaded checkpoint not yet checked (see load)
         self._plan: _Plan | None = None
         self.num_steps = 0
         self.history: list[dict] = []
@@ -156,6 +159,8 @@ class SAMLE:
         self._started = True
 
     def _step(self, validate: bool, args, kwargs) -> dict[str, torch.Tensor]:
+        if self._to_check is not None:
+            self._check_loaded(args, kwargs)
         if not self._started:
             self._start(args, kwargs)
         plan, traced = self._plan, False
@@ -224,6 +229,40 @@ class SAMLE:
             # update costs the same draws whether or not it had to trace
             _set_rng_state(rng)
         return tr.nodes, params, plan
+
+    def _check_loaded(self, args, kwargs) -> None:
+        """Check the loaded checkpoint against the model run with ``args`` (see :meth:`load`)."""
+        path, shapes = self._to_check
+        params, chains = self._model_spec(args, kwargs)
+        axis = self._chain_axis
+        check_checkpoint(path, shapes, shapes, params=params, chains=chains, chain_axis=axis)
+        self._to_check = None
+
+    def _model_spec(self, args, kwargs) -> tuple[dict, dict | None]:
+        """``({parameter: shape}, {site: persistent-chain shape} or None)`` of the model run
+        with ``args``, read on an empty parameter store (so that the shapes are the model's
+        own, not a loaded checkpoint's) and without spending random draws."""
+        store = pyro.get_param_store()
+        saved = store.get_state()
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        rng = _rng_state(x)
+        store.clear()
+        try:
+            with torch.no_grad(), poutine.block():
+                model = quick_energy_draws(self.model)
+                nodes = poutine.trace(model).get_trace(*args, **kwargs).nodes
+                params = {
+                    n: tuple(s["value"].shape) for n, s in nodes.items() if s["type"] == "param"
+                }
+                chains = None
+                if self.config.persistent:
+                    made = init_chains(None, nodes, self._local_config)
+                    chains = {n: tuple(c.shape) for n, c in made.items()}
+        finally:
+            store.clear()
+            store.set_state(saved)
+            _set_rng_state(rng)
+        return params, chains
 
     def reconstruction_error(self) -> float:
         """Reconstruction error of the last update's batch (a cheap training monitor)."""
@@ -385,11 +424,33 @@ class SAMLE:
         dist_utils.barrier()
         return out
 
-    def load(self, path: str | Path) -> SAMLE:
-        """Restore a checkpoint written by :meth:`save` (into the global param store)."""
+    def load(self, path: str | Path, *args, **kwargs) -> SAMLE:
+        """Restore a checkpoint written by :meth:`save` (into the global param store).
+
+        The checkpoint must fit this trainer: every parameter of the model with its shape,
+        the persistent chains when ``persistent=True``, the random-generator state.
+        Otherwise a ``ValueError`` says what differs (nothing is re-initialised in silence).
+        With ``args`` (a data batch, as the model takes it) the model is traced now (on a
+        private parameter store, without spending random draws) and checked at once;
+        without, at the first update after loading.
+        """
         tensors, config = load_checkpoint(path, backend="torch")
         if config.get("kind") != "ebm_ppl.pyro.SAMLE":
             raise ValueError(f"{path} is not a checkpoint of ebm_ppl.pyro.SAMLE")
+        saved_world = int(config.get("world_size", 1))
+        same_ranks = saved_world == self.world_size and self.world_size > 1
+        shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+        rng_key = "rng/torch_ranks" if same_ranks else "rng/torch"
+        check_checkpoint(path, shapes, shapes, required=(rng_key,))
+        if self.config.persistent and not any(k.startswith("chains/") for k in tensors):
+            raise ValueError(
+                f"{path} holds no persistent chains but this trainer has persistent=True: "
+                "the chains would restart from scratch; load a checkpoint written with "
+                "persistent chains, or train with persistent=False"
+            )
+        self._to_check = (str(path), shapes)
+        if args or kwargs:
+            self._check_loaded(args, kwargs)
         store = pyro.get_param_store()
         for key, value in tensors.items():
             if key.startswith("param/"):
@@ -406,8 +467,7 @@ class SAMLE:
         self.chains = chains or None
         self.optim.set_state(unflatten_state(tensors, config["optim_spec"], "optim", "torch"))
         self.num_steps = int(config["num_steps"])
-        saved_world = int(config.get("world_size", 1))
-        if saved_world == self.world_size and self.world_size > 1:
+        if same_ranks:
             # a copy: set_rng_state misreads a view at a storage offset (segfault in torch 2.13)
             torch.set_rng_state(tensors["rng/torch_ranks"][self.rank].clone())
             _set_cuda_rng(tensors.get("rng/cuda_ranks"), self.rank)

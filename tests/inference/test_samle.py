@@ -592,3 +592,99 @@ def test_pyro_samle_run_device_and_moving_parameters():
     assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
     with pytest.raises(ValueError, match="device must be a torch device"):
         trainer.run(x, num_epochs=4, batch_size=20, progress_bar=False, device="gpu0")
+
+
+def _rewrite(path, drop=None, transpose=None):
+    """The checkpoint at ``path`` again, without entry ``drop`` or with entry ``transpose``
+    transposed (as a damaged or mismatched file would be)."""
+    from ebm_ppl.io import load_checkpoint, save_checkpoint
+
+    tensors, config = load_checkpoint(path)
+    if drop is not None:
+        del tensors[drop]
+    if transpose is not None:
+        tensors[transpose] = np.ascontiguousarray(tensors[transpose].T)
+    return save_checkpoint(path, tensors, config)
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        ("param", "holds no parameter"),
+        ("chains", "persistent chains"),
+        ("rng", "has no 'rng/"),
+        (
+            "transposed",
+            r"'W': this model has shape \(6, 3\) but .* holds shape \(3, 6\) \(transposed\?\)",
+        ),
+    ],
+)
+def test_load_refuses_a_checkpoint_that_does_not_fit(backend, tmp_path, damage, match):
+    """SAMLE.load never re-initialises a parameter or restarts chains in silence: a missing
+    parameter, missing persistent chains, a missing generator state or transposed weights
+    are refused with a ValueError that names them (Pyro: at load with a batch, else at the
+    first update)."""
+    x = (np.random.default_rng(0).random((8, 6)) < 0.5).astype(np.float32)
+    path = tmp_path / "ckpt.safetensors"
+    w0, b0, c0 = random_params(np.random.default_rng(1), 6, 3)
+    if backend.name == "torch":
+        import pyro
+        import torch
+
+        from ebm_ppl.pyro import RBM, SAMLE
+
+        def model(data):
+            W = pyro.param("W", torch.as_tensor(w0))
+            b = pyro.param("b", torch.as_tensor(b0))
+            c = pyro.param("c", torch.as_tensor(c0))
+            with pyro.plate("data", data.shape[0]):
+                pyro.sample("v", RBM(W, b, c), obs=data)
+
+        def make():
+            return SAMLE(model, pyro.optim.SGD({"lr": 0.05}), persistent=True, num_chains=4)
+
+        pyro.clear_param_store()
+        t = make()
+        t.run(x, num_epochs=1, batch_size=4, progress_bar=False)
+        t.save(path)
+        entry = {"param": "param/c", "chains": "chains/v", "rng": "rng/torch"}.get(damage)
+        _rewrite(path, drop=entry, transpose="param/W" if damage == "transposed" else None)
+        batch = torch.as_tensor(x[:4])
+        for eager in (True, False):
+            pyro.clear_param_store()
+            with pytest.raises(ValueError, match=match):
+                t2 = make()
+                t2.load(path, batch) if eager else t2.load(path)
+                t2.step(batch)
+        return
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    import optax
+
+    from ebm_ppl.numpyro import RBM, SAMLE
+
+    def model(data):
+        W = numpyro.param("W", jnp.asarray(w0))
+        b = numpyro.param("b", jnp.asarray(b0))
+        c = numpyro.param("c", jnp.asarray(c0))
+        with numpyro.plate("data", data.shape[0]):
+            numpyro.sample("v", RBM(W, b, c), obs=data)
+
+    def make():
+        return SAMLE(model, optax.sgd(0.05), persistent=True, num_chains=4)
+
+    key = jax.random.PRNGKey(0)
+    t = make()
+    t.save(path, t.run(key, jnp.asarray(x), num_epochs=1, batch_size=4, progress_bar=False))
+    from ebm_ppl.io import load_checkpoint
+
+    names = sorted(load_checkpoint(path)[0])
+    w_entry = next(n for n in names if n.startswith("optim/") and "W" in n)
+    c_entry = next(n for n in names if n.startswith("optim/") and n.endswith("c"))
+    entry = {"param": c_entry, "chains": "chains/v", "rng": "rng/key"}.get(damage)
+    _rewrite(path, drop=entry, transpose=w_entry if damage == "transposed" else None)
+    if damage in ("param", "transposed"):  # the parameters live in the optimizer state
+        match = "does not fit this trainer's parameters and optimizer state"
+    with pytest.raises(ValueError, match=match):
+        make().load(path, jax.random.PRNGKey(1), jnp.asarray(x[:4]))
