@@ -15,6 +15,7 @@ persistent CD / stochastic approximation (Younes 1989; Tieleman 2008).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -295,3 +296,83 @@ def batch_indices(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool 
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
     num = n // batch_size
     return order[: num * batch_size].reshape(num, batch_size)
+
+
+def plan_run(
+    done: int,
+    n: int,
+    batch_size: int,
+    num_epochs: int,
+    shuffle: bool,
+    made_with: int | None = None,
+) -> tuple[int, int]:
+    """``(steps_per_epoch, first_epoch)`` of a ``SAMLE.run`` call, under its semantics:
+
+    * ``num_epochs`` is the **total** number of epochs: a trainer that has made ``done``
+      updates continues from epoch ``done // steps_per_epoch``, so that a resumed run ends
+      where an uninterrupted one would. A call with nothing left to do warns.
+    * An epoch is ``n // batch_size`` updates on full minibatches; the ``n % batch_size``
+      examples left over are a different set each epoch with ``shuffle=True`` and always the
+      same last ones without it (warned about, since they are then never used).
+    * The update count means epochs only for one batch size: ``made_with``, the batch size
+      of the trainer's earlier updates, must equal ``batch_size`` once updates were made.
+    """
+    if not isinstance(num_epochs, int) or isinstance(num_epochs, bool) or num_epochs < 0:
+        raise ValueError(f"num_epochs must be an int >= 0 (the total), got {num_epochs!r}")
+    steps_per_epoch = len(batch_indices(n, batch_size, 0, 0, shuffle=False))
+    if done and made_with is not None and made_with != min(batch_size, n):
+        raise ValueError(
+            f"this trainer's {done} updates were made with batch_size={made_with}, which "
+            f"sets its epoch count; got batch_size={batch_size}. Keep batch_size={made_with} "
+            "to continue, or start a new trainer (its parameters can start from these)"
+        )
+    first_epoch = done // steps_per_epoch
+    if first_epoch >= num_epochs:
+        warnings.warn(
+            f"nothing to train: num_epochs={num_epochs} is the total number of epochs and "
+            f"this trainer has done {first_epoch}; pass num_epochs={first_epoch + 1} or more "
+            "to train on",
+            UserWarning,
+            stacklevel=3,
+        )
+    left = n % min(batch_size, n)
+    if left and not shuffle and first_epoch < num_epochs:
+        warnings.warn(
+            f"with shuffle=False the last {left} of the {n} examples are never used "
+            f"(batch_size={batch_size} does not divide {n}); shuffle, or pick a batch size "
+            "that divides the data",
+            UserWarning,
+            stacklevel=3,
+        )
+    return steps_per_epoch, first_epoch
+
+
+#: a parameter larger than this in absolute value after an epoch is reported as diverging
+DIVERGENCE_LIMIT = 1e4
+
+
+def check_divergence(params: Mapping[str, Any], epoch: int) -> str | None:
+    """Stop a run whose parameters stopped being finite; describe one that is blowing up.
+
+    Called after every epoch with the model's parameters ``{name: array}``. Raises
+    ``FloatingPointError`` naming the parameter when one holds NaN or infinity (before the
+    epoch's checkpoint is written, so the last checkpoint holds the state before it).
+    Returns a warning text when a parameter exceeds ``DIVERGENCE_LIMIT`` in absolute value
+    (a learning rate far too large; binary-unit models have weights of order 1 to 10), else
+    ``None``.
+    """
+    for name, p in params.items():
+        if not ops.all_finite(p):
+            raise FloatingPointError(
+                f"training diverged in epoch {epoch}: parameter {name!r} is no longer finite. "
+                "Lower the learning rate (the last checkpoint, if any, holds the state before "
+                "this epoch)"
+            )
+    for name, p in params.items():
+        size = float(abs(p).max()) if _numel(p.shape) else 0.0
+        if size > DIVERGENCE_LIMIT:
+            return (
+                f"parameter {name!r} has grown to |x| = {size:.3g} by epoch {epoch}: training "
+                "is probably diverging; lower the learning rate"
+            )
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -21,9 +22,11 @@ from ebm_ppl.inference.samle import (
     chain_axis,
     check_checkpoint,
     check_config,
+    check_divergence,
     data_size,
     epoch_data,
     init_chains,
+    plan_run,
     reconstruction_error,
     sa_objective,
     validate_observed,
@@ -104,6 +107,7 @@ class SAMLE:
         self.config = check_config(num_gibbs_steps, persistent, num_chains, transition)
         self.constraints: dict[str, Any] = {}
         self.history: list[dict] = []
+        self._last: tuple = (None, None)  # (the state run returned or load made, batch size)
         self.mesh = None if mesh is None else sharding.make_mesh(mesh)
         self._update = jax.jit(self._update_impl)
         self._epoch_fns: dict = {}
@@ -277,11 +281,16 @@ class SAMLE:
         ``lax.scan`` over its minibatches. The progress bar (on when stderr is a terminal,
         unless ``progress_bar`` says otherwise) shows the reconstruction error after each
         epoch, also appended to ``history``. ``init_state`` resumes a run (e.g. from
-        :meth:`load`); epochs continue from the state's update count. With ``checkpoint``
-        the state is saved after every epoch.
+        :meth:`load`); epochs continue from the state's update count: ``num_epochs`` is the
+        total, so a resumed run ends where an uninterrupted one would, and a call with
+        nothing left to do warns. An epoch is ``n // batch_size`` full minibatches (the
+        ``n % batch_size`` left over differ every epoch with ``shuffle``; without it the same
+        ones are never used, which warns). The batch size cannot change for a state this
+        trainer made or loaded (it fixes what the update count means); see
+        :func:`ebm_ppl.inference.samle.plan_run`. With ``checkpoint`` the state is saved
+        after every epoch.
         """
         n = data_size(data)
-        steps_per_epoch = len(batch_indices(n, batch_size, seed, 0, shuffle=False))
         if self.mesh is not None and min(batch_size, n) % sharding.num_shards(self.mesh):
             raise ValueError(
                 f"batch_size={min(batch_size, n)} must be a multiple of the mesh's "
@@ -296,14 +305,18 @@ class SAMLE:
         )
         state = self.place(state)
         done = int(state.optim_state[0])
-        first_epoch = done // steps_per_epoch
+        # the batch size a state was made with is known for the states this trainer
+        # returned or loaded (the object itself is passed back)
+        last_state, last_bs = self._last
+        made_with = last_bs if init_state is not None and init_state is last_state else None
+        steps_per_epoch, first_epoch = plan_run(done, n, batch_size, num_epochs, shuffle, made_with)
         disable = None if progress_bar is None else not progress_bar
         bs = min(batch_size, n)
         epoch_fn = self._epoch_fn(steps_per_epoch, bs, args, kwargs)
         with tqdm(
             total=max(0, num_epochs - first_epoch), disable=disable, desc="SAMLE", unit="epoch"
         ) as bar:
-            x, checked = x0, False
+            x, checked, warned = x0, False, False
             for epoch in range(first_epoch, num_epochs):
                 if callable(data) and epoch > 0:
                     new_raw = epoch_data(data, epoch)
@@ -329,8 +342,14 @@ class SAMLE:
                 self.history.append({"step": done, "epoch": epoch, "recon_error": rec})
                 bar.set_postfix(recon=f"{rec:.3f}", refresh=False)
                 bar.update(1)
+                alarm = check_divergence(self.get_params(state), epoch)
+                if alarm is not None and not warned:
+                    warnings.warn(alarm, RuntimeWarning, stacklevel=2)
+                    warned = True
+                self._last = (state, min(batch_size, n))
                 if checkpoint is not None:
                     self.save(checkpoint, state)
+        self._last = (state, min(batch_size, n))
         return state
 
     # ---- checkpoints ----------------------------------------------------------------------
@@ -356,6 +375,7 @@ class SAMLE:
             "optim_spec": opt_spec,
             "history": self.history,
             "num_devices": 1 if self.mesh is None else sharding.num_shards(self.mesh),
+            "batch_size": self._last[1] if state is self._last[0] else None,
         }
         if jax.process_index() != 0:  # multi-host: process 0 writes the file
             return Path(path)
@@ -397,7 +417,9 @@ class SAMLE:
             ) from None
         chains = {k[len("chains/") :]: v for k, v in tensors.items() if k.startswith("chains/")}
         self.history = list(config.get("history", []))
-        return self.place(SAMLEState(optim_state, chains, jnp.asarray(tensors["rng/key"])))
+        state = self.place(SAMLEState(optim_state, chains, jnp.asarray(tensors["rng/key"])))
+        self._last = (state, config.get("batch_size"))
+        return state
 
 
 def _on_cpu(mesh) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,9 +22,11 @@ from ebm_ppl.inference.samle import (
     chain_axis,
     check_checkpoint,
     check_config,
+    check_divergence,
     data_size,
     epoch_data,
     init_chains,
+    plan_run,
     reconstruction_error,
     sa_objective,
     validate_observed,
@@ -123,6 +126,9 @@ class SAMLE:
         self.chains: dict[str, torch.Tensor] | None = None
         self.retrace = bool(retrace)
         self._to_check: tuple | None = None  # a loaded checkpoint not yet checked (see load)
+        #: the minibatch size of run's updates so far (fixes what the update count means)
+        self.batch_size: int | None = None
+        self._param_names: list[str] = []
         self._plan: _Plan | None = None
         self.num_steps = 0
         self.history: list[dict] = []
@@ -214,6 +220,7 @@ class SAMLE:
         for name, site in param_capture.trace.nodes.items():
             named.setdefault(id(site["value"].unconstrained()), (name, site))
         params = [site["value"].unconstrained() for _, site in named.values()]
+        self._param_names = [n for n, _ in named.values()]
         if not params:
             raise ValueError("the model has no pyro.param parameters to train")
         if validate:
@@ -291,7 +298,12 @@ class SAMLE:
         (on when stderr is a terminal, unless ``progress_bar`` says otherwise) shows the
         reconstruction error every ``log_every`` updates, which is also appended to
         ``history``. With ``checkpoint`` the trainer is saved after every epoch.
-        Epochs continue from ``self.num_steps`` so a resumed run picks up where it stopped.
+        ``num_epochs`` is the total: epochs continue from ``self.num_steps``, so a resumed run
+        picks up where it stopped and a second ``run(num_epochs=2)`` has nothing left to do
+        (it warns). An epoch is ``n // batch_size`` full minibatches; the ``n % batch_size``
+        examples left over differ every epoch with ``shuffle`` (without it the same ones are
+        never used, which warns). The batch size cannot change once updates were made (it
+        fixes what the update count means); see :func:`ebm_ppl.inference.samle.plan_run`.
 
         ``device`` (e.g. ``"cuda"``) is where training runs: the data are copied there once
         per epoch, the model's first call runs under ``torch.device(device)`` so that the
@@ -302,20 +314,22 @@ class SAMLE:
         """
         dev = None if device is None else as_device(device)
         n = data_size(data)
-        steps_per_epoch = len(batch_indices(n, batch_size, seed, 0, shuffle=False))
+        steps_per_epoch, first_epoch = plan_run(
+            self.num_steps, n, batch_size, num_epochs, shuffle, self.batch_size
+        )
         if self.world_size > 1 and min(batch_size, n) % self.world_size:
             raise ValueError(
                 f"batch_size={min(batch_size, n)} must be a multiple of the {self.world_size} "
                 "ranks (each trains on an equal share of every minibatch)"
             )
-        first_epoch = self.num_steps // steps_per_epoch
+        self.batch_size = min(batch_size, n)
         disable = None if progress_bar is None else not progress_bar
         if self.rank != 0:
             disable = True
         total = steps_per_epoch * max(0, num_epochs - first_epoch)
         with tqdm(total=total, disable=disable, desc="SAMLE", unit="upd") as bar:
             x = raw = None
-            placed = False
+            placed = warned = False
             for epoch in range(first_epoch, num_epochs):
                 self._plan = None  # the first update of every epoch traces the model afresh
                 new_raw = epoch_data(data, epoch) if x is None or callable(data) else raw
@@ -343,6 +357,12 @@ class SAMLE:
                         )
                         bar.set_postfix(epoch=epoch, recon=f"{rec:.3f}", refresh=False)
                     bar.update(1)
+                store = pyro.get_param_store()
+                with torch.no_grad():
+                    alarm = check_divergence({k: store[k] for k in self._param_names}, epoch)
+                if alarm is not None and not warned:
+                    warnings.warn(alarm, RuntimeWarning, stacklevel=2)
+                    warned = True
                 if checkpoint is not None:
                     self.save(checkpoint)
         return self.history
@@ -417,6 +437,7 @@ class SAMLE:
             "history": self.history,
             "world_size": self.world_size,
             "seed": self._seed,
+            "batch_size": self.batch_size,
         }
         out = Path(path)
         if self.rank == 0:
@@ -479,6 +500,7 @@ class SAMLE:
             seed = int(torch.initial_seed()) if seed is None else int(seed)
             torch.manual_seed(dist_utils.rank_seed(seed, self.rank, self.num_steps))
         self._seed = config.get("seed", self._seed)
+        self.batch_size = config.get("batch_size")
         self._started = True
         self.history = list(config.get("history", []))
         return self

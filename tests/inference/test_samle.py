@@ -688,3 +688,87 @@ def test_load_refuses_a_checkpoint_that_does_not_fit(backend, tmp_path, damage, 
         match = "does not fit this trainer's parameters and optimizer state"
     with pytest.raises(ValueError, match=match):
         make().load(path, jax.random.PRNGKey(1), jnp.asarray(x[:4]))
+
+
+def _small_trainer(backend, lr=0.05):
+    """``(run(x, **kw) -> None, trainer)`` for a 6-3 RBM in either backend, the state carried
+    between calls of ``run`` (NumPyro: passed back as ``init_state``)."""
+    w0, b0, c0 = random_params(np.random.default_rng(1), 6, 3)
+    if backend.name == "torch":
+        import pyro
+        import torch
+
+        from ebm_ppl.pyro import RBM, SAMLE
+
+        pyro.clear_param_store()
+
+        def model(data):
+            W = pyro.param("W", torch.as_tensor(w0))
+            b = pyro.param("b", torch.as_tensor(b0))
+            c = pyro.param("c", torch.as_tensor(c0))
+            with pyro.plate("data", data.shape[0]):
+                pyro.sample("v", RBM(W, b, c), obs=data)
+
+        t = SAMLE(model, pyro.optim.SGD({"lr": lr}))
+        return lambda x, **kw: t.run(x, progress_bar=False, **kw), t
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    import optax
+
+    from ebm_ppl.numpyro import RBM, SAMLE
+
+    def model(data):
+        W = numpyro.param("W", jnp.asarray(w0))
+        b = numpyro.param("b", jnp.asarray(b0))
+        c = numpyro.param("c", jnp.asarray(c0))
+        with numpyro.plate("data", data.shape[0]):
+            numpyro.sample("v", RBM(W, b, c), obs=data)
+
+    t = SAMLE(model, optax.sgd(lr))
+    held = {"state": None}
+
+    def run(x, **kw):
+        held["state"] = t.run(
+            jax.random.PRNGKey(0),
+            jnp.asarray(x),
+            progress_bar=False,
+            init_state=held["state"],
+            **kw,
+        )
+
+    return run, t
+
+
+def test_run_semantics_are_explicit(backend):
+    """num_epochs is the total (a second call with nothing left warns); the batch size cannot
+    change under a trainer's update count; data never used (shuffle=False, a batch size that
+    does not divide n) warns. Alike in both backends."""
+    x = (np.random.default_rng(0).random((10, 6)) < 0.5).astype(np.float32)
+    run, _ = _small_trainer(backend)
+    run(x, num_epochs=2, batch_size=5)
+    with pytest.warns(UserWarning, match="nothing to train: num_epochs=2 is the total"):
+        run(x, num_epochs=2, batch_size=5)
+    with pytest.raises(ValueError, match="were made with batch_size=5"):
+        run(x, num_epochs=3, batch_size=2)
+    run(x, num_epochs=3, batch_size=5)  # the same batch size continues
+    run, _ = _small_trainer(backend)
+    with pytest.warns(UserWarning, match="the last 1 of the 10 examples are never used"):
+        run(x, num_epochs=1, batch_size=3, shuffle=False)
+    with pytest.raises(ValueError, match="num_epochs must be an int"):
+        run(x, num_epochs=1.5, batch_size=5)
+
+
+@pytest.mark.parametrize("lr, outcome", [(1e6, "warns"), (float("nan"), "stops")])
+def test_diverging_training_warns_or_stops(backend, lr, outcome):
+    """A learning rate far too large: parameters beyond 1e4 warn (once); non-finite
+    parameters (here from a NaN learning rate) stop the run with a FloatingPointError naming
+    the parameter."""
+    x = (np.random.default_rng(0).random((10, 6)) < 0.5).astype(np.float32)
+    run, _ = _small_trainer(backend, lr=lr)
+    if outcome == "warns":
+        with pytest.warns(RuntimeWarning, match="probably diverging; lower the learning rate"):
+            run(x, num_epochs=2, batch_size=5)
+    else:
+        with pytest.raises(FloatingPointError, match="diverged in epoch 0: parameter '"):
+            run(x, num_epochs=2, batch_size=5)
