@@ -162,7 +162,10 @@ def demo(args: argparse.Namespace) -> int:
     from ebm_ppl.datasets import binarize, load_digits
 
     if not 1 <= args.hidden <= 20:
-        print("error: --hidden must be between 1 and 20 (exact log Z enumerates 2^hidden states)")
+        print(
+            "error: --hidden must be between 1 and 20 (exact log Z enumerates 2^hidden states)",
+            file=sys.stderr,
+        )
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -239,7 +242,7 @@ def evaluate(args: argparse.Namespace) -> int:
             device=args.device,
         )
     except (ValueError, OSError) as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     shape = "-".join(str(s) for s in r["shape"])
     print(f"model {r['checkpoint']}: {shape} {r['kind']} ({r['backend']})")
@@ -340,8 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``ebm-ppl`` command. A user error (a missing file or folder, data that cannot be
+    found or downloaded, an option out of range) prints one ``error:`` line and returns 2;
+    argparse's own usage errors also exit with 2."""
+    from ebm_ppl.datasets import DownloadError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (DownloadError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

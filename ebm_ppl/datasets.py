@@ -61,6 +61,7 @@ __all__ = [
     "NEWS20_MIRRORS",
     "DATA_ENV_VAR",
     "DOWNLOAD_TIMEOUT_S",
+    "DownloadError",
     "MNIST_FILES",
     "MNIST_MIRRORS",
     "StochasticBinarization",
@@ -73,6 +74,13 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+
+class DownloadError(RuntimeError):
+    """A data file is not on this machine and no mirror could deliver it (offline, say).
+    The message names the file, every mirror's failure, the checksum, and where to put a
+    copy fetched by hand."""
+
 
 #: Environment variable naming a folder that holds verified copies of the data files.
 DATA_ENV_VAR = "EBM_PPL_DATA"
@@ -424,7 +432,7 @@ def _download(name: str, dest_dir: Path, mirrors: Sequence[str], expected: str) 
             + ". "
             + hint
         )
-    raise RuntimeError(
+    raise DownloadError(
         f"could not download {name!r} from any mirror: " + "; ".join(failures) + ". " + hint
     )
 
@@ -524,7 +532,7 @@ def load_mnist(
     Raises:
         ValueError: a file's sha256 does not match the published one (local or downloaded).
         FileNotFoundError: a file is missing and ``download=False``.
-        RuntimeError: a file is missing and no mirror could deliver it.
+        DownloadError: (a RuntimeError) a file is missing and no mirror could deliver it.
     """
     _check_choice("split", split, tuple(_MNIST_SPLITS))
     root_path = _check_root(root)

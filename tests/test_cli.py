@@ -31,7 +31,7 @@ def test_demo_both_backends(tmp_path, capsys):
 
 def test_demo_rejects_large_hidden(tmp_path, capsys):
     assert main(["demo", "--hidden", "30", "--out", str(tmp_path)]) == 2
-    assert "--hidden" in capsys.readouterr().out
+    assert "--hidden" in capsys.readouterr().err
 
 
 def test_save_load_model_round_trip(backend, tmp_path):
@@ -97,4 +97,35 @@ def test_evaluate_command_rejects_mismatched_data(tmp_path, capsys):
 
     path = save_model(tmp_path / "m", RBM(torch.zeros(5, 2), torch.zeros(5), torch.zeros(2)))
     assert main(["evaluate", str(path), "--data", "digits", "--no-progress"]) == 2
-    assert "visible units" in capsys.readouterr().out
+    assert "visible units" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["evaluate", "{tmp}/missing.safetensors", "--data", "digits"], "does not exist"),
+        (["evaluate", "{ckpt}", "--data", "mnist", "--data-root", "{tmp}/nope"], "not a folder"),
+        (["evaluate", "{ckpt}", "--betas", "bogus", "--data-root", "{tmp}"], "betas must be"),
+        (["evaluate", "{ckpt}", "--data", "mnist", "--data-root", "{tmp}"], "could not download"),
+        (["demo", "--out", "{ckpt}/inside-a-file"], "inside-a-file"),
+        (["demo", "--hidden", "30", "--out", "{tmp}"], "--hidden"),
+    ],
+)
+def test_cli_user_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, says):
+    """A user error prints one 'error:' line on stderr and returns 2, never a traceback;
+    bad --betas is refused before any data is looked for, and a data set that is neither
+    on disk nor downloadable (offline) is a user error too."""
+    import torch
+
+    import ebm_ppl.datasets as datasets
+    from ebm_ppl.pyro import RBM
+
+    # nothing reachable: the download fails at once instead of reaching the network
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", ("http://127.0.0.1:9/",))
+    ckpt = save_model(tmp_path / "m", RBM(torch.zeros(784, 2), torch.zeros(784), torch.zeros(2)))
+    argv = [a.format(tmp=tmp_path, ckpt=ckpt) for a in argv]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0]
+    assert "Traceback" not in captured.err + captured.out

@@ -147,7 +147,7 @@ def test_bad_input_is_refused_early(tmp_path, capsys):
     with pytest.raises(ValueError, match="device must be a torch device"):
         evaluate_model(p, data="digits", backend="pyro", device="gpu0")
     assert main(["evaluate", str(tmp_path / "missing"), "--data", "digits"]) == 2
-    assert "does not exist" in capsys.readouterr().out
+    assert "does not exist" in capsys.readouterr().err
     assert len(dbm_schedule(101)) == 101 and dbm_schedule(101)[-1] == 1.0
     assert len(schedule_from("auto", "DBM")) == 10001
 
