@@ -28,10 +28,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import glob
 import json
 import math
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -272,10 +274,16 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _temp_tag() -> str:
+    """``host-pid`` of this process, as temporary files name their writer."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 def _new_temp_file(directory: Path, name: str) -> Path:
-    """Create an empty, uniquely named hidden file in ``directory`` (mode honours the umask)."""
+    """Create an empty, uniquely named hidden file ``.<name>.<host>-<pid>.<hex>.tmp`` in
+    ``directory`` (mode honours the umask)."""
     for _ in range(100):
-        candidate = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        candidate = directory / f".{name}.{_temp_tag()}.{secrets.token_hex(6)}.tmp"
         try:
             fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
@@ -283,6 +291,25 @@ def _new_temp_file(directory: Path, name: str) -> Path:
         os.close(fd)
         return candidate
     raise FileExistsError(f"could not create a temporary file next to {directory / name}")
+
+
+def _remove_stale_temp_files(directory: Path, name: str) -> None:
+    """Delete the temporary files of earlier saves of ``name`` whose writer, a process on
+    this host, no longer runs (killed in the middle of a save). Files of live processes,
+    of other hosts and of other names are left alone."""
+    host = socket.gethostname()
+    for p in directory.glob(f".{glob.escape(name)}.*.tmp"):
+        tag = p.name[len(name) + 2 :].rsplit(".", 2)[0]  # "<host>-<pid>"
+        writer_host, _, pid = tag.rpartition("-")
+        if writer_host != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # the writer is gone: its file can never be completed
+            with contextlib.suppress(OSError):
+                p.unlink()
+        except (PermissionError, OverflowError):  # alive (another user's) or not a pid
+            continue
 
 
 def _atomic_save(arrays: dict[str, np.ndarray], target: Path, metadata: dict[str, str]) -> None:
@@ -302,6 +329,7 @@ def _atomic_save(arrays: dict[str, np.ndarray], target: Path, metadata: dict[str
             os.unlink(tmp)
         raise
     _fsync_dir(directory)
+    _remove_stale_temp_files(directory, target.name)
 
 
 def save_checkpoint(

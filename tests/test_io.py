@@ -265,6 +265,43 @@ def test_atomic_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     np.testing.assert_array_equal(arrays["a"], np.arange(5))
 
 
+def test_temp_files_of_killed_saves_are_removed(tmp_path: Path) -> None:
+    """A process killed (SIGKILL) in the middle of a save leaves its temporary file; the next
+    save of the same checkpoint removes it, while a live writer's file and other names' files
+    stay."""
+    import signal
+    import subprocess
+    import sys
+
+    path = save_checkpoint(tmp_path / "ck", {"a": np.arange(3)}, {"step": 1})
+    # a child that hangs inside save_file, after creating its temporary file
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, numpy as np, safetensors.numpy as st\n"
+            "from ebm_ppl.io import save_checkpoint\n"
+            "st.save_file = lambda *a, **k: (print('writing', flush=True), time.sleep(60))\n"
+            "save_checkpoint(sys.argv[1], {'a': np.arange(3)})\n",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline().strip() == "writing"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    left = [p.name for p in tmp_path.glob(".ck.safetensors.*.tmp")]
+    assert len(left) == 1 and f"-{child.pid}." in left[0]  # what a kill leaves behind
+    mine = tmp_path / f".ck.safetensors.{eio._temp_tag()}.abc.tmp"  # a live writer's
+    other = tmp_path / f".other.safetensors.{eio._temp_tag().rsplit('-', 1)[0]}-{child.pid}.a.tmp"
+    mine.touch()
+    other.touch()
+    save_checkpoint(path, {"a": np.arange(4)}, {"step": 2})
+    assert sorted(os.listdir(tmp_path)) == sorted(["ck.safetensors", mine.name, other.name])
+    assert load_checkpoint(path)[1] == {"step": 2}
+
+
 def test_module_source_has_no_unsafe_deserialisation() -> None:
     source = Path(eio.__file__).read_text()
     for banned in ("pickle", "torch.load", "np.load", "numpy.load", "allow_pickle", "marshal"):
