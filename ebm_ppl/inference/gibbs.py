@@ -52,12 +52,17 @@ def classify_sites(nodes: Mapping[str, Mapping]) -> tuple[list[str], list[str], 
 
 
 def make_clamps(
-    clamp: Mapping[str, Any] | None, values: Mapping[str, Any], latent: list[str]
+    clamp: Mapping[str, Any] | None,
+    values: Mapping[str, Any],
+    latent: list[str],
+    dists: Mapping[str, Any] | None = None,
 ) -> dict[str, Clamp]:
     """Turn ``{"site": (mask, values)}`` into checked :class:`Clamp` objects.
 
     ``mask`` (boolean) and ``values`` must broadcast to the site's value shape; the values
-    where the mask is true must be valid states (0/1 for binary sites).
+    where the mask is true must be valid states (0/1 for binary sites): with ``dists`` (the
+    sites' energy distributions) they are checked by the site's own value check, where
+    concrete (``ValueError`` naming ``clamp['site'] values``).
     """
     out = {}
     for name, spec in (clamp or {}).items():
@@ -83,6 +88,9 @@ def make_clamps(
                     f"the site's shape {shape}"
                 ) from None
         out[name] = Clamp(ops.broadcast_to(mask, shape), ops.broadcast_to(vals, shape))
+        check = getattr((dists or {}).get(name), "_check_value", None)
+        if check is not None:  # the clamped entries inside a valid state of the site
+            check(ops.where(out[name].mask, out[name].values, like), f"clamp[{name!r}] values")
     return out
 
 

@@ -35,6 +35,7 @@ Array = Any
 def check_params(weights: Array, visible_bias: Array, hidden_bias: Array) -> tuple:
     """Validate parameters; return ``(batch_shape, n_visible, n_categories, n_hidden)``."""
     from ebm_ppl.models.family import check_finite_float
+    from ebm_ppl.models.rbm import check_same_dtype
 
     if weights.ndim < 3:
         raise ValueError(
@@ -56,9 +57,9 @@ def check_params(weights: Array, visible_bias: Array, hidden_bias: Array) -> tup
             f"hidden_bias must have shape (..., {f}) to match weights {tuple(weights.shape)}, "
             f"got {tuple(hidden_bias.shape)}"
         )
-    check_finite_float(
-        {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias}
-    )
+    named = {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias}
+    check_finite_float(named)
+    check_same_dtype(named)
     try:
         batch = ops.broadcast_shapes(
             tuple(weights.shape[:-3]), tuple(visible_bias.shape[:-2]), tuple(hidden_bias.shape[:-1])

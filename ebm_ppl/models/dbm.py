@@ -33,6 +33,7 @@ from ebm_ppl import ops
 from ebm_ppl.models.family import EnergyMethods, check_values
 from ebm_ppl.models.rbm import (
     MAX_ENUMERATE_UNITS,
+    check_same_dtype,
     hidden_logits,
     hidden_to_visible,
     visible_logits,
@@ -103,6 +104,9 @@ def check_dbm(weights: Sequence[Array], biases: Sequence[Array]) -> tuple:
     for i, b in enumerate(biases):
         if tuple(b.shape) != (sizes[i],):
             raise ValueError(f"biases[{i}] must have shape ({sizes[i]},), got {tuple(b.shape)}")
+    named = {f"weights[{i}]": w for i, w in enumerate(weights)}
+    named.update({f"biases[{i}]": b for i, b in enumerate(biases)})
+    check_same_dtype(named)
     return tuple(sizes)
 
 

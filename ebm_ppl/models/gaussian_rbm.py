@@ -40,6 +40,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 def check_params(weights: Array, visible_bias: Array, hidden_bias: Array, sigma: Array) -> tuple:
     """Validate Gaussian-RBM parameters; return ``(batch_shape, n_visible, n_hidden)``."""
     from ebm_ppl.models.rbm import check_params as check_rbm
+    from ebm_ppl.models.rbm import check_same_dtype
 
     batch_shape, d, f = check_rbm(weights, visible_bias, hidden_bias)
     if not (ops.is_torch(sigma) or ops.is_jax(sigma)) or ops.is_torch(sigma) != ops.is_torch(
@@ -52,6 +53,7 @@ def check_params(weights: Array, visible_bias: Array, hidden_bias: Array, sigma:
             f"{tuple(weights.shape)}, got {tuple(sigma.shape)}"
         )
     check_finite_float({"sigma": sigma})
+    check_same_dtype({"weights": weights, "sigma": sigma})
     if ops.is_concrete(sigma) and not bool((sigma > 0).all()):
         raise ValueError("sigma must be > 0 (standard deviations of the visible units)")
     try:

@@ -82,6 +82,7 @@ def check_params(weights: Array, visible_bias: Array, hidden_bias: Array) -> tup
             raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
         if ops.is_concrete(x) and not ops.all_finite(x):
             raise ValueError(f"{name} contains NaN or infinite values")
+    check_same_dtype(dict(zip(names, arrays)))
     try:
         batch_shape = ops.broadcast_shapes(
             tuple(weights.shape[:-2]), tuple(visible_bias.shape[:-1]), tuple(hidden_bias.shape[:-1])
@@ -93,6 +94,18 @@ def check_params(weights: Array, visible_bias: Array, hidden_bias: Array) -> tup
             f"hidden_bias {tuple(hidden_bias.shape[:-1])} do not broadcast"
         ) from None
     return batch_shape, n_visible, n_hidden
+
+
+def check_same_dtype(named: dict[str, Array]) -> None:
+    """``TypeError`` unless every array of ``{name: array}`` has the same dtype (mixed
+    float32/float64 parameters would otherwise fail later, inside a matrix product)."""
+    dtypes = {name: str(x.dtype).replace("torch.", "") for name, x in named.items()}
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{n} {d}" for n, d in dtypes.items())
+        raise TypeError(
+            f"the parameters must share one dtype, got {listed}; convert them to one "
+            "(e.g. all float32: torch .float(), jnp .astype(jnp.float32))"
+        )
 
 
 def _is_floating(x: Array) -> bool:

@@ -276,7 +276,7 @@ class BlockGibbs(MCMCKernel):
             }
         else:
             values = {n: jnp.asarray(init_params[n]) for n in self._latent}
-        clamps = make_clamps(self.clamp, values, self._latent)
+        clamps = make_clamps(self.clamp, values, self._latent, dists)
         values = apply_clamps(values, clamps)
         states = {}
         if self.transition is not None:

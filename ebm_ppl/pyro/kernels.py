@@ -152,7 +152,7 @@ class BlockGibbs(MCMCKernel):
         self._latent = latent
         self._dists = {n: tr.nodes[n]["fn"] for n in latent}
         values = {n: tr.nodes[n]["value"] for n in latent}
-        self._clamps = make_clamps(self.clamp, values, latent)
+        self._clamps = make_clamps(self.clamp, values, latent, self._dists)
         for n in latent:
             if n + HIDDEN_SUFFIX in tr.nodes:
                 raise ValueError(f"site name {n + HIDDEN_SUFFIX!r} is reserved for hidden states")

@@ -201,6 +201,18 @@ def test_setup_traces_run_no_gibbs_sampler(backend, monkeypatch):
             frontend.BlockGibbs(dependent).gibbs_fn()
 
 
+@pytest.mark.parametrize("bad", [0.5, 2.0, float("nan")])
+def test_clamp_values_outside_the_support_are_refused(backend, bad):
+    """Clamping binary units at 0.5 (or 2, or NaN) is refused at set-up, not sampled."""
+    w, b, c = random_params(np.random.default_rng(1), 6, 3)
+    mask = np.zeros(6, bool)
+    mask[:2] = True
+    values = np.zeros(6)
+    values[1] = bad
+    with pytest.raises(ValueError, match=r"clamp\['v'\] values"):
+        run_mcmc(backend, w, b, c, clamp={"v": (mask, values)}, num_samples=1, warmup=0)
+
+
 def test_rejects_continuous_sites_in_pyro_and_other_factors():
     import pyro
     import pyro.distributions as dist
