@@ -60,3 +60,57 @@ def test_mixed_parameter_dtypes_are_refused(backend, case):
     make, error, match = _cases(backend)[case]
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize("kind", ["numpy", "bool", "int64", "float64"])
+def test_values_of_other_types_are_converted(backend, kind):
+    """The documented conversion: NumPy arrays, and arrays of bool, integer or float64
+    dtype, are cast to the parameters' backend and dtype by log_prob (exact for 0/1 units),
+    giving the float32 result."""
+    w, b, c = random_params(np.random.default_rng(2), 5, 3)
+    d = backend.RBM(backend.array(w), backend.array(b), backend.array(c))
+    v = (np.random.default_rng(3).random((4, 5)) < 0.5).astype(np.float32)
+    ref = backend.np(d.log_prob(backend.array(v)))
+    if kind == "numpy":
+        value = v.astype(np.float64)
+    elif backend.name == "torch":
+        import torch
+
+        value = torch.as_tensor(v).to(getattr(torch, kind))
+    elif kind == "float64":
+        value = backend.array(v, np.float16)  # JAX without x64 keeps float16, not float64
+    else:
+        import jax.numpy as jnp
+
+        value = jnp.asarray(v).astype(jnp.bool_ if kind == "bool" else jnp.int32)
+    np.testing.assert_allclose(backend.np(d.log_prob(value)), ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["bool", "int64", "float64"])
+def test_pyro_trainer_takes_data_of_other_dtypes(kind):
+    """SAMLE.run on bool / int64 / float64 data trains exactly as on the same data in
+    float32 (the batches are cast to the parameters' dtype)."""
+    import pyro
+    import torch
+
+    from ebm_ppl.pyro import RBM, SAMLE
+
+    w, b, c = random_params(np.random.default_rng(4), 6, 3)
+    x = (np.random.default_rng(5).random((20, 6)) < 0.5).astype(np.float32)
+
+    def model(data):
+        W = pyro.param("W", torch.tensor(w))  # copies: the updates are in place
+        bb = pyro.param("b", torch.tensor(b))
+        cc = pyro.param("c", torch.tensor(c))
+        with pyro.plate("data", data.shape[0]):
+            pyro.sample("v", RBM(W, bb, cc), obs=data)
+
+    out = []
+    for data in (torch.as_tensor(x), torch.as_tensor(x).to(getattr(torch, kind))):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(0)
+        SAMLE(model, pyro.optim.SGD({"lr": 0.1})).run(
+            data, num_epochs=2, batch_size=5, progress_bar=False
+        )
+        out.append(pyro.param("W").detach().clone())
+    assert torch.equal(out[0], out[1])

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from ebm_ppl import ops
 from ebm_ppl.inference.gibbs import classify_sites
+from ebm_ppl.models.family import as_value, first_param
 
 
 def robbins_monro(a: float, b: float) -> Callable[[Any], Any]:
@@ -101,7 +102,8 @@ def validate_observed(nodes: Mapping[str, Mapping]) -> None:
     """Check the data of every observed energy site (shape, support, finiteness)."""
     for name in observed_energy_sites(nodes):
         site = nodes[name]
-        site["fn"]._check_value(site["value"], name=f"the data observed at site {name!r}")
+        value = as_value(site["value"], first_param(site["fn"]))  # as the update casts it
+        site["fn"]._check_value(value, name=f"the data observed at site {name!r}")
 
 
 def _numel(shape) -> int:
@@ -213,9 +215,11 @@ def sa_objective(
     names = observed_energy_sites(nodes)
     keys = ops.split(key, len(names))
     sizes = {}
+    # the data in the parameters' dtype (bool, integer or float64 batches are cast)
+    data = {n: as_value(nodes[n]["value"], first_param(nodes[n]["fn"])) for n in names}
     for name in names:
         site = nodes[name]
-        fn, x = site["fn"], site["value"]
+        fn, x = site["fn"], data[name]
         scale = site.get("scale")
         scale = 1.0 if scale is None else scale
         batch = ops.broadcast_shapes(tuple(x.shape[: x.ndim - len(fn.event_shape)]), fn.batch_shape)
@@ -225,7 +229,7 @@ def sa_objective(
     new_chains = {}
     for k, name in zip(keys, names):
         site = nodes[name]
-        fn, x = site["fn"], site["value"]
+        fn, x = site["fn"], data[name]
         scale, n = sizes[name]
         if config.persistent:
             base, cache = fn.unexpanded(), None

@@ -107,6 +107,48 @@ class EnergyMethods:
         return ops.broadcast_to(x, shape)
 
 
+def first_param(fn: Any) -> Array | None:
+    """The first parameter array of an energy distribution (lists of layers looked into)."""
+    stack = list(getattr(fn, "params", ()))
+    while stack:
+        p = stack.pop(0)
+        if isinstance(p, (list, tuple)):
+            stack[:0] = list(p)
+        elif ops.is_torch(p) or ops.is_jax(p):
+            return p
+    return None
+
+
+def as_value(value: Any, like: Array | None) -> Any:
+    """``value`` in the backend and dtype of the parameter ``like``: the documented
+    conversion of values (data, states) for ``log_prob`` and training. NumPy arrays become
+    arrays of ``like``'s backend (torch: on its device); arrays of another dtype (bool,
+    integers, float64 next to float32 parameters) are cast to ``like``'s dtype, which is
+    exact for 0/1 units, category indices and counts. An array of the other backend is left
+    as it is (the value check then names it)."""
+    if like is None:
+        return value
+    if ops.is_torch(like):
+        import numpy as np
+
+        if isinstance(value, np.ndarray):
+            import torch
+
+            return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+        if ops.is_torch(value) and value.dtype != like.dtype:
+            return value.to(like.dtype)
+        return value
+    import numpy as np
+
+    if isinstance(value, np.ndarray) and not ops.is_jax(value):
+        import jax.numpy as jnp
+
+        return jnp.asarray(value, dtype=like.dtype)
+    if ops.is_jax(value) and value.dtype != like.dtype:
+        return value.astype(like.dtype)
+    return value
+
+
 class NormalizedLogProb:
     """The ``normalized`` option of an energy distribution (put first in a frontend's bases).
 
@@ -129,6 +171,7 @@ class NormalizedLogProb:
         self.normalized = normalized
 
     def log_prob(self, value: Array) -> Array:
+        value = as_value(value, first_param(self))  # numpy, bool, int, float64 values
         lp = super().log_prob(value)
         if not self.normalized:
             return lp
