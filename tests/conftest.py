@@ -134,17 +134,23 @@ def state_index(v: np.ndarray) -> np.ndarray:
     return (v.astype(np.int64) * (1 << np.arange(n - 1, -1, -1))).sum(-1)
 
 
+#: the folder with verified data copies (mnist/, binarized_mnist/, ...): the library's own
+#: ``EBM_PPL_DATA`` when set (read once, before any test changes the environment), else the
+#: team's ``../shared/data`` beside the repository; tests that need it skip without it
+SHARED_DATA = Path(
+    os.environ.get("EBM_PPL_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The team's verified data folder (../shared/data); tests skip when it is absent."""
-    root = Path(
-        os.environ.get(
-            "EBM_PPL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+    """:data:`SHARED_DATA`; the test skips when it holds no ``mnist/`` folder."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(
+            f"verified data folder not found at {SHARED_DATA}: set EBM_PPL_DATA to a folder "
+            "holding mnist/ (and the other data sets) to run this test"
         )
-    )
-    if not (root / "mnist").is_dir():
-        pytest.skip(f"verified data folder not found at {root} (set EBM_PPL_SHARED_DATA)")
-    return root
+    return SHARED_DATA
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,9 @@
 """Tests of :mod:`ebm_ppl.datasets`.
 
 The MNIST tests read the verified copies under ``<workplace>/shared/data`` (override with the
-environment variable ``EBM_PPL_SHARED_DATA``) and are skipped when those are absent. Downloads
-are tested against a local ``http.server`` on 127.0.0.1; nothing goes to the internet.
+environment variable ``EBM_PPL_DATA``, read before any test changes it) and are skipped when
+those are absent. Downloads are tested against a local ``http.server`` on 127.0.0.1; nothing
+goes to the internet.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 from ebm_ppl import datasets
 from ebm_ppl.datasets import (
@@ -55,23 +57,15 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
 
 
-def _shared_data_dir() -> Path:
-    env = os.environ.get("EBM_PPL_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The folder with verified data copies (``$EBM_PPL_SHARED_DATA`` or ``../../shared/data``)."""
-    path = _shared_data_dir()
-    if not path.is_dir():
+    """The folder with verified data copies (``$EBM_PPL_DATA`` or ``../../shared/data``)."""
+    if not SHARED_DATA.is_dir():
         pytest.skip(
-            f"verified data folder {str(path)!r} is absent; set EBM_PPL_SHARED_DATA to a folder "
+            f"verified data folder {str(SHARED_DATA)!r} is absent; set EBM_PPL_DATA to a folder "
             "holding mnist/ and binarized_mnist/ to run this test"
         )
-    return path
+    return SHARED_DATA
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "tutorials").glob("*.ipynb"))
 
@@ -19,8 +19,7 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     if needs:
         # data sets come from the verified copies in ../shared/data (the kernel inherits the
         # environment); without them the notebook would download, which tests must not do
-        root = Path(__file__).resolve().parents[2] / "shared" / "data"
-        root = Path(os.environ.get("EBM_PPL_SHARED_DATA", root))
+        root = SHARED_DATA
         missing = [d for d in needs if not (root / d).is_dir()]
         if missing:
             pytest.skip(f"{path.name} needs the data sets {missing}, absent from {root}")
