@@ -439,15 +439,22 @@ def _png_path(path: str | Path) -> Path:
     return path
 
 
-def plot_trace(data: Any, path: str | Path, var_names: str | Sequence[str] | None = None) -> Path:
+def plot_trace(
+    data: Any,
+    path: str | Path,
+    var_names: str | Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
     """Trace plot (marginal densities and draws per chain) saved as a PNG file.
 
     Uses ``arviz_plots.plot_trace_dist`` with the matplotlib backend; multidimensional
-    variables are overlaid in one panel each.
+    variables are overlaid in one panel each. Chains are told apart by colour, with a
+    legend when there are several.
 
     :param data: a ``DataTree`` from :func:`to_arviz`, or anything :func:`to_arviz` accepts.
     :param path: the PNG file to write (parent folders are created).
     :param var_names: as in :func:`summary` (default: the scalar energy summaries).
+    :param title: a title over the figure (e.g. what the variables are and their units).
     :returns: ``path`` as a ``Path``.
     """
     data = _as_datatree(data)
@@ -459,7 +466,11 @@ def plot_trace(data: Any, path: str | Path, var_names: str | Sequence[str] | Non
 
     with plt.ioff():
         pc = arviz_plots.plot_trace_dist(data, var_names=names, backend="matplotlib")
+        if data.posterior.sizes.get("chain", 1) > 1:
+            pc.add_legend("chain")
         figure = pc.viz["figure"].item()
+        if title:  # above the panels and the chain legend
+            figure.suptitle(title, fontsize=9, y=1.0 + 0.04 * (title.count("\n") + 1))
         try:
             figure.savefig(path, format="png", dpi=100, bbox_inches="tight")
         finally:
@@ -472,6 +483,7 @@ def plot_samples(
     path: str | Path,
     shape: tuple[int, int] = (8, 8),
     ncols: int = 10,
+    title: str | None = None,
 ) -> Path:
     """Save a grid of binary or grayscale images as a PNG file.
 
@@ -481,6 +493,7 @@ def plot_samples(
     :param path: the PNG file to write (parent folders are created).
     :param shape: ``(height, width)`` of one image.
     :param ncols: images per row (fewer when ``n < ncols``).
+    :param title: a line of text above the grid.
     :returns: ``path`` as a ``Path``.
     """
     from matplotlib.figure import Figure
@@ -522,9 +535,13 @@ def plot_samples(
     path = _png_path(path)
     scale = max(4, 24 // max(height, width))  # screen pixels per image pixel
     dpi = 100
-    figure = Figure(figsize=(grid.shape[1] * scale / dpi, grid.shape[0] * scale / dpi), dpi=dpi)
-    ax = figure.add_axes((0, 0, 1, 1))
+    w_in, h_in = grid.shape[1] * scale / dpi, grid.shape[0] * scale / dpi
+    head = 0.35 if title else 0.0  # inches of room for the title
+    figure = Figure(figsize=(max(w_in, 3.0 if title else 0.0), h_in + head), dpi=dpi)
+    ax = figure.add_axes((0, 0, 1, h_in / (h_in + head)))
     ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
     ax.set_axis_off()
+    if title:
+        figure.text(0.5, 1 - 0.05 / (h_in + head), title, ha="center", va="top", fontsize=9)
     figure.savefig(path, format="png", dpi=dpi)
     return path
