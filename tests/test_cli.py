@@ -12,10 +12,17 @@ from ebm_ppl.io import load_model, save_model
 
 
 def test_demo_both_backends(tmp_path, capsys):
-    rc = main(["demo", "--epochs", "3", "--hidden", "6", "--draws", "20", "--out", str(tmp_path)])
+    import warnings
+
+    argv = ["demo", "--epochs", "3", "--hidden", "6", "--draws", "20", "--out", str(tmp_path)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc = main(argv)
     assert rc == 0
+    assert not [w for w in caught if "available_cpu" in str(w.message)]  # Pyro's chain note
     out = capsys.readouterr().out
     assert "independent pixels" in out and "RBM (pyro)" in out and "RBM (numpyro)" in out
+    assert "demo_results.json" in out
     res = json.loads((tmp_path / "demo_results.json").read_text())
     for r in res["results"]:
         assert np.isfinite(r["train_ll"]) and np.isfinite(r["test_ll"])
