@@ -73,9 +73,11 @@ def _demo_pyro(args, train, test, out: Path) -> dict:
         with pyro.plate("images", 50):
             pyro.sample("v", RBM(W, b, c))
 
-    mcmc = MCMC(BlockGibbs(sampler), num_samples=args.draws, warmup_steps=args.draws, num_chains=2)
     with warnings.catch_warnings():  # two chains on one process run one after the other
         warnings.filterwarnings("ignore", "num_chains=.*available_cpu", UserWarning)
+        mcmc = MCMC(
+            BlockGibbs(sampler), num_samples=args.draws, warmup_steps=args.draws, num_chains=2
+        )
         mcmc.run()
     return _finish(
         "pyro", args, rbm, ll(train), ll(test), train_s, mcmc, out, save_model, diagnostics
