@@ -296,17 +296,32 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ebm-ppl", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="train a small RBM on binarized digits in Pyro and NumPyro")
-    d.add_argument("--backend", choices=["pyro", "numpyro", "both"], default="both")
+    fmt = argparse.ArgumentDefaultsHelpFormatter  # every option's default in --help
+    parser = argparse.ArgumentParser(
+        prog="ebm-ppl",
+        description="Energy-based models in Pyro and NumPyro: a demo, and scoring of saved "
+        "models. 'ebm-ppl COMMAND --help' describes a command.",
+        formatter_class=fmt,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    d = sub.add_parser(
+        "demo",
+        help="train a small RBM on binarized digits in Pyro and NumPyro",
+        description="Train a 64-H RBM on binarized 8x8 digits with SA-MLE in Pyro and NumPyro, "
+        "score it exactly (log Z by enumeration), sample it with block Gibbs under each PPL's "
+        "MCMC, and write plots, checkpoints and demo_results.json to --out.",
+        formatter_class=fmt,
+    )
+    d.add_argument(
+        "--backend", choices=["pyro", "numpyro", "both"], default="both", help="which PPL(s)"
+    )
     d.add_argument("--hidden", type=int, default=16, help="hidden units (<= 20: exact log Z)")
-    d.add_argument("--epochs", type=int, default=100)
-    d.add_argument("--lr", type=float, default=0.05)
-    d.add_argument("--batch-size", type=int, default=50)
+    d.add_argument("--epochs", type=int, default=100, help="training epochs")
+    d.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (momentum 0.5)")
+    d.add_argument("--batch-size", type=int, default=50, help="images per update")
     d.add_argument("--chains", type=int, default=100, help="persistent chains")
     d.add_argument("--draws", type=int, default=300, help="MCMC draws per chain for the plots")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--out", default="ebm_ppl_demo", help="output folder")
     d.set_defaults(func=demo)
     e = sub.add_parser(
@@ -316,12 +331,20 @@ def build_parser() -> argparse.ArgumentParser:
         "bottom first): log Z by independent AIS routes side by side (a warning when they "
         "disagree), the average test and train log-likelihood (bounds for DBMs and DBNs), "
         "optionally reverse AIS from long chains and RAISE.",
+        formatter_class=fmt,
     )
     e.add_argument(
         "checkpoint", nargs="+", help="a model saved by ebm_ppl.io.save_model (several: a DBN)"
     )
-    e.add_argument("--data", choices=["mnist", "binarized_mnist", "digits"], default="mnist")
-    e.add_argument("--backend", choices=["numpyro", "pyro"], default="numpyro")
+    e.add_argument(
+        "--data",
+        choices=["mnist", "binarized_mnist", "digits"],
+        default="mnist",
+        help="test (and train) data to score",
+    )
+    e.add_argument(
+        "--backend", choices=["numpyro", "pyro"], default="numpyro", help="which PPL computes"
+    )
     e.add_argument("--runs", type=int, default=100, help="AIS runs per route")
     e.add_argument(
         "--betas",
@@ -346,9 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-base", type=int, default=10_000, help="training images for the matched base"
     )
     e.add_argument("--mf-iters", type=int, default=30, help="mean-field sweeps (DBMs)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="random seed")
     e.add_argument(
-        "--device", default=None, help="torch device for --backend pyro (e.g. cuda); default cpu"
+        "--device", default=None, help="torch device for --backend pyro (e.g. cuda); None: cpu"
     )
     e.add_argument("--data-root", default=None, help="folder with the data (else EBM_PPL_DATA)")
     e.add_argument("--json", action="store_true", help="also print one JSON line")

@@ -136,3 +136,20 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, says)
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0]
     assert "Traceback" not in captured.err + captured.out
+
+
+def test_help_documents_every_option(capsys):
+    """Every option of every command has a help text and shows its default; no
+    reStructuredText markup leaks into --help."""
+    from ebm_ppl.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.option_strings or action.dest}: no help"
+        text = command.format_help()
+        assert "``" not in text, name
+        assert "(default:" in text, name
+    assert "``" not in parser.format_help()
