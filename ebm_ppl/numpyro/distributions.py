@@ -61,7 +61,7 @@ class RBM(NormalizedLogProb, RBMMethods, _Energy):
     """
 
     arg_constraints = {
-        "weights": constraints.real,
+        "weights": constraints.independent(constraints.real, 2),  # a (D, F) matrix per batch
         "visible_bias": constraints.real_vector,
         "hidden_bias": constraints.real_vector,
     }
@@ -105,10 +105,10 @@ class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
     """
 
     arg_constraints = {
-        "weights": constraints.real,
+        "weights": constraints.independent(constraints.real, 2),
         "visible_bias": constraints.real_vector,
         "hidden_bias": constraints.real_vector,
-        "sigma": constraints.positive,
+        "sigma": constraints.independent(constraints.positive, 1),
     }
     support = constraints.real_vector
     pytree_data_fields = ("weights", "visible_bias", "hidden_bias", "sigma")
@@ -157,7 +157,7 @@ class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
     """
 
     arg_constraints = {
-        "weights": constraints.real,
+        "weights": constraints.independent(constraints.real, 2),
         "word_bias": constraints.real_vector,
         "hidden_bias": constraints.real_vector,
     }
@@ -206,8 +206,8 @@ class CategoricalRBM(NormalizedLogProb, CategoricalRBMMethods, _Energy):
     """
 
     arg_constraints = {
-        "weights": constraints.real,
-        "visible_bias": constraints.real,
+        "weights": constraints.independent(constraints.real, 3),  # (D, K, F)
+        "visible_bias": constraints.independent(constraints.real, 2),  # (D, K)
         "hidden_bias": constraints.real_vector,
     }
     support = constraints.independent(constraints.integer_greater_than(-2), 1)

@@ -74,3 +74,28 @@ def test_condition_seed_predictive():
 def test_sample_needs_key():
     with pytest.raises(ValueError, match="key"):
         RBM(*params()).sample(None)
+
+
+@pytest.mark.parametrize("name", ["RBM", "GaussianRBM", "CategoricalRBM", "ReplicatedSoftmax"])
+def test_vmapped_instances_promote_their_batch_shape(name):
+    """arg_constraints give each parameter its event dimensions (weights are matrices), so
+    NumPyro's promote_batch_shape reads the batch shape of a vmapped instance."""
+    from numpyro.distributions.batch_util import promote_batch_shape
+
+    import ebm_ppl.numpyro as fe
+
+    rng = np.random.default_rng(0)
+    d, k, f = 5, 3, 2
+    w = jnp.asarray(rng.normal(size=(4, d, k, f) if name == "CategoricalRBM" else (4, d, f)))
+
+    def make(w):
+        if name == "RBM":
+            return fe.RBM(w, jnp.zeros(d), jnp.zeros(f))
+        if name == "GaussianRBM":
+            return fe.GaussianRBM(w, jnp.zeros(d), jnp.zeros(f), jnp.ones(d))
+        if name == "CategoricalRBM":
+            return fe.CategoricalRBM(w, jnp.zeros((d, k)), jnp.zeros(f))
+        return fe.ReplicatedSoftmax(w, jnp.zeros(d), jnp.zeros(f), total_count=jnp.asarray(6.0))
+
+    batched = promote_batch_shape(jax.vmap(make)(w.astype(jnp.float32)))
+    assert batched.batch_shape == (4,)
