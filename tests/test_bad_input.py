@@ -114,3 +114,37 @@ def test_pyro_trainer_takes_data_of_other_dtypes(kind):
         )
         out.append(pyro.param("W").detach().clone())
     assert torch.equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("switch", ["default", "validate_args=False", "global"])
+def test_validation_switches_turn_value_checks_off(backend, switch):
+    """Value checks (NaN parameters, non-binary values) follow the hosts' switches:
+    validate_args=False in both backends and pyro.validation_enabled(False) in Pyro turn
+    them off (NumPyro's global default is off, so its global switch is not honoured: the
+    checks stay on unless validate_args=False); shape checks stay on regardless."""
+    import contextlib
+
+    w, b, c = random_params(np.random.default_rng(6), 5, 3)
+    w[0, 0] = np.nan
+    kwargs = {"validate_args": False} if switch == "validate_args=False" else {}
+    context = contextlib.nullcontext()
+    if switch == "global":
+        if backend.name != "torch":
+            pytest.skip("NumPyro's global validation is off by default: not a switch")
+        import pyro
+
+        context = pyro.validation_enabled(False)
+
+    def make():
+        return backend.RBM(backend.array(w), backend.array(b), backend.array(c), **kwargs)
+
+    with context:
+        if switch == "default":
+            with pytest.raises(ValueError, match="weights contains NaN"):
+                make()
+            return
+        d = make()
+        half = np.full((2, 5), 0.5, np.float32)
+        assert backend.np(d.log_prob(backend.array(half))).shape == (2,)  # not checked
+        with pytest.raises(ValueError, match="shape"):
+            d.log_prob(backend.array(np.zeros((2, 4))))

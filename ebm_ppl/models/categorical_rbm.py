@@ -26,13 +26,16 @@ from ebm_ppl.models.family import (
     check_backend,
     check_num_gibbs_steps,
     check_values,
+    checks_enabled,
     temperature,
 )
 
 Array = Any
 
 
-def check_params(weights: Array, visible_bias: Array, hidden_bias: Array) -> tuple:
+def check_params(
+    weights: Array, visible_bias: Array, hidden_bias: Array, values: bool = True
+) -> tuple:
     """Validate parameters; return ``(batch_shape, n_visible, n_categories, n_hidden)``."""
     from ebm_ppl.models.family import check_finite_float
     from ebm_ppl.models.rbm import check_same_dtype
@@ -58,7 +61,7 @@ def check_params(weights: Array, visible_bias: Array, hidden_bias: Array) -> tup
             f"got {tuple(hidden_bias.shape)}"
         )
     named = {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias}
-    check_finite_float(named)
+    check_finite_float(named, values)
     check_same_dtype(named)
     try:
         batch = ops.broadcast_shapes(
@@ -140,10 +143,11 @@ class CategoricalRBMMethods(HarmoniumMethods):
             backend, {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias}
         )
         check_num_gibbs_steps(steps)
-        batch_shape, d, _, _ = check_params(weights, visible_bias, hidden_bias)
+        on = checks_enabled(validate, weights)
+        batch_shape, d, _, _ = check_params(weights, visible_bias, hidden_bias, on)
         self.weights, self.visible_bias, self.hidden_bias = weights, visible_bias, hidden_bias
         self.num_gibbs_steps = steps
-        self._check_inputs = validate is not False
+        self._check_inputs = on
         return batch_shape, (d,)
 
     @property

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
-from ebm_ppl.models.family import EnergyMethods, check_values
+from ebm_ppl.models.family import EnergyMethods, check_values, checks_enabled
 from ebm_ppl.models.rbm import (
     MAX_ENUMERATE_UNITS,
     check_same_dtype,
@@ -797,9 +797,10 @@ class DBMMethods(_Unbatched):
         from ebm_ppl.models.family import check_finite_float, check_num_gibbs_steps
 
         check_num_gibbs_steps(num_gibbs_steps)
+        on = checks_enabled(validate_args, weights[0])
         named = {f"weights[{i}]": w for i, w in enumerate(weights)}
         named.update({f"biases[{i}]": b for i, b in enumerate(biases)})
-        check_finite_float(named)
+        check_finite_float(named, on)
         if sigma is not None:
             if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
                 sigma = ops.asarray_like(float(sigma) + 0 * biases[0], biases[0])
@@ -816,13 +817,13 @@ class DBMMethods(_Unbatched):
                     f"sigma must broadcast to the visible layer ({sizes[0]},), got "
                     f"{tuple(sigma.shape)}"
                 )
-            check_finite_float({"sigma": sigma})
-            if ops.is_concrete(sigma) and not bool(ops.to_numpy(sigma).min() > 0):
+            check_finite_float({"sigma": sigma}, on)
+            if on and ops.is_concrete(sigma) and not bool(ops.to_numpy(sigma).min() > 0):
                 raise ValueError("sigma must be positive")
         self.sigma = sigma
         self.weights, self.biases = weights, biases
         self.num_gibbs_steps = num_gibbs_steps
-        self._check_inputs = validate_args is not False
+        self._check_inputs = on
         return sizes
 
     # ---- structure --------------------------------------------------------------------

@@ -239,13 +239,29 @@ def check_values(x: Array, size: int, name: str) -> bool:
     return True
 
 
-def check_finite_float(named: dict[str, Any]) -> None:
-    """``TypeError`` for non-floating arrays, ``ValueError`` for NaN/inf (concrete arrays)."""
+def checks_enabled(validate_args: bool | None, like: Any) -> bool:
+    """Whether a distribution checks the values of its parameters and inputs (finite,
+    positive, in the support): ``validate_args`` when given; else torch's global setting for
+    torch arrays (``pyro.validation_enabled(False)`` switches it off), and on for JAX arrays
+    (NumPyro's global default is off, so switching it off cannot be told from the default:
+    pass ``validate_args=False`` there). Shapes, dtypes and backends are always checked."""
+    if validate_args is not None:
+        return bool(validate_args)
+    if ops.is_torch(like):
+        import torch
+
+        return bool(torch.distributions.Distribution._validate_args)
+    return True
+
+
+def check_finite_float(named: dict[str, Any], values: bool = True) -> None:
+    """``TypeError`` for non-floating arrays, ``ValueError`` for NaN/inf (concrete arrays,
+    when ``values``)."""
     for name, x in named.items():
         floating = x.is_floating_point() if ops.is_torch(x) else _jax_floating(x)
         if not floating:
             raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
-        if ops.is_concrete(x) and not ops.all_finite(x):
+        if values and ops.is_concrete(x) and not ops.all_finite(x):
             raise ValueError(f"{name} contains NaN or infinite values")
 
 

@@ -28,6 +28,7 @@ from ebm_ppl.models.family import (
     check_finite_float,
     check_num_gibbs_steps,
     check_values,
+    checks_enabled,
     temperature,
 )
 from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
@@ -37,12 +38,14 @@ Array = Any
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def check_params(weights: Array, visible_bias: Array, hidden_bias: Array, sigma: Array) -> tuple:
+def check_params(
+    weights: Array, visible_bias: Array, hidden_bias: Array, sigma: Array, values: bool = True
+) -> tuple:
     """Validate Gaussian-RBM parameters; return ``(batch_shape, n_visible, n_hidden)``."""
     from ebm_ppl.models.rbm import check_params as check_rbm
     from ebm_ppl.models.rbm import check_same_dtype
 
-    batch_shape, d, f = check_rbm(weights, visible_bias, hidden_bias)
+    batch_shape, d, f = check_rbm(weights, visible_bias, hidden_bias, values)
     if not (ops.is_torch(sigma) or ops.is_jax(sigma)) or ops.is_torch(sigma) != ops.is_torch(
         weights
     ):
@@ -52,9 +55,9 @@ def check_params(weights: Array, visible_bias: Array, hidden_bias: Array, sigma:
             f"sigma must have shape (..., {d}) or (..., 1) to match weights "
             f"{tuple(weights.shape)}, got {tuple(sigma.shape)}"
         )
-    check_finite_float({"sigma": sigma})
+    check_finite_float({"sigma": sigma}, values)
     check_same_dtype({"weights": weights, "sigma": sigma})
-    if ops.is_concrete(sigma) and not bool((sigma > 0).all()):
+    if values and ops.is_concrete(sigma) and not bool((sigma > 0).all()):
         raise ValueError("sigma must be > 0 (standard deviations of the visible units)")
     try:
         batch_shape = ops.broadcast_shapes(batch_shape, tuple(sigma.shape[:-1]))
@@ -124,7 +127,8 @@ class GaussianRBMMethods(HarmoniumMethods):
         }
         check_backend(backend, named)
         check_num_gibbs_steps(steps)
-        batch_shape, d, _ = check_params(weights, visible_bias, hidden_bias, sigma)
+        on = checks_enabled(validate, weights)
+        batch_shape, d, _ = check_params(weights, visible_bias, hidden_bias, sigma, on)
         self.weights, self.visible_bias, self.hidden_bias, self.sigma = (
             weights,
             visible_bias,
@@ -132,7 +136,7 @@ class GaussianRBMMethods(HarmoniumMethods):
             sigma,
         )
         self.num_gibbs_steps = steps
-        self._check_inputs = validate is not False
+        self._check_inputs = on
         return batch_shape, (d,)
 
     @property

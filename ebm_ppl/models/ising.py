@@ -38,6 +38,7 @@ from ebm_ppl.models.family import (
     check_backend,
     check_finite_float,
     check_num_gibbs_steps,
+    checks_enabled,
     draw_states,
 )
 
@@ -439,7 +440,8 @@ class IsingMethods(EnergyMethods):
         coupling = as_parameter(coupling, "coupling", backend)
         field = as_parameter(field, "field", backend, like=coupling)
         check_backend(backend, {"coupling": coupling, "field": field})
-        check_finite_float({"coupling": coupling, "field": field})
+        on = checks_enabled(validate_args, coupling)
+        check_finite_float({"coupling": coupling, "field": field}, on)
         check_num_gibbs_steps(num_gibbs_steps)
         try:
             batch_shape = ops.broadcast_shapes(tuple(coupling.shape), tuple(field.shape))
@@ -452,7 +454,7 @@ class IsingMethods(EnergyMethods):
         self.lattice_shape = lattice
         self.periodic = periodic
         self.num_gibbs_steps = num_gibbs_steps
-        self._check_inputs = validate_args is not False
+        self._check_inputs = on
         return batch_shape, lattice
 
     @property

@@ -501,12 +501,17 @@ class MultimodalDBMMethods:
         validate_args: bool | None,
     ) -> tuple:
         from ebm_ppl.models.dbm import DBMMethods
-        from ebm_ppl.models.family import check_finite_float, check_num_gibbs_steps
+        from ebm_ppl.models.family import (
+            check_finite_float,
+            check_num_gibbs_steps,
+            checks_enabled,
+        )
 
         weights, biases, joint = chain_from_pathways(**pathways)
         check_num_gibbs_steps(num_gibbs_steps)
-        check_finite_float({f"weights[{i}]": w for i, w in enumerate(weights)})
-        check_finite_float({f"biases[{i}]": b for i, b in enumerate(biases)})
+        on = checks_enabled(validate_args, weights[0])
+        check_finite_float({f"weights[{i}]": w for i, w in enumerate(weights)}, on)
+        check_finite_float({f"biases[{i}]": b for i, b in enumerate(biases)}, on)
         if max_words is not None and (
             not isinstance(max_words, int) or isinstance(max_words, bool) or max_words < 1
         ):
@@ -528,7 +533,7 @@ class MultimodalDBMMethods:
         self.weights, self.biases, self.joint = weights, biases, joint
         self.total_count = total_count
         self.num_gibbs_steps, self.max_words = num_gibbs_steps, max_words
-        self._check_inputs = validate_args is not False
+        self._check_inputs = on
         return tuple(int(b.shape[0]) for b in biases)
 
     # ---- structure --------------------------------------------------------------------

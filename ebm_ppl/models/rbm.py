@@ -23,7 +23,13 @@ import math
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
-from ebm_ppl.models.family import HarmoniumMethods, check_backend, check_values, temperature
+from ebm_ppl.models.family import (
+    HarmoniumMethods,
+    check_backend,
+    check_values,
+    checks_enabled,
+    temperature,
+)
 
 Array = Any
 
@@ -47,11 +53,14 @@ class Clamp(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
-def check_params(weights: Array, visible_bias: Array, hidden_bias: Array) -> tuple:
+def check_params(
+    weights: Array, visible_bias: Array, hidden_bias: Array, values: bool = True
+) -> tuple:
     """Validate RBM parameters; return ``(batch_shape, n_visible, n_hidden)``.
 
     Raises ``TypeError`` for non-arrays or mixed backends and ``ValueError`` (naming the
-    argument) for wrong shapes or non-finite values (the latter only for concrete arrays).
+    argument) for wrong shapes or non-finite values (the latter only for concrete arrays and
+    with ``values``: see :func:`ebm_ppl.models.family.checks_enabled`).
     """
     names = ("weights", "visible_bias", "hidden_bias")
     arrays = (weights, visible_bias, hidden_bias)
@@ -80,7 +89,7 @@ def check_params(weights: Array, visible_bias: Array, hidden_bias: Array) -> tup
     for name, x in zip(names, arrays):
         if not _is_floating(x):
             raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
-        if ops.is_concrete(x) and not ops.all_finite(x):
+        if values and ops.is_concrete(x) and not ops.all_finite(x):
             raise ValueError(f"{name} contains NaN or infinite values")
     check_same_dtype(dict(zip(names, arrays)))
     try:
@@ -416,10 +425,11 @@ class RBMMethods(HarmoniumMethods):
         )
         if not isinstance(num_gibbs_steps, int) or num_gibbs_steps < 1:
             raise ValueError(f"num_gibbs_steps must be a positive int, got {num_gibbs_steps!r}")
-        batch_shape, n_visible, _ = check_params(weights, visible_bias, hidden_bias)
+        on = checks_enabled(validate_args, weights)
+        batch_shape, n_visible, _ = check_params(weights, visible_bias, hidden_bias, on)
         self.weights, self.visible_bias, self.hidden_bias = weights, visible_bias, hidden_bias
         self.num_gibbs_steps = num_gibbs_steps
-        self._check_inputs = validate_args is not False
+        self._check_inputs = on
         return batch_shape, (n_visible,)
 
     @property

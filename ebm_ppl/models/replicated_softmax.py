@@ -32,6 +32,7 @@ from ebm_ppl.models.family import (
     check_finite_float,
     check_num_gibbs_steps,
     check_values,
+    checks_enabled,
     temperature,
 )
 from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
@@ -149,17 +150,18 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
 
         named = {"weights": weights, "word_bias": word_bias, "hidden_bias": hidden_bias}
         check_backend(backend, named)
+        on = checks_enabled(validate, weights)
         check_num_gibbs_steps(steps)
         try:
-            batch_shape, k, _ = check_rbm(weights, word_bias, hidden_bias)
+            batch_shape, k, _ = check_rbm(weights, word_bias, hidden_bias, on)
         except ValueError as e:  # say word_bias, not visible_bias
             raise ValueError(str(e).replace("visible_bias", "word_bias")) from None
         if total_count is not None:
             if isinstance(total_count, (int, float)) and not isinstance(total_count, bool):
                 total_count = ops.zeros((), weights) + float(total_count)
             check_backend(backend, {"total_count": total_count})
-            check_finite_float({"total_count": total_count})
-            if ops.is_concrete(total_count):
+            check_finite_float({"total_count": total_count}, on)
+            if on and ops.is_concrete(total_count):
                 import numpy as np
 
                 m = ops.to_numpy(total_count)
@@ -175,7 +177,7 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
         self.weights, self.word_bias, self.hidden_bias = weights, word_bias, hidden_bias
         self.total_count = total_count
         self.num_gibbs_steps = steps
-        self._check_inputs = validate is not False
+        self._check_inputs = on
         return batch_shape, (k,)
 
     @property

@@ -861,7 +861,7 @@ def test_gaussian_dbm_learns_sigma_and_raises_the_bound(seed):
         return float(d.mean_field_bound(data, d.log_partition()).mean())
 
     tr = fe.SAMLE(model, pyro.optim.SGD({"lr": 0.05}), num_gibbs_steps=2, num_chains=100)
-    tr.run(data, num_epochs=1, batch_size=200, progress_bar=False)
+    tr.step(data)  # one update on all 200 points (step has no epochs; run then continues)
     before = bound()
     tr.run(data, num_epochs=30, batch_size=50, progress_bar=False)
     assert bound() > before + 0.2
