@@ -74,6 +74,13 @@ class Backend:
             return None
         return self.jax.random.PRNGKey(seed)
 
+    def out_of_support(self, match: str):
+        """What ``log_prob`` of an out-of-support value does, per host contract: Pyro raises
+        a ``ValueError``, NumPyro warns ("Out-of-support ...", a ``UserWarning``)."""
+        if self.name == "torch":
+            return pytest.raises(ValueError, match=match)
+        return pytest.warns(UserWarning, match="Out-of-support.*" + match)
+
 
 @pytest.fixture(params=["torch", "jax"])
 def backend(request) -> Backend:

@@ -23,6 +23,7 @@ from typing import Any
 from ebm_ppl import ops
 from ebm_ppl.models.family import (
     HarmoniumMethods,
+    OutOfSupport,
     check_backend,
     check_num_gibbs_steps,
     check_values,
@@ -82,9 +83,9 @@ def check_categories(x: Array, size: int, k: int, name: str = "value") -> None:
 
     a = np.asarray(ops.to_numpy(x), dtype=np.float64)
     if not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise OutOfSupport(f"{name} contains NaN or infinite values")
     if (a != np.round(a)).any() or (a < -1).any() or (a > k - 1).any():
-        raise ValueError(
+        raise OutOfSupport(
             f"{name} must hold category indices in 0..{k - 1} (or -1 for a missing entry)"
         )
 

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
-from ebm_ppl.models.family import EnergyMethods, check_values, checks_enabled
+from ebm_ppl.models.family import EnergyMethods, OutOfSupport, check_values, checks_enabled
 from ebm_ppl.models.rbm import (
     MAX_ENUMERATE_UNITS,
     check_same_dtype,
@@ -1189,7 +1189,7 @@ def check_visible(v: Array, gaussian: bool, size: int, name: str) -> None:
         check_binary(v, size, name)
         return
     if check_values(v, size, name) and not ops.all_finite(v):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise OutOfSupport(f"{name} contains NaN or infinite values")
 
 
 def check_mean_field_args(num_iters: Any, damping: Any, tol: Any) -> None:

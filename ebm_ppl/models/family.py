@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import Any
 
 from ebm_ppl import ops
@@ -172,7 +173,19 @@ class NormalizedLogProb:
 
     def log_prob(self, value: Array) -> Array:
         value = as_value(value, first_param(self))  # numpy, bool, int, float64 values
-        lp = super().log_prob(value)
+        try:
+            lp = super().log_prob(value)
+        except OutOfSupport as err:
+            # a frontend's _out_of_support: "raise" (Pyro, default) or "warn" (NumPyro)
+            if getattr(self, "_out_of_support", "raise") != "warn":
+                raise
+            warnings.warn(
+                "Out-of-support values provided to log prob method. The value argument should "
+                f"be within the support: {err}",
+                UserWarning,
+                stacklevel=2,
+            )
+            lp = self.log_prob_unchecked(value)
         if not self.normalized:
             return lp
         complete = getattr(self, "_check_complete", None)
@@ -237,6 +250,13 @@ def check_values(x: Array, size: int, name: str) -> bool:
     if math.prod(x.shape) == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
     return True
+
+
+class OutOfSupport(ValueError):
+    """A value outside a distribution's support (not binary, not a spin, not a count, NaN):
+    a ``ValueError``. Pyro's ``log_prob`` and all training raise it; NumPyro's ``log_prob``
+    turns it into the host's "Out-of-support" ``UserWarning`` (masked or padded data rely on
+    that) and returns the unchecked log-density."""
 
 
 def checks_enabled(validate_args: bool | None, like: Any) -> bool:

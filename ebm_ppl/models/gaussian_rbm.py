@@ -24,6 +24,7 @@ from ebm_ppl import ops
 from ebm_ppl.models.base import GaussianBase
 from ebm_ppl.models.family import (
     HarmoniumMethods,
+    OutOfSupport,
     check_backend,
     check_finite_float,
     check_num_gibbs_steps,
@@ -72,7 +73,7 @@ def check_params(
 def check_real(x: Array, size: int, name: str = "value") -> None:
     """Check that ``x`` has last dimension ``size`` and (if concrete) finite entries."""
     if check_values(x, size, name) and not ops.all_finite(x):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise OutOfSupport(f"{name} contains NaN or infinite values")
 
 
 def hidden_input(weights: Array, hidden_bias: Array, sigma: Array, v: Array) -> Array:

@@ -35,6 +35,7 @@ import numpy as np
 from ebm_ppl import ops
 from ebm_ppl.models.family import (
     EnergyMethods,
+    OutOfSupport,
     check_backend,
     check_finite_float,
     check_num_gibbs_steps,
@@ -395,8 +396,8 @@ def check_spins(x: Any, shape: tuple[int, int], name: str = "value", values: boo
     if not is_spin(x):
         floating = x.is_floating_point() if ops.is_torch(x) else np.asarray(x).dtype.kind == "f"
         if floating and not ops.all_finite(x):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        raise ValueError(
+            raise OutOfSupport(f"{name} contains NaN or infinite values")
+        raise OutOfSupport(
             f"{name} must contain spins in {{-1, +1}} for an Ising model (map 0/1 data "
             "with 2 x - 1)"
         )

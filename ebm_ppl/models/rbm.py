@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from ebm_ppl import ops
 from ebm_ppl.models.family import (
     HarmoniumMethods,
+    OutOfSupport,
     check_backend,
     check_values,
     checks_enabled,
@@ -129,8 +130,8 @@ def check_binary(x: Array, size: int, name: str = "value") -> None:
     """Check that ``x`` has last dimension ``size`` and (if concrete) only 0/1 entries."""
     if check_values(x, size, name) and not ops.is_binary(x):
         if not ops.all_finite(x):  # NaN and inf fail is_binary too; say which it was
-            raise ValueError(f"{name} contains NaN or infinite values")
-        raise ValueError(
+            raise OutOfSupport(f"{name} contains NaN or infinite values")
+        raise OutOfSupport(
             f"{name} must be binary (0/1) for a binary RBM; binarize the data first "
             "(ebm_ppl.datasets.binarize)"
         )

@@ -28,6 +28,7 @@ from typing import Any
 from ebm_ppl import ops
 from ebm_ppl.models.family import (
     HarmoniumMethods,
+    OutOfSupport,
     check_backend,
     check_finite_float,
     check_num_gibbs_steps,
@@ -54,9 +55,9 @@ def check_counts(x: Array, size: int, name: str = "value", total: Any = None) ->
     import numpy as np
 
     if not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise OutOfSupport(f"{name} contains NaN or infinite values")
     if (a < 0).any() or (a != np.round(a)).any():
-        raise ValueError(f"{name} must hold word counts: non-negative whole numbers")
+        raise OutOfSupport(f"{name} must hold word counts: non-negative whole numbers")
     if total is not None and ops.is_concrete(total):
         m = np.broadcast_to(ops.to_numpy(total), a.shape[:-1]) if np.ndim(total) else total
         if not np.array_equal(a.sum(-1), np.asarray(m, dtype=a.dtype)):

@@ -22,6 +22,9 @@ class _Energy(Distribution):
 
     has_enumerate_support = False
     reparametrized_params: list = []
+    #: NumPyro's contract: log_prob of out-of-support values warns (masked or padded data
+    #: rely on it) and returns the unchecked value; training data are still refused
+    _out_of_support = "warn"
 
     def _finish_init(self, batch_shape, event_shape, validate_args) -> None:
         Distribution.__init__(self, tuple(batch_shape), tuple(event_shape), validate_args=False)

@@ -364,9 +364,9 @@ def test_bad_input(backend):
     d = ising(0.3, 0.1, shape=(3, 3))
     with pytest.raises(ValueError, match=r"value must have shape \(\.\.\., 3, 3\)"):
         d.log_prob(backend.array(np.ones((2, 3, 4))))
-    with pytest.raises(ValueError, match=r"value must contain spins in \{-1, \+1\}"):
+    with backend.out_of_support(r"value must contain spins in \{-1, \+1\}"):
         d.log_prob(backend.array(np.zeros((3, 3))))
-    with pytest.raises(ValueError, match="value contains NaN"):
+    with backend.out_of_support("value contains NaN"):
         d.log_prob(backend.array(np.full((3, 3), np.nan)))
     with pytest.raises(ValueError, match="value must contain spins"):
         d.sufficient_statistics(backend.array(np.full((3, 3), 0.5)))

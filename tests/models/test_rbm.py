@@ -165,13 +165,13 @@ def test_bad_parameters(backend):
 def test_bad_values(backend):
     w, b, c = random_params(np.random.default_rng(10), 5, 3)
     d = backend.RBM(backend.array(w), backend.array(b), backend.array(c))
-    with pytest.raises(ValueError, match="value.*binary"):
+    with backend.out_of_support("value.*binary"):  # NumPyro: a warning, as its host's
         d.log_prob(backend.array(np.full((2, 5), 0.5)))
     with pytest.raises(ValueError, match=r"value must have shape \(\.\.\., 5\)"):
         d.log_prob(backend.array(np.zeros((2, 4))))
     nan = np.zeros((2, 5))
     nan[0, 0] = np.nan
-    with pytest.raises(ValueError, match="value.*NaN"):
+    with backend.out_of_support("value.*NaN"):
         d.log_prob(backend.array(nan))
     with pytest.raises(ValueError, match="value is empty"):
         d.log_prob(backend.array(np.zeros((0, 5))))

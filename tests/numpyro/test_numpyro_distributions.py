@@ -99,3 +99,27 @@ def test_vmapped_instances_promote_their_batch_shape(name):
 
     batched = promote_batch_shape(jax.vmap(make)(w.astype(jnp.float32)))
     assert batched.batch_shape == (4,)
+
+
+def test_out_of_support_values_warn_and_padding_masks_out():
+    """NumPyro's contract for out-of-support values: log_prob warns ("Out-of-support", a
+    UserWarning), it does not raise; under handlers.mask, padded rows are replaced by a
+    feasible value and drop out of the log density."""
+    from numpyro.infer.util import log_density
+
+    rng = np.random.default_rng(0)
+    w = jnp.asarray(rng.normal(size=(4, 2)), jnp.float32)
+    d = RBM(w, jnp.zeros(4), jnp.zeros(2))
+    real = jnp.asarray([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]])
+    padded = jnp.concatenate([real, jnp.full((1, 4), -1.0)])  # a padding row, not binary
+    keep = jnp.asarray([True, True, False])
+
+    def model(x):
+        with numpyro.plate("rows", 3), handlers.mask(mask=keep):
+            numpyro.sample("v", d, obs=x)
+
+    lp, _ = log_density(model, (padded,), {}, {})
+    np.testing.assert_allclose(float(lp), float(d.log_prob(real).sum()), rtol=1e-6)
+    with pytest.warns(UserWarning, match="Out-of-support"):
+        direct = d.log_prob(padded)
+    assert direct.shape == (3,)
