@@ -28,6 +28,7 @@ from ebm_ppl.models.family import (
     check_num_gibbs_steps,
     check_values,
     checks_enabled,
+    shapes_of,
     temperature,
 )
 
@@ -134,6 +135,12 @@ class CategoricalRBMMethods(HarmoniumMethods):
     """The categorical-visible RBM as distribution methods, shared by both frontends."""
 
     _event_dims = {"weights": 3, "visible_bias": 2, "hidden_bias": 1}
+
+    @classmethod
+    def infer_shapes(cls, weights=(), visible_bias=(), hidden_bias=(), **_) -> tuple:
+        """``(batch_shape, event_shape)`` for parameters of these shapes, without arrays."""
+        shapes = {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias}
+        return shapes_of(shapes, cls._event_dims, tuple(weights)[-3:-2])
 
     weights: Array
     visible_bias: Array

@@ -259,6 +259,20 @@ class OutOfSupport(ValueError):
     that) and returns the unchecked log-density."""
 
 
+def shapes_of(arg_shapes: dict[str, Any], event_dims: dict[str, int], event_shape: tuple):
+    """``(batch_shape, event_shape)`` of a distribution whose parameters have ``arg_shapes``
+    (``{name: shape}``, absent optional ones skipped), each with ``event_dims[name]`` trailing
+    event dimensions: what the hosts' ``infer_shapes`` returns."""
+    import numpy as np
+
+    batch = [
+        tuple(arg_shapes[n])[: len(tuple(arg_shapes[n])) - k]
+        for n, k in event_dims.items()
+        if arg_shapes.get(n) is not None
+    ]
+    return tuple(np.broadcast_shapes(*batch)), tuple(int(s) for s in event_shape)
+
+
 def checks_enabled(validate_args: bool | None, like: Any) -> bool:
     """Whether a distribution checks the values of its parameters and inputs (finite,
     positive, in the support): ``validate_args`` when given; else torch's global setting for

@@ -30,6 +30,7 @@ from ebm_ppl.models.family import (
     check_num_gibbs_steps,
     check_values,
     checks_enabled,
+    shapes_of,
     temperature,
 )
 from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
@@ -110,6 +111,17 @@ class GaussianRBMMethods(HarmoniumMethods):
     """The Gaussian-Bernoulli RBM as distribution methods, shared by both frontends."""
 
     _event_dims = {"weights": 2, "visible_bias": 1, "hidden_bias": 1, "sigma": 1}
+
+    @classmethod
+    def infer_shapes(cls, weights=(), visible_bias=(), hidden_bias=(), sigma=(), **_) -> tuple:
+        """``(batch_shape, event_shape)`` for parameters of these shapes, without arrays."""
+        shapes = {
+            "weights": weights,
+            "visible_bias": visible_bias,
+            "hidden_bias": hidden_bias,
+            "sigma": sigma,
+        }
+        return shapes_of(shapes, cls._event_dims, tuple(weights)[-2:-1])
 
     weights: Array
     visible_bias: Array

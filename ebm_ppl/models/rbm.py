@@ -29,6 +29,7 @@ from ebm_ppl.models.family import (
     check_backend,
     check_values,
     checks_enabled,
+    shapes_of,
     temperature,
 )
 
@@ -376,6 +377,12 @@ class RBMMethods(HarmoniumMethods):
     """
 
     _event_dims = {"weights": 2, "visible_bias": 1, "hidden_bias": 1}
+
+    @classmethod
+    def infer_shapes(cls, weights=(), visible_bias=(), hidden_bias=(), **_) -> tuple:
+        """``(batch_shape, event_shape)`` for parameters of these shapes, without arrays."""
+        shapes = {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias}
+        return shapes_of(shapes, cls._event_dims, tuple(weights)[-2:-1])
 
     # hooks of HarmoniumMethods (the generic family code: parallel tempering, energy); the
     # hot paths below (log_prob, transition, ais_step, log_partition) are specialised

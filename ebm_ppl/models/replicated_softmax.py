@@ -34,6 +34,7 @@ from ebm_ppl.models.family import (
     check_num_gibbs_steps,
     check_values,
     checks_enabled,
+    shapes_of,
     temperature,
 )
 from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
@@ -130,6 +131,18 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
     word_bias: Array
     hidden_bias: Array
     total_count: Any
+
+    @classmethod
+    def infer_shapes(cls, weights=(), word_bias=(), hidden_bias=(), total_count=None, **_) -> tuple:
+        """``(batch_shape, event_shape)`` for parameters of these shapes, without arrays."""
+        shapes = {
+            "weights": weights,
+            "word_bias": word_bias,
+            "hidden_bias": hidden_bias,
+            "total_count": total_count,
+        }
+        dims = {"weights": 2, "word_bias": 1, "hidden_bias": 1, "total_count": 0}
+        return shapes_of(shapes, dims, tuple(weights)[-2:-1])
 
     @property
     def _event_dims(self) -> dict:

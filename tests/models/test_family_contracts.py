@@ -106,3 +106,23 @@ def test_numpyro_distributions_cross_jit():
         x = d.init_chain(be.key(1), (2, 5))
         out = jax.jit(lambda dist, v: dist.log_prob(v))(d, x)
         np.testing.assert_allclose(np.asarray(out), np.asarray(d.log_prob(x)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_infer_shapes_matches_an_instance(backend, name):
+    """The hosts' infer_shapes (shapes in, (batch_shape, event_shape) out, no arrays) agrees
+    with an instance built from parameters of those shapes, batched ones included."""
+    import ebm_ppl.numpyro as jfront
+    import ebm_ppl.pyro as tfront
+
+    cls = getattr(tfront if backend.name == "torch" else jfront, name)
+    params, kw = MODELS[name]
+    raw = list(params(np.random.default_rng(0)))
+    raw[0] = np.broadcast_to(raw[0], (2,) + raw[0].shape)  # a batch of 2 weight matrices
+    arrays = [backend.array(np.ascontiguousarray(0.5 * p)) for p in raw]
+    d = cls(*arrays, **kw)
+    import inspect
+
+    names = [p for p in inspect.signature(cls.infer_shapes).parameters if p != "_"]
+    shapes = dict(zip(names, (tuple(a.shape) for a in arrays)))  # the constructor's order
+    assert cls.infer_shapes(**shapes) == (tuple(d.batch_shape), tuple(d.event_shape))
