@@ -148,3 +148,11 @@ def test_validation_switches_turn_value_checks_off(backend, switch):
         assert backend.np(d.log_prob(backend.array(half))).shape == (2,)  # not checked
         with pytest.raises(ValueError, match="shape"):
             d.log_prob(backend.array(np.zeros((2, 4))))
+
+
+def test_expand_error_uses_the_hosts_wording(backend):
+    w, b, c = random_params(np.random.default_rng(7), 5, 3)
+    d = backend.RBM(backend.array(np.stack([w, w, w])), backend.array(b), backend.array(c))
+    with pytest.raises(ValueError, match=r"Cannot broadcast distribution of shape \(3,\)"):
+        d.expand((2,))
+    assert tuple(d.expand((4, 3)).batch_shape) == (4, 3)

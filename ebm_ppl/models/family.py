@@ -89,9 +89,10 @@ class EnergyMethods:
         except ValueError:
             ok = False
         if not ok:
-            raise ValueError(
-                f"cannot expand a distribution of batch shape {tuple(self.batch_shape)} "
-                f"to batch shape {batch_shape}"
+            raise ValueError(  # NumPyro's wording first, then ours
+                f"Cannot broadcast distribution of shape {tuple(self.batch_shape)} to shape "
+                f"{batch_shape}: expand needs a batch shape that the distribution's own batch "
+                "shape broadcasts to"
             )
         return self._with_batch_shape(batch_shape)
 
