@@ -13,13 +13,9 @@ __all__ = ["QuickEnergyDraws", "quick_energy_draws"]
 
 
 class QuickEnergyDraws(Messenger):
-    """Give every latent energy site without a value a random state (``init_chain``:
-    independent units, no Gibbs run) instead of calling its ``sample()``, which runs
-    ``num_gibbs_steps`` block-Gibbs sweeps (100 by default).
-
-    For traces that only read a model's structure (sites, shapes, distributions, the
-    dependence checks): any value in the support serves there, and the Gibbs runs would be
-    thrown away. Apply it outside ``seed`` and ``condition``/``substitute`` (so that it sees
+    """NumPyro's :class:`ebm_ppl.pyro.handlers.QuickEnergyDraws`: latent energy sites without
+    a value get an ``init_chain`` state (no Gibbs run) in traces that only read a model's
+    structure. Apply it outside ``seed`` and ``condition``/``substitute`` (so that it sees
     their keys and values) and inside ``trace``; the key is the site's own ``rng_key``.
     """
 

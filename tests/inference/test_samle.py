@@ -607,6 +607,38 @@ def _rewrite(path, drop=None, transpose=None):
     return save_checkpoint(path, tensors, config)
 
 
+def _rbm_model(backend):
+    """``model(data)``: a 6-3 binary RBM site with parameters W, b, c, in either backend."""
+    w0, b0, c0 = random_params(np.random.default_rng(1), 6, 3)
+    if backend.name == "torch":
+        import pyro
+        import torch
+
+        from ebm_ppl.pyro import RBM
+
+        def model(data):
+            W = pyro.param("W", torch.tensor(w0))  # copies: the updates are in place
+            b = pyro.param("b", torch.tensor(b0))
+            c = pyro.param("c", torch.tensor(c0))
+            with pyro.plate("data", data.shape[0]):
+                pyro.sample("v", RBM(W, b, c), obs=data)
+
+        return model
+    import jax.numpy as jnp
+    import numpyro
+
+    from ebm_ppl.numpyro import RBM
+
+    def model(data):
+        W = numpyro.param("W", jnp.asarray(w0))
+        b = numpyro.param("b", jnp.asarray(b0))
+        c = numpyro.param("c", jnp.asarray(c0))
+        with numpyro.plate("data", data.shape[0]):
+            numpyro.sample("v", RBM(W, b, c), obs=data)
+
+    return model
+
+
 @pytest.mark.parametrize(
     "damage, match",
     [
@@ -626,19 +658,12 @@ def test_load_refuses_a_checkpoint_that_does_not_fit(backend, tmp_path, damage, 
     first update)."""
     x = (np.random.default_rng(0).random((8, 6)) < 0.5).astype(np.float32)
     path = tmp_path / "ckpt.safetensors"
-    w0, b0, c0 = random_params(np.random.default_rng(1), 6, 3)
+    model = _rbm_model(backend)
     if backend.name == "torch":
         import pyro
         import torch
 
-        from ebm_ppl.pyro import RBM, SAMLE
-
-        def model(data):
-            W = pyro.param("W", torch.as_tensor(w0))
-            b = pyro.param("b", torch.as_tensor(b0))
-            c = pyro.param("c", torch.as_tensor(c0))
-            with pyro.plate("data", data.shape[0]):
-                pyro.sample("v", RBM(W, b, c), obs=data)
+        from ebm_ppl.pyro import SAMLE
 
         def make():
             return SAMLE(model, pyro.optim.SGD({"lr": 0.05}), persistent=True, num_chains=4)
@@ -659,17 +684,9 @@ def test_load_refuses_a_checkpoint_that_does_not_fit(backend, tmp_path, damage, 
         return
     import jax
     import jax.numpy as jnp
-    import numpyro
     import optax
 
-    from ebm_ppl.numpyro import RBM, SAMLE
-
-    def model(data):
-        W = numpyro.param("W", jnp.asarray(w0))
-        b = numpyro.param("b", jnp.asarray(b0))
-        c = numpyro.param("c", jnp.asarray(c0))
-        with numpyro.plate("data", data.shape[0]):
-            numpyro.sample("v", RBM(W, b, c), obs=data)
+    from ebm_ppl.numpyro import SAMLE
 
     def make():
         return SAMLE(model, optax.sgd(0.05), persistent=True, num_chains=4)
@@ -691,39 +708,22 @@ def test_load_refuses_a_checkpoint_that_does_not_fit(backend, tmp_path, damage, 
 
 
 def _small_trainer(backend, lr=0.05):
-    """``(run(x, **kw) -> None, trainer)`` for a 6-3 RBM in either backend, the state carried
-    between calls of ``run`` (NumPyro: passed back as ``init_state``)."""
-    w0, b0, c0 = random_params(np.random.default_rng(1), 6, 3)
+    """``(run(x, **kw) -> None, trainer)`` for the 6-3 RBM of :func:`_rbm_model` in either
+    backend, the state carried between calls of ``run`` (NumPyro: as ``init_state``)."""
+    model = _rbm_model(backend)
     if backend.name == "torch":
         import pyro
-        import torch
 
-        from ebm_ppl.pyro import RBM, SAMLE
+        from ebm_ppl.pyro import SAMLE
 
         pyro.clear_param_store()
-
-        def model(data):
-            W = pyro.param("W", torch.as_tensor(w0))
-            b = pyro.param("b", torch.as_tensor(b0))
-            c = pyro.param("c", torch.as_tensor(c0))
-            with pyro.plate("data", data.shape[0]):
-                pyro.sample("v", RBM(W, b, c), obs=data)
-
         t = SAMLE(model, pyro.optim.SGD({"lr": lr}))
         return lambda x, **kw: t.run(x, progress_bar=False, **kw), t
     import jax
     import jax.numpy as jnp
-    import numpyro
     import optax
 
-    from ebm_ppl.numpyro import RBM, SAMLE
-
-    def model(data):
-        W = numpyro.param("W", jnp.asarray(w0))
-        b = numpyro.param("b", jnp.asarray(b0))
-        c = numpyro.param("c", jnp.asarray(c0))
-        with numpyro.plate("data", data.shape[0]):
-            numpyro.sample("v", RBM(W, b, c), obs=data)
+    from ebm_ppl.numpyro import SAMLE
 
     t = SAMLE(model, optax.sgd(lr))
     held = {"state": None}
