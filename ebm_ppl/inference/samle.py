@@ -136,7 +136,6 @@ def init_chains(key: Any, nodes: Mapping[str, Mapping], config: SAConfig) -> dic
 
 def check_checkpoint(
     path: Any,
-    names: Any,
     shapes: Mapping[str, tuple],
     *,
     params: Mapping[str, tuple] | None = None,
@@ -146,8 +145,8 @@ def check_checkpoint(
 ) -> None:
     """Refuse a SA-MLE checkpoint that does not fit the trainer loading it.
 
-    ``names`` are the entries of the checkpoint (e.g. ``"param/W"``, ``"chains/v"``,
-    ``"rng/torch"``) and ``shapes`` their shapes. ``params`` (``{name: shape}``) are the
+    ``shapes`` are the checkpoint's entries (e.g. ``"param/W"``, ``"chains/v"``,
+    ``"rng/torch"``) with their shapes. ``params`` (``{name: shape}``) are the
     model's parameters, looked up as ``"param/<name>"``; ``chains`` (``{site: shape}``) the
     persistent chains the trainer would start, looked up as ``"chains/<site>"`` and compared
     outside ``chain_axis`` (the number of chains may differ with the number of ranks);
@@ -155,7 +154,7 @@ def check_checkpoint(
     ``ValueError`` naming the entry, what the trainer expected and what to do, instead of
     letting the trainer re-initialise a parameter or restart its chains in silence.
     """
-    names = set(names)
+    names = set(shapes)
     for key in required:
         if key not in names:
             raise ValueError(

@@ -401,7 +401,6 @@ class SAMLE:
         check_checkpoint(
             path,
             shapes,
-            shapes,
             chains=expected if self.config.persistent else None,
             chain_axis=chain_axis(self.config.transition),
             required=("rng/key",),

@@ -242,7 +242,7 @@ class SAMLE:
         path, shapes = self._to_check
         params, chains = self._model_spec(args, kwargs)
         axis = self._chain_axis
-        check_checkpoint(path, shapes, shapes, params=params, chains=chains, chain_axis=axis)
+        check_checkpoint(path, shapes, params=params, chains=chains, chain_axis=axis)
         self._to_check = None
 
     def _model_spec(self, args, kwargs) -> tuple[dict, dict | None]:
@@ -462,7 +462,7 @@ class SAMLE:
         same_ranks = saved_world == self.world_size and self.world_size > 1
         shapes = {k: tuple(v.shape) for k, v in tensors.items()}
         rng_key = "rng/torch_ranks" if same_ranks else "rng/torch"
-        check_checkpoint(path, shapes, shapes, required=(rng_key,))
+        check_checkpoint(path, shapes, required=(rng_key,))
         if self.config.persistent and not any(k.startswith("chains/") for k in tensors):
             raise ValueError(
                 f"{path} holds no persistent chains but this trainer has persistent=True: "
