@@ -202,3 +202,25 @@ def exact_log_z_gaussian(w, b, c, s):
     terms = hs @ c + (b * t / s + t**2 / 2).sum(1) + np.log(np.sqrt(2 * np.pi) * s).sum()
     m = terms.max()
     return m + np.log(np.exp(terms - m).sum())
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--smoke",
+        action="store_true",
+        help="run only the first test of each module (the quick check CI runs on Python "
+        "3.12 and 3.13 beside the full suite on 3.11)",
+    )
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if not config.getoption("--smoke"):
+        return
+    seen: set = set()
+    keep, drop = [], []
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        (drop if module in seen else keep).append(item)
+        seen.add(module)
+    items[:] = keep
+    config.hook.pytest_deselected(items=drop)
