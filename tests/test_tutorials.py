@@ -24,6 +24,7 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         if missing:
             pytest.skip(f"{path.name} needs the data sets {missing}, absent from {root}")
         monkeypatch.setenv("EBM_PPL_DATA", str(root))
+    monkeypatch.setenv("EBM_PPL_TUTORIAL_SIZE", "small")  # the kernel inherits it
     client = nbclient.NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
