@@ -1,4 +1,4 @@
-"""README examples run as written; the package stays ruff-clean."""
+"""README and user-guide examples run as written; the package stays ruff-clean."""
 
 from __future__ import annotations
 
@@ -11,17 +11,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+BLOCKS = {
+    f"{page.relative_to(ROOT)}[{i}]": block
+    for page in PAGES
+    if "_build" not in page.parts
+    for i, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S))
+}
 
 
 def test_readme_has_examples():
-    assert len(BLOCKS) >= 2
+    assert sum(name.startswith("README.md") for name in BLOCKS) >= 2
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs(index, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_readme_example_runs(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), {})
+    exec(compile(BLOCKS[name], f"{name} (python block)", "exec"), {})
 
 
 def test_readme_commands_match_ci():
