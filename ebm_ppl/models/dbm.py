@@ -787,6 +787,25 @@ class DBMMethods(_Unbatched):
     is ``-E`` (eq. 29, unnormalized). A subclass stores ``weights`` and ``biases`` (tuples,
     no batch dimensions), ``num_gibbs_steps`` and ``_check_inputs``."""
 
+    @classmethod
+    def infer_shapes(cls, weights=(), biases=(), sigma=None, **_) -> tuple:
+        """``(batch_shape, event_shape)`` for layers of these shapes, without arrays (the hosts'
+        ``infer_shapes``): ``weights`` and ``biases`` are lists of shapes, ``[(n0, n1), ...]``
+        and ``[(n0,), (n1,), ...]``. A DBM's parameters have no batch dimensions, so the batch
+        shape is ``()`` (``expand`` adds one); the event shape is ``(sum_l n_l,)``."""
+        weights, biases = [tuple(w) for w in weights], [tuple(b) for b in biases]
+        sizes = [b[-1] if len(b) == 1 else None for b in biases]
+        if (
+            len(biases) != len(weights) + 1
+            or None in sizes
+            or any(w != (sizes[i], sizes[i + 1]) for i, w in enumerate(weights))
+        ):
+            raise ValueError(
+                "DBM.infer_shapes: expected weights [(n0, n1), (n1, n2), ...] and biases "
+                f"[(n0,), (n1,), ...] (no batch dimensions), got {weights} and {biases}"
+            )
+        return (), (sum(sizes),)
+
     weights: tuple
     biases: tuple
     num_gibbs_steps: int

@@ -126,3 +126,22 @@ def test_infer_shapes_matches_an_instance(backend, name):
     names = [p for p in inspect.signature(cls.infer_shapes).parameters if p != "_"]
     shapes = dict(zip(names, (tuple(a.shape) for a in arrays)))  # the constructor's order
     assert cls.infer_shapes(**shapes) == (tuple(d.batch_shape), tuple(d.event_shape))
+
+
+def test_dbm_infer_shapes_matches_an_instance_and_refuses_bad_layers(backend):
+    """DBM.infer_shapes takes lists of layer shapes; it agrees with an instance (before and
+    after ``expand``'s batch) and refuses layers that do not chain."""
+    import ebm_ppl.numpyro as jfront
+    import ebm_ppl.pyro as tfront
+
+    cls = (tfront if backend.name == "torch" else jfront).DBM
+    rng = np.random.default_rng(0)
+    sizes = (5, 3, 2)
+    w = [backend.array(rng.normal(size=s)) for s in zip(sizes[:-1], sizes[1:])]
+    b = [backend.array(rng.normal(size=n)) for n in sizes]
+    d = cls(w, b)
+    shapes = {"weights": [tuple(x.shape) for x in w], "biases": [tuple(x.shape) for x in b]}
+    assert cls.infer_shapes(**shapes) == (tuple(d.batch_shape), tuple(d.event_shape)) == ((), (10,))
+    assert tuple(d.expand((4,)).event_shape) == cls.infer_shapes(**shapes)[1]
+    with pytest.raises(ValueError, match="infer_shapes"):
+        cls.infer_shapes(weights=[(5, 3), (2, 2)], biases=[(5,), (3,), (2,)])
