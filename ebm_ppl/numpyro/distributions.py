@@ -21,6 +21,9 @@ class _Energy(Distribution):
     (an explicit key; ``numpyro.handlers.seed`` supplies it inside models)."""
 
     has_enumerate_support = False
+    #: Gibbs draws are not reparametrizable. NumPyro derives ``has_rsample`` from
+    #: ``reparametrized_params == arg_constraints``, which is true for the DBMs' empty dicts
+    has_rsample = False
     reparametrized_params: list = []
     #: NumPyro's contract: log_prob of out-of-support values warns (masked or padded data
     #: rely on it) and returns the unchecked value; training data are still refused
