@@ -40,6 +40,28 @@ def code_hash(nb) -> str:
     return hashlib.sha256(json.dumps(sources).encode()).hexdigest()
 
 
+#: stderr lines that only describe the executing environment, not the tutorial (tqdm's notebook
+#: bar needs ipywidgets, which the package does not require); dropped from stored outputs
+NOISE = ("TqdmWarning: IProgress not found", "from .autonotebook import tqdm as notebook_tqdm")
+
+
+def drop_noise(nb) -> None:
+    """Remove :data:`NOISE` lines from the stderr outputs of ``nb`` (and outputs left empty)."""
+    for cell in nb["cells"]:
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = out["text"] if isinstance(out["text"], str) else "".join(out["text"])
+                lines = text.splitlines(keepends=True)
+                lines = [ln for ln in lines if not any(n in ln for n in NOISE)]
+                if not "".join(lines).strip():
+                    continue
+                out["text"] = "".join(lines)
+            kept.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+
+
 def notebooks(prefixes: list[str]) -> list[Path]:
     paths = sorted(HERE.glob("*.ipynb"))
     if not prefixes:
@@ -67,6 +89,7 @@ def execute(path: Path, size: str, timeout: int, data: str | None) -> float:
             nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": work}}
         ).execute()
     seconds = time.perf_counter() - start
+    drop_noise(nb)
     import ebm_ppl
 
     nb.metadata.setdefault("ebm_ppl", {})["executed"] = {
