@@ -23,6 +23,26 @@ def _share_cpus_between_xdist_workers() -> None:
 
 _share_cpus_between_xdist_workers()
 
+
+def _share_a_jax_compilation_cache() -> str | None:
+    """One JAX compilation cache for the whole run, in a fresh temporary folder: xdist workers,
+    notebook kernels and subprocesses inherit it from the controller's environment, and the
+    many tests that build the same computation from new closures compile it once (the cache is
+    keyed by the compiled program, not the Python function). A third less time on the
+    NumPyro-heavy tests, measured cold; nothing is kept between runs. An explicit
+    ``JAX_COMPILATION_CACHE_DIR`` wins. Returns the folder this process created, if any."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="ebm_ppl_test_jax_cache_")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = path
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    return path
+
+
+_JAX_CACHE = _share_a_jax_compilation_cache()
+
 import itertools  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -202,6 +222,13 @@ def exact_log_z_gaussian(w, b, c, s):
     terms = hs @ c + (b * t / s + t**2 / 2).sum(1) + np.log(np.sqrt(2 * np.pi) * s).sum()
     m = terms.max()
     return m + np.log(np.exp(terms - m).sum())
+
+
+def pytest_unconfigure(config) -> None:
+    if _JAX_CACHE:
+        import shutil
+
+        shutil.rmtree(_JAX_CACHE, ignore_errors=True)
 
 
 def pytest_addoption(parser) -> None:

@@ -175,7 +175,7 @@ def test_posterior_recovers_a_known_hierarchy(backend, seed):
     gap = np.abs(ll[:, 0] - ll[:, 1])
     assert gap.min() > 40.0
     fe = frontend(backend)
-    kw = dict(num_super=4, alpha=20.0, a=2.0, gamma=1.0, num_warmup=200, num_samples=100)
+    kw = dict(num_super=4, alpha=20.0, a=2.0, gamma=1.0, num_warmup=100, num_samples=60)
     if backend.name == "torch":
         import pyro
 
