@@ -235,8 +235,8 @@ def pytest_addoption(parser) -> None:
     parser.addoption(
         "--smoke",
         action="store_true",
-        help="run only the first test of each module (the quick check CI runs on Python "
-        "3.12 and 3.13 beside the full suite on 3.11)",
+        help="run only the first test of each module that is not marked slow (the quick check "
+        "CI runs on Python 3.12 and 3.13 beside the full suite on 3.11)",
     )
 
 
@@ -247,7 +247,8 @@ def pytest_collection_modifyitems(config, items) -> None:
     keep, drop = [], []
     for item in items:
         module = item.nodeid.split("::", 1)[0]
-        (drop if module in seen else keep).append(item)
-        seen.add(module)
+        first = module not in seen and item.get_closest_marker("slow") is None
+        (keep if first else drop).append(item)
+        seen.update([module] if first else [])
     items[:] = keep
     config.hook.pytest_deselected(items=drop)

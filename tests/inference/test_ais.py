@@ -89,6 +89,7 @@ def test_multimodal_model_with_uniform_base_and_sm_schedule(backend):
     assert abs(res.log_z - exact) <= 3 * res.log_z_stderr + 1e-3, (res.log_z, exact)
 
 
+@pytest.mark.slow
 def test_error_shrinks_with_runs_and_betas(backend):
     w, b, c = random_params(np.random.default_rng(2), 10, 6, scale=1.5)
     d = backend.RBM(backend.array(w), backend.array(b), backend.array(c))

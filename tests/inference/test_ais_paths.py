@@ -275,6 +275,7 @@ def check_unbiased(log_w, p_ann):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.slow
 def test_raise_rbm_is_unbiased_for_the_annealing_model(backend, seed):
     fe = frontend(backend)
     rng = np.random.default_rng(seed)
@@ -343,6 +344,7 @@ def dbm_even_annealing_model(ws, bs, logits, betas):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.slow
 def test_raise_dbm_is_unbiased_for_the_annealing_model(backend, seed):
     """RAISE on a DBM (h2 proposed from the mean-field posterior, v and h2 carried, h1
     summed out) is unbiased for the annealing model's p_ann(v)."""

@@ -266,6 +266,7 @@ def test_numpyro_hmcgibbs_composition(seed):
 
 
 @pytest.mark.parametrize("kind", ["pt", "tt"])
+@pytest.mark.slow
 def test_tempered_kernels_cross_between_modes(backend, kind):
     """BlockGibbs(transition=...) under each PPL's MCMC: chains started in one mode of a
     two-mode RBM reach the exact 50/50 split (plain Gibbs stays put: test_tempering)."""

@@ -106,6 +106,7 @@ def mode_probs(v):
     return np.mean((first >= 4) & (second <= 1)), np.mean((second >= 4) & (first <= 1))
 
 
+@pytest.mark.slow
 def test_pt_visits_modes_plain_gibbs_does_not(backend):
     w, b, c = bimodal_rbm()
     p, _ = path_probs(w, b, c, 1.0)

@@ -162,6 +162,7 @@ def synthetic_hierarchy(seed, per_category=15):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.slow
 def test_posterior_recovers_a_known_hierarchy(backend, seed):
     """NUTS over the prior's continuous sites (assignments enumerated) groups the six
     categories into the two true super-categories: adjusted Rand index 1. Justification of

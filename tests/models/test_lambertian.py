@@ -199,6 +199,7 @@ def conditioned(backend, lam, z, light=None, copies=1):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.slow
 def test_block_gibbs_samples_the_albedo_posterior(backend, seed):
     """With surface and light observed, BlockGibbs on the program (the Lambertian observation
     folded into the DBM's visible conditional): the last states of 1000 independent chains
@@ -297,6 +298,7 @@ def check_light(samples, want):
     assert (err < 5 * flat.std(0) / np.sqrt(ess)).all(), (flat.mean(0), want, ess)
 
 
+@pytest.mark.slow
 def test_numpyro_hmc_gibbs_matches_the_light_posterior():
     """NumPyro HMCGibbs: NUTS on the light + our block Gibbs on the albedo DBM (gibbs_fn),
     surface observed: E[l | y] against a 3-D quadrature with the DBM summed out exactly;

@@ -23,6 +23,7 @@ from ebm_ppl.numpyro import RBM, SAMLE, make_mesh
 HERE = Path(__file__).parent
 
 
+@pytest.mark.slow
 def test_sharded_checks_on_4_simulated_devices():
     env = dict(os.environ)
     # one Eigen thread per simulated device: with more devices than cores, a device thread
