@@ -175,10 +175,12 @@ def _finish(name, args, rbm, ll_train, ll_test, train_s, mcmc, out, save_model, 
 
 def demo(args: argparse.Namespace) -> int:
     from ebm_ppl.datasets import binarize, load_digits
+    from ebm_ppl.models.family import MAX_ENUMERATE_UNITS
 
-    if not 1 <= args.hidden <= 20:
+    if not 1 <= args.hidden <= MAX_ENUMERATE_UNITS:
         print(
-            "error: --hidden must be between 1 and 20 (exact log Z enumerates 2^hidden states)",
+            f"error: --hidden must be between 1 and {MAX_ENUMERATE_UNITS} (exact log Z "
+            "enumerates 2^hidden states)",
             file=sys.stderr,
         )
         return 2

@@ -152,11 +152,6 @@ class LogLikelihood:
         return f"{self.mean:.3f} ± {self.stderr:.3f} nats (n={self.num_data})"
 
 
-def _log_mean_exp(x: np.ndarray) -> float:
-    m = float(np.max(x))
-    return m + math.log(float(np.mean(np.exp(x - m))))
-
-
 def _as_state(target: Any, base: Any, x: Any, name: str) -> Any:
     """Samples of the target (full states) as the path's AIS state, checked."""
     if x.ndim != 2:

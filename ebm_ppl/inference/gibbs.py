@@ -339,27 +339,3 @@ def check_transition(transition: Any, clamp: Any) -> None:
             "clamp cannot be combined with a tempered transition (the hot replicas would "
             "not be clamped); use plain block Gibbs for inpainting"
         )
-
-
-def check_no_other_factors(
-    residual_log_density: Callable[[dict[str, Any]], float],
-    draws: list[dict[str, Any]],
-    names: list[str],
-    atol: float = 1e-4,
-) -> None:
-    """Refuse models where something besides the energy site itself depends on its value.
-
-    ``residual_log_density(values)`` must return the model's log joint minus the energy
-    sites' own log-densities; it is evaluated at a few random states and must not change
-    (block Gibbs uses the energy distributions' own conditionals, which would then be wrong).
-    """
-    ref = float(residual_log_density(draws[0]))
-    for d in draws[1:]:
-        r = float(residual_log_density(d))
-        if abs(r - ref) > atol * max(1.0, abs(ref)):
-            raise ValueError(
-                f"other factors of the model depend on the values of the energy site(s) {names}; "
-                "BlockGibbs samples them from their own block conditionals, which would ignore "
-                "those factors. Observe the site, or move the dependence into the energy "
-                "distribution's parameters."
-            )

@@ -161,14 +161,12 @@ def gaussian_base(data: Array, min_std: float = 1e-2) -> GaussianBase:
     return GaussianBase(mean, ops.where(std > min_std, std, ops.zeros_like(std) + min_std))
 
 
-def register_pytree() -> None:
-    """Make the base classes JAX pytrees (called by ``ebm_ppl.numpyro``)."""
+def register_pytree(*more: type) -> None:
+    """Make the base classes of this module, and the classes ``more`` (the bases other model
+    modules define), JAX pytrees; ``ebm_ppl.numpyro`` calls it with all of them."""
     import jax
 
-    from ebm_ppl.models.categorical_rbm import CategoricalBase
-    from ebm_ppl.models.replicated_softmax import MultinomialBase
-
-    for cls in (BernoulliBase, GaussianBase, MultinomialBase, CategoricalBase):
+    for cls in (BernoulliBase, GaussianBase, *more):
         try:
             jax.tree_util.register_pytree_node_class(cls)
         except ValueError:  # already registered

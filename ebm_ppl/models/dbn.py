@@ -164,18 +164,6 @@ def variational_bound(
     return acc / num_samples
 
 
-def sample_top_down(key: Any, params: DBNParams, top_state: Array) -> list:
-    """Ancestral pass from a top-RBM visible state ``h^(L-1)`` down to ``v`` (Figure 6a):
-    returns ``[v, h^1, ..., h^(L-1)]``."""
-    layers = [top_state]
-    keys = ops.split(key, max(1, len(params.weights) - 1))
-    h = top_state
-    for layer in range(len(params.weights) - 1, 0, -1):
-        h = ops.bernoulli(keys[layer - 1], ops.sigmoid(down_logits(params, layer, h)))
-        layers.insert(0, h)
-    return layers
-
-
 def tied_init(weights: Array, visible_bias: Array, hidden_bias: Array) -> tuple:
     """Parameters ``(W^T, c, b)`` of the next RBM that make the two-hidden-layer DBN equal to
     the RBM ``(W, b, c)`` below (section 3, Figure 4b): the greedy algorithm's starting point,

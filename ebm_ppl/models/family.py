@@ -253,6 +253,17 @@ def check_values(x: Array, size: int, name: str) -> bool:
     return True
 
 
+def check_binary(x: Array, size: int, name: str = "value") -> None:
+    """Check that ``x`` has last dimension ``size`` and (if concrete) only 0/1 entries."""
+    if check_values(x, size, name) and not ops.is_binary(x):
+        if not ops.all_finite(x):  # NaN and inf fail is_binary too; say which it was
+            raise OutOfSupport(f"{name} contains NaN or infinite values")
+        raise OutOfSupport(
+            f"{name} must be binary (0/1) for a binary RBM; binarize the data first "
+            "(ebm_ppl.datasets.binarize)"
+        )
+
+
 class OutOfSupport(ValueError):
     """A value outside a distribution's support (not binary, not a spin, not a count, NaN):
     a ``ValueError``. Pyro's ``log_prob`` and all training raise it; NumPyro's ``log_prob``
@@ -365,7 +376,6 @@ class HarmoniumMethods(EnergyMethods):
 
     def energy(self, value: Array, hidden: Array) -> Array:
         """Joint energy ``E(v, h) = -V(v) - h . u(v)``."""
-        from ebm_ppl.models.rbm import check_binary
 
         self._check_value(value)
         check_binary(hidden, self.n_hidden, "hidden")

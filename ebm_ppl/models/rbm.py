@@ -23,10 +23,12 @@ import math
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
-from ebm_ppl.models.family import (
+from ebm_ppl.models.family import (  # noqa: F401 - check_binary, MAX_ENUMERATE_UNITS re-exported
+    MAX_ENUMERATE_UNITS,
     HarmoniumMethods,
     OutOfSupport,
     check_backend,
+    check_binary,
     check_values,
     checks_enabled,
     shapes_of,
@@ -34,9 +36,6 @@ from ebm_ppl.models.family import (
 )
 
 Array = Any
-
-#: Largest layer that :func:`log_partition` enumerates (``2**20`` states).
-MAX_ENUMERATE_UNITS = 20
 
 
 class Clamp(NamedTuple):
@@ -125,17 +124,6 @@ def _is_floating(x: Array) -> bool:
     import jax.numpy as jnp
 
     return jnp.issubdtype(x.dtype, jnp.floating)
-
-
-def check_binary(x: Array, size: int, name: str = "value") -> None:
-    """Check that ``x`` has last dimension ``size`` and (if concrete) only 0/1 entries."""
-    if check_values(x, size, name) and not ops.is_binary(x):
-        if not ops.all_finite(x):  # NaN and inf fail is_binary too; say which it was
-            raise OutOfSupport(f"{name} contains NaN or infinite values")
-        raise OutOfSupport(
-            f"{name} must be binary (0/1) for a binary RBM; binarize the data first "
-            "(ebm_ppl.datasets.binarize)"
-        )
 
 
 # --------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 
 from ebm_ppl import ops
 from ebm_ppl.models.family import (
+    MAX_ENUMERATE_UNITS,
     HarmoniumMethods,
     OutOfSupport,
     check_backend,
@@ -282,7 +283,7 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
             return base.total_count
         return self._length(None)
 
-    def log_partition(self, max_units: int = 20) -> Array:
+    def log_partition(self, max_units: int = MAX_ENUMERATE_UNITS) -> Array:
         """Exact ``log Z(M)`` for ``M = total_count`` (eq. 16), shape ``batch_shape``."""
         self._length(None)
         return super().log_partition(max_units)

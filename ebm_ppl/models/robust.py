@@ -92,11 +92,6 @@ def clean_field(v: Array, s: Array, noise: Noise) -> Field:
     return Field(prec * v, prec)
 
 
-def mask_field(v: Array, x: Array, noise: Noise) -> Field:
-    """The factor ``p(v | x, s)`` on the mask, as logits added to ``p(s | g)``."""
-    return Field(normal_log_prob(v, x, noise.tau) - normal_log_prob(v, noise.mu, noise.varsigma))
-
-
 def check_noise(noise: Noise, d: int) -> None:
     """Each noise parameter must be a positive (scales) / finite number or ``(D,)`` array."""
     for name, x in zip(("noise_scale", "outlier_loc", "outlier_scale"), noise):

@@ -68,7 +68,7 @@ from ebm_ppl.numpyro.robust import RobustBM, RobustBMVisible, RobustLikelihood
 from ebm_ppl.numpyro.samle import SAMLE, SAMLEState
 from ebm_ppl.numpyro.sharding import make_mesh
 
-register_pytree()  # the AIS bases cross jit boundaries in AIS
+register_pytree(MultinomialBase, CategoricalBase)  # the AIS bases cross jit boundaries
 try:  # the DBM's annealing path crosses them too
     jax.tree_util.register_pytree_node_class(DBMPath)
 except ValueError:  # already registered

@@ -16,6 +16,7 @@ from numpyro.distributions import biject_to, constraints
 from numpyro.optim import _NumPyroOptim, optax_to_numpyro
 from tqdm import tqdm
 
+from ebm_ppl.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from ebm_ppl.inference.dependence import SAMLE_WHERE, check_energy_dependence
 from ebm_ppl.inference.samle import (
     batch_indices,
@@ -31,7 +32,6 @@ from ebm_ppl.inference.samle import (
     sa_objective,
     validate_observed,
 )
-from ebm_ppl.io import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from ebm_ppl.numpyro import sharding
 from ebm_ppl.numpyro.dependence import energy_dependencies
 

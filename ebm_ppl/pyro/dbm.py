@@ -22,6 +22,7 @@ from ebm_ppl.models.dbm import (
 from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init
 from ebm_ppl.models.family import NormalizedLogProb
 from ebm_ppl.pyro.dbn import GreedyLayerData
+from ebm_ppl.pyro.device import randn_like as _randn
 from ebm_ppl.pyro.distributions import RBM, _Energy
 
 __all__ = ["DBM", "DBMClassifier", "DBMVisible", "greedy_pretrain_dbm"]
@@ -30,15 +31,6 @@ __all__ = ["DBM", "DBMClassifier", "DBMVisible", "greedy_pretrain_dbm"]
 def _as_tensor(x):
     # numpy parameters become tensors on torch's default device
     return torch.as_tensor(x) if isinstance(x, np.ndarray) else x  # device: default
-
-
-def _randn(shape: tuple, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    """``N(0, 1)`` draws in the dtype and on the device of ``like``, from ``generator`` on
-    its own device (a CPU generator gives the same draws for every device) or torch's
-    global generator for ``like``'s device."""
-    device = like.device if generator is None else generator.device
-    out = torch.randn(shape, generator=generator, dtype=like.dtype, device=device)
-    return out.to(like.device)
 
 
 class DBM(NormalizedLogProb, DBMMethods, _Energy):

@@ -21,6 +21,7 @@ from ebm_ppl.models.dbn import (
     log_z_of,
     propagate_up,
 )
+from ebm_ppl.pyro.device import randn_like
 from ebm_ppl.pyro.distributions import RBM
 
 __all__ = [
@@ -257,10 +258,9 @@ class DBNClassifier(torch.nn.Module):
             raise TypeError(f"dbn must be an ebm_ppl.pyro.DBN, got {type(dbn).__name__}")
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        from ebm_ppl.pyro.dbm import _randn
 
         p = dbn.params
-        out_w = 0.01 * _randn((dbn.sizes[-1], num_classes), generator, p.weights[0])
+        out_w = 0.01 * randn_like((dbn.sizes[-1], num_classes), generator, p.weights[0])
         self.weights = torch.nn.ParameterList(
             [torch.nn.Parameter(w.detach().clone()) for w in p.weights]
             + [torch.nn.Parameter(out_w)]

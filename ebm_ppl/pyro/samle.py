@@ -15,6 +15,7 @@ import torch
 from pyro.optim import PyroOptim
 from tqdm import tqdm
 
+from ebm_ppl.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from ebm_ppl.inference.dependence import SAMLE_WHERE, check_energy_dependence
 from ebm_ppl.inference.gibbs import is_energy_distribution
 from ebm_ppl.inference.samle import (
@@ -31,7 +32,6 @@ from ebm_ppl.inference.samle import (
     sa_objective,
     validate_observed,
 )
-from ebm_ppl.io import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from ebm_ppl.pyro import distributed as dist_utils
 from ebm_ppl.pyro.dependence import energy_dependencies
 from ebm_ppl.pyro.device import as_device
