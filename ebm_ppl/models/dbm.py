@@ -219,7 +219,7 @@ def gibbs_sweep(
 ):
     """One block-Gibbs sweep: every odd layer given the even ones, then every even layer
     given the new odd ones (``v`` too unless ``clamp_v``; times the external ``field`` on
-    ``v``, a :class:`~ebm_ppl.inference.gibbs.Field`, if given). Returns the new layers."""
+    ``v``, a :class:`~ebm_ppl.models.fields.Field`, if given). Returns the new layers."""
     layers = list(layers)
     k_odd, k_even = ops.split(key, 2)
     keys = ops.split(k_odd, len(layers))
@@ -241,7 +241,7 @@ def _sample_visible_field(key: Any, params: DBMParams, logits: Array, field: Any
     """A draw of ``v`` from ``p(v | h1)`` times an external factor on ``v``."""
     if params.sigma is None:
         return ops.bernoulli(key, ops.sigmoid(logits + field.linear))
-    from ebm_ppl.inference.gibbs import combine_gaussian
+    from ebm_ppl.models.fields import combine_gaussian
 
     m, var = combine_gaussian(logits, params.sigma**2, field)
     return m + var**0.5 * ops.normal(key, tuple(m.shape), m)
@@ -973,7 +973,7 @@ class DBMMethods(_Unbatched):
         """``num_steps`` block-Gibbs sweeps (odd layers, then even layers) at fixed
         parameters; returns ``(value, None)``. ``clamp`` (a :class:`~ebm_ppl.models.rbm.Clamp`
         over the visible units) holds part of ``v`` fixed: conditional sampling. ``field``
-        (a :class:`~ebm_ppl.inference.gibbs.Field` of the value's full shape, zero outside
+        (a :class:`~ebm_ppl.models.fields.Field` of the value's full shape, zero outside
         ``v``) multiplies an external factor into ``p(v | h1)``."""
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")

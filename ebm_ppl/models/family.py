@@ -60,7 +60,7 @@ class EnergyMethods:
 
     _event_dims: dict[str, int] = {}
     #: ``"binary"`` / ``"gaussian"`` when ``transition`` accepts a ``field`` (an external
-    #: factor on the visible units, see :class:`ebm_ppl.inference.gibbs.Field`), else None.
+    #: factor on the visible units, see :class:`ebm_ppl.models.fields.Field`), else None.
     field_kind: str | None = None
 
     def _check_field(self, field: Any) -> None:
@@ -466,7 +466,7 @@ class HarmoniumMethods(EnergyMethods):
     ) -> tuple[Array, Array]:
         """``num_steps`` block-Gibbs sweeps (``h | v`` then ``v | h``) from ``value`` with
         the parameters held constant; returns ``(value, hidden)``. ``clamp`` holds part of
-        the visible units fixed; ``field`` (a :class:`~ebm_ppl.inference.gibbs.Field`)
+        the visible units fixed; ``field`` (a :class:`~ebm_ppl.models.fields.Field`)
         multiplies an external factor into ``p(v | h)``. In JAX the sweeps are one
         ``lax.scan``."""
         if num_steps < 1:

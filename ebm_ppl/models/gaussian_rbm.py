@@ -180,7 +180,7 @@ class GaussianRBMMethods(HarmoniumMethods):
     def _sample_visible(self, key, p, h, beta, base, like=None, field=None):
         mean = visible_mean(p[0], p[1], p[3], h)
         if field is not None:  # N(mean, sigma^2) times the external factor (no tempering)
-            from ebm_ppl.inference.gibbs import combine_gaussian
+            from ebm_ppl.models.fields import combine_gaussian
 
             m, var = combine_gaussian(mean, p[3] ** 2, field)
             return m + var**0.5 * ops.normal(key, tuple(m.shape), m)

@@ -19,7 +19,7 @@ The priors of the PPL program (:class:`DeepLambertianMethods.model`):
 - ``l ~ N(light_loc, light_scale^2 I)``.
 
 Given the shading ``s_i = max(0, n_i . l)`` the observation is linear-Gaussian in ``v``:
-``N(y_i; offset s_i + scale s_i v_i, noise^2)`` is the :class:`~ebm_ppl.inference.gibbs.Field`
+``N(y_i; offset s_i + scale s_i v_i, noise^2)`` is the :class:`~ebm_ppl.models.fields.Field`
 ``precision = (scale s_i / noise)^2``, ``linear = scale s_i (y_i - offset s_i) / noise^2``
 (:func:`albedo_field`), so block Gibbs samples the DBM layers and the albedo exactly, while
 NUTS (NumPyro ``HMCGibbs``, Pyro :class:`~ebm_ppl.pyro.HMCGibbs`) or gradient steps take
@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ebm_ppl import ops
-from ebm_ppl.inference.gibbs import Field, combine_gaussian
+from ebm_ppl.models.fields import Field, combine_gaussian
 
 Array = Any
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)

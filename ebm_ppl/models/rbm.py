@@ -585,7 +585,7 @@ class RBMMethods(HarmoniumMethods):
         """``num_steps`` block-Gibbs sweeps from ``value`` with the parameters held constant.
 
         ``cache`` is :meth:`data_cache` of ``value``; ``field`` (a
-        :class:`~ebm_ppl.inference.gibbs.Field`) adds an external factor's logits to
+        :class:`~ebm_ppl.models.fields.Field`) adds an external factor's logits to
         ``p(v | h)``. Returns ``(value, hidden)``; no gradient flows into the parameters.
         """
         params = tuple(ops.stop_gradient(p) for p in self.params)

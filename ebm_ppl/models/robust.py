@@ -17,7 +17,7 @@ Every block conditional given the observed ``v`` is closed form:
 
 - ``h | x`` and ``g | s``: the RBMs' own hidden conditionals;
 - ``x | h, s, v``: ``N(b + sigma W h, sigma^2)`` times ``N(v; x, tau^2)^s``: precision
-  ``1/sigma^2 + s/tau^2`` (a :class:`~ebm_ppl.inference.gibbs.Field` with
+  ``1/sigma^2 + s/tau^2`` (a :class:`~ebm_ppl.models.fields.Field` with
   ``precision = s / tau^2``, ``linear = s v / tau^2``);
 - ``s | g, x, v``: logits ``d + U g + log N(v; x, tau^2) - log N(v; mu, varsigma^2)``.
 
@@ -37,9 +37,9 @@ import math
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
-from ebm_ppl.inference.gibbs import Field, combine_gaussian
 from ebm_ppl.models.dbm import _entropy, check_mean_field_args
 from ebm_ppl.models.family import check_values
+from ebm_ppl.models.fields import Field, combine_gaussian
 from ebm_ppl.models.gaussian_rbm import hidden_input, visible_mean
 from ebm_ppl.models.rbm import hidden_logits, visible_logits
 

@@ -35,7 +35,7 @@ class HMCGibbs(MCMCKernel):
 
     Each step: the energy sites take ``num_sweeps`` block-Gibbs sweeps with the continuous
     sites held at their current values (observation factors folded into the conditionals,
-    :class:`~ebm_ppl.inference.gibbs.Field`); then one NUTS step on the continuous sites,
+    :class:`~ebm_ppl.models.fields.Field`); then one NUTS step on the continuous sites,
     whose potential is the model's negative log joint with the energy sites held at their
     new values (the kernel's cache is cleared, since the potential changed). NUTS adapts
     its step size (and mass matrix) during warmup as usual.

@@ -85,7 +85,7 @@ class RobustBM(RobustBMMethods):
       plate ``images``): ``Predictive`` generates occluded images, ``condition`` /
       ``obs=`` observes them, and :class:`~ebm_ppl.pyro.BlockGibbs` samples the latent
       sites of ``model(images)`` with exact conditionals (the observation is folded into
-      each RBM's conditional, :class:`~ebm_ppl.inference.gibbs.Field`).
+      each RBM's conditional, :class:`~ebm_ppl.models.fields.Field`).
     - :meth:`infer` runs the same block Gibbs directly (faster: no tracing) and returns
       posterior means of the clean image and mask; :meth:`mean_field` is variational
       inference; :meth:`bound` the variational bound on ``log p(v)``.
