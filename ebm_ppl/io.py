@@ -1,4 +1,4 @@
-"""Saving and loading trained models (safetensors + JSON, never pickle).
+"""Saving and loading trained models (safetensors + JSON; nothing in a file is ever run as code).
 
 :func:`save_model` writes one of our energy distributions with its class name and settings;
 :func:`load_model` rebuilds it in either frontend, so this module sits above both. The file

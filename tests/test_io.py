@@ -308,6 +308,15 @@ def test_module_source_has_no_unsafe_deserialisation() -> None:
         assert banned not in source, banned
 
 
+def test_format_module_source_has_no_unsafe_deserialisation() -> None:
+    """The same for the file format itself, which ``ebm_ppl.io`` re-exports."""
+    import ebm_ppl.checkpoint
+
+    source = Path(ebm_ppl.checkpoint.__file__).read_text()
+    for banned in ("pickle", "torch.load", "np.load", "numpy.load", "allow_pickle", "marshal"):
+        assert banned not in source, banned
+
+
 # ------------------------------------------------------------------------------------------
 # flatten_state / unflatten_state
 # ------------------------------------------------------------------------------------------
