@@ -28,8 +28,8 @@ def _share_a_jax_compilation_cache() -> str | None:
     """One JAX compilation cache for the whole run, in a fresh temporary folder: xdist workers,
     notebook kernels and subprocesses inherit it from the controller's environment, and the
     many tests that build the same computation from new closures compile it once (the cache is
-    keyed by the compiled program, not the Python function). A third less time on the
-    NumPyro-heavy tests, measured cold; nothing is kept between runs. An explicit
+    keyed by the compiled program, not the Python function). Measured cold: 153 -> 110 s on a
+    NumPyro-heavy subset, about 3% on the whole suite; nothing is kept between runs. An explicit
     ``JAX_COMPILATION_CACHE_DIR`` wins. Returns the folder this process created, if any."""
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return None
@@ -249,6 +249,7 @@ def pytest_collection_modifyitems(config, items) -> None:
         module = item.nodeid.split("::", 1)[0]
         first = module not in seen and item.get_closest_marker("slow") is None
         (keep if first else drop).append(item)
-        seen.update([module] if first else [])
+        if first:
+            seen.add(module)
     items[:] = keep
     config.hook.pytest_deselected(items=drop)

@@ -376,7 +376,6 @@ class HarmoniumMethods(EnergyMethods):
 
     def energy(self, value: Array, hidden: Array) -> Array:
         """Joint energy ``E(v, h) = -V(v) - h . u(v)``."""
-
         self._check_value(value)
         check_binary(hidden, self.n_hidden, "hidden")
         p = self.params
