@@ -306,3 +306,88 @@ def select_alpha(
         scores[float(a)] = float(marginal_log_likelihood(log_w, ll))
     best = max(scores, key=scores.get)
     return best, scores
+
+
+def hd_program(
+    ppl: Any,
+    ones: Array,
+    counts: Array,
+    num_super: int = 10,
+    alpha: float = 5.0,
+    a: float = 2.0,
+    gamma: float = 1.0,
+    assignments: Array | None = None,
+) -> None:
+    """The HD prior over the categories' top-level DBM features as a program of the PPL
+    ``ppl`` (:mod:`ebm_ppl.pyro.ppl` or :mod:`ebm_ppl.numpyro.ppl`): sites ``v``
+    (stick-breaking fractions of ``num_super`` super-categories), ``m`` (global feature means),
+    ``theta`` (each super-category's feature distribution). Each category's feature
+    probabilities are integrated out; its super-category ``s`` is summed out in a ``factor``
+    (exact enumeration), unless ``assignments`` ``(C,)`` fixes it (then ``s`` is an observed
+    ``Categorical`` site). ``ones`` ``(C, F)`` / ``counts`` ``(C,)``: per-category feature
+    counts (:func:`category_counts`); a tensor keeps its device."""
+    check_hd_args(num_super, alpha, a, gamma)
+    ones = ppl.asarray(ones, None)
+    counts = ppl.asarray(counts, None, like=ones)
+    c, f = ones.shape
+    one = ops.zeros((), like=ones) + 1.0
+    if num_super > 1:
+        v = ppl.sample("v", ppl.dist.Beta(one, gamma * one).expand([num_super - 1]).to_event(1))
+        log_w = stick_breaking_log_weights(v)
+    else:
+        log_w = ops.zeros((1,), like=ones)
+    m = ppl.sample("m", ppl.dist.Beta(one, one).expand([f]).to_event(1))
+    theta = ppl.sample(
+        "theta", ppl.dist.Beta(a * m, a * (1.0 - m)).expand([num_super, f]).to_event(2)
+    )
+    ll = category_log_likelihood(ones, counts, theta, alpha)
+    if assignments is None:
+        ppl.factor("z", marginal_log_likelihood(log_w, ll))
+        return
+    s = ppl.asarray(assignments, "int", like=ones)
+    with ppl.plate("categories", c):
+        ppl.sample("s", ppl.dist.Categorical(logits=log_w), obs=s)
+    ppl.factor("z", ll[ops.arange(c, like=s), s].sum())
+
+
+def fit_hd(
+    ppl: Any,
+    model: Any,
+    rng_key: Any,
+    ones: Any,
+    counts: Any,
+    num_super: int = 10,
+    alpha: float = 5.0,
+    a: float = 2.0,
+    gamma: float = 1.0,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 1,
+    max_tree_depth: int = 10,
+    init: str = "kmeans",
+    progress_bar: bool = False,
+) -> HDPosterior:
+    """NUTS (``ppl.run_nuts``) over the continuous sites of ``model`` (a frontend's
+    ``hd_prior``, i.e. :func:`hd_program` for ``ppl``) with the assignments enumerated out,
+    started at the k-means fit (``init="kmeans"``) or uniformly (``"uniform"``); returns an
+    :class:`HDPosterior`."""
+    check_init(init)
+    ones = ppl.asarray(ones, "float32")
+    counts = ppl.asarray(counts, "float32", like=ones)
+    values = None
+    if init == "kmeans":
+        values = kmeans_init(ones, counts, num_super)
+        if num_super == 1:
+            values.pop("v")
+    samples = ppl.run_nuts(
+        model,
+        (ones, counts, num_super, alpha, a, gamma),
+        rng_key=rng_key,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        init_values=values,
+        progress_bar=progress_bar,
+        max_tree_depth=max_tree_depth,
+    )
+    return HDPosterior(samples, ones, counts, alpha)
