@@ -24,10 +24,7 @@ from ebm_ppl import ops
 from ebm_ppl.models.family import (
     HarmoniumMethods,
     OutOfSupport,
-    check_backend,
-    check_num_gibbs_steps,
     check_values,
-    checks_enabled,
     shapes_of,
     temperature,
 )
@@ -147,15 +144,9 @@ class CategoricalRBMMethods(HarmoniumMethods):
     hidden_bias: Array
 
     def _init_params(self, backend, weights, visible_bias, hidden_bias, steps, validate):
-        check_backend(
-            backend, {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias}
-        )
-        check_num_gibbs_steps(steps)
-        on = checks_enabled(validate, weights)
+        params = {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias}
+        on = self._store_params(backend, params, steps, validate)
         batch_shape, d, _, _ = check_params(weights, visible_bias, hidden_bias, on)
-        self.weights, self.visible_bias, self.hidden_bias = weights, visible_bias, hidden_bias
-        self.num_gibbs_steps = steps
-        self._check_inputs = on
         return batch_shape, (d,)
 
     @property
@@ -177,11 +168,8 @@ class CategoricalRBMMethods(HarmoniumMethods):
                 "entries, or use Exchange(model, aux_sweeps=K) (Gibbs keeps them missing)."
             )
 
-    def _check_value(self, value: Array, name: str = "value") -> None:
-        if getattr(self, "_check_inputs", True):
-            check_categories(value, self.n_visible, self.n_categories, name)
-        elif value.shape[-1] != self.n_visible:
-            raise ValueError(f"{name} must have shape (..., {self.n_visible})")
+    def _check_support(self, value: Array, name: str) -> None:
+        check_categories(value, self.n_visible, self.n_categories, name)
 
     def _onehot(self, p, v):
         return ops.one_hot(v, self.n_categories, p[0])

@@ -337,14 +337,46 @@ class HarmoniumMethods(EnergyMethods):
       ``like`` is the previous visible state where known (the replicated softmax keeps its
       document lengths);
     * ``_visible_mean(p, h, like=None)``: ``E[v | h]`` (for the reconstruction monitor);
-    * ``_check_value(value, name)``, ``init_chain(key, shape)`` and ``ais_base(base)``.
+    * ``_check_support(value, name)`` (the visible values' support, used by the shared
+      ``_check_value`` when value checks are on), ``init_chain(key, shape)`` and
+      ``ais_base(base)``.
+
+    A member's constructor stores its parameters with :meth:`_store_params`.
     """
 
     num_gibbs_steps: int
 
+    def _store_params(
+        self, backend: str, params: dict[str, Array], num_gibbs_steps: Any, validate_args: Any
+    ) -> bool:
+        """The constructors' common part: every array of ``params`` (name -> array) is of
+        ``backend`` and stored under its name, ``num_gibbs_steps`` is a positive int; returns
+        whether value checks are on (:func:`checks_enabled`; the first array decides the
+        host). The member then checks shapes and values with its own ``check_params``."""
+        check_backend(backend, params)
+        check_num_gibbs_steps(num_gibbs_steps)
+        on = checks_enabled(validate_args, next(iter(params.values())))
+        for name, value in params.items():
+            setattr(self, name, value)
+        self.num_gibbs_steps = num_gibbs_steps
+        self._check_inputs = on
+        return on
+
+    @property
+    def n_visible(self) -> int:
+        return int(self.params[0].shape[-2])
+
     @property
     def n_hidden(self) -> int:
         return int(self.params[0].shape[-1])
+
+    def _check_value(self, value: Array, name: str = "value") -> None:
+        """``value`` ``(..., n_visible)`` in the visible support (``_check_support``) when
+        value checks are on; only its event size when they are off."""
+        if getattr(self, "_check_inputs", True):
+            self._check_support(value, name)
+        elif value.shape[-1] != self.n_visible:
+            raise ValueError(f"{name} must have shape (..., {self.n_visible})")
 
     # ---- densities --------------------------------------------------------------------
 

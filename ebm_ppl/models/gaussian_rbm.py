@@ -25,11 +25,8 @@ from ebm_ppl.models.base import GaussianBase
 from ebm_ppl.models.family import (
     HarmoniumMethods,
     OutOfSupport,
-    check_backend,
     check_finite_float,
-    check_num_gibbs_steps,
     check_values,
-    checks_enabled,
     shapes_of,
     temperature,
 )
@@ -132,35 +129,18 @@ class GaussianRBMMethods(HarmoniumMethods):
         if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
             if ops.is_torch(weights) or ops.is_jax(weights):
                 sigma = ops.zeros((1,), weights) + float(sigma)
-        named = {
+        params = {
             "weights": weights,
             "visible_bias": visible_bias,
             "hidden_bias": hidden_bias,
             "sigma": sigma,
         }
-        check_backend(backend, named)
-        check_num_gibbs_steps(steps)
-        on = checks_enabled(validate, weights)
+        on = self._store_params(backend, params, steps, validate)
         batch_shape, d, _ = check_params(weights, visible_bias, hidden_bias, sigma, on)
-        self.weights, self.visible_bias, self.hidden_bias, self.sigma = (
-            weights,
-            visible_bias,
-            hidden_bias,
-            sigma,
-        )
-        self.num_gibbs_steps = steps
-        self._check_inputs = on
         return batch_shape, (d,)
 
-    @property
-    def n_visible(self) -> int:
-        return int(self.weights.shape[-2])
-
-    def _check_value(self, value: Array, name: str = "value") -> None:
-        if getattr(self, "_check_inputs", True):
-            check_real(value, self.n_visible, name)
-        elif value.shape[-1] != self.n_visible:
-            raise ValueError(f"{name} must have shape (..., {self.n_visible})")
+    def _check_support(self, value: Array, name: str) -> None:
+        check_real(value, self.n_visible, name)
 
     # hooks of HarmoniumMethods
     def _hidden_input(self, p, v):

@@ -415,32 +415,13 @@ class RBMMethods(HarmoniumMethods):
         validate_args: bool | None,
     ) -> tuple[tuple, tuple]:
         """Check and store the parameters; return ``(batch_shape, event_shape)``."""
-        check_backend(
-            backend,
-            {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias},
-        )
-        if not isinstance(num_gibbs_steps, int) or num_gibbs_steps < 1:
-            raise ValueError(f"num_gibbs_steps must be a positive int, got {num_gibbs_steps!r}")
-        on = checks_enabled(validate_args, weights)
+        params = {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias}
+        on = self._store_params(backend, params, num_gibbs_steps, validate_args)
         batch_shape, n_visible, _ = check_params(weights, visible_bias, hidden_bias, on)
-        self.weights, self.visible_bias, self.hidden_bias = weights, visible_bias, hidden_bias
-        self.num_gibbs_steps = num_gibbs_steps
-        self._check_inputs = on
         return batch_shape, (n_visible,)
 
-    @property
-    def n_visible(self) -> int:
-        return int(self.weights.shape[-2])
-
-    @property
-    def n_hidden(self) -> int:
-        return int(self.weights.shape[-1])
-
-    def _check_value(self, value: Array, name: str = "value") -> None:
-        if getattr(self, "_check_inputs", True):
-            check_binary(value, self.n_visible, name)
-        elif value.shape[-1] != self.n_visible:
-            raise ValueError(f"{name} must have shape (..., {self.n_visible})")
+    def _check_support(self, value: Array, name: str) -> None:
+        check_binary(value, self.n_visible, name)
 
     def log_prob(self, value: Array) -> Array:
         """Unnormalized log-density ``-F(v)`` (eq. 5; add ``-log_partition()`` to normalize).

@@ -32,9 +32,7 @@ from ebm_ppl.models.family import (
     OutOfSupport,
     check_backend,
     check_finite_float,
-    check_num_gibbs_steps,
     check_values,
-    checks_enabled,
     shapes_of,
     temperature,
 )
@@ -163,10 +161,8 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
             raise ValueError(f"max_words must be a positive int or None, got {max_words!r}")
         self.max_words = max_words
 
-        named = {"weights": weights, "word_bias": word_bias, "hidden_bias": hidden_bias}
-        check_backend(backend, named)
-        on = checks_enabled(validate, weights)
-        check_num_gibbs_steps(steps)
+        params = {"weights": weights, "word_bias": word_bias, "hidden_bias": hidden_bias}
+        on = self._store_params(backend, params, steps, validate)
         try:
             batch_shape, k, _ = check_rbm(weights, word_bias, hidden_bias, on)
         except ValueError as e:  # say word_bias, not visible_bias
@@ -189,33 +185,23 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
                     f"total_count of shape {tuple(total_count.shape)} does not broadcast with "
                     f"the parameters' batch shape {batch_shape}"
                 ) from None
-        self.weights, self.word_bias, self.hidden_bias = weights, word_bias, hidden_bias
         self.total_count = total_count
-        self.num_gibbs_steps = steps
-        self._check_inputs = on
         return batch_shape, (k,)
-
-    @property
-    def n_visible(self) -> int:
-        return int(self.weights.shape[-2])
 
     @property
     def n_words(self) -> int:
         """Dictionary size ``K``."""
         return self.n_visible
 
-    def _check_value(self, value: Array, name: str = "value") -> None:
-        if getattr(self, "_check_inputs", True):
-            check_counts(value, self.n_visible, name)
-            if self.max_words is not None and ops.is_concrete(value):
-                longest = float(ops.to_numpy(value.sum(-1)).max())
-                if longest > self.max_words:
-                    raise ValueError(
-                        f"{name} has a document of {longest:.0f} words, more than max_words="
-                        f"{self.max_words} (the bound used to draw words inside jit)"
-                    )
-        elif value.shape[-1] != self.n_visible:
-            raise ValueError(f"{name} must have shape (..., {self.n_visible})")
+    def _check_support(self, value: Array, name: str) -> None:
+        check_counts(value, self.n_visible, name)
+        if self.max_words is not None and ops.is_concrete(value):
+            longest = float(ops.to_numpy(value.sum(-1)).max())
+            if longest > self.max_words:
+                raise ValueError(
+                    f"{name} has a document of {longest:.0f} words, more than max_words="
+                    f"{self.max_words} (the bound used to draw words inside jit)"
+                )
 
     def _length(self, like: Array | None) -> Array:
         if like is not None:
