@@ -18,7 +18,30 @@ from ebm_ppl import ops
 Array = Any
 
 
-class BernoulliBase:
+class TractableBase:
+    """What the tractable ends of AIS paths share, declared by ``_fields``: the names of
+    their arrays (also their JAX pytree children, in that order); ``n_visible`` is the leading
+    size of the first. A base adds ``log_prob(value)``, ``log_partition()`` and
+    ``sample(key, shape)``."""
+
+    _fields: tuple[str, ...] = ("logits",)
+
+    @property
+    def n_visible(self) -> int:
+        return int(getattr(self, self._fields[0]).shape[0])
+
+    def tree_flatten(self):  # a JAX pytree, so it can cross jit boundaries
+        return tuple(getattr(self, name) for name in self._fields), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = cls.__new__(cls)
+        for name, child in zip(cls._fields, children):
+            setattr(obj, name, child)
+        return obj
+
+
+class BernoulliBase(TractableBase):
     """Independent Bernoulli visible units with ``logits`` of shape ``(D,)``.
 
     ``log_prob(v) = logits . v`` (unnormalized) and ``log_partition() = sum_i softplus(logits_i)``,
@@ -37,10 +60,6 @@ class BernoulliBase:
             raise ValueError("logits contains NaN or infinite values")
         self.logits = logits
 
-    @property
-    def n_visible(self) -> int:
-        return int(self.logits.shape[0])
-
     def log_prob(self, value: Array) -> Array:
         """Unnormalized ``logits . v``, shape ``value.shape[:-1]``."""
         return (value * self.logits).sum(-1)
@@ -53,15 +72,6 @@ class BernoulliBase:
         """Exact independent draws of shape ``shape + (D,)``."""
         probs = ops.broadcast_to(ops.sigmoid(self.logits), tuple(shape) + (self.n_visible,))
         return ops.bernoulli(key, probs)
-
-    def tree_flatten(self):  # a JAX pytree, so it can cross jit boundaries
-        return (self.logits,), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = cls.__new__(cls)
-        obj.logits = children[0]
-        return obj
 
 
 def uniform_base(n_visible: int, like: Array) -> BernoulliBase:
@@ -97,7 +107,7 @@ def base_rate(data: Array, pseudocount: float = 1.0) -> BernoulliBase:
     return BernoulliBase(logits)
 
 
-class GaussianBase:
+class GaussianBase(TractableBase):
     """Independent Gaussian visible units ``N(mean, std^2)``, shapes ``(D,)``: the tractable
     end of the AIS path for real-valued models (``log Z`` exact, exact samples).
     ``check=False`` skips the checks of the values (which read them), for parameters known
@@ -118,9 +128,7 @@ class GaussianBase:
             raise ValueError("std must be > 0")
         self.mean, self.std = mean, std
 
-    @property
-    def n_visible(self) -> int:
-        return int(self.mean.shape[0])
+    _fields = ("mean", "std")
 
     def log_prob(self, value: Array) -> Array:
         """Unnormalized ``-sum_i (v_i - mean_i)^2 / (2 std_i^2)``, shape ``value.shape[:-1]``."""
@@ -134,15 +142,6 @@ class GaussianBase:
         """Exact draws of shape ``shape + (D,)``."""
         z = ops.normal(key, tuple(shape) + (self.n_visible,), self.mean)
         return self.mean + self.std * z
-
-    def tree_flatten(self):
-        return (self.mean, self.std), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = cls.__new__(cls)
-        obj.mean, obj.std = children
-        return obj
 
 
 def gaussian_base(data: Array, min_std: float = 1e-2) -> GaussianBase:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ebm_ppl import ops
+from ebm_ppl.models.base import TractableBase
 from ebm_ppl.models.family import (
     HarmoniumMethods,
     OutOfSupport,
@@ -93,7 +94,7 @@ def _flat(w: Array) -> Array:
     return w.reshape(tuple(w.shape[:-3]) + (w.shape[-3] * w.shape[-2], w.shape[-1]))
 
 
-class CategoricalBase:
+class CategoricalBase(TractableBase):
     """Independent categorical units with ``logits`` ``(D, K)``: the tractable end of the AIS
     path for :class:`CategoricalRBMMethods` (exact ``log Z`` and draws)."""
 
@@ -101,10 +102,6 @@ class CategoricalBase:
         if not (ops.is_torch(logits) or ops.is_jax(logits)) or logits.ndim != 2:
             raise ValueError("logits must be a (n_visible, n_categories) torch or JAX array")
         self.logits = logits
-
-    @property
-    def n_visible(self) -> int:
-        return int(self.logits.shape[0])
 
     def log_prob(self, value: Array) -> Array:
         x = ops.one_hot(value, int(self.logits.shape[1]), self.logits)
@@ -117,15 +114,6 @@ class CategoricalBase:
         return ops.categorical(
             key, ops.broadcast_to(self.logits, tuple(shape) + tuple(self.logits.shape))
         )
-
-    def tree_flatten(self):
-        return (self.logits,), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = cls.__new__(cls)
-        obj.logits = children[0]
-        return obj
 
 
 class CategoricalRBMMethods(HarmoniumMethods):

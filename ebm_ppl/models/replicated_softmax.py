@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from ebm_ppl import ops
+from ebm_ppl.models.base import TractableBase
 from ebm_ppl.models.family import (
     MAX_ENUMERATE_UNITS,
     HarmoniumMethods,
@@ -67,7 +68,7 @@ def check_counts(x: Array, size: int, name: str = "value", total: Any = None) ->
             )
 
 
-class MultinomialBase:
+class MultinomialBase(TractableBase):
     """Documents of ``total_count`` words drawn independently from ``softmax(logits)``: the
     tractable end of the AIS path for the replicated softmax (exact ``log Z``, exact draws).
 
@@ -83,9 +84,7 @@ class MultinomialBase:
         self.logits = logits
         self.total_count = total_count
 
-    @property
-    def n_visible(self) -> int:
-        return int(self.logits.shape[0])
+    _fields = ("logits", "total_count")
 
     def log_prob(self, value: Array) -> Array:
         return (value * self.logits).sum(-1) + log_multinomial_coefficient(value)
@@ -97,15 +96,6 @@ class MultinomialBase:
         probs = ops.broadcast_to(ops.softmax(self.logits), tuple(shape) + (self.n_visible,))
         n = ops.zeros(tuple(shape), self.logits) + self.total_count
         return ops.multinomial(key, n, probs)
-
-    def tree_flatten(self):
-        return (self.logits, self.total_count), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = cls.__new__(cls)
-        obj.logits, obj.total_count = children
-        return obj
 
 
 def multinomial_base(data: Array, total_count: Any, pseudocount: float = 1.0) -> MultinomialBase:
