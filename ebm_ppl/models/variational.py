@@ -12,7 +12,7 @@ from typing import Any
 
 from ebm_ppl import ops
 
-__all__ = ["bernoulli_entropy", "check_mean_field_args", "max_abs_diff"]
+__all__ = ["VisibleSiteMethods", "bernoulli_entropy", "check_mean_field_args", "max_abs_diff"]
 
 Array = Any
 
@@ -48,3 +48,25 @@ def max_abs_diff(a: Sequence[Array], b: Sequence[Array]) -> Array:
         d = abs(x - y).max()
         out = d if out is None else ops.where(d > out, d, out)
     return out
+
+
+class VisibleSiteMethods:
+    """What every "model seen through its visible units" distribution shares (a DBM's or a
+    multimodal DBM's ``visible()`` site, for SA-MLE): ``log_prob`` is its ``_check_value``
+    then ``log_prob_unchecked`` (a mean-field bound, eq. 38); the persistent chains are full
+    states of the underlying model ``self.dbm`` (``(..., sum of its layer sizes)``), started
+    and moved by its ``init_chain`` and ``transition``."""
+
+    dbm: Any
+
+    def log_prob(self, value: Array) -> Array:
+        """Mean-field lower bound on the unnormalized ``log p~`` of the visible units (eq. 38
+        without ``log Z``), shape ``value.shape[:-1]``."""
+        self._check_value(value)
+        return self.log_prob_unchecked(value)
+
+    def init_chain(self, key: Any, shape: tuple) -> Array:
+        return self.dbm.init_chain(key, tuple(shape[:-1]) + (sum(self.dbm.sizes),))
+
+    def transition(self, key: Any, value: Array, num_steps: int = 1, cache: Any = None):
+        return self.dbm.transition(key, value, num_steps)

@@ -84,6 +84,8 @@ from ebm_ppl.models.dbm.energy import (
     gibbs_sweep,
     layer_logits,
     log_partition,
+    odd_even_sweep,
+    split_layers,
 )
 from ebm_ppl.models.dbm.mean_field import (
     _mean_field_sweep,
@@ -160,11 +162,13 @@ __all__ = [
     "mean_field_bound",
     "mean_field_contrast",
     "mean_field_fixed_point",
+    "odd_even_sweep",
     "path_log_f",
     "path_step",
     "path_sweep",
     "path_terms",
     "split_carried",
+    "split_layers",
     "split_odd",
     "tied_copies_chain",
     "tile_rbm",

@@ -27,6 +27,7 @@ from ebm_ppl.models.dbm.energy import (
     gibbs_sweep,
     layer_logits,
     log_partition,
+    split_layers,
 )
 from ebm_ppl.models.dbm.mean_field import (
     mean_field_bound,
@@ -34,7 +35,7 @@ from ebm_ppl.models.dbm.mean_field import (
     mean_field_fixed_point,
 )
 from ebm_ppl.models.family import EnergyMethods, check_values, checks_enabled
-from ebm_ppl.models.variational import check_mean_field_args
+from ebm_ppl.models.variational import VisibleSiteMethods, check_mean_field_args
 
 Array = Any
 
@@ -89,6 +90,31 @@ class DBMMethods(_Unbatched):
     weights: tuple
     biases: tuple
     num_gibbs_steps: int
+
+    def _construct_dbm(
+        self,
+        weights: Any,
+        biases: Any,
+        sigma: Any,
+        num_gibbs_steps: int,
+        validate_args: bool | None,
+        normalized: bool,
+    ) -> None:
+        """The body of both frontends' ``DBM`` constructors: ``weights`` and ``biases`` checked
+        to be lists (not one array of the class's ``_array_type``), every array (``sigma`` too,
+        unless a number) passed through the class's ``_as_array`` (the frontend's conversion
+        of numpy arrays), then checked and stored (:meth:`_init_dbm`); Gaussian visible units
+        get the support ``_real_support`` (the frontend's real vectors)."""
+        convert = self._as_array
+        check_layer_lists(weights, biases, self._array_type)
+        weights = tuple(convert(w) for w in weights)
+        biases = tuple(convert(b) for b in biases)
+        sigma = sigma if sigma is None or isinstance(sigma, (int, float)) else convert(sigma)
+        sizes = self._init_dbm(weights, biases, num_gibbs_steps, validate_args, sigma)
+        if self.gaussian:
+            self.support = self._real_support
+        self._finish_init((), (sum(sizes),), validate_args)
+        self._set_normalized(normalized)
 
     def _init_dbm(self, weights, biases, num_gibbs_steps, validate_args, sigma=None) -> tuple:
         weights, biases = tuple(weights), tuple(biases)
@@ -147,11 +173,7 @@ class DBMMethods(_Unbatched):
 
     def split(self, value: Array) -> list:
         """The layers ``[v, h1, ..., hL]`` of a value ``(..., sum_l n_l)``."""
-        out, start = [], 0
-        for n in self.sizes:
-            out.append(value[..., start : start + n])
-            start += n
-        return out
+        return split_layers(value, self.sizes)
 
     def join(self, layers: Sequence[Array]) -> Array:
         """The value ``(..., sum_l n_l)`` of layers ``[v, h1, ..., hL]``."""
@@ -479,7 +501,7 @@ class DBMMethods(_Unbatched):
         return ops.concat(out, axis=-1), log_q
 
 
-class DBMVisibleMethods(_Unbatched):
+class DBMVisibleMethods(VisibleSiteMethods, _Unbatched):
     """What the Pyro and NumPyro ``DBMVisible`` distributions share: a DBM seen through its
     visible units, for SA-MLE (``sample("v", dbm.visible(), obs=data)``).
 
@@ -494,7 +516,17 @@ class DBMVisibleMethods(_Unbatched):
     damping: float
     tol: float | None
 
+    #: the frontend's DBM class (set next to it)
+    _dbm_cls: type
+
+    def __init__(
+        self, dbm: Any, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
+    ) -> None:
+        self._init_visible(dbm, self._dbm_cls, num_iters, damping, tol)
+
     def _init_visible(self, dbm: Any, dbm_cls: type, num_iters, damping, tol) -> None:
+        """The body of both frontends' ``DBMVisible`` constructors; a DBM with Gaussian visible
+        units gives the support ``_real_support`` (the frontend's real vectors)."""
         if not isinstance(dbm, dbm_cls):
             raise TypeError(
                 f"dbm must be an {dbm_cls.__module__.rsplit('.', 1)[0]}.DBM, got "
@@ -503,6 +535,8 @@ class DBMVisibleMethods(_Unbatched):
         check_mean_field_args(num_iters, damping, tol)
         self.dbm, self.num_iters, self.damping, self.tol = dbm, num_iters, damping, tol
         self._finish_init((), (dbm.n_visible,), None)
+        if dbm.gaussian:
+            self.support = self._real_support
 
     def _sample(self, key: Any, sample_shape: tuple) -> Array:
         full = self.dbm._sample(key, tuple(sample_shape) + tuple(self.batch_shape))
@@ -521,11 +555,6 @@ class DBMVisibleMethods(_Unbatched):
     def mean_field(self, v: Array) -> list:
         return mean_field_fixed_point(self.dbm._frozen(), v, self.num_iters, self.damping, self.tol)
 
-    def log_prob(self, value: Array) -> Array:
-        """Mean-field lower bound on ``log p~(v)`` (eq. 38 without ``log Z``)."""
-        self._check_value(value)
-        return self.log_prob_unchecked(value)
-
     def log_prob_unchecked(self, value: Array) -> Array:
         mus = self.mean_field(value)
         mus = [value] + [ops.stop_gradient(m) for m in mus[1:]]
@@ -538,12 +567,6 @@ class DBMVisibleMethods(_Unbatched):
         return mean_field_contrast(
             self.dbm.dbm_params, mus, self.dbm.split(samples), w_data, w_model
         )
-
-    def init_chain(self, key: Any, shape: tuple) -> Array:
-        return self.dbm.init_chain(key, tuple(shape[:-1]) + (sum(self.dbm.sizes),))
-
-    def transition(self, key: Any, value: Array, num_steps: int = 1, cache: Any = None):
-        return self.dbm.transition(key, value, num_steps)
 
     def monitor(self, value: Array) -> Array:
         """Mean over the batch of ``||v - g(b_0 + W^(1) mu_1)||^2`` with ``mu_1`` the mean-field

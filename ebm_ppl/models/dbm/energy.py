@@ -87,6 +87,16 @@ def check_dbm(weights: Sequence[Array], biases: Sequence[Array]) -> tuple:
     return tuple(sizes)
 
 
+def split_layers(value: Array, sizes: Sequence[int]) -> list:
+    """The layers ``[x_0, ..., x_L]`` (shapes ``(..., n_l)``) of a state ``(..., sum_l n_l)``
+    that concatenates them, with ``sizes = (n_0, ..., n_L)``."""
+    out, start = [], 0
+    for n in sizes:
+        out.append(value[..., start : start + n])
+        start += n
+    return out
+
+
 def layer_logits(params: DBMParams, layers: Sequence[Array], layer: int) -> Array:
     """Logits of ``p(x_layer = 1 | neighbours)`` (eq. 31-34), shape ``(..., n_layer)``; only
     ``layers[layer - 1]`` and ``layers[layer + 1]`` are read. For Gaussian visible units and
@@ -197,20 +207,28 @@ def gibbs_sweep(
     """One block-Gibbs sweep: every odd layer given the even ones, then every even layer
     given the new odd ones (``v`` too unless ``clamp_v``; times the external ``field`` on
     ``v``, a :class:`~ebm_ppl.models.fields.Field`, if given). Returns the new layers."""
-    layers = list(layers)
-    k_odd, k_even = ops.split(key, 2)
-    keys = ops.split(k_odd, len(layers))
-    for i in range(1, len(layers), 2):
-        layers[i] = ops.bernoulli(keys[i], ops.sigmoid(layer_logits(params, layers, i)))
-    keys = ops.split(k_even, len(layers))
-    for i in range(0, len(layers), 2):
-        if i == 0 and clamp_v:
-            continue
+
+    def draw(k: Any, layers: list, i: int) -> Array:
         logits = layer_logits(params, layers, i)
         if i == 0 and field is not None:
-            layers[i] = _sample_visible_field(keys[i], params, logits, field)
-            continue
-        layers[i] = _sample_layer(keys[i], params, logits, i)
+            return _sample_visible_field(k, params, logits, field)
+        return _sample_layer(k, params, logits, i)
+
+    return odd_even_sweep(key, layers, draw, (0,) if clamp_v else ())
+
+
+def odd_even_sweep(key: Any, layers: Sequence[Array], draw: Any, keep: Sequence[int] = ()) -> list:
+    """One block-Gibbs sweep of a chain of layers with connections between neighbours only
+    (eq. 31-34: the odd layers are independent given the even ones and vice versa): every odd
+    layer ``i`` replaced by ``draw(key_i, layers, i)``, then every even one given the new odd
+    ones, except the layers in ``keep``. The keys come from ``key`` split in two (odd, even),
+    each split into one key per layer. Returns the new list of layers."""
+    layers = list(layers)
+    for first, k in zip((1, 0), ops.split(key, 2)):
+        keys = ops.split(k, len(layers))
+        for i in range(first, len(layers), 2):
+            if i not in keep:
+                layers[i] = draw(keys[i], layers, i)
     return layers
 
 

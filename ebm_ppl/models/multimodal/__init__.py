@@ -35,16 +35,14 @@ Mean field (eq. 39-41) with either modality missing: the observed modalities are
 a hidden layer's marginal is ``g(logits)``, a missing image's Gaussian factor has the mean
 ``b_0 + sigma W_0 mu_1``, and missing text the expected counts ``M softmax(logits)``.
 
-The package splits that by concern, each submodule importing only those above it in this list:
-
-- :mod:`~ebm_ppl.models.multimodal.energy`: parameters, energy, conditionals, exact
-  ``log Z(M)``, block Gibbs;
-- :mod:`~ebm_ppl.models.multimodal.pathways`: the pathway form of the parameters and the
-  composition of greedily pretrained RBMs;
-- :mod:`~ebm_ppl.models.multimodal.mean_field`: mean field with missing modalities;
-- :mod:`~ebm_ppl.models.multimodal.distributions`: what both frontends' distributions share.
-
-Every name is re-exported here, so ``from ebm_ppl.models.multimodal import X`` works as before.
+The package holds that by concern, and each submodule imports only the ones named before it:
+:mod:`~ebm_ppl.models.multimodal.energy` (the parameters in chain form, the energy, the
+conditionals, exact ``log Z(M)`` and block Gibbs), :mod:`~ebm_ppl.models.multimodal.pathways`
+(the parameters in pathway form and their composition from greedily pretrained RBMs),
+:mod:`~ebm_ppl.models.multimodal.mean_field` (mean field with missing modalities) and
+:mod:`~ebm_ppl.models.multimodal.distributions` (what both frontends' distributions share).
+This module re-exports all their names: ``from ebm_ppl.models.multimodal import X`` works as
+it did when the package was one module.
 """
 
 from __future__ import annotations

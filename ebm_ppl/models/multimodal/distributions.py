@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ebm_ppl import ops
+from ebm_ppl.models.dbm.energy import split_layers
 from ebm_ppl.models.family import check_values
 from ebm_ppl.models.multimodal.energy import (
     MultimodalParams,
@@ -28,7 +29,7 @@ from ebm_ppl.models.multimodal.mean_field import (
     mean_field_contrast,
 )
 from ebm_ppl.models.multimodal.pathways import chain_from_pathways, pathways_from_chain
-from ebm_ppl.models.variational import check_mean_field_args
+from ebm_ppl.models.variational import VisibleSiteMethods, check_mean_field_args
 
 Array = Any
 
@@ -56,6 +57,12 @@ def _check_count_arg(total_count: Any, like: Array) -> Any:
     return m
 
 
+#: the names of a multimodal DBM's parameters in pathway form, in the constructors' order
+PATHWAY_ARGS = tuple(
+    "image_weights image_biases text_weights text_biases joint_weights joint_bias".split()
+)
+
+
 class MultimodalDBMMethods:
     """What the Pyro and NumPyro ``MultimodalDBM`` distributions share.
 
@@ -63,6 +70,35 @@ class MultimodalDBMMethods:
     ``[v^m, h^(1m), ..., h^(J), ..., h^(1t), v^t]``; ``log_prob`` is the unnormalized
     ``-E(x) + log(M!/prod v^t_k!)``. A subclass calls :meth:`_init_multimodal` and
     ``_finish_init``; parameters have no batch dimensions (``expand`` is lazy)."""
+
+    def _construct_multimodal(
+        self,
+        arrays: Sequence[Any],
+        sigma: Any,
+        total_count: Any,
+        num_gibbs_steps: int,
+        max_words: int | None,
+        validate_args: bool | None,
+    ) -> None:
+        """The body of both frontends' ``MultimodalDBM`` constructors: ``arrays`` are the
+        parameters in pathway form, in the order of :data:`PATHWAY_ARGS` (see
+        :func:`chain_from_pathways`); every array in them, ``sigma`` and ``total_count`` is
+        passed through the class's ``_as_array`` (the frontend's conversion of numpy arrays),
+        then checked and stored (:meth:`_init_multimodal`)."""
+
+        def each(x):
+            return [each(y) for y in x] if isinstance(x, (list, tuple)) else self._as_array(x)
+
+        pathways = {
+            k: each(list(a) if k != "joint_bias" else a) for k, a in zip(PATHWAY_ARGS, arrays)
+        }
+        sizes = self._init_multimodal(
+            pathways, each(sigma), each(total_count), num_gibbs_steps, max_words, validate_args
+        )
+        self._finish_init((), (sum(sizes),), validate_args)
+
+    def unexpanded(self):
+        return self._with_batch_shape(())
 
     def _init_multimodal(
         self,
@@ -156,11 +192,7 @@ class MultimodalDBMMethods:
 
     def split(self, value: Array) -> list:
         """The chain's layers ``[v^m, h^(1m), ..., h^(1t), v^t]`` of a value."""
-        out, start = [], 0
-        for n in self.sizes:
-            out.append(value[..., start : start + n])
-            start += n
-        return out
+        return split_layers(value, self.sizes)
 
     def join(self, layers: Sequence[Array]) -> Array:
         return ops.concat(list(layers), axis=-1)
@@ -444,11 +476,19 @@ def _stack(xs: list) -> Array:
     return jnp.stack(xs)
 
 
-class MultimodalVisibleMethods:
+class MultimodalVisibleMethods(VisibleSiteMethods):
     """What the Pyro and NumPyro ``MultimodalDBMVisible`` share: the model seen through
     ``[v^m, v^t]`` ``(..., D + K)``. ``log_prob`` is the mean-field bound (eq. 38) on
     ``log p~``; ``contrast`` is the SA surrogate with a mean-field positive phase; the
     persistent chains are full states (lengths drawn from the model's ``total_count``)."""
+
+    #: the frontend's MultimodalDBM class (set next to it)
+    _dbm_cls: type
+
+    def __init__(
+        self, dbm: Any, num_iters: int = 10, damping: float = 0.0, tol: float | None = 1e-5
+    ) -> None:
+        self._init_visible(dbm, self._dbm_cls, num_iters, damping, tol)
 
     def _init_visible(self, dbm: Any, dbm_cls: type, num_iters, damping, tol) -> None:
         if not isinstance(dbm, dbm_cls):
@@ -482,11 +522,6 @@ class MultimodalVisibleMethods:
         p = self.dbm._frozen()
         return mean_field(p, image, text, None, self.num_iters, self.damping, self.tol)
 
-    def log_prob(self, value: Array) -> Array:
-        """Mean-field lower bound on ``log p~(v^m, v^t)`` (eq. 38 without ``log Z``)."""
-        self._check_value(value)
-        return self.log_prob_unchecked(value)
-
     def log_prob_unchecked(self, value: Array) -> Array:
         mus = self.mean_field(value)
         mus = [mus[0]] + [ops.stop_gradient(m) for m in mus[1:-1]] + [mus[-1]]
@@ -497,12 +532,6 @@ class MultimodalVisibleMethods:
         return mean_field_contrast(
             self.dbm.mm_params, mus, self.dbm.split(samples), w_data, w_model
         )
-
-    def init_chain(self, key: Any, shape: tuple) -> Array:
-        return self.dbm.init_chain(key, tuple(shape[:-1]) + (sum(self.dbm.sizes),))
-
-    def transition(self, key: Any, value: Array, num_steps: int = 1, cache: Any = None):
-        return self.dbm.transition(key, value, num_steps)
 
     def monitor(self, value: Array) -> Array:
         """Mean over the batch of the squared error of the image's mean-field

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
-from ebm_ppl.models.dbm.energy import _gaussian_log_norm
+from ebm_ppl.models.dbm.energy import _gaussian_log_norm, odd_even_sweep
 from ebm_ppl.models.rbm import MAX_ENUMERATE_UNITS, hidden_to_visible, visible_to_hidden
 from ebm_ppl.models.replicated_softmax import log_multinomial_coefficient
 
@@ -183,15 +183,10 @@ def gibbs_sweep(
     """One block-Gibbs sweep: the odd layers given the even ones, then the even layers given
     the new odd ones; the image (text) layer is redrawn only if ``sample_image``
     (``sample_text``). The text keeps its length ``M``. Returns the new list of layers."""
-    layers = list(layers)
     top = len(params.weights)
-    k_odd, k_even = ops.split(key, 2)
-    keys = ops.split(k_odd, len(layers))
-    for i in range(1, len(layers), 2):
-        layers[i] = ops.bernoulli(keys[i], ops.sigmoid(layer_logits(params, layers, i)))
-    keys = ops.split(k_even, len(layers))
-    for i in range(0, len(layers), 2):
-        if (i == 0 and not sample_image) or (i == top and not sample_text):
-            continue
-        layers[i] = _sample_even(keys[i], params, layers, i, max_words)
-    return layers
+    keep = ((0,) if not sample_image else ()) + ((top,) if not sample_text else ())
+
+    def draw(k: Any, layers: list, i: int) -> Array:
+        return _sample_even(k, params, layers, i, max_words)
+
+    return odd_even_sweep(key, layers, draw, keep)
