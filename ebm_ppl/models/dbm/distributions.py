@@ -20,6 +20,7 @@ from ebm_ppl.models.dbm.energy import (
     _sample_layer,
     _vin,
     check_dbm,
+    check_layer_index,
     check_visible,
     energy,
     exact_sample,
@@ -236,8 +237,7 @@ class DBMMethods(_Unbatched):
 
     def conditional_logits(self, value: Array, layer: int) -> Array:
         """Logits of ``p(x_layer = 1 | the other layers)`` (eq. 31-34), ``(..., n_layer)``."""
-        if not isinstance(layer, int) or not 0 <= layer < len(self.sizes):
-            raise ValueError(f"layer must be an int in [0, {len(self.sizes) - 1}], got {layer!r}")
+        check_layer_index(layer, len(self.sizes))
         self._check_value(value)
         return layer_logits(self.dbm_params, self.split(value), layer)
 

@@ -259,3 +259,10 @@ def check_visible(v: Array, gaussian: bool, size: int, name: str) -> None:
         return
     if check_values(v, size, name) and not ops.all_finite(v):
         raise OutOfSupport(f"{name} contains NaN or infinite values")
+
+
+def check_layer_index(layer: Any, num_layers: int) -> None:
+    """``ValueError`` unless ``layer`` is an int in ``[0, num_layers - 1]`` (a layer of a chain
+    ``x_0, ..., x_(num_layers - 1)`` whose conditional, eq. 31-34, is asked for)."""
+    if not isinstance(layer, int) or not 0 <= layer < num_layers:
+        raise ValueError(f"layer must be an int in [0, {num_layers - 1}], got {layer!r}")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ebm_ppl import ops
-from ebm_ppl.models.dbm.energy import split_layers
+from ebm_ppl.models.dbm.energy import check_layer_index, split_layers
 from ebm_ppl.models.family import check_values
 from ebm_ppl.models.multimodal.energy import (
     MultimodalParams,
@@ -242,8 +242,7 @@ class MultimodalDBMMethods:
 
     def conditional_logits(self, value: Array, layer: int) -> Array:
         """Logits of layer ``layer`` given its neighbours (see :func:`layer_logits`)."""
-        if not isinstance(layer, int) or not 0 <= layer < len(self.sizes):
-            raise ValueError(f"layer must be an int in [0, {len(self.sizes) - 1}], got {layer!r}")
+        check_layer_index(layer, len(self.sizes))
         self._check_value(value)
         return layer_logits(self.mm_params, self.split(value), layer)
 
