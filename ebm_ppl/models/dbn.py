@@ -432,3 +432,29 @@ def greedy_layer_init(
         mean < 1e-3, 1e-3 + 0 * mean, ops.where(mean > 1 - 1e-3, 1 - 1e-3 + 0 * mean, mean)
     )
     return init_scale * noise, ops.log(mean) - ops.log(1 - mean), ops.zeros((n_hidden,), x0)
+
+
+def greedy_layer_model(
+    ppl: Any,
+    make_rbm: Any,
+    init: Sequence[Array],
+    names: Sequence[str],
+    site: str = "h",
+    copies: int = 1,
+):
+    """The SA-MLE program of one layer of greedy layer-wise learning (section 3, Algorithms 1
+    and 2; the DBM's doubling trick of section 4.2), written once for both PPLs:
+    ``model(batch)`` declares the parameters ``ppl.param(names[k], init[k])`` (the RBM's
+    weights ``(n_low, n_high)``, lower bias ``(n_low,)`` and upper bias ``(n_high,)``) and,
+    inside ``ppl.plate("data", n)``, observes the layer data ``batch`` ``(n, n_low)``, repeated
+    ``copies`` times along its last axis (the doubled input of a DBM's bottom RBM), at the site
+    ``site`` of the RBM ``make_rbm(weights, low_bias, high_bias)`` (its log-density ``-F``,
+    eq. 5, is what SA-MLE raises)."""
+
+    def model(batch: Array) -> None:
+        w, lo, hi = (ppl.param(n, ppl.param_value(t)) for n, t in zip(names, init))
+        x = ops.concat([batch] * copies, axis=-1) if copies > 1 else batch
+        with ppl.plate("data", batch.shape[0]):
+            ppl.sample(site, make_rbm(w, lo, hi), obs=x)
+
+    return model

@@ -7,20 +7,19 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpyro
 from numpyro.distributions import constraints
 
 from ebm_ppl.models.dbm import (
     DBMMethods,
     DBMVisibleMethods,
     TiedCopiesMethods,
-    check_layer_lists,
     combine_pretrained,
     doubling,
     tile_rbm,
 )
-from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init
+from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init, greedy_layer_model
 from ebm_ppl.models.family import NormalizedLogProb
+from ebm_ppl.numpyro import ppl
 from ebm_ppl.numpyro.dbn import GreedyLayerData
 from ebm_ppl.numpyro.distributions import RBM, _as_jax, _Energy
 
@@ -28,23 +27,25 @@ __all__ = ["DBM", "DBMVisible", "dbm_classifier_init", "greedy_pretrain_dbm"]
 
 
 class DBM(NormalizedLogProb, DBMMethods, _Energy):
-    r"""Deep Boltzmann machine over the concatenated layers ``[v, h1, ..., hL]`` (eq. 29-34).
+    r"""Deep Boltzmann machine over the concatenated layers ``[v, h1, ..., hL]`` (eq. 29-34):
+    the JAX twin of :class:`ebm_ppl.pyro.DBM`, a jit-safe pytree with a lazy ``expand`` and
+    explicit keys.
 
-    ``DBM(weights=[W1, ..., WL], biases=[b0, ..., bL])`` with ``W_l`` ``(n_(l-1), n_l)`` and
-    ``b_l`` ``(n_l,)``; the event shape is ``(sum_l n_l,)``. ``sigma`` (a float or ``(n_0,)``,
-    fixed or a learned ``param`` with a positive constraint) makes the visible units Gaussian:
-    ``E = sum_i (v_i - b_0i)^2 / (2 sigma_i^2) - (v / sigma)^T W1 h1 - ...`` (as in eq. 11).
-    ``log_prob`` is the **unnormalized** ``-E``; :meth:`log_partition` is exact when the odd layers
-    have at most 20 units (otherwise use :func:`~ebm_ppl.numpyro.AIS`, which anneals the odd layers
-    with the even ones summed out). ``sample(key)`` runs ``num_gibbs_steps`` block-Gibbs sweeps (odd
-    layers, then even layers). :meth:`mean_field` solves eq. 39-41 per data point,
-    :meth:`mean_field_bound` gives eq. 38, :meth:`visible` the site to train with
-    :class:`~ebm_ppl.numpyro.SAMLE`. A jit-safe pytree with a lazy ``expand``; the same API
-    as :class:`ebm_ppl.pyro.DBM` with explicit keys.
+    ``weights=[W1, ..., WL]`` (``W_l`` of shape ``(n_(l-1), n_l)``) and ``biases=[b0, ..., bL]``
+    (``b_l`` ``(n_l,)``) give the event shape ``(sum_l n_l,)``; ``sigma`` (a float or
+    ``(n_0,)``, fixed or a positive ``param``) makes ``v`` Gaussian, with the energy
+    ``sum_i (v_i - b_0i)^2 / (2 sigma_i^2) - (v / sigma)^T W1 h1 - ...`` (as in eq. 11).
+    ``log_prob`` is the unnormalized ``-E``; :meth:`log_partition` is exact for at most 20 odd
+    units (else :func:`~ebm_ppl.numpyro.AIS` anneals the odd layers, the even ones summed
+    out). ``sample(key)`` runs ``num_gibbs_steps`` block-Gibbs sweeps (odd layers, then even
+    ones); :meth:`mean_field` solves eq. 39-41 per data point, :meth:`mean_field_bound` gives
+    eq. 38 and :meth:`visible` is the site to train with :class:`~ebm_ppl.numpyro.SAMLE`.
     """
 
     arg_constraints: dict = {}
     support = constraints.independent(constraints.boolean, 1)
+    _as_array = staticmethod(_as_jax)
+    _array_type = None
     pytree_data_fields = ("weights", "biases", "sigma")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
 
@@ -57,15 +58,7 @@ class DBM(NormalizedLogProb, DBMMethods, _Energy):
         validate_args: bool | None = None,
         normalized: bool = False,
     ) -> None:
-        check_layer_lists(weights, biases, None)
-        weights = tuple(_as_jax(w) for w in weights)
-        biases = tuple(_as_jax(b) for b in biases)
-        sigma = sigma if sigma is None or isinstance(sigma, (int, float)) else _as_jax(sigma)
-        sizes = self._init_dbm(weights, biases, num_gibbs_steps, validate_args, sigma)
-        if self.gaussian:
-            self.support = constraints.real_vector
-        self._finish_init((), (sum(sizes),), validate_args)
-        self._set_normalized(normalized)
+        self._construct_dbm(weights, biases, sigma, num_gibbs_steps, validate_args, normalized)
 
 
 class DBMVisible(DBMVisibleMethods, _Energy):
@@ -84,15 +77,8 @@ class DBMVisible(DBMVisibleMethods, _Energy):
     pytree_data_fields = ("dbm",)
     pytree_aux_fields = ("num_iters", "damping", "tol")
 
-    def __init__(
-        self, dbm: DBM, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
-    ) -> None:
-        self._init_visible(dbm, DBM, num_iters, damping, tol)
-        if dbm.gaussian:
-            self.support = constraints.real_vector
 
-
-DBM._visible_cls = DBMVisible
+DBM._visible_cls, DBMVisible._dbm_cls = DBMVisible, DBM
 
 
 class _TiedCopiesRBM(TiedCopiesMethods, RBM):
@@ -106,9 +92,16 @@ class _TiedCopiesRBM(TiedCopiesMethods, RBM):
         self.copies = int(copies)
 
 
-def _layer_rbm(tiled: tuple, copies: tuple[int, int]) -> RBM:
-    """A greedy DBM layer's RBM: tied, always-equal visible copies when doubled."""
-    return _TiedCopiesRBM(*tiled, copies[0]) if copies[0] > 1 else RBM(*tiled)
+def _layer_rbm(copies: tuple[int, int]):
+    """``make_rbm(weights, low_bias, high_bias)`` of a greedy DBM layer's RBM
+    (:func:`~ebm_ppl.models.dbm.tile_rbm` with ``copies``): tied, always-equal visible
+    copies when doubled."""
+
+    def make_rbm(w, lo, hi) -> RBM:
+        tiled = tile_rbm(w, lo, hi, copies)
+        return _TiedCopiesRBM(*tiled, copies[0]) if copies[0] > 1 else RBM(*tiled)
+
+    return make_rbm
 
 
 def greedy_pretrain_dbm(
@@ -150,14 +143,8 @@ def greedy_pretrain_dbm(
         noise = jax.random.normal(key_init, (x0.shape[-1], n_hidden))
         init = greedy_layer_init([], n_hidden, x0, False, init_scale, noise)
 
-        def model(batch, init=init, copies=copies):
-            w, lo, hi = (
-                numpyro.param(n, t) for n, t in zip(("weights", "low_bias", "high_bias"), init)
-            )
-            x = jnp.concatenate([batch] * copies[0], -1) if copies[0] > 1 else batch
-            with numpyro.plate("data", batch.shape[0]):
-                numpyro.sample("x", _layer_rbm(tile_rbm(w, lo, hi, copies), copies), obs=x)
-
+        names = ("weights", "low_bias", "high_bias")
+        model = greedy_layer_model(ppl, _layer_rbm(copies), init, names, "x", copies[0])
         trainer = SAMLE(model, optim, **samle_kwargs)
         ckpt, init_state = None, None
         if checkpoint is not None:

@@ -20,10 +20,12 @@ from ebm_ppl.models.dbn import (
     check_labels,
     feedforward_logits,
     greedy_layer_init,
+    greedy_layer_model,
     log_z_of,
     propagate_up,
     variational_bound,
 )
+from ebm_ppl.numpyro import ppl
 from ebm_ppl.numpyro.distributions import RBM
 
 __all__ = [
@@ -175,14 +177,8 @@ def greedy_pretrain(
         noise = jax.random.normal(key_init, (x0.shape[-1], n_hidden))
         init = greedy_layer_init(rbms, n_hidden, x0, tie_weights, init_scale, noise)
 
-        def model(batch, init=init):
-            w, b, c = (
-                numpyro.param(n, t)
-                for n, t in zip(("weights", "visible_bias", "hidden_bias"), init)
-            )
-            with numpyro.plate("data", batch.shape[0]):
-                numpyro.sample("h", RBM(w, b, c), obs=batch)
-
+        names = ("weights", "visible_bias", "hidden_bias")
+        model = greedy_layer_model(ppl, RBM, init, names)
         trainer = SAMLE(model, optim, **samle_kwargs)
         state = trainer.run(
             key_run,

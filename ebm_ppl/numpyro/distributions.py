@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution, constraints
 
+from ebm_ppl.models import specs
 from ebm_ppl.models.categorical_rbm import CategoricalRBMMethods
 from ebm_ppl.models.family import NormalizedLogProb
 from ebm_ppl.models.gaussian_rbm import GaussianRBMMethods
@@ -16,11 +17,22 @@ from ebm_ppl.models.replicated_softmax import ReplicatedSoftmaxMethods
 __all__ = ["CategoricalRBM", "GaussianRBM", "RBM", "ReplicatedSoftmax"]
 
 
+def _constraint(kind: str, event_dim: int):
+    """NumPyro's constraint for a parameter of a :mod:`~ebm_ppl.models.specs` table, with its
+    event dimensions (a weight matrix per batch element is ``independent(real, 2)``)."""
+    if kind == "real" and event_dim == 1:
+        return constraints.real_vector
+    return constraints.independent(getattr(constraints, kind), event_dim)
+
+
 class _Energy(Distribution):
     """What our NumPyro energy distributions share: native lazy ``expand`` and Gibbs ``sample``
     (an explicit key; ``numpyro.handlers.seed`` supplies it inside models)."""
 
     has_enumerate_support = False
+    #: the support of a value of real vectors (e.g. Gaussian visible units), for the
+    #: constructors written once
+    _real_support = constraints.real_vector
     #: Gibbs draws are not reparametrizable. NumPyro derives ``has_rsample`` from
     #: ``reparametrized_params == arg_constraints``, which is true for the DBMs' empty dicts
     has_rsample = False
@@ -33,6 +45,13 @@ class _Energy(Distribution):
         Distribution.__init__(self, tuple(batch_shape), tuple(event_shape), validate_args=False)
         if validate_args is not None:
             self._validate_args = validate_args
+
+    def _construct(self, arrays, num_gibbs_steps, validate_args, normalized, options=()) -> None:
+        """The constructor body (:func:`ebm_ppl.models.specs.construct`): numpy arrays become
+        JAX arrays."""
+        specs.construct(
+            self, "jax", _as_jax, arrays, num_gibbs_steps, validate_args, normalized, options
+        )
 
     def expand(self, batch_shape):
         return self._expanded(batch_shape)
@@ -66,11 +85,7 @@ class RBM(NormalizedLogProb, RBMMethods, _Energy):
     ``validate_args=False``; traced inputs cannot be inspected and are not.
     """
 
-    arg_constraints = {
-        "weights": constraints.independent(constraints.real, 2),  # a (D, F) matrix per batch
-        "visible_bias": constraints.real_vector,
-        "hidden_bias": constraints.real_vector,
-    }
+    arg_constraints = specs.arg_constraints(specs.RBM_PARAMS, _constraint)
     support = constraints.independent(constraints.boolean, 1)
     pytree_data_fields = ("weights", "visible_bias", "hidden_bias")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
@@ -84,14 +99,9 @@ class RBM(NormalizedLogProb, RBMMethods, _Energy):
         validate_args: bool | None = None,
         normalized: bool = False,
     ) -> None:
-        weights, visible_bias, hidden_bias = (
-            _as_jax(a) for a in (weights, visible_bias, hidden_bias)
+        self._construct(
+            (weights, visible_bias, hidden_bias), num_gibbs_steps, validate_args, normalized
         )
-        batch_shape, event_shape = self._init_params(
-            "jax", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
-        )
-        self._finish_init(batch_shape, event_shape, validate_args)
-        self._set_normalized(normalized)
 
 
 class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
@@ -110,12 +120,7 @@ class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
     jit-safe pytree with a native, lazy ``expand``.
     """
 
-    arg_constraints = {
-        "weights": constraints.independent(constraints.real, 2),
-        "visible_bias": constraints.real_vector,
-        "hidden_bias": constraints.real_vector,
-        "sigma": constraints.independent(constraints.positive, 1),
-    }
+    arg_constraints = specs.arg_constraints(specs.GAUSSIAN_RBM_PARAMS, _constraint)
     support = constraints.real_vector
     pytree_data_fields = ("weights", "visible_bias", "hidden_bias", "sigma")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
@@ -130,20 +135,9 @@ class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
         validate_args: bool | None = None,
         normalized: bool = False,
     ) -> None:
-        weights, visible_bias, hidden_bias = (
-            _as_jax(a) for a in (weights, visible_bias, hidden_bias)
+        self._construct(
+            (weights, visible_bias, hidden_bias, sigma), num_gibbs_steps, validate_args, normalized
         )
-        batch_shape, event_shape = self._init_params(
-            "jax",
-            weights,
-            visible_bias,
-            hidden_bias,
-            _as_jax(sigma),
-            num_gibbs_steps,
-            validate_args,
-        )
-        self._finish_init(batch_shape, event_shape, validate_args)
-        self._set_normalized(normalized)
 
 
 class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
@@ -162,11 +156,7 @@ class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
     the dictionary, which is exact but several times slower.
     """
 
-    arg_constraints = {
-        "weights": constraints.independent(constraints.real, 2),
-        "word_bias": constraints.real_vector,
-        "hidden_bias": constraints.real_vector,
-    }
+    arg_constraints = specs.arg_constraints(specs.REPLICATED_SOFTMAX_PARAMS, _constraint)
     support = constraints.independent(constraints.nonnegative_integer, 1)
     pytree_data_fields = ("weights", "word_bias", "hidden_bias", "total_count")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "max_words", "normalized")
@@ -182,61 +172,28 @@ class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
         normalized: bool = False,
         max_words: int | None = None,
     ) -> None:
-        weights, word_bias, hidden_bias = (_as_jax(a) for a in (weights, word_bias, hidden_bias))
-        batch_shape, event_shape = self._init_params(
-            "jax",
-            weights,
-            word_bias,
-            hidden_bias,
-            _as_jax(total_count),
-            num_gibbs_steps,
-            validate_args,
-            max_words,
-        )
-        self._finish_init(batch_shape, event_shape, validate_args)
-        self._set_normalized(normalized)
+        arrays = (weights, word_bias, hidden_bias, total_count)
+        self._construct(arrays, num_gibbs_steps, validate_args, normalized, (max_words,))
 
 
 class CategoricalRBM(NormalizedLogProb, CategoricalRBMMethods, _Energy):
-    r"""RBM with ``K``-valued categorical (softmax) visible units, e.g. ratings.
+    r"""RBM with ``K``-valued categorical (softmax) visible units, e.g. ratings: the JAX twin
+    of :class:`ebm_ppl.pyro.CategoricalRBM` (a jit-safe pytree, explicit keys).
 
-    ``CategoricalRBM(weights, visible_bias, hidden_bias)`` with ``weights`` ``(..., D, K, F)``,
-    ``visible_bias`` ``(..., D, K)``, ``hidden_bias`` ``(..., F)``. Values are category
-    indices ``(..., D)`` in ``0..K-1``; ``-1`` marks a missing entry, which is simply absent
-    from the energy (the collaborative-filtering RBM: block Gibbs leaves missing entries
-    missing, so CD-k on sparse ratings works as in Salakhutdinov, Mnih & Hinton 2007).
-
-    ``log_prob(v)`` is the **unnormalized** ``-F(v)``; ``log_partition()`` is the exact
-    ``log Z`` of the model with every entry present (at most 20 hidden units).
-    ``visible_probs(h)`` gives ``p(v_d = k | h)``, shape ``(..., D, K)``.
+    ``weights`` ``(..., D, K, F)``, ``visible_bias`` ``(..., D, K)``, ``hidden_bias``
+    ``(..., F)``; a value holds category indices ``(..., D)``, with ``-1`` for a missing entry
+    (absent from the energy and left missing by block Gibbs, as in the collaborative-filtering
+    RBM of Salakhutdinov, Mnih & Hinton 2007). ``log_prob(v)`` is the unnormalized ``-F(v)``;
+    ``log_partition()`` is exact (every entry present) for at most 20 hidden units, and
+    ``visible_probs(h)`` is ``p(v_d = k | h)`` ``(..., D, K)``.
     """
 
-    arg_constraints = {
-        "weights": constraints.independent(constraints.real, 3),  # (D, K, F)
-        "visible_bias": constraints.independent(constraints.real, 2),  # (D, K)
-        "hidden_bias": constraints.real_vector,
-    }
+    arg_constraints = specs.arg_constraints(specs.CATEGORICAL_RBM_PARAMS, _constraint)
     support = constraints.independent(constraints.integer_greater_than(-2), 1)
     pytree_data_fields = ("weights", "visible_bias", "hidden_bias")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
-
-    def __init__(
-        self,
-        weights,
-        visible_bias,
-        hidden_bias,
-        num_gibbs_steps: int = 100,
-        validate_args: bool | None = None,
-        normalized: bool = False,
-    ) -> None:
-        weights, visible_bias, hidden_bias = (
-            _as_jax(a) for a in (weights, visible_bias, hidden_bias)
-        )
-        batch_shape, event_shape = self._init_params(
-            "jax", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
-        )
-        self._finish_init(batch_shape, event_shape, validate_args)
-        self._set_normalized(normalized)
+    #: the constructor of :class:`RBM` (the same three parameters)
+    __init__ = RBM.__init__
 
 
 def _as_jax(x):

@@ -15,12 +15,6 @@ from ebm_ppl.numpyro.distributions import _as_jax, _Energy
 __all__ = ["MultimodalDBM", "MultimodalDBMVisible"]
 
 
-def _j(x):
-    if isinstance(x, (list, tuple)):
-        return [_j(y) for y in x]
-    return x if x is None or isinstance(x, (int, float)) else _as_jax(x)
-
-
 class MultimodalDBM(MultimodalDBMMethods, EnergyMethods, _Energy):
     r"""Multimodal DBM over an image and a bag of words (section 5, eq. 42, Figure 12c).
 
@@ -41,6 +35,7 @@ class MultimodalDBM(MultimodalDBMMethods, EnergyMethods, _Energy):
 
     arg_constraints: dict = {}
     support = constraints.real_vector
+    _as_array = staticmethod(_as_jax)
     pytree_data_fields = ("weights", "biases", "sigma", "total_count")
     pytree_aux_fields = ("joint", "num_gibbs_steps", "max_words", "_check_inputs")
 
@@ -58,21 +53,14 @@ class MultimodalDBM(MultimodalDBMMethods, EnergyMethods, _Energy):
         max_words: int | None = None,
         validate_args: bool | None = None,
     ) -> None:
-        pathways = {
-            "image_weights": _j(list(image_weights)),
-            "image_biases": _j(list(image_biases)),
-            "text_weights": _j(list(text_weights)),
-            "text_biases": _j(list(text_biases)),
-            "joint_weights": _j(list(joint_weights)),
-            "joint_bias": _j(joint_bias),
-        }
-        sizes = self._init_multimodal(
-            pathways, _j(sigma), _j(total_count), num_gibbs_steps, max_words, validate_args
+        self._construct_multimodal(
+            (image_weights, image_biases, text_weights, text_biases, joint_weights, joint_bias),
+            sigma,
+            total_count,
+            num_gibbs_steps,
+            max_words,
+            validate_args,
         )
-        self._finish_init((), (sum(sizes),), validate_args)
-
-    def unexpanded(self):
-        return self._with_batch_shape(())
 
 
 class MultimodalDBMVisible(MultimodalVisibleMethods, EnergyMethods, _Energy):
@@ -86,14 +74,5 @@ class MultimodalDBMVisible(MultimodalVisibleMethods, EnergyMethods, _Energy):
     pytree_data_fields = ("dbm",)
     pytree_aux_fields = ("num_iters", "damping", "tol")
 
-    def __init__(
-        self,
-        dbm: MultimodalDBM,
-        num_iters: int = 10,
-        damping: float = 0.0,
-        tol: float | None = 1e-5,
-    ) -> None:
-        self._init_visible(dbm, MultimodalDBM, num_iters, damping, tol)
 
-
-MultimodalDBM._visible_cls = MultimodalDBMVisible
+MultimodalDBM._visible_cls, MultimodalDBMVisible._dbm_cls = MultimodalDBMVisible, MultimodalDBM

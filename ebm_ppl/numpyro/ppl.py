@@ -27,6 +27,7 @@ deterministic = numpyro.deterministic
 __all__ = [
     "NAME",
     "asarray",
+    "param_value",
     "deterministic",
     "dist",
     "factor",
@@ -75,3 +76,11 @@ def run_nuts(
     )
     mcmc.run(rng_key, *args)
     return mcmc.get_samples()
+
+
+# ---- added for the greedy layer programs (models/dbn.py) ------------------------------------
+
+
+def param_value(x: jax.Array) -> jax.Array:
+    """The initial value to give ``ppl.param``: ``x`` itself (JAX arrays are immutable)."""
+    return x

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pyro
 import torch
 from pyro.distributions import constraints
@@ -14,23 +13,18 @@ from ebm_ppl.models.dbm import (
     DBMMethods,
     DBMVisibleMethods,
     TiedCopiesMethods,
-    check_layer_lists,
     combine_pretrained,
     doubling,
     tile_rbm,
 )
-from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init
+from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init, greedy_layer_model
 from ebm_ppl.models.family import NormalizedLogProb
+from ebm_ppl.pyro import ppl
 from ebm_ppl.pyro.dbn import GreedyLayerData
 from ebm_ppl.pyro.device import randn_like as _randn
-from ebm_ppl.pyro.distributions import RBM, _Energy
+from ebm_ppl.pyro.distributions import RBM, _as_tensor, _Energy
 
 __all__ = ["DBM", "DBMClassifier", "DBMVisible", "greedy_pretrain_dbm"]
-
-
-def _as_tensor(x):
-    # numpy parameters become tensors on torch's default device
-    return torch.as_tensor(x) if isinstance(x, np.ndarray) else x  # device: default
 
 
 class DBM(NormalizedLogProb, DBMMethods, _Energy):
@@ -59,6 +53,8 @@ class DBM(NormalizedLogProb, DBMMethods, _Energy):
 
     arg_constraints: dict = {}
     support = constraints.independent(constraints.boolean, 1)
+    _as_array = staticmethod(_as_tensor)
+    _array_type = torch.Tensor
 
     def __init__(
         self,
@@ -69,15 +65,7 @@ class DBM(NormalizedLogProb, DBMMethods, _Energy):
         validate_args: bool | None = None,
         normalized: bool = False,
     ) -> None:
-        check_layer_lists(weights, biases, torch.Tensor)
-        weights = tuple(_as_tensor(w) for w in weights)
-        biases = tuple(_as_tensor(b) for b in biases)
-        sigma = sigma if sigma is None or isinstance(sigma, (int, float)) else _as_tensor(sigma)
-        sizes = self._init_dbm(weights, biases, num_gibbs_steps, validate_args, sigma)
-        if self.gaussian:
-            self.support = constraints.real_vector
-        self._finish_init((), (sum(sizes),), validate_args)
-        self._set_normalized(normalized)
+        self._construct_dbm(weights, biases, sigma, num_gibbs_steps, validate_args, normalized)
 
 
 class DBMVisible(DBMVisibleMethods, _Energy):
@@ -95,15 +83,8 @@ class DBMVisible(DBMVisibleMethods, _Energy):
     arg_constraints: dict = {}
     support = constraints.independent(constraints.boolean, 1)
 
-    def __init__(
-        self, dbm: DBM, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
-    ) -> None:
-        self._init_visible(dbm, DBM, num_iters, damping, tol)
-        if dbm.gaussian:
-            self.support = constraints.real_vector
 
-
-DBM._visible_cls = DBMVisible
+DBM._visible_cls, DBMVisible._dbm_cls = DBMVisible, DBM
 
 
 class _TiedCopiesRBM(TiedCopiesMethods, RBM):
@@ -115,9 +96,16 @@ class _TiedCopiesRBM(TiedCopiesMethods, RBM):
         self.copies = int(copies)
 
 
-def _layer_rbm(tiled: tuple, copies: tuple[int, int]) -> RBM:
-    """A greedy DBM layer's RBM: tied, always-equal visible copies when doubled."""
-    return _TiedCopiesRBM(*tiled, copies[0]) if copies[0] > 1 else RBM(*tiled)
+def _layer_rbm(copies: tuple[int, int]):
+    """``make_rbm(weights, low_bias, high_bias)`` of a greedy DBM layer's RBM
+    (:func:`~ebm_ppl.models.dbm.tile_rbm` with ``copies``): tied, always-equal visible
+    copies when doubled."""
+
+    def make_rbm(w, lo, hi) -> RBM:
+        tiled = tile_rbm(w, lo, hi, copies)
+        return _TiedCopiesRBM(*tiled, copies[0]) if copies[0] > 1 else RBM(*tiled)
+
+    return make_rbm
 
 
 def greedy_pretrain_dbm(
@@ -188,12 +176,7 @@ def greedy_pretrain_dbm(
             if n in store:
                 del store[n]
 
-        def model(batch, init=init, names=names, copies=copies):
-            w, lo, hi = (pyro.param(n, t.detach().clone()) for n, t in zip(names, init))
-            x = torch.cat([batch] * copies[0], -1) if copies[0] > 1 else batch
-            with pyro.plate("data", batch.shape[0]):
-                pyro.sample("x", _layer_rbm(tile_rbm(w, lo, hi, copies), copies), obs=x)
-
+        model = greedy_layer_model(ppl, _layer_rbm(copies), init, names, "x", copies[0])
         trainer = SAMLE(model, optim, **samle_kwargs)
         ckpt = None
         if checkpoint is not None:

@@ -18,9 +18,11 @@ from ebm_ppl.models.dbn import (
     check_greedy_args,
     feedforward_logits,
     greedy_layer_init,
+    greedy_layer_model,
     log_z_of,
     propagate_up,
 )
+from ebm_ppl.pyro import ppl
 from ebm_ppl.pyro.device import randn_like
 from ebm_ppl.pyro.distributions import RBM
 
@@ -227,11 +229,7 @@ def greedy_pretrain(
             if n in store:
                 del store[n]
 
-        def model(batch, init=init, names=names):
-            w, b, c = (pyro.param(n, t.detach().clone()) for n, t in zip(names, init))
-            with pyro.plate("data", batch.shape[0]):
-                pyro.sample("h", RBM(w, b, c), obs=batch)
-
+        model = greedy_layer_model(ppl, RBM, init, names)
         trainer = SAMLE(model, optim, **samle_kwargs)
         trainer.run(
             layer_data,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from ebm_ppl.models import specs
 from ebm_ppl.models.categorical_rbm import CategoricalRBMMethods
 from ebm_ppl.models.family import NormalizedLogProb
 from ebm_ppl.models.gaussian_rbm import GaussianRBMMethods
@@ -14,11 +16,22 @@ from ebm_ppl.models.replicated_softmax import ReplicatedSoftmaxMethods
 __all__ = ["CategoricalRBM", "GaussianRBM", "RBM", "ReplicatedSoftmax"]
 
 
+def _constraint(kind: str, event_dim: int):
+    """Pyro's constraint for a parameter of a :mod:`~ebm_ppl.models.specs` table: bias vectors
+    are ``real_vector``, everything else elementwise (``real``, ``positive``)."""
+    if kind == "real" and event_dim == 1:
+        return constraints.real_vector
+    return getattr(constraints, kind)
+
+
 class _Energy(TorchDistribution):
     """What our Pyro energy distributions share: native lazy ``expand`` and Gibbs ``sample``."""
 
     has_rsample = False
     has_enumerate_support = False
+    #: the support of a value of real vectors (e.g. Gaussian visible units), for the
+    #: constructors written once
+    _real_support = constraints.real_vector
 
     def _finish_init(self, batch_shape, event_shape, validate_args) -> None:
         TorchDistribution.__init__(
@@ -26,6 +39,12 @@ class _Energy(TorchDistribution):
         )
         if validate_args is not None:
             self._validate_args = validate_args
+
+    def _construct(self, arrays, num_gibbs_steps, validate_args, normalized, options=()) -> None:
+        """The constructor body (:func:`ebm_ppl.models.specs.construct`): tensors as given."""
+        specs.construct(
+            self, "torch", _as_given, arrays, num_gibbs_steps, validate_args, normalized, options
+        )
 
     def expand(self, batch_shape, _instance=None):
         return self._expanded(batch_shape)
@@ -56,11 +75,7 @@ class RBM(NormalizedLogProb, RBMMethods, _Energy):
     Inputs are checked (binary, finite, shapes) unless ``validate_args=False``.
     """
 
-    arg_constraints = {
-        "weights": constraints.real,
-        "visible_bias": constraints.real_vector,
-        "hidden_bias": constraints.real_vector,
-    }
+    arg_constraints = specs.arg_constraints(specs.RBM_PARAMS, _constraint)
     support = constraints.independent(constraints.boolean, 1)
 
     def __init__(
@@ -72,11 +87,9 @@ class RBM(NormalizedLogProb, RBMMethods, _Energy):
         validate_args: bool | None = None,
         normalized: bool = False,
     ) -> None:
-        batch_shape, event_shape = self._init_params(
-            "torch", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
+        self._construct(
+            (weights, visible_bias, hidden_bias), num_gibbs_steps, validate_args, normalized
         )
-        self._finish_init(batch_shape, event_shape, validate_args)
-        self._set_normalized(normalized)
 
 
 class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
@@ -95,12 +108,7 @@ class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
     (torch's global RNG). ``expand`` is native and lazy.
     """
 
-    arg_constraints = {
-        "weights": constraints.real,
-        "visible_bias": constraints.real_vector,
-        "hidden_bias": constraints.real_vector,
-        "sigma": constraints.positive,
-    }
+    arg_constraints = specs.arg_constraints(specs.GAUSSIAN_RBM_PARAMS, _constraint)
     support = constraints.real_vector
 
     def __init__(
@@ -113,11 +121,9 @@ class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
         validate_args: bool | None = None,
         normalized: bool = False,
     ) -> None:
-        batch_shape, event_shape = self._init_params(
-            "torch", weights, visible_bias, hidden_bias, sigma, num_gibbs_steps, validate_args
+        self._construct(
+            (weights, visible_bias, hidden_bias, sigma), num_gibbs_steps, validate_args, normalized
         )
-        self._finish_init(batch_shape, event_shape, validate_args)
-        self._set_normalized(normalized)
 
 
 class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
@@ -137,11 +143,7 @@ class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
     sampler there); data with longer documents is refused.
     """
 
-    arg_constraints = {
-        "weights": constraints.real,
-        "word_bias": constraints.real_vector,
-        "hidden_bias": constraints.real_vector,
-    }
+    arg_constraints = specs.arg_constraints(specs.REPLICATED_SOFTMAX_PARAMS, _constraint)
     support = constraints.independent(constraints.nonnegative_integer, 1)
 
     def __init__(
@@ -155,18 +157,8 @@ class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
         normalized: bool = False,
         max_words: int | None = None,
     ) -> None:
-        batch_shape, event_shape = self._init_params(
-            "torch",
-            weights,
-            word_bias,
-            hidden_bias,
-            total_count,
-            num_gibbs_steps,
-            validate_args,
-            max_words,
-        )
-        self._finish_init(batch_shape, event_shape, validate_args)
-        self._set_normalized(normalized)
+        arrays = (weights, word_bias, hidden_bias, total_count)
+        self._construct(arrays, num_gibbs_steps, validate_args, normalized, (max_words,))
 
 
 class CategoricalRBM(NormalizedLogProb, CategoricalRBMMethods, _Energy):
@@ -183,24 +175,18 @@ class CategoricalRBM(NormalizedLogProb, CategoricalRBMMethods, _Energy):
     ``visible_probs(h)`` gives ``p(v_d = k | h)``, shape ``(..., D, K)``.
     """
 
-    arg_constraints = {
-        "weights": constraints.real,
-        "visible_bias": constraints.real,
-        "hidden_bias": constraints.real_vector,
-    }
+    arg_constraints = specs.arg_constraints(specs.CATEGORICAL_RBM_PARAMS, _constraint)
     support = constraints.independent(constraints.integer_interval(-1, 2**31 - 1), 1)
+    #: the constructor of :class:`RBM` (the same three parameters)
+    __init__ = RBM.__init__
 
-    def __init__(
-        self,
-        weights: torch.Tensor,
-        visible_bias: torch.Tensor,
-        hidden_bias: torch.Tensor,
-        num_gibbs_steps: int = 100,
-        validate_args: bool | None = None,
-        normalized: bool = False,
-    ) -> None:
-        batch_shape, event_shape = self._init_params(
-            "torch", weights, visible_bias, hidden_bias, num_gibbs_steps, validate_args
-        )
-        self._finish_init(batch_shape, event_shape, validate_args)
-        self._set_normalized(normalized)
+
+def _as_given(x):
+    """Pyro takes tensors as they are; anything else is left for the type check."""
+    return x
+
+
+def _as_tensor(x):
+    """numpy arrays become tensors on torch's default device; anything else is left for the
+    type check (the DBMs' constructors)."""
+    return torch.as_tensor(x) if isinstance(x, np.ndarray) else x  # device: default

@@ -5,22 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from pyro.distributions import constraints
 
 from ebm_ppl.models.family import EnergyMethods
 from ebm_ppl.models.multimodal import MultimodalDBMMethods, MultimodalVisibleMethods
-from ebm_ppl.pyro.distributions import _Energy
+from ebm_ppl.pyro.distributions import _as_tensor, _Energy
 
 __all__ = ["MultimodalDBM", "MultimodalDBMVisible"]
-
-
-def _t(x):
-    if isinstance(x, (list, tuple)):
-        return [_t(y) for y in x]
-    # numpy parameters become tensors on torch's default device
-    return torch.as_tensor(x) if isinstance(x, np.ndarray) else x  # device: default
 
 
 class MultimodalDBM(MultimodalDBMMethods, EnergyMethods, _Energy):
@@ -48,6 +40,7 @@ class MultimodalDBM(MultimodalDBMMethods, EnergyMethods, _Energy):
 
     arg_constraints: dict = {}
     support = constraints.real_vector
+    _as_array = staticmethod(_as_tensor)
 
     def __init__(
         self,
@@ -63,22 +56,14 @@ class MultimodalDBM(MultimodalDBMMethods, EnergyMethods, _Energy):
         max_words: int | None = None,
         validate_args: bool | None = None,
     ) -> None:
-        pathways = {
-            "image_weights": _t(list(image_weights)),
-            "image_biases": _t(list(image_biases)),
-            "text_weights": _t(list(text_weights)),
-            "text_biases": _t(list(text_biases)),
-            "joint_weights": _t(list(joint_weights)),
-            "joint_bias": _t(joint_bias),
-        }
-        sigma = _t(sigma)
-        sizes = self._init_multimodal(
-            pathways, sigma, _t(total_count), num_gibbs_steps, max_words, validate_args
+        self._construct_multimodal(
+            (image_weights, image_biases, text_weights, text_biases, joint_weights, joint_bias),
+            sigma,
+            total_count,
+            num_gibbs_steps,
+            max_words,
+            validate_args,
         )
-        self._finish_init((), (sum(sizes),), validate_args)
-
-    def unexpanded(self):
-        return self._with_batch_shape(())
 
 
 class MultimodalDBMVisible(MultimodalVisibleMethods, EnergyMethods, _Energy):
@@ -90,14 +75,5 @@ class MultimodalDBMVisible(MultimodalVisibleMethods, EnergyMethods, _Energy):
     arg_constraints: dict = {}
     support = constraints.real_vector
 
-    def __init__(
-        self,
-        dbm: MultimodalDBM,
-        num_iters: int = 10,
-        damping: float = 0.0,
-        tol: float | None = 1e-5,
-    ) -> None:
-        self._init_visible(dbm, MultimodalDBM, num_iters, damping, tol)
 
-
-MultimodalDBM._visible_cls = MultimodalDBMVisible
+MultimodalDBM._visible_cls, MultimodalDBMVisible._dbm_cls = MultimodalDBMVisible, MultimodalDBM

@@ -27,6 +27,7 @@ deterministic = pyro.deterministic
 __all__ = [
     "NAME",
     "asarray",
+    "param_value",
     "deterministic",
     "dist",
     "factor",
@@ -80,3 +81,12 @@ def run_nuts(
     )
     mcmc.run(*args)
     return mcmc.get_samples()
+
+
+# ---- added for the greedy layer programs (models/dbn.py) ------------------------------------
+
+
+def param_value(x: torch.Tensor) -> torch.Tensor:
+    """The initial value to give ``ppl.param``: a detached copy of ``x`` (Pyro's param store
+    keeps the tensor it is given and updates it in place, so ``x`` itself stays untouched)."""
+    return x.detach().clone()

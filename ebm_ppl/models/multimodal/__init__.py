@@ -1,0 +1,123 @@
+"""Multimodal deep Boltzmann machine math (Salakhutdinov 2015, section 5), for torch and JAX.
+
+An image pathway (Gaussian or binary visible units ``v^m`` and binary layers
+``h^(1m), ..., h^(dm)``) and a text pathway (a replicated-softmax visible layer of word counts
+``v^t`` with ``M = sum_k v^t_k`` words and binary layers ``h^(1t), ..., h^(dt)``) are joined by
+a shared binary layer ``h^(J)`` (Figure 12c). Read from the image end to the text end the
+model is a chain of layers
+
+    ``x_0 = v^m, x_1 = h^(1m), ..., x_J = h^(J), ..., x_(L-1) = h^(1t), x_L = v^t``
+
+(``J = dm + 1``, ``L = dm + dt + 2``) with weights ``W_l`` ``(n_l, n_(l+1))`` between
+neighbours, and the energy of eq. 42 (with biases):
+
+    ``E(x) = sum_i (v^m_i - b_0i)^2 / (2 sigma_i^2) - (v^m / sigma)^T W_0 x_1
+             - sum_(0<l<L-1) x_l^T W_l x_(l+1) - x_(L-1)^T W_(L-1) v^t
+             - sum_(0<l<L, l != L-1) b_l^T x_l - M b_(L-1)^T h^(1t) - b_L^T v^t``.
+
+The first text hidden layer's bias is scaled by the document length ``M``, exactly as in the
+replicated softmax model (eq. 17), so that a pretrained :class:`ReplicatedSoftmax` slots in
+unchanged; binary image units (``sigma=None``) have the term ``-b_0^T v^m`` instead.
+``log_prob`` of a full state adds ``log(M! / prod_k v^t_k!)``, making it a density over
+count vectors; ``Z(M)`` depends on ``M`` (the model is a family of DBMs that share
+parameters, one per document length).
+
+Conditionals (eq. 31-34 on the chain): a hidden layer is
+``Bernoulli(g(s_l b_l + x~_(l-1) W_(l-1) + W_l x_(l+1)))`` (``x~_0 = v^m / sigma``,
+``s_(L-1) = M``, else ``1``); ``v^m | h^(1m)`` is ``N(b_0 + sigma W_0 h^(1m), sigma^2)``;
+``v^t | h^(1t)`` is ``Multinomial(M, softmax(b_L + h^(1t) W_(L-1)))`` (eq. 19). The layers of
+odd and even index are independent given each other: block Gibbs alternates the two groups.
+Exact ``log Z(M)`` (small models, ``L`` even so both visible ends are even layers):
+enumerate the odd layers, integrate ``v^m`` (Gaussian), sum the even hidden layers out with
+softplus and the words with ``M logsumexp``.
+
+Mean field (eq. 39-41) with either modality missing: the observed modalities are held fixed;
+a hidden layer's marginal is ``g(logits)``, a missing image's Gaussian factor has the mean
+``b_0 + sigma W_0 mu_1``, and missing text the expected counts ``M softmax(logits)``.
+
+The package holds that by concern, and each submodule imports only the ones named before it:
+:mod:`~ebm_ppl.models.multimodal.energy` (the parameters in chain form, the energy, the
+conditionals, exact ``log Z(M)`` and block Gibbs), :mod:`~ebm_ppl.models.multimodal.pathways`
+(the parameters in pathway form and their composition from greedily pretrained RBMs),
+:mod:`~ebm_ppl.models.multimodal.mean_field` (mean field with missing modalities) and
+:mod:`~ebm_ppl.models.multimodal.distributions` (what both frontends' distributions share).
+This module re-exports all their names: ``from ebm_ppl.models.multimodal import X`` works as
+it did when the package was one module.
+"""
+
+from __future__ import annotations
+
+from ebm_ppl.models.multimodal.distributions import (
+    MultimodalDBMMethods,
+    MultimodalVisibleMethods,
+    _check_count_arg,
+    _stack,
+    check_image,
+    check_text,
+)
+from ebm_ppl.models.multimodal.energy import (
+    Array,
+    MultimodalParams,
+    _gaussian_log_norm,
+    _input,
+    _odd_free_energy,
+    _sample_even,
+    check_total_count,
+    doc_length,
+    energy,
+    frozen,
+    gibbs_sweep,
+    layer_logits,
+    log_partition,
+    log_prob,
+    sizes,
+)
+from ebm_ppl.models.multimodal.mean_field import (
+    _visible_mean,
+    mean_field,
+    mean_field_bound,
+    mean_field_contrast,
+    mean_field_init,
+)
+from ebm_ppl.models.multimodal.pathways import (
+    chain_from_pathways,
+    combine_pretrained_pathways,
+    pathways_from_chain,
+)
+from ebm_ppl.models.variational import bernoulli_entropy as _entropy
+from ebm_ppl.models.variational import check_mean_field_args, max_abs_diff
+
+__all__ = [
+    "Array",
+    "MultimodalDBMMethods",
+    "MultimodalParams",
+    "MultimodalVisibleMethods",
+    "_check_count_arg",
+    "_entropy",
+    "_gaussian_log_norm",
+    "_input",
+    "_odd_free_energy",
+    "_sample_even",
+    "_stack",
+    "_visible_mean",
+    "chain_from_pathways",
+    "check_image",
+    "check_mean_field_args",
+    "check_text",
+    "check_total_count",
+    "combine_pretrained_pathways",
+    "doc_length",
+    "energy",
+    "frozen",
+    "gibbs_sweep",
+    "layer_logits",
+    "log_partition",
+    "log_prob",
+    "max_abs_diff",
+    "mean_field",
+    "mean_field_bound",
+    "mean_field_contrast",
+    "mean_field_init",
+    "pathways_from_chain",
+    "sizes",
+]
