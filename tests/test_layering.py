@@ -27,10 +27,10 @@ LAYERS = {
     "ebm_ppl.ops": 0,
     "ebm_ppl._deprecated": 0,
     "ebm_ppl.datasets": 0,
-    "ebm_ppl.datasets.shaded_digits": 0,
+    "ebm_ppl.datasets.shaded_digits": 1,
     # deprecated aliases of the generators' old paths, at their new modules' layers
     "ebm_ppl.occlusions": 0,
-    "ebm_ppl.shaded_digits": 0,
+    "ebm_ppl.shaded_digits": 1,
     "ebm_ppl.tagged_digits": 0,
     "ebm_ppl.checkpoint": 1,
     "ebm_ppl.models": 1,

@@ -12,9 +12,10 @@ a deterministic, seeded process (``numpy.random.default_rng``):
   ``[0.2, 0.35] * W``: smooth and integrable by construction;
 - **light**: a unit direction with polar angle uniform in ``[0, max_polar]`` (degrees from
   the viewing axis) and uniform azimuth, times ``strength``;
-- **image**: ``albedo * max(0, n . l) + N(0, noise^2)`` with the normals of
-  :func:`ebm_ppl.models.lambertian.normals_from_height` (the same formation model as the
-  program, so the program is well specified for this data).
+- **image**: ``albedo * max(0, n . l) + N(0, noise^2)``, rendered by the program's own
+  functions (:func:`ebm_ppl.models.lambertian.render`, with the normals of
+  :func:`~ebm_ppl.models.lambertian.normals_from_height`) on float64 CPU torch tensors, so
+  the program is well specified for this data.
 
 An *identity* is one (albedo, surface) pair seen under several lights, as a Yale B subject
 is: :func:`make_identities` returns images ``(n_identities, n_lights, H*W)``.
@@ -23,6 +24,10 @@ is: :func:`make_identities` returns images ``(n_identities, n_lights, H*W)``.
 from __future__ import annotations
 
 import numpy as np
+import torch
+from numpy.typing import ArrayLike
+
+from ebm_ppl.models import lambertian
 
 __all__ = [
     "albedo_from_digits",
@@ -92,21 +97,25 @@ def make_lights(n: int, max_polar: float = 60.0, strength: float = 1.0, seed: in
     return (strength * d).astype(np.float32)
 
 
-def normals(z: np.ndarray) -> np.ndarray:
-    """Unit normals ``(..., H*W, 3)`` of heights ``(..., H, W)``, as the program computes
-    them (forward differences, last row/column repeated)."""
-    z = np.asarray(z, np.float64)
-    dx = np.concatenate([np.diff(z, axis=-1), np.zeros_like(z[..., :, -1:])], -1)
-    dy = np.concatenate([np.diff(z, axis=-2), np.zeros_like(z[..., -1:, :])], -2)
-    n = np.stack([-dx, -dy, np.ones_like(z)], -1)
-    n = n / np.linalg.norm(n, axis=-1, keepdims=True)
-    return n.reshape(z.shape[:-2] + (-1, 3))
+def _float64_tensor(x: ArrayLike) -> torch.Tensor:
+    """``x`` as a float64 torch tensor on the CPU (a copy: the caller's array is never
+    written to, and a read-only array is fine)."""
+    return torch.from_numpy(np.array(x, dtype=np.float64))
 
 
-def render(albedo: np.ndarray, z: np.ndarray, light: np.ndarray) -> np.ndarray:
-    """``albedo * max(0, n . l)`` ``(..., H*W)``."""
-    dot = (normals(z) * np.asarray(light, np.float64)[..., None, :]).sum(-1)
-    return (np.asarray(albedo) * np.maximum(dot, 0.0)).astype(np.float32)
+def normals(z: ArrayLike) -> np.ndarray:
+    """Unit normals ``(..., H*W, 3)`` (float64) of heights ``(..., H, W)``: the program's
+    :func:`ebm_ppl.models.lambertian.normals_from_height` (forward differences, last
+    row/column repeated), evaluated in float64."""
+    return lambertian.normals_from_height(_float64_tensor(z)).numpy()
+
+
+def render(albedo: ArrayLike, z: ArrayLike, light: ArrayLike) -> np.ndarray:
+    """``albedo * max(0, n . l)`` ``(..., H*W)`` float32, for albedos ``(..., H*W)``, heights
+    ``(..., H, W)`` and lights ``(..., 3)`` (broadcast against each other): the program's
+    :func:`ebm_ppl.models.lambertian.render`, evaluated in float64."""
+    clean = lambertian.render(_float64_tensor(albedo), _float64_tensor(z), _float64_tensor(light))
+    return clean.numpy().astype(np.float32)
 
 
 def make_identities(
