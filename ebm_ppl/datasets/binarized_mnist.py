@@ -82,7 +82,7 @@ def load_binarized_mnist(
             ``~/.cache/ebm_ppl/binarized_mnist``), where downloads go.
         download: whether to download a missing file (the plain ``.amat``).
         mirrors: base URLs to download from, tried in order (default
-            :data:`BINARIZED_MNIST_MIRRORS`).
+            :data:`~ebm_ppl.datasets.binarized_mnist.BINARIZED_MNIST_MIRRORS`).
 
     Returns:
         float32 array of shape ``(n, 784)`` holding 0.0 and 1.0 (28x28 images, row-major).

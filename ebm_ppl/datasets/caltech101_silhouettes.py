@@ -59,7 +59,8 @@ def load_caltech101_silhouettes(
             ``$EBM_PPL_DATA/caltech101_silhouettes``) and the cache folder
             ``~/.cache/ebm_ppl/caltech101_silhouettes``, where downloads go.
         download: whether to download a missing file.
-        mirrors: base URLs to download from (default :data:`CALTECH101_SILHOUETTES_MIRRORS`).
+        mirrors: base URLs to download from (default
+            :data:`~ebm_ppl.datasets.caltech101_silhouettes.CALTECH101_SILHOUETTES_MIRRORS`).
 
     Returns:
         ``(images, labels, class_names)``: float32 images ``(n, 784)`` of 0.0/1.0 in row-major

@@ -112,7 +112,8 @@ def load_mnist(
             in the cache folder ``$XDG_CACHE_HOME/ebm_ppl/mnist`` (default
             ``~/.cache/ebm_ppl/mnist``), where downloads go.
         download: whether to download missing files.
-        mirrors: base URLs to download from, tried in order (default :data:`MNIST_MIRRORS`).
+        mirrors: base URLs to download from, tried in order (default
+            :data:`~ebm_ppl.datasets.mnist.MNIST_MIRRORS`).
         raw: return the images as the original uint8 gray levels 0-255 instead of float32.
 
     Returns:

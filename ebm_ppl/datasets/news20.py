@@ -66,7 +66,8 @@ def load_20news(
         root: folder holding ``train.feat``, ``test.feat`` and ``vocab.new``; otherwise
             ``$EBM_PPL_DATA`` (directly or in ``$EBM_PPL_DATA/20news_prodlda``) and the cache
             folder ``~/.cache/ebm_ppl/20news_prodlda``, where downloads go.
-        download: whether to download missing files (from :data:`NEWS20_MIRRORS`).
+        download: whether to download missing files (from
+            :data:`~ebm_ppl.datasets.news20.NEWS20_MIRRORS`).
         mirrors: base URLs to download from, tried in order.
 
     Returns:
