@@ -39,7 +39,8 @@ Modules
   :mod:`~ebm_ppl.datasets.binarized_mnist`, :mod:`~ebm_ppl.datasets.news20`,
   :mod:`~ebm_ppl.datasets.caltech101_silhouettes`: one loader each.
 * :mod:`ebm_ppl.datasets.binarization`: :func:`binarize`, :class:`StochasticBinarization`.
-* Documented, seeded synthetic benchmarks (imported on their own, not by this package):
+* Documented, seeded synthetic benchmarks, imported on their own (not by this package, which
+  knows no model, while ``shaded_digits`` renders with a model's math):
   :mod:`ebm_ppl.datasets.tagged_digits` (MNIST with noisy word tags),
   :mod:`ebm_ppl.datasets.occlusions` (structured occlusions) and
   :mod:`ebm_ppl.datasets.shaded_digits` (digit albedos on random surfaces under random
