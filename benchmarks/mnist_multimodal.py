@@ -2,8 +2,8 @@
 the evaluation of the review's section 5 (classification, tag generation, retrieval).
 
 The data: MNIST digits as standardized intensities (a Gaussian pathway with sigma = 1) and a
-bag of tags from the documented tagging process of :mod:`ebm_ppl.tagged_digits` (constructed,
-not real tagging). Stages, each checkpointed under ``--out`` so a rerun resumes:
+bag of tags from the documented tagging process of :mod:`ebm_ppl.datasets.tagged_digits`
+(constructed, not real tagging). Stages, each checkpointed under ``--out`` so a rerun resumes:
 
 1. pretraining, CD-1 with ``SAMLE(persistent=False)``: a GaussianRBM on the images, an RBM on
    its hidden probabilities; a ReplicatedSoftmax on the tags, an RBM on its hidden
@@ -37,9 +37,7 @@ import numpyro
 import optax
 
 import ebm_ppl.numpyro as enp
-from ebm_ppl.io import load_model, save_model
-from ebm_ppl.models.multimodal import combine_pretrained_pathways
-from ebm_ppl.tagged_digits import (
+from ebm_ppl.datasets.tagged_digits import (
     VOCABULARY,
     average_precision,
     load_tagged_mnist,
@@ -48,6 +46,8 @@ from ebm_ppl.tagged_digits import (
     standardize,
     synonym_words,
 )
+from ebm_ppl.io import load_model, save_model
+from ebm_ppl.models.multimodal import combine_pretrained_pathways
 
 
 def emit(**kw):

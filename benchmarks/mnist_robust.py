@@ -3,7 +3,7 @@ recognition experiment of the slides' AR-faces table (robust BM vs RBM vs pixels
 sunglasses / scarf occlusions).
 
 The data: MNIST digits in pixel space, occluded by the documented generator of
-:mod:`ebm_ppl.occlusions` (not real occlusions), then centred per pixel and scaled by one
+:mod:`ebm_ppl.datasets.occlusions` (not real occlusions), then centred per pixel and scaled by one
 global standard deviation (so that occluder values stay on the scale of ink). Stages, each
 checkpointed under ``--out`` so a rerun resumes:
 
@@ -43,8 +43,8 @@ import optax
 
 import ebm_ppl.numpyro as enp
 from ebm_ppl.datasets import load_mnist
+from ebm_ppl.datasets.occlusions import occlude
 from ebm_ppl.io import load_model, save_model
-from ebm_ppl.occlusions import occlude
 
 
 def emit(**kw):

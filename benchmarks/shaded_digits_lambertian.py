@@ -3,7 +3,7 @@ albedo images, single-image inference of albedo / surface / light, relighting, a
 recognition across illumination (nearest neighbour on inferred albedo vs on raw pixels),
 echoing the slides' Yale B one-shot plot.
 
-The data (:mod:`ebm_ppl.shaded_digits`, documented and seeded, not real faces): an identity
+The data (:mod:`ebm_ppl.datasets.shaded_digits`, documented and seeded, not real faces): an identity
 is a digit's albedo (14x14) on its own smooth random surface; its images are rendered
 under random lights within ``--max-polar`` degrees of the viewing axis, plus noise.
 
@@ -40,9 +40,9 @@ import optax
 
 import ebm_ppl.numpyro as enp
 from ebm_ppl.datasets import load_mnist
+from ebm_ppl.datasets.shaded_digits import albedo_from_digits, make_identities, make_lights
 from ebm_ppl.io import load_model, save_model
 from ebm_ppl.models.dbm import combine_pretrained
-from ebm_ppl.shaded_digits import albedo_from_digits, make_identities, make_lights
 
 
 def emit(**kw):

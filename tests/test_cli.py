@@ -124,11 +124,11 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, says)
     on disk nor downloadable (offline) is a user error too."""
     import torch
 
-    import ebm_ppl.datasets as datasets
+    import ebm_ppl.datasets.mnist as mnist
     from ebm_ppl.pyro import RBM
 
     # nothing reachable: the download fails at once instead of reaching the network
-    monkeypatch.setattr(datasets, "MNIST_MIRRORS", ("http://127.0.0.1:9/",))
+    monkeypatch.setattr(mnist, "MNIST_MIRRORS", ("http://127.0.0.1:9/",))
     ckpt = save_model(tmp_path / "m", RBM(torch.zeros(784, 2), torch.zeros(784), torch.zeros(2)))
     argv = [a.format(tmp=tmp_path, ckpt=ckpt) for a in argv]
     assert main(argv) == 2

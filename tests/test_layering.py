@@ -3,9 +3,10 @@
 Each module's imports of ``ebm_ppl`` modules are read with :mod:`ast`, at module level and
 inside functions alike (a function-level import is still a dependency). Layers, bottom first:
 
-0. ``ops`` (one array API over torch and JAX) and the data modules (``datasets`` and the
-   synthetic generators), which know no model;
-1. ``checkpoint`` (the file format) and ``models`` (the math of every model);
+0. ``ops`` (one array API over torch and JAX) and the data package ``datasets`` (the loaders
+   and the model-free synthetic generators), which knows no model;
+1. ``checkpoint`` (the file format), ``models`` (the math of every model) and the one
+   generator that renders with a model's math, ``datasets.shaded_digits``;
 2. ``inference`` (Gibbs, SA-MLE, AIS, tempering, exchange: backend-neutral algorithms);
 3. the frontends ``pyro`` and ``numpyro``, which never import each other;
 4. what sits above both frontends: ``io`` (model loading), ``diagnostics``, ``evaluation``, the CLI.
@@ -24,9 +25,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ebm_ppl"
 LAYERS = {
     "ebm_ppl": 0,
     "ebm_ppl.ops": 0,
+    "ebm_ppl._deprecated": 0,
     "ebm_ppl.datasets": 0,
+    "ebm_ppl.datasets.shaded_digits": 1,
+    # deprecated aliases of the generators' old paths, at their new modules' layers
     "ebm_ppl.occlusions": 0,
-    "ebm_ppl.shaded_digits": 0,
+    "ebm_ppl.shaded_digits": 1,
     "ebm_ppl.tagged_digits": 0,
     "ebm_ppl.checkpoint": 1,
     "ebm_ppl.models": 1,

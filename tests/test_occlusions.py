@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ebm_ppl.occlusions import KINDS, occlude, occlusion_masks
+from ebm_ppl.datasets.occlusions import KINDS, occlude, occlusion_masks
 
 
 @pytest.mark.parametrize("kind", KINDS + ("mixed",))

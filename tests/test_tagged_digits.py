@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ebm_ppl.tagged_digits import (
+from ebm_ppl.datasets.tagged_digits import (
     ATTRIBUTES,
     DISTRACTORS,
     SYNONYMS,

@@ -46,7 +46,7 @@ def build(backend, p, **priors):
 
 
 def np_shading(z, light):
-    from ebm_ppl.shaded_digits import normals
+    from ebm_ppl.datasets.shaded_digits import normals
 
     return np.maximum((normals(z) * np.asarray(light)[..., None, :]).sum(-1), 0.0)
 
@@ -358,7 +358,7 @@ def test_map_inference_recovers_albedo_and_backends_agree():
     import ebm_ppl.numpyro as enp
     import ebm_ppl.pyro as epp
     from ebm_ppl.datasets import load_digits
-    from ebm_ppl.shaded_digits import make_identities
+    from ebm_ppl.datasets.shaded_digits import make_identities
 
     x, _ = load_digits()
     x = x[:6]  # 8x8 digits in [0, 1]; upsample to 28x28 by repetition for the generator
@@ -409,7 +409,7 @@ def test_map_inference_recovers_albedo_and_backends_agree():
 
 
 def test_generator_is_deterministic_and_consistent():
-    from ebm_ppl.shaded_digits import make_identities, make_lights, make_surfaces, render
+    from ebm_ppl.datasets.shaded_digits import make_identities, make_lights, make_surfaces, render
 
     rng = np.random.default_rng(0)
     digits = rng.uniform(size=(3, 784)).astype(np.float32)
@@ -450,7 +450,7 @@ def test_bad_input(backend):
         lam.infer_map(a(np.ones((1, 4), np.float32)), num_steps=0)
     with pytest.raises(ValueError, match="images"):
         lam.infer_map(a(np.ones((1, 5), np.float32)))
-    from ebm_ppl.shaded_digits import albedo_from_digits
+    from ebm_ppl.datasets.shaded_digits import albedo_from_digits
 
     with pytest.raises(ValueError, match="divide"):
         albedo_from_digits(np.zeros((1, 784)), (5, 5))
