@@ -26,6 +26,7 @@ from ebm_ppl.inference.gibbs import (
     tempered_block_step,
 )
 from ebm_ppl.inference.multilinear import binary_sites
+from ebm_ppl.inference.tempering import combine_infos, tempering_diagnostics
 from ebm_ppl.pyro.dependence import energy_dependencies
 from ebm_ppl.pyro.handlers import quick_energy_draws
 
@@ -98,6 +99,7 @@ class BlockGibbs(MCMCKernel):
         self._multilinear = None
         self._fields: dict = {}
         self._states: dict = {}
+        self._tempering: Any = None  # running statistics of the tempered transition
         self.model = model
         self.clamp = clamp
         self.report_hidden = bool(report_hidden)
@@ -251,9 +253,11 @@ class BlockGibbs(MCMCKernel):
         if self._multilinear is not None:
             return self._multilinear.sweeps(None, values, self._clamps, self.num_sweeps)
         if self.transition is not None:
-            new, aux, self._states = tempered_block_step(
+            new, aux, self._states, infos = tempered_block_step(
                 None, self.transition, self._dists, values, self._states, self.num_sweeps
             )
+            for info in infos.values():  # running statistics, for diagnostics()
+                self._tempering = combine_infos(self._tempering, info)
         else:
             field_of = self._field_of if self._fields else None
             new, aux = block_gibbs_step(
@@ -306,11 +310,7 @@ class BlockGibbs(MCMCKernel):
 
     def diagnostics(self) -> dict:
         out = {"sweeps": self._steps * self.num_sweeps}
-        stats = getattr(self.transition, "stats", None)
-        if stats is not None:
-            out["swap_acceptance"] = [round(float(a), 3) for a in stats.acceptance]
-        if getattr(self.transition, "acceptance", None) is not None:
-            out["acceptance"] = round(float(self.transition.acceptance), 3)
+        out.update(tempering_diagnostics(self._tempering))
         return out
 
     def cleanup(self) -> None:
