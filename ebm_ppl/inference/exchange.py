@@ -31,6 +31,27 @@ from ebm_ppl import ops
 MIN_ADAPT_DRAWS = 20
 
 
+class ExchangeSettings:
+    """The settings of both frontends' ``Exchange`` kernels, checked and stored once."""
+
+    def _set_exchange_args(
+        self,
+        model: Any,
+        step_size: float,
+        aux_sweeps: int | None,
+        gibbs_sweeps: int,
+        target_accept_prob: float,
+    ) -> None:
+        from ebm_ppl.inference.gibbs import check_kernel_args
+
+        check_kernel_args(model, gibbs_sweeps)
+        check_exchange_args(step_size, aux_sweeps, gibbs_sweeps, target_accept_prob)
+        self.step_size = float(step_size)
+        self.aux_sweeps = aux_sweeps
+        self.gibbs_sweeps = gibbs_sweeps
+        self.target_accept_prob = float(target_accept_prob)
+
+
 def check_exchange_args(
     step_size: Any, aux_sweeps: Any, gibbs_sweeps: Any, target_accept_prob: Any
 ) -> None:

@@ -34,6 +34,33 @@ def check_kernel_args(model: Any, num_sweeps: Any) -> None:
         raise ValueError(f"num_sweeps must be a positive int, got {num_sweeps!r}")
 
 
+class BlockGibbsSettings:
+    """The settings and set-up state of both frontends' ``BlockGibbs`` kernels, checked and
+    stored once (:meth:`_set_block_gibbs_args`)."""
+
+    def _set_block_gibbs_args(
+        self,
+        model: Any,
+        clamp: Mapping[str, Any] | None,
+        report_hidden: bool,
+        num_sweeps: int,
+        transition: TransitionOperator | None,
+        blocks: Any,
+    ) -> None:
+        check_kernel_args(model, num_sweeps)
+        check_transition(transition, clamp)
+        self.transition = transition
+        self.blocks = blocks
+        self.clamp = clamp
+        self.report_hidden = bool(report_hidden)
+        self.num_sweeps = num_sweeps
+        self._multilinear: Any = None
+        self._latent: list[str] = []
+        self._dists: dict = {}
+        self._fields: dict = {}
+        self._clamps: dict = {}  # built once, at set-up
+
+
 def is_energy_distribution(fn: Any) -> bool:
     """True for distributions that carry their own block-Gibbs transition
     (:class:`~ebm_ppl.models.protocols.EnergyDistribution`)."""

@@ -18,10 +18,9 @@ from ebm_ppl.inference import multilinear as ml
 from ebm_ppl.inference.dependence import check_energy_dependence
 from ebm_ppl.inference.gibbs import (
     HIDDEN_SUFFIX,
+    BlockGibbsSettings,
     apply_clamps,
     block_gibbs_step,
-    check_kernel_args,
-    check_transition,
     classify_sites,
     find_field_sites,
     make_clamps,
@@ -54,7 +53,23 @@ class BlockGibbsState(NamedTuple):
     tempering: dict = {}
 
 
-class BlockGibbs(MCMCKernel):
+class ZKernel:
+    """Shared parts of our NumPyro kernels: the samples live in the state's ``z`` field and
+    the model is read-only."""
+
+    sample_field = "z"
+    _model: Callable
+
+    @property
+    def model(self) -> Callable:
+        return self._model
+
+    @property
+    def default_fields(self) -> tuple:
+        return ("z",)
+
+
+class BlockGibbs(ZKernel, BlockGibbsSettings, MCMCKernel):
     """Block-Gibbs sampling of the latent energy sites of a NumPyro model.
 
     Runs under ``numpyro.infer.MCMC`` with any ``chain_method`` (``"sequential"``,
@@ -92,8 +107,6 @@ class BlockGibbs(MCMCKernel):
     ``init`` on random states).
     """
 
-    sample_field = "z"
-
     def __init__(
         self,
         model: Callable,
@@ -103,27 +116,8 @@ class BlockGibbs(MCMCKernel):
         transition: Any = None,
         blocks: Any = None,
     ) -> None:
-        check_kernel_args(model, num_sweeps)
-        check_transition(transition, clamp)
-        self.transition = transition
-        self.blocks = blocks
-        self._multilinear = None
+        self._set_block_gibbs_args(model, clamp, report_hidden, num_sweeps, transition, blocks)
         self._model = model
-        self.clamp = clamp
-        self.report_hidden = bool(report_hidden)
-        self.num_sweeps = num_sweeps
-        self._latent: list[str] = []
-        self._dists: dict = {}
-        self._fields: dict = {}
-        self._clamps: dict = {}  # built once, at init (as the Pyro kernel does at setup)
-
-    @property
-    def model(self) -> Callable:
-        return self._model
-
-    @property
-    def default_fields(self) -> tuple:
-        return ("z",)
 
     # ---- tracing --------------------------------------------------------------------------
 
