@@ -36,16 +36,16 @@ def check_kernel_args(model: Any, num_sweeps: Any) -> None:
 
 class BlockGibbsSettings:
     """The settings and set-up state of both frontends' ``BlockGibbs`` kernels, checked and
-    stored once (:meth:`_set_block_gibbs_args`)."""
+    stored once; a frontend adds its own state in ``_init_frontend(model)``."""
 
-    def _set_block_gibbs_args(
+    def __init__(
         self,
-        model: Any,
-        clamp: Mapping[str, Any] | None,
-        report_hidden: bool,
-        num_sweeps: int,
-        transition: TransitionOperator | None,
-        blocks: Any,
+        model: Callable,
+        clamp: Mapping[str, Any] | None = None,
+        report_hidden: bool = False,
+        num_sweeps: int = 1,
+        transition: TransitionOperator | None = None,
+        blocks: Any = None,
     ) -> None:
         check_kernel_args(model, num_sweeps)
         check_transition(transition, clamp)
@@ -59,6 +59,11 @@ class BlockGibbsSettings:
         self._dists: dict = {}
         self._fields: dict = {}
         self._clamps: dict = {}  # built once, at set-up
+        self._init_frontend(model)
+
+    def _init_frontend(self, model: Callable) -> None:
+        """The frontend's own state (the model, caches); called last by ``__init__``."""
+        raise NotImplementedError
 
 
 def is_energy_distribution(fn: Any) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -107,16 +107,7 @@ class BlockGibbs(ZKernel, BlockGibbsSettings, MCMCKernel):
     ``init`` on random states).
     """
 
-    def __init__(
-        self,
-        model: Callable,
-        clamp: Mapping[str, Any] | None = None,
-        report_hidden: bool = False,
-        num_sweeps: int = 1,
-        transition: Any = None,
-        blocks: Any = None,
-    ) -> None:
-        self._set_block_gibbs_args(model, clamp, report_hidden, num_sweeps, transition, blocks)
+    def _init_frontend(self, model: Callable) -> None:
         self._model = model
 
     # ---- tracing --------------------------------------------------------------------------

@@ -51,15 +51,7 @@ class Exchange(InitialParams, ex.ExchangeSettings, MCMCKernel):
     ``diagnostics()`` reports the acceptance rate and step size.
     """
 
-    def __init__(
-        self,
-        model: Callable,
-        step_size: float = 0.1,
-        aux_sweeps: int | None = None,
-        gibbs_sweeps: int = 1,
-        target_accept_prob: float = 0.3,
-    ) -> None:
-        self._set_exchange_args(model, step_size, aux_sweeps, gibbs_sweeps, target_accept_prob)
+    def _init_frontend(self, model: Callable) -> None:
         self.model = model
         self.transforms: dict = {}
         self._t = 0

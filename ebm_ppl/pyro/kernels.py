@@ -124,16 +124,7 @@ class BlockGibbs(InitialParams, BlockGibbsSettings, MCMCKernel):
     distribution's own.
     """
 
-    def __init__(
-        self,
-        model: Callable,
-        clamp: Mapping[str, Any] | None = None,
-        report_hidden: bool = False,
-        num_sweeps: int = 1,
-        transition: Any = None,
-        blocks: Any = None,
-    ) -> None:
-        self._set_block_gibbs_args(model, clamp, report_hidden, num_sweeps, transition, blocks)
+    def _init_frontend(self, model: Callable) -> None:
         self._states: dict = {}
         self._tempering: Any = None  # running statistics of the tempered transition
         self.model = model
