@@ -9,10 +9,13 @@ stochastic lower bound in ``log Z`` (Jensen). **Reverse AIS** starts from sample
 target and anneals to the base; ``E[w_rev] = Z_0 / Z_target`` gives an estimate that tends
 to lie above ``log Z``, so the two bracket it.
 
-The target supplies the path: ``ais_base(base)`` (its default base, or the user's checked),
-``ais_log_z0(base)``, ``ais_step(key, v, beta_prev, beta, base) -> (v, increment)`` and
-``ais_log_f(v, beta, base)``; the RBM family implements them (binary, Gaussian, ...) and
-later models plug in the same way. All runs advance as one batch: a Python loop over the
+The target supplies the path, the contract
+:class:`~ebm_ppl.models.protocols.AnnealingPath`: ``ais_base(base)`` (its default base, or
+the user's checked), ``ais_log_z0(base)``, ``ais_step(key, v, beta_prev, beta, base) -> (v,
+increment)`` and ``ais_log_f(v, beta, base)``; RAISE needs
+:class:`~ebm_ppl.models.protocols.RaisePath` too. The RBM family implements them (binary,
+Gaussian, ...) and later models plug in the same way; a target that lacks a member is
+refused with a ``TypeError`` naming it. All runs advance as one batch: a Python loop over the
 schedule in torch, chunks of ``lax.scan`` in JAX; log-weights are summed per chunk and
 accumulated in float64.
 """
@@ -27,6 +30,14 @@ from typing import Any
 import numpy as np
 
 from ebm_ppl import ops
+from ebm_ppl.models.protocols import (
+    AnnealingPath,
+    CarriesAISState,
+    RaisePath,
+    check_value,
+    require,
+)
+from ebm_ppl.ops import Array, Key
 
 __all__ = [
     "AISResult",
@@ -123,7 +134,7 @@ class AISResult:
     direction: str
     num_betas: int
     reverse: AISResult | None = None
-    target: Any = field(default=None, repr=False)
+    target: AnnealingPath | None = field(default=None, repr=False)
 
     def log_prob(self, value: Any) -> Any:
         """Normalised log-probability ``log p~(v) - log Z_hat`` under the target."""
@@ -152,13 +163,13 @@ class LogLikelihood:
         return f"{self.mean:.3f} ± {self.stderr:.3f} nats (n={self.num_data})"
 
 
-def _as_state(target: Any, base: Any, x: Any, name: str) -> Any:
+def _as_state(target: AnnealingPath, base: Any, x: Array, name: str) -> Array:
     """Samples of the target (full states) as the path's AIS state, checked."""
     if x.ndim != 2:
         raise ValueError(f"{name} must have shape (runs, n_units), got {tuple(x.shape)}")
-    if hasattr(target, "ais_state"):  # e.g. a DBM: full states -> the carried layers
+    if isinstance(target, CarriesAISState):  # e.g. a DBM: full states -> the carried layers
         return target.ais_state(x, base)
-    target._check_value(x, name)
+    check_value(target, x, name)
     return x
 
 
@@ -233,10 +244,10 @@ def _jax_chunk_fn():
 
 
 def anneal(
-    key: Any,
-    target: Any,
+    key: Key,
+    target: AnnealingPath,
     base: Any,
-    v0: Any,
+    v0: Array,
     betas: np.ndarray,
     progress_bar: bool | None = None,
     desc: str = "AIS",
@@ -281,8 +292,8 @@ def anneal(
 
 
 def run_ais(
-    key: Any,
-    target: Any,
+    key: Key,
+    target: AnnealingPath,
     base: Any,
     betas: Any,
     num_runs: int,
@@ -308,6 +319,7 @@ def run_ais(
     this process's float64 log-weights into those of all runs everywhere (e.g. an
     all-gather over torch.distributed ranks, each of which annealed its own runs).
     """
+    require(target, AnnealingPath, "the AIS target")
     if not isinstance(num_runs, int) or isinstance(num_runs, bool) or num_runs < 1:
         raise ValueError(f"num_runs must be a positive int, got {num_runs!r}")
     betas = salakhutdinov_murray_schedule() if betas is None else check_schedule(betas)
@@ -354,7 +366,7 @@ def run_ais(
     return result
 
 
-def evaluate(target: Any, data: Any, result: AISResult) -> LogLikelihood:
+def evaluate(target: AnnealingPath, data: Array, result: AISResult) -> LogLikelihood:
     """Average log-likelihood of ``data`` (``(n, D)``) under ``target`` with ``log Z`` from
     an AIS ``result``; the standard error combines the spread over data points and the AIS
     standard error of ``log Z``."""
@@ -363,7 +375,7 @@ def evaluate(target: Any, data: Any, result: AISResult) -> LogLikelihood:
     return summarize(target.log_prob(data), result.log_z, result.log_z_stderr)
 
 
-def summarize(values: Any, log_z: float, log_z_stderr: float = 0.0) -> LogLikelihood:
+def summarize(values: Array, log_z: float, log_z_stderr: float = 0.0) -> LogLikelihood:
     """Average of per-data-point unnormalized log-probabilities (or Monte Carlo bounds)
     ``values`` minus ``log_z``; the standard error combines the spread of ``values`` over
     data points with ``log_z_stderr``."""
@@ -520,9 +532,9 @@ class RAISEResult:
 
 
 def run_raise(
-    key: Any,
-    target: Any,
-    data: Any,
+    key: Key,
+    target: RaisePath,
+    data: Array,
     base: Any = None,
     betas: Any = None,
     num_samples: int = 1,
@@ -542,6 +554,7 @@ def run_raise(
     :param base: the base or path (``target.raise_base`` turns it into one that carries
         ``v``); ``betas``: the schedule (default :func:`salakhutdinov_murray_schedule`).
     """
+    require(target, RaisePath, "the RAISE target")
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
     if getattr(data, "ndim", 0) != 2 or int(data.shape[0]) == 0:

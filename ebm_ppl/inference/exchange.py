@@ -21,6 +21,7 @@ program; this module holds the pieces that do not depend on the PPL.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,33 @@ from ebm_ppl import ops
 
 #: Warmup draws before the proposal takes its per-coordinate scales from them.
 MIN_ADAPT_DRAWS = 20
+
+
+class ExchangeSettings:
+    """The settings of both frontends' ``Exchange`` kernels, checked and stored once; a
+    frontend adds its own state in ``_init_frontend(model)``."""
+
+    def __init__(
+        self,
+        model: Callable,
+        step_size: float = 0.1,
+        aux_sweeps: int | None = None,
+        gibbs_sweeps: int = 1,
+        target_accept_prob: float = 0.3,
+    ) -> None:
+        from ebm_ppl.inference.gibbs import check_kernel_args
+
+        check_kernel_args(model, gibbs_sweeps)
+        check_exchange_args(step_size, aux_sweeps, gibbs_sweeps, target_accept_prob)
+        self.step_size = float(step_size)
+        self.aux_sweeps = aux_sweeps
+        self.gibbs_sweeps = gibbs_sweeps
+        self.target_accept_prob = float(target_accept_prob)
+        self._init_frontend(model)
+
+    def _init_frontend(self, model: Callable) -> None:
+        """The frontend's own state (the model, adaptation counters); called last."""
+        raise NotImplementedError
 
 
 def check_exchange_args(

@@ -4,8 +4,9 @@ Pyro's and NumPyro's traces are both ordered mappings from site name to a site d
 ``type``, ``fn``, ``value`` and ``is_observed``; the helpers here read either. The kernels in
 :mod:`ebm_ppl.pyro` and :mod:`ebm_ppl.numpyro` are thin adapters around them.
 
-An *energy distribution* is any of our distributions with the methods ``init_chain(key,
-shape)``, ``transition(key, value, num_steps, clamp) -> (value, aux)`` and ``log_prob``.
+An *energy distribution* is any distribution with the methods ``init_chain(key, shape)``,
+``transition(key, value, num_steps, clamp) -> (value, aux)`` and ``log_prob``: the
+contract :class:`~ebm_ppl.models.protocols.EnergyDistribution`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from typing import Any
 import numpy as np
 
 from ebm_ppl import ops
+from ebm_ppl.inference.tempering import check_operator
 from ebm_ppl.models.fields import Field, combine_gaussian, gaussian_field  # noqa: F401 - re-exported
+from ebm_ppl.models.protocols import EnergyDistribution, TransitionOperator, check_value
 from ebm_ppl.models.rbm import Clamp
+from ebm_ppl.ops import Key
 
 HIDDEN_SUFFIX = "_hidden"
 
@@ -30,9 +34,42 @@ def check_kernel_args(model: Any, num_sweeps: Any) -> None:
         raise ValueError(f"num_sweeps must be a positive int, got {num_sweeps!r}")
 
 
+class BlockGibbsSettings:
+    """The settings and set-up state of both frontends' ``BlockGibbs`` kernels, checked and
+    stored once; a frontend adds its own state in ``_init_frontend(model)``."""
+
+    def __init__(
+        self,
+        model: Callable,
+        clamp: Mapping[str, Any] | None = None,
+        report_hidden: bool = False,
+        num_sweeps: int = 1,
+        transition: TransitionOperator | None = None,
+        blocks: Any = None,
+    ) -> None:
+        check_kernel_args(model, num_sweeps)
+        check_transition(transition, clamp)
+        self.transition = transition
+        self.blocks = blocks
+        self.clamp = clamp
+        self.report_hidden = bool(report_hidden)
+        self.num_sweeps = num_sweeps
+        self._multilinear: Any = None
+        self._latent: list[str] = []
+        self._dists: dict = {}
+        self._fields: dict = {}
+        self._clamps: dict = {}  # built once, at set-up
+        self._init_frontend(model)
+
+    def _init_frontend(self, model: Callable) -> None:
+        """The frontend's own state (the model, caches); called last by ``__init__``."""
+        raise NotImplementedError
+
+
 def is_energy_distribution(fn: Any) -> bool:
-    """True for distributions that carry their own block-Gibbs transition."""
-    return callable(getattr(fn, "transition", None)) and callable(getattr(fn, "init_chain", None))
+    """True for distributions that carry their own block-Gibbs transition
+    (:class:`~ebm_ppl.models.protocols.EnergyDistribution`)."""
+    return isinstance(fn, EnergyDistribution)
 
 
 def classify_sites(nodes: Mapping[str, Mapping]) -> tuple[list[str], list[str], list[str]]:
@@ -89,9 +126,9 @@ def make_clamps(
                     f"the site's shape {shape}"
                 ) from None
         out[name] = Clamp(ops.broadcast_to(mask, shape), ops.broadcast_to(vals, shape))
-        check = getattr((dists or {}).get(name), "_check_value", None)
-        if check is not None:  # the clamped entries inside a valid state of the site
-            check(ops.where(out[name].mask, out[name].values, like), f"clamp[{name!r}] values")
+        if dists and name in dists:  # the clamped entries inside a valid state of the site
+            state = ops.where(out[name].mask, out[name].values, like)
+            check_value(dists[name], state, f"clamp[{name!r}] values")
     return out
 
 
@@ -276,35 +313,32 @@ def block_gibbs_step(
 
 
 def tempered_block_step(
-    key: Any,
-    transition: Any,
+    key: Key,
+    transition: TransitionOperator,
     dists: Mapping[str, Any],
     values: Mapping[str, Any],
     states: Mapping[str, Any],
     num_steps: int = 1,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Advance every energy site by ``num_steps`` of a tempered ``transition`` operator
     (e.g. :class:`~ebm_ppl.inference.tempering.ParallelTempering`), whose per-site state
     (the ladder) is carried in ``states``; the current ``values`` replace the state's
-    ``beta = 1`` member first. Returns ``(values, hidden, states)``."""
+    ``beta = 1`` member first. Pure: returns ``(values, hidden, states, infos)``, ``infos``
+    the operator's ``info`` per site (e.g. :class:`~ebm_ppl.inference.tempering.PTInfo`)."""
     keys = ops.split(key, max(1, len(dists)))
-    new, aux, out = {}, {}, {}
+    new, aux, out, infos = {}, {}, {}, {}
     for k, (name, fn) in zip(keys, dists.items()):
         st = transition.with_samples(states[name], values[name])
-        out[name], new[name], aux[name] = transition.run(k, fn, st, num_steps)
-    return new, aux, out
+        out[name], infos[name] = transition.step(k, fn, st, num_steps)
+        new[name], aux[name] = transition.samples(out[name]), infos[name].hidden
+    return new, aux, out, infos
 
 
 def check_transition(transition: Any, clamp: Any) -> None:
     """Kernel-argument checks for a tempered transition operator."""
     if transition is None:
         return
-    needed = ("init_state", "run", "with_samples")
-    if not all(callable(getattr(transition, m, None)) for m in needed):
-        raise TypeError(
-            "transition must be None (block Gibbs) or a tempered operator such as "
-            f"ParallelTempering(betas) or TemperedTransitions(betas), got {transition!r}"
-        )
+    check_operator(transition)
     if clamp:
         raise ValueError(
             "clamp cannot be combined with a tempered transition (the hot replicas would "

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from ebm_ppl import ops
+from ebm_ppl.ops import Array
 
-Array = Any
 Values = Mapping[str, Array]
 
 

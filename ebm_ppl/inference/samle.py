@@ -21,7 +21,9 @@ from typing import Any, NamedTuple
 
 from ebm_ppl import ops
 from ebm_ppl.inference.gibbs import classify_sites
+from ebm_ppl.inference.tempering import check_operator
 from ebm_ppl.models.family import as_value, first_param
+from ebm_ppl.models.protocols import CachesData, Contrasts, check_value
 
 
 def robbins_monro(a: float, b: float) -> Callable[[Any], Any]:
@@ -74,11 +76,7 @@ def check_config(
             "one chain at each data point"
         )
     if transition is not None:
-        if not all(callable(getattr(transition, m, None)) for m in ("init_state", "run")):
-            raise TypeError(
-                "transition must be None (block Gibbs) or a transition operator such as "
-                f"ParallelTempering(betas) or TemperedTransitions(betas), got {transition!r}"
-            )
+        check_operator(transition)
         if not persistent:
             raise ValueError(
                 "transition operators drive persistent chains; CD-k (persistent=False) "
@@ -103,7 +101,7 @@ def validate_observed(nodes: Mapping[str, Mapping]) -> None:
     for name in observed_energy_sites(nodes):
         site = nodes[name]
         value = as_value(site["value"], first_param(site["fn"]))  # as the update casts it
-        site["fn"]._check_value(value, name=f"the data observed at site {name!r}")
+        check_value(site["fn"], value, f"the data observed at site {name!r}")
 
 
 def _numel(shape) -> int:
@@ -236,19 +234,18 @@ def sa_objective(
                 x_model, _ = base.transition(k, chains[name], config.num_gibbs_steps)
                 new_chains[name] = x_model
             else:  # e.g. parallel tempering: the chain state is the whole ladder
-                state, x_model, _ = config.transition.run(
-                    k, base, chains[name], config.num_gibbs_steps
-                )
+                state, _ = config.transition.step(k, base, chains[name], config.num_gibbs_steps)
+                x_model = config.transition.samples(state)
                 new_chains[name] = state
         else:  # CD-k: the chain starts at the data and reuses the data's hidden logits
             base = fn
-            cache = fn.data_cache(x) if hasattr(fn, "data_cache") else None
+            cache = fn.data_cache(x) if isinstance(fn, CachesData) else None
             kw = {} if cache is None else {"cache": cache}
             x_model, _ = base.transition(k, ops.stop_gradient(x), config.num_gibbs_steps, **kw)
         x_model = ops.stop_gradient(x_model)
         m = _numel(x_model.shape[: x_model.ndim - len(fn.event_shape)])
         w_data, w_model = scale / total_n, n / (total_n * m)
-        if hasattr(fn, "contrast"):
+        if isinstance(fn, Contrasts):
             loss = loss + fn.contrast(x, x_model, w_data, w_model, cache)
         else:
             lp_d = fn.log_prob_unchecked(x).sum()

@@ -24,20 +24,27 @@ uniform model by default), so hot replicas mix freely between the model's modes.
 
 The states are arrays of one backend; loops are ``lax.scan`` in JAX and Python in torch.
 :class:`ParallelTempering` and :class:`TemperedTransitions` package the operators for
-``SAMLE(..., transition=...)`` and ``BlockGibbs(..., transition=...)``.
+``SAMLE(..., transition=...)`` and ``BlockGibbs(..., transition=...)``
+(:class:`~ebm_ppl.models.protocols.TransitionOperator`; the model side is
+:class:`~ebm_ppl.models.protocols.TemperingPath`). In the shape of BlackJAX's algorithms
+they are pure: ``op.step(key, dist, state, num_steps)`` returns ``(state, info)`` with the
+step's statistics in ``info`` (:class:`PTInfo`, :class:`TTInfo`) and changes nothing, so the
+same state and key give the same result; callers that want running statistics add the
+infos up (:func:`combine_infos`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from ebm_ppl import ops
 from ebm_ppl.models.family import path_log_f
-
-Array = Any
+from ebm_ppl.models.protocols import TemperingPath, TransitionOperator, missing_members
+from ebm_ppl.ops import Array, Key
 
 
 def check_ladder(betas: Any, name: str = "betas") -> np.ndarray:
@@ -71,8 +78,8 @@ def _shaped(betas: np.ndarray, like: Array, ndim: int, placed: Array | None = No
 
 
 def pt_swap(
-    key: Any,
-    target: Any,
+    key: Key,
+    target: TemperingPath,
     base: Any,
     ladder: Array,
     betas: np.ndarray,
@@ -127,8 +134,8 @@ def pt_swap(
 
 
 def pt_step(
-    key: Any,
-    target: Any,
+    key: Key,
+    target: TemperingPath,
     base: Any,
     ladder: Array,
     betas: np.ndarray,
@@ -161,8 +168,8 @@ class PTStats(NamedTuple):
 
 
 def pt_run(
-    key: Any,
-    target: Any,
+    key: Key,
+    target: TemperingPath,
     base: Any,
     ladder: Array,
     betas: np.ndarray,
@@ -176,8 +183,7 @@ def pt_run(
 
     Returns the ladder, the hidden states of the last sweep and the swap statistics summed
     over steps and chains."""
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    _check_num_steps(num_steps)
     zeros = ops.zeros((len(betas) - 1,), ladder)
     n_chains = max(1, int(np.prod(ladder.shape[1:-1])))
     placed = _placed(betas, ladder) if placed is None else placed  # not once per step
@@ -221,7 +227,7 @@ def _random_bit(key: Any, like: Array) -> Any:
 
 
 def tempered_transition(
-    key: Any, target: Any, base: Any, v: Array, betas: np.ndarray, rows: Any = None
+    key: Key, target: TemperingPath, base: Any, v: Array, betas: np.ndarray, rows: Any = None
 ) -> tuple[Array, Array]:
     """One tempered transition (Neal 1996) of the chains ``v`` ``(..., D)`` at ``beta = 1``
     through the ladder ``betas`` (increasing, ending at 1) and back.
@@ -266,18 +272,24 @@ def _ladder_rows(betas: np.ndarray, like: Array) -> tuple[Array, Array]:
     return ops.asarray_like(pairs, like), ops.asarray_like(pairs[::-1].copy(), like)
 
 
-def _cached(op: Any, make: Any, like: Array) -> Any:
-    """``make(op.betas, like)``, kept on the operator for torch so that repeated runs (one per
-    SAMLE update or MCMC step) do not copy the ladder to the device again; JAX arrays are
-    made afresh (they may be staged inside ``jit``)."""
+#: ladders already copied to a device, by (what, ladder, device, dtype); torch only
+_ON_DEVICE: dict = {}
+
+
+def _on_device(make: Any, betas: np.ndarray, like: Array) -> Any:
+    """``make(betas, like)``, memoised for torch so that repeated runs (one per SAMLE update
+    or MCMC step) do not copy the ladder to the device again; JAX arrays are made afresh
+    (they may be staged inside ``jit``). The memo is keyed by the ladder's values, so an
+    operator carries no cache of its own."""
     if not ops.is_torch(like):
-        return make(op.betas, like)
-    cache = op.__dict__.setdefault("_on_device", {})
-    key = (make.__name__, like.device, like.dtype)
-    hit = cache.get(key)
-    if hit is None or hit[0] is not op.betas:
-        hit = cache[key] = (op.betas, make(op.betas, like))
-    return hit[1]
+        return make(betas, like)
+    key = (make.__name__, betas.tobytes(), str(like.device), like.dtype)
+    hit = _ON_DEVICE.get(key)
+    if hit is None:
+        if len(_ON_DEVICE) >= 64:  # a handful of ladders per process; never grows unbounded
+            _ON_DEVICE.clear()
+        hit = _ON_DEVICE[key] = make(betas, like)
+    return hit
 
 
 # --------------------------------------------------------------------------------------
@@ -285,7 +297,128 @@ def _cached(op: Any, make: Any, like: Array) -> Any:
 # --------------------------------------------------------------------------------------
 
 
-class ParallelTempering:
+class PTInfo(NamedTuple):
+    """What a :meth:`ParallelTempering.step` did.
+
+    - **hidden**: the hidden states at ``beta = 1`` after the last sweep, ``chains + (F,)``;
+    - **accepted** / **proposed**: swaps accepted / proposed per neighbour pair ``(L - 1,)``,
+      summed over the steps and chains.
+    """
+
+    hidden: Array
+    accepted: Array
+    proposed: Array
+
+    @property
+    def stats(self) -> PTStats:
+        """The swap statistics as :class:`PTStats`."""
+        return PTStats(self.accepted, self.proposed)
+
+    @property
+    def acceptance(self) -> np.ndarray:
+        """Swap acceptance rate per neighbour pair ``(L - 1,)`` (NaN where none proposed)."""
+        return self.stats.acceptance
+
+
+class TTInfo(NamedTuple):
+    """What a :meth:`TemperedTransitions.step` did.
+
+    - **hidden**: the hidden states after the last sweep, ``chains + (F,)``;
+    - **acceptance**: the fraction of tempered transitions accepted, averaged over the
+      chains and the steps, a scalar array.
+    """
+
+    hidden: Array
+    acceptance: Array
+
+
+def combine_infos(total: Any, info: Any) -> Any:
+    """Running statistics of an operator: ``total`` (``None`` at first) updated by ``info``.
+
+    Swap counts of parallel tempering (:class:`PTInfo`) add up, as :class:`PTStats`; the
+    acceptance of tempered transitions (:class:`TTInfo`) is the latest one (an array, not
+    read back from the device here). Other infos replace ``total``."""
+    if isinstance(info, PTInfo):
+        if isinstance(total, PTStats):
+            return PTStats(total.accepted + info.accepted, total.proposed + info.proposed)
+        return info.stats
+    if isinstance(info, TTInfo):
+        return info.acceptance
+    return info
+
+
+def check_operator(transition: Any) -> None:
+    """``TypeError`` unless ``transition`` is a
+    :class:`~ebm_ppl.models.protocols.TransitionOperator` (naming the missing members)."""
+    missing = missing_members(transition, TransitionOperator)
+    if missing:
+        raise TypeError(
+            "transition must be None (block Gibbs) or a transition operator such as "
+            f"ParallelTempering(betas) or TemperedTransitions(betas), got {transition!r} "
+            f"(TransitionOperator members missing: {', '.join(missing)})"
+        )
+
+
+def tempering_diagnostics(total: Any) -> dict:
+    """The kernels' diagnostics of running statistics from :func:`combine_infos`:
+    ``{"swap_acceptance": [rate per neighbour pair]}`` (parallel tempering) or
+    ``{"acceptance": rate}`` (tempered transitions), rounded to 3 digits; ``{}`` for none."""
+    if total is None:
+        return {}
+    if isinstance(total, PTStats):
+        return {"swap_acceptance": [round(float(a), 3) for a in total.acceptance]}
+    return {"acceptance": round(float(ops.to_numpy(total)), 3)}
+
+
+def _check_num_steps(num_steps: Any) -> None:
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+
+
+class _Operator:
+    """Shared parts of the tempered operators: the ladder, the base, and the deprecated
+    stateful :meth:`run`."""
+
+    #: the axis of the chain state that indexes the chains
+    chain_axis = 0
+
+    def __init__(self, betas: Any, base: Any = None) -> None:
+        self.betas = check_ladder(betas)
+        self.base = base
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self.betas)} temperatures from {self.betas[0]:g} to 1)"
+
+    def describe(self) -> dict:
+        """JSON-able settings (stored in checkpoints)."""
+        return {"kind": type(self).__name__, "betas": self.betas.tolist()}
+
+    def step(self, key: Key, dist: TemperingPath, state: Array, num_steps: int):
+        raise NotImplementedError
+
+    def samples(self, state: Array) -> Array:
+        raise NotImplementedError
+
+    def run(self, key: Key, dist: TemperingPath, state: Array, num_steps: int):
+        """Deprecated: :meth:`step`, returning ``(state, samples, hidden)`` and recording the
+        info of eager (concrete) runs on the operator (``stats`` / ``acceptance``). Use
+        ``state, info = op.step(...)``; ``op.samples(state)`` and ``info.hidden``."""
+        warnings.warn(
+            f"{type(self).__name__}.run is deprecated: use `state, info = op.step(key, dist, "
+            "state, num_steps)` (pure; the statistics are in info), op.samples(state) and "
+            "info.hidden",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        state, info = self.step(key, dist, state, num_steps)
+        self._record(info)
+        return state, self.samples(state), info.hidden
+
+    def _record(self, info: Any) -> None:
+        raise NotImplementedError
+
+
+class ParallelTempering(_Operator):
     """Parallel tempering as a transition operator for ``SAMLE`` and ``BlockGibbs``.
 
     :param betas: the ladder, strictly increasing in ``[0, 1]`` and ending at 1 (the model),
@@ -294,26 +427,18 @@ class ParallelTempering:
         model for a binary RBM).
 
     A site's chain state is the whole ladder ``(L, chains..., D)``; the model's samples are
-    its last replica. ``stats`` accumulates the swap statistics of eager (torch) runs;
-    ``stats.acceptance`` is the acceptance rate per neighbour pair.
+    its last replica. :meth:`step` returns the swap statistics in a :class:`PTInfo`
+    (``info.acceptance``: the acceptance rate per neighbour pair). ``stats`` holds those of
+    the deprecated :meth:`run` only, summed over its eager (torch) runs.
     """
 
-    #: the axis of the chain state that indexes the chains (the ladder is axis 0)
     chain_axis = 1
 
     def __init__(self, betas: Any, base: Any = None) -> None:
-        self.betas = check_ladder(betas)
-        self.base = base
+        super().__init__(betas, base)
         self.stats: PTStats | None = None
 
-    def __repr__(self) -> str:
-        return f"ParallelTempering({len(self.betas)} temperatures from {self.betas[0]:g} to 1)"
-
-    def describe(self) -> dict:
-        """JSON-able settings (stored in checkpoints)."""
-        return {"kind": "ParallelTempering", "betas": self.betas.tolist()}
-
-    def init_state(self, key: Any, dist: Any, shape: tuple) -> Array:
+    def init_state(self, key: Key, dist: TemperingPath, shape: tuple) -> Array:
         """Every replica drawn from the distribution's chain initialiser: ``(L,) + shape``."""
         return dist.init_chain(key, (len(self.betas),) + tuple(shape))
 
@@ -321,35 +446,36 @@ class ParallelTempering:
         """The replica at ``beta = 1``."""
         return state[-1]
 
-    def run(self, key: Any, dist: Any, state: Array, num_steps: int):
-        """Advance the ladder; returns ``(state, samples, hidden)`` (``hidden`` at beta = 1)."""
+    def step(
+        self, key: Key, dist: TemperingPath, state: Array, num_steps: int
+    ) -> tuple[Array, PTInfo]:
+        """Advance the ladder ``state`` ``(L, chains..., D)`` by ``num_steps`` parallel-
+        tempering steps (:func:`pt_run`); returns ``(state, PTInfo)``."""
         base = dist.ais_base(self.base)
-        placed = _cached(self, _placed, state)
+        placed = _on_device(_placed, self.betas, state)
         state, h, stats = pt_run(key, dist, base, state, self.betas, num_steps, placed=placed)
-        if ops.is_concrete(stats.accepted):  # accumulate over eager runs (torch)
-            if self.stats is not None:
-                stats = PTStats(
-                    self.stats.accepted + stats.accepted, self.stats.proposed + stats.proposed
-                )
-            self.stats = stats
-        return state, state[-1], h[-1]
+        return state, PTInfo(h[-1], stats.accepted, stats.proposed)
+
+    def _record(self, info: PTInfo) -> None:
+        if ops.is_concrete(info.accepted):  # accumulate over eager runs
+            self.stats = combine_infos(self.stats, info)
 
     def with_samples(self, state: Array, value: Array) -> Array:
         """The ladder with its ``beta = 1`` replica set to ``value``."""
         return ops.concat([state[:-1], value[None]], axis=0)
 
 
-class TemperedTransitions:
+class TemperedTransitions(_Operator):
     """Tempered transitions as a transition operator for ``SAMLE`` and ``BlockGibbs``: each
     step is one tempered transition through ``betas`` (increasing, ending at 1) followed by
-    a plain block-Gibbs sweep. The chain state is the model's state itself."""
+    a plain block-Gibbs sweep. The chain state is the model's state itself. :meth:`step`
+    returns the acceptance rate in a :class:`TTInfo`; ``acceptance`` is that of the last
+    eager call of the deprecated :meth:`run` only."""
 
-    #: the axis of the chain state that indexes the chains
     chain_axis = 0
 
     def __init__(self, betas: Any, base: Any = None) -> None:
-        self.betas = check_ladder(betas)
-        self.base = base
+        super().__init__(betas, base)
         self._acceptance: Any = None
 
     @property
@@ -363,14 +489,7 @@ class TemperedTransitions:
     def acceptance(self, value: Any) -> None:
         self._acceptance = value
 
-    def __repr__(self) -> str:
-        return f"TemperedTransitions({len(self.betas)} temperatures from {self.betas[0]:g} to 1)"
-
-    def describe(self) -> dict:
-        """JSON-able settings (stored in checkpoints)."""
-        return {"kind": "TemperedTransitions", "betas": self.betas.tolist()}
-
-    def init_state(self, key: Any, dist: Any, shape: tuple) -> Array:
+    def init_state(self, key: Key, dist: TemperingPath, shape: tuple) -> Array:
         """Chains from the distribution's initialiser, shape ``shape``."""
         return dist.init_chain(key, tuple(shape))
 
@@ -378,13 +497,14 @@ class TemperedTransitions:
         """The chains themselves."""
         return state
 
-    def run(self, key: Any, dist: Any, state: Array, num_steps: int):
-        """``num_steps`` x (a tempered transition, then a sweep); ``(state, samples, hidden)``."""
+    def step(
+        self, key: Key, dist: TemperingPath, state: Array, num_steps: int
+    ) -> tuple[Array, TTInfo]:
+        """``num_steps`` x (a tempered transition, then a sweep) of the chains ``state``
+        ``(chains..., D)``; returns ``(state, TTInfo)``."""
         base = dist.ais_base(self.base)
-        if not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
-
-        rows = _cached(self, _ladder_rows, state)
+        _check_num_steps(num_steps)
+        rows = _on_device(_ladder_rows, self.betas, state)
 
         def body(k, carry):
             k1, k2 = ops.split(k, 2)
@@ -395,9 +515,11 @@ class TemperedTransitions:
         k0, k1 = ops.split(key, 2)
         first = body(k0, (state, None, ops.zeros((), state)))
         x, h, acc = ops.iterate(body, k1, first, num_steps - 1, state)
-        if ops.is_concrete(acc):
-            self.acceptance = ops.stop_gradient(acc) / num_steps
-        return x, x, h
+        return x, TTInfo(h, ops.stop_gradient(acc) / num_steps)
+
+    def _record(self, info: TTInfo) -> None:
+        if ops.is_concrete(info.acceptance):
+            self.acceptance = info.acceptance
 
     def with_samples(self, state: Array, value: Array) -> Array:
         """The chains are the samples: ``value`` itself."""

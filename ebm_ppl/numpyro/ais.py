@@ -7,13 +7,14 @@ from typing import Any
 import jax
 
 from ebm_ppl.inference.ais import AISResult, RAISEResult, run_ais, run_raise
+from ebm_ppl.models.protocols import AnnealingPath, RaisePath
 from ebm_ppl.numpyro import sharding
 
 __all__ = ["AIS", "RAISE"]
 
 
 def AIS(  # noqa: N802 (the public name of the algorithm)
-    target: Any,
+    target: AnnealingPath,
     base: Any = None,
     betas: Any = None,
     num_runs: int = 100,
@@ -72,7 +73,7 @@ def AIS(  # noqa: N802 (the public name of the algorithm)
 
 
 def RAISE(  # noqa: N802 (the public name of the algorithm)
-    target: Any,
+    target: RaisePath,
     data: jax.Array,
     base: Any = None,
     betas: Any = None,

@@ -18,8 +18,8 @@ def _advance(key, dist, state, num_steps, transition):
     if transition is None:
         x, _ = dist.transition(key, state, num_steps)
         return x, x
-    state, x, _ = transition.run(key, dist, state, num_steps)
-    return state, x
+    state, _ = transition.step(key, dist, state, num_steps)
+    return state, transition.samples(state)
 
 
 def run_chains(

@@ -17,10 +17,9 @@ from numpyro.util import is_prng_key
 
 from ebm_ppl.inference import exchange as ex
 from ebm_ppl.inference.dependence import latent_sites
-from ebm_ppl.inference.gibbs import check_kernel_args
 from ebm_ppl.numpyro.dependence import energy_dependencies
 from ebm_ppl.numpyro.handlers import quick_energy_draws
-from ebm_ppl.numpyro.kernels import BlockGibbs
+from ebm_ppl.numpyro.kernels import BlockGibbs, ZKernel
 
 __all__ = ["Exchange", "ExchangeState"]
 
@@ -50,7 +49,7 @@ class ExchangeState(NamedTuple):
     rng_key: jax.Array
 
 
-class Exchange(MCMCKernel):
+class Exchange(ZKernel, ex.ExchangeSettings, MCMCKernel):
     """The exchange algorithm (Murray, Ghahramani & MacKay 2006) for the parameters of
     energy sites, under ``numpyro.infer.MCMC``.
 
@@ -83,32 +82,9 @@ class Exchange(MCMCKernel):
     ``chain_method`` ``"sequential"``, ``"parallel"`` and ``"vectorized"``.
     """
 
-    sample_field = "z"
-
-    def __init__(
-        self,
-        model: Callable,
-        step_size: float = 0.1,
-        aux_sweeps: int | None = None,
-        gibbs_sweeps: int = 1,
-        target_accept_prob: float = 0.3,
-    ) -> None:
-        check_kernel_args(model, gibbs_sweeps)
-        ex.check_exchange_args(step_size, aux_sweeps, gibbs_sweeps, target_accept_prob)
+    def _init_frontend(self, model: Callable) -> None:
         self._model = model
-        self.step_size = float(step_size)
-        self.aux_sweeps = aux_sweeps
-        self.gibbs_sweeps = gibbs_sweeps
-        self.target_accept_prob = float(target_accept_prob)
         self._num_warmup = 0
-
-    @property
-    def model(self) -> Callable:
-        return self._model
-
-    @property
-    def default_fields(self) -> tuple:
-        return ("z",)
 
     # ---- set-up -------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +18,9 @@ from ebm_ppl.inference import multilinear as ml
 from ebm_ppl.inference.dependence import check_energy_dependence
 from ebm_ppl.inference.gibbs import (
     HIDDEN_SUFFIX,
+    BlockGibbsSettings,
     apply_clamps,
     block_gibbs_step,
-    check_kernel_args,
-    check_transition,
     classify_sites,
     find_field_sites,
     make_clamps,
@@ -54,7 +53,23 @@ class BlockGibbsState(NamedTuple):
     tempering: dict = {}
 
 
-class BlockGibbs(MCMCKernel):
+class ZKernel:
+    """Shared parts of our NumPyro kernels: the samples live in the state's ``z`` field and
+    the model is read-only."""
+
+    sample_field = "z"
+    _model: Callable
+
+    @property
+    def model(self) -> Callable:
+        return self._model
+
+    @property
+    def default_fields(self) -> tuple:
+        return ("z",)
+
+
+class BlockGibbs(ZKernel, BlockGibbsSettings, MCMCKernel):
     """Block-Gibbs sampling of the latent energy sites of a NumPyro model.
 
     Runs under ``numpyro.infer.MCMC`` with any ``chain_method`` (``"sequential"``,
@@ -92,37 +107,8 @@ class BlockGibbs(MCMCKernel):
     ``init`` on random states).
     """
 
-    sample_field = "z"
-
-    def __init__(
-        self,
-        model: Callable,
-        clamp: Mapping[str, Any] | None = None,
-        report_hidden: bool = False,
-        num_sweeps: int = 1,
-        transition: Any = None,
-        blocks: Any = None,
-    ) -> None:
-        check_kernel_args(model, num_sweeps)
-        check_transition(transition, clamp)
-        self.transition = transition
-        self.blocks = blocks
-        self._multilinear = None
+    def _init_frontend(self, model: Callable) -> None:
         self._model = model
-        self.clamp = clamp
-        self.report_hidden = bool(report_hidden)
-        self.num_sweeps = num_sweeps
-        self._latent: list[str] = []
-        self._dists: dict = {}
-        self._fields: dict = {}
-
-    @property
-    def model(self) -> Callable:
-        return self._model
-
-    @property
-    def default_fields(self) -> tuple:
-        return ("z",)
 
     # ---- tracing --------------------------------------------------------------------------
 
@@ -146,6 +132,8 @@ class BlockGibbs(MCMCKernel):
             shapes = {n: tuple(tr[n]["value"].shape) for n in binary}
             self._latent, self._dists = binary, {}
             self._multilinear = Multilinear(self._model, binary, shapes, args, kwargs, self.blocks)
+            values = {n: jnp.asarray(tr[n]["value"], jnp.float32) for n in binary}
+            self._clamps = make_clamps(self.clamp, values, binary)
             return
         if other:
             raise ValueError(
@@ -166,44 +154,50 @@ class BlockGibbs(MCMCKernel):
         )
         self._latent = latent
         self._dists = {n: tr[n]["fn"] for n in latent}
-        self._check_factors(args, kwargs)
+        self._fields = self._find_fields(args, kwargs, latent, self._dists)
+        values = {n: tr[n]["value"] for n in latent}
+        self._clamps = make_clamps(self.clamp, values, latent, self._dists)
 
-    def _residual_fn(self, args, kwargs) -> Callable:
+    def _residual_fn(self, args, kwargs, latent: list[str]) -> Callable:
         """``values -> log joint - the latent energy sites' own log-densities`` (``values``
         may include continuous sites, e.g. HMC's)."""
 
         def residual(values):
             total, tr = log_density(handlers.seed(self._model, 0), args, kwargs, values)
-            for n in self._latent:
+            for n in latent:
                 total = total - tr[n]["fn"].log_prob(values[n]).sum()
             return total
 
         return residual
 
-    def _check_factors(self, args, kwargs, extra: Mapping | None = None) -> None:
+    def _find_fields(self, args, kwargs, latent, dists, extra: Mapping | None = None) -> dict:
+        """The checked fields other factors put on the energy sites (:func:`find_field_sites`)."""
         # compiled once: the set-up checks evaluate these a few dozen times
-        residual = jax.jit(self._residual_fn(args, kwargs))
-        grad = jax.jit(jax.grad(self._residual_fn(args, kwargs)))
+        residual = jax.jit(self._residual_fn(args, kwargs, latent))
+        grad = jax.jit(jax.grad(self._residual_fn(args, kwargs, latent)))
         keys = jax.random.split(jax.random.PRNGKey(1), 3)
         draws = [
-            dict(extra or {}, **{n: fn.init_chain(k, fn.shape()) for n, fn in self._dists.items()})
+            dict(extra or {}, **{n: fn.init_chain(k, fn.shape()) for n, fn in dists.items()})
             for k in keys
         ]
-        self._fields = find_field_sites(residual, grad, self._dists, draws)
-        if self._fields and self.transition is not None:
+        fields = find_field_sites(residual, grad, dists, draws)
+        if fields and self.transition is not None:
             raise ValueError(
-                f"other factors of the model depend on energy sites {sorted(self._fields)}; "
+                f"other factors of the model depend on energy sites {sorted(fields)}; "
                 "a tempered transition cannot include them. Use plain block Gibbs."
             )
+        return fields
 
-    def _field_fn(self, args, kwargs, extra: Mapping | None = None) -> Callable | None:
+    def _field_fn(
+        self, args, kwargs, fields: dict, latent: list[str], extra: Mapping | None = None
+    ) -> Callable | None:
         """``field_of(name, values)`` for :func:`block_gibbs_step`, or None."""
-        if not self._fields:
+        if not fields:
             return None
-        grad = jax.grad(self._residual_fn(args, kwargs))
+        grad = jax.grad(self._residual_fn(args, kwargs, latent))
 
         def field_of(name, values):
-            spec = self._fields.get(name)
+            spec = fields.get(name)
             if spec is None:
                 return None
             full = dict(extra or {}, **values)
@@ -218,7 +212,7 @@ class BlockGibbs(MCMCKernel):
 
     def _step(self, key, dists, values, clamps, states, field_of=None):
         if self.transition is not None:
-            new, aux, states = tempered_block_step(
+            new, aux, states, _ = tempered_block_step(
                 key, self.transition, dists, values, states, self.num_sweeps
             )
         else:
@@ -265,7 +259,7 @@ class BlockGibbs(MCMCKernel):
                 values = self._multilinear.random_state(key_init)
             else:
                 values = {n: jnp.asarray(init_params[n], jnp.float32) for n in self._latent}
-            clamps = make_clamps(self.clamp, values, self._latent)
+            clamps = self._clamps
             z, energy = self._ml_step(key_step, apply_clamps(values, clamps), clamps, args, kwargs)
             return BlockGibbsState(jnp.array(0), z, energy, key_next, {})
         dists = self._dists
@@ -276,7 +270,7 @@ class BlockGibbs(MCMCKernel):
             }
         else:
             values = {n: jnp.asarray(init_params[n]) for n in self._latent}
-        clamps = make_clamps(self.clamp, values, self._latent, dists)
+        clamps = self._clamps
         values = apply_clamps(values, clamps)
         states = {}
         if self.transition is not None:
@@ -285,7 +279,7 @@ class BlockGibbs(MCMCKernel):
                 n: self.transition.init_state(k, dists[n], dists[n].shape())
                 for n, k in zip(self._latent, keys)
             }
-        field_of = self._field_fn(args, kwargs)
+        field_of = self._field_fn(args, kwargs, self._fields, self._latent)
         z, free_energy, states = self._step(key_step, dists, values, clamps, states, field_of)
         return BlockGibbsState(jnp.array(0), z, free_energy, key_next, states)
 
@@ -299,15 +293,15 @@ class BlockGibbs(MCMCKernel):
         key_trace, key_step, key_next = jax.random.split(state.rng_key, 3)
         if self._multilinear is not None:
             values = {n: state.z[n] for n in self._latent}
-            clamps = make_clamps(self.clamp, values, self._latent)
+            clamps = self._clamps
             z, energy = self._ml_step(
                 key_step, apply_clamps(values, clamps), clamps, model_args, model_kwargs
             )
             return BlockGibbsState(state.i + 1, z, energy, key_next, {})
         dists = self._dists_at(key_trace, state.z, model_args, model_kwargs)
         values = {n: state.z[n] for n in self._latent}
-        clamps = make_clamps(self.clamp, values, self._latent)
-        field_of = self._field_fn(model_args, model_kwargs)
+        clamps = self._clamps
+        field_of = self._field_fn(model_args, model_kwargs, self._fields, self._latent)
         z, free_energy, states = self._step(
             key_step, dists, apply_clamps(values, clamps), clamps, state.tempering, field_of
         )
@@ -350,8 +344,11 @@ class BlockGibbs(MCMCKernel):
             with jax.ensure_compile_time_eval():
                 deps = energy_dependencies(self._model, model_args, model_kwargs)
             check_energy_dependence(tr, deps, "HMCGibbs with this gibbs_fn", "numpyro")
-        self._latent, self._dists = latent, {n: tr[n]["fn"] for n in latent}
-        self._check_factors(model_args, model_kwargs, {n: tr[n]["value"] for n in other})
+        # everything fn needs is built here, once, and closed over: the kernel is not changed
+        dists0 = {n: tr[n]["fn"] for n in latent}
+        extra0 = {n: tr[n]["value"] for n in other}
+        fields = self._find_fields(model_args, model_kwargs, latent, dists0, extra0)
+        clamps = make_clamps(self.clamp, {n: tr[n]["value"] for n in latent}, latent, dists0)
 
         def fn(rng_key, gibbs_sites, hmc_sites):
             key_trace, key_step = jax.random.split(rng_key)
@@ -360,10 +357,12 @@ class BlockGibbs(MCMCKernel):
             tr = self._trace(key_trace, values, model_args, model_kwargs)
             names = [n for n in gibbs_sites]
             dists = {n: tr[n]["fn"] for n in names}
-            clamps = make_clamps(self.clamp, gibbs_sites, names)
-            current = apply_clamps(dict(gibbs_sites), clamps)
-            field_of = self._field_fn(model_args, model_kwargs, extra=hmc_sites)
-            new, _ = block_gibbs_step(key_step, dists, current, clamps, self.num_sweeps, field_of)
+            site_clamps = {n: c for n, c in clamps.items() if n in gibbs_sites}
+            current = apply_clamps(dict(gibbs_sites), site_clamps)
+            field_of = self._field_fn(model_args, model_kwargs, fields, latent, extra=hmc_sites)
+            new, _ = block_gibbs_step(
+                key_step, dists, current, site_clamps, self.num_sweeps, field_of
+            )
             return new
 
         return fn

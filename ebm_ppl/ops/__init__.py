@@ -15,10 +15,19 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-Array = Any
-Key = Any
+if TYPE_CHECKING:  # for type checkers only: importing ops loads neither library
+    import jax
+    import torch
+
+    #: an array of either backend (a JAX tracer is a ``jax.Array`` too)
+    Array: TypeAlias = "torch.Tensor | jax.Array"
+    #: randomness: a JAX PRNG key, a ``torch.Generator`` or ``None`` (torch's global one)
+    Key: TypeAlias = "jax.Array | torch.Generator | None"
+else:
+    Array = Any
+    Key = Any
 
 __all__ = [
     "is_torch",

@@ -7,13 +7,14 @@ from typing import Any
 import torch
 
 from ebm_ppl.inference.ais import AISResult, RAISEResult, run_ais, run_raise
+from ebm_ppl.models.protocols import AnnealingPath, RaisePath
 from ebm_ppl.pyro import distributed as dist_utils
 
 __all__ = ["AIS", "RAISE"]
 
 
 def AIS(  # noqa: N802 (the public name of the algorithm)
-    target: Any,
+    target: AnnealingPath,
     base: Any = None,
     betas: Any = None,
     num_runs: int = 100,
@@ -100,7 +101,7 @@ def _device_of(target: Any) -> torch.device:
 
 
 def RAISE(  # noqa: N802 (the public name of the algorithm)
-    target: Any,
+    target: RaisePath,
     data: torch.Tensor,
     base: Any = None,
     betas: Any = None,

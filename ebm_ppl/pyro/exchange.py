@@ -12,15 +12,14 @@ from pyro.distributions.transforms import biject_to
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from ebm_ppl.inference import exchange as ex
-from ebm_ppl.inference.gibbs import check_kernel_args
 from ebm_ppl.pyro.dependence import energy_dependencies
 from ebm_ppl.pyro.handlers import quick_energy_draws
-from ebm_ppl.pyro.kernels import BlockGibbs
+from ebm_ppl.pyro.kernels import InitialParams, inner_block_gibbs
 
 __all__ = ["Exchange"]
 
 
-class Exchange(MCMCKernel):
+class Exchange(InitialParams, ex.ExchangeSettings, MCMCKernel):
     """The exchange algorithm (Murray, Ghahramani & MacKay 2006) for the parameters of
     energy sites, under ``pyro.infer.MCMC``.
 
@@ -52,24 +51,9 @@ class Exchange(MCMCKernel):
     ``diagnostics()`` reports the acceptance rate and step size.
     """
 
-    def __init__(
-        self,
-        model: Callable,
-        step_size: float = 0.1,
-        aux_sweeps: int | None = None,
-        gibbs_sweeps: int = 1,
-        target_accept_prob: float = 0.3,
-    ) -> None:
-        check_kernel_args(model, gibbs_sweeps)
-        ex.check_exchange_args(step_size, aux_sweeps, gibbs_sweeps, target_accept_prob)
+    def _init_frontend(self, model: Callable) -> None:
         self.model = model
-        self.step_size = float(step_size)
-        self.aux_sweeps = aux_sweeps
-        self.gibbs_sweeps = gibbs_sweeps
-        self.target_accept_prob = float(target_accept_prob)
         self.transforms: dict = {}
-        self._initial_params: dict | None = None
-        self._user_initial = False
         self._t = 0
         self._warmup = 0
         self._accept_sum = 0.0
@@ -104,14 +88,16 @@ class Exchange(MCMCKernel):
         self._gibbs = None
         state = dict(theta)
         if energy_latent:
-
-            def gibbs_model(*a, **k):
-                return poutine.condition(self.model, data=self._theta_values)(*a, **k)
-
-            self._gibbs = BlockGibbs(gibbs_model, num_sweeps=self.gibbs_sweeps)
-            if any(n in given for n in energy_latent):
-                self._gibbs.initial_params = {n: given[n] for n in energy_latent if n in given}
-            self._gibbs.setup(warmup_steps, *args, **kwargs)
+            self._gibbs = inner_block_gibbs(
+                self.model,
+                lambda: self._theta_values,
+                self.gibbs_sweeps,
+                given,
+                energy_latent,
+                warmup_steps,
+                args,
+                kwargs,
+            )
             state.update({n: self._gibbs.initial_params[n] for n in energy_latent})
         self._initial_params = state
         self._step_size = self.step_size
@@ -122,15 +108,6 @@ class Exchange(MCMCKernel):
         self._window_start = 0
         self._t = 0
         self._accept_sum, self._accept_n, self._last_accept = 0.0, 0, float("nan")
-
-    @property
-    def initial_params(self) -> dict | None:
-        return self._initial_params
-
-    @initial_params.setter
-    def initial_params(self, params: dict) -> None:
-        self._initial_params = dict(params)
-        self._user_initial = True
 
     # ---- the step -------------------------------------------------------------------------
 

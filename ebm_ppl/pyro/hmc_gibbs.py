@@ -16,7 +16,7 @@ from ebm_ppl.inference.dependence import check_energy_dependence
 from ebm_ppl.inference.gibbs import check_kernel_args, classify_sites
 from ebm_ppl.pyro.dependence import energy_dependencies
 from ebm_ppl.pyro.handlers import quick_energy_draws
-from ebm_ppl.pyro.kernels import BlockGibbs
+from ebm_ppl.pyro.kernels import InitialParams, inner_block_gibbs
 
 __all__ = ["HMCGibbs"]
 
@@ -28,7 +28,7 @@ def _is_real(fn: Any) -> bool:
     return support is constraints.real
 
 
-class HMCGibbs(MCMCKernel):
+class HMCGibbs(InitialParams, MCMCKernel):
     """Alternate :class:`~ebm_ppl.pyro.BlockGibbs` on a model's energy sites with NUTS (or
     HMC) on its other latent sites, for ``pyro.infer.MCMC`` (the Pyro counterpart of
     ``numpyro.infer.HMCGibbs(NUTS(model), gibbs_fn=BlockGibbs(model).gibbs_fn(...))``).
@@ -60,7 +60,6 @@ class HMCGibbs(MCMCKernel):
             raise ValueError(f'hmc must be "nuts" or "hmc", got {hmc!r}')
         self.model, self.num_sweeps, self.hmc, self.hmc_kwargs = model, num_sweeps, hmc, hmc_kwargs
         self.transforms: dict = {}
-        self._initial_params: dict | None = None
         self._hmc_values: dict = {}
         self._gibbs_values: dict = {}
 
@@ -85,14 +84,16 @@ class HMCGibbs(MCMCKernel):
         self._energy, self._continuous = energy, other
         given = self._initial_params or {}
         self._hmc_values = {n: given.get(n, tr.nodes[n]["value"]).detach() for n in other}
-
-        def gibbs_model(*a, **k):
-            return poutine.condition(self.model, data=self._hmc_values)(*a, **k)
-
-        self._gibbs = BlockGibbs(gibbs_model, num_sweeps=self.num_sweeps)
-        if any(n in given for n in energy):
-            self._gibbs.initial_params = {n: given[n] for n in energy if n in given}
-        self._gibbs.setup(warmup_steps, *args, **kwargs)
+        self._gibbs = inner_block_gibbs(
+            self.model,
+            lambda: self._hmc_values,
+            self.num_sweeps,
+            given,
+            energy,
+            warmup_steps,
+            args,
+            kwargs,
+        )
         self._gibbs_values = dict(self._gibbs.initial_params)
 
         def potential(params):
@@ -105,14 +106,6 @@ class HMCGibbs(MCMCKernel):
         self._hmc_kernel.initial_params = dict(self._hmc_values)
         self._hmc_kernel.setup(warmup_steps)
         self._initial_params = dict(self._gibbs_values, **self._hmc_values)
-
-    @property
-    def initial_params(self) -> dict | None:
-        return self._initial_params
-
-    @initial_params.setter
-    def initial_params(self, params: dict) -> None:
-        self._initial_params = dict(params)
 
     def sample(self, params: dict) -> dict:
         self._hmc_values = {n: params[n].detach() for n in self._continuous}

@@ -15,10 +15,9 @@ from ebm_ppl import ops
 from ebm_ppl.inference.dependence import check_energy_dependence
 from ebm_ppl.inference.gibbs import (
     HIDDEN_SUFFIX,
+    BlockGibbsSettings,
     apply_clamps,
     block_gibbs_step,
-    check_kernel_args,
-    check_transition,
     classify_sites,
     find_field_sites,
     make_clamps,
@@ -26,6 +25,7 @@ from ebm_ppl.inference.gibbs import (
     tempered_block_step,
 )
 from ebm_ppl.inference.multilinear import binary_sites
+from ebm_ppl.inference.tempering import combine_infos, tempering_diagnostics
 from ebm_ppl.pyro.dependence import energy_dependencies
 from ebm_ppl.pyro.handlers import quick_energy_draws
 
@@ -40,7 +40,49 @@ def _like(x: Any, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(x, dtype=like.dtype, device=like.device)
 
 
-class BlockGibbs(MCMCKernel):
+class InitialParams:
+    """``initial_params`` of a Pyro ``MCMCKernel``: ``None`` until set up, or the values a
+    user (or ``pyro.infer.MCMC``) set, remembered as such (``_user_initial``)."""
+
+    _initial_params: dict | None = None
+    _user_initial: bool = False
+
+    @property
+    def initial_params(self) -> dict | None:
+        return self._initial_params
+
+    @initial_params.setter
+    def initial_params(self, params: dict) -> None:
+        self._initial_params = dict(params)
+        self._user_initial = True
+
+
+def inner_block_gibbs(
+    model: Callable,
+    fixed: Callable[[], Mapping[str, torch.Tensor]],
+    num_sweeps: int,
+    given: Mapping[str, torch.Tensor],
+    energy: list[str],
+    warmup_steps: int,
+    args: tuple,
+    kwargs: dict,
+) -> BlockGibbs:
+    """A :class:`BlockGibbs` over the energy sites ``energy`` of ``model`` conditioned on
+    ``fixed()`` (the current values of the other sites, read whenever the model runs), set
+    up from the user's initial values ``given`` of those sites (for composite kernels:
+    :class:`~ebm_ppl.pyro.HMCGibbs`, :class:`~ebm_ppl.pyro.Exchange`)."""
+
+    def gibbs_model(*a, **k):
+        return poutine.condition(model, data=fixed())(*a, **k)
+
+    gibbs = BlockGibbs(gibbs_model, num_sweeps=num_sweeps)
+    if any(n in given for n in energy):
+        gibbs.initial_params = {n: given[n] for n in energy if n in given}
+    gibbs.setup(warmup_steps, *args, **kwargs)
+    return gibbs
+
+
+class BlockGibbs(InitialParams, BlockGibbsSettings, MCMCKernel):
     """Block-Gibbs sampling of the latent energy sites of a Pyro model, for ``pyro.infer.MCMC``.
 
     Every latent site whose distribution is one of ours (e.g. :class:`~ebm_ppl.pyro.RBM`) is
@@ -82,32 +124,11 @@ class BlockGibbs(MCMCKernel):
     distribution's own.
     """
 
-    def __init__(
-        self,
-        model: Callable,
-        clamp: Mapping[str, Any] | None = None,
-        report_hidden: bool = False,
-        num_sweeps: int = 1,
-        transition: Any = None,
-        blocks: Any = None,
-    ) -> None:
-        check_kernel_args(model, num_sweeps)
-        check_transition(transition, clamp)
-        self.transition = transition
-        self.blocks = blocks
-        self._multilinear = None
-        self._fields: dict = {}
+    def _init_frontend(self, model: Callable) -> None:
         self._states: dict = {}
+        self._tempering: Any = None  # running statistics of the tempered transition
         self.model = model
-        self.clamp = clamp
-        self.report_hidden = bool(report_hidden)
-        self.num_sweeps = num_sweeps
         self.transforms: dict = {}
-        self._initial_params: dict | None = None
-        self._user_initial = False
-        self._dists: dict = {}
-        self._clamps: dict = {}
-        self._latent: list[str] = []
         self._steps = 0
         self._last: dict | None = None
         self._shown: tuple | None = None  # (time, text) of the last mean activation logged
@@ -251,9 +272,11 @@ class BlockGibbs(MCMCKernel):
         if self._multilinear is not None:
             return self._multilinear.sweeps(None, values, self._clamps, self.num_sweeps)
         if self.transition is not None:
-            new, aux, self._states = tempered_block_step(
+            new, aux, self._states, infos = tempered_block_step(
                 None, self.transition, self._dists, values, self._states, self.num_sweeps
             )
+            for info in infos.values():  # running statistics, for diagnostics()
+                self._tempering = combine_infos(self._tempering, info)
         else:
             field_of = self._field_of if self._fields else None
             new, aux = block_gibbs_step(
@@ -266,15 +289,6 @@ class BlockGibbs(MCMCKernel):
         return out
 
     # ---- MCMCKernel interface -------------------------------------------------------------
-
-    @property
-    def initial_params(self) -> dict | None:
-        return self._initial_params
-
-    @initial_params.setter
-    def initial_params(self, params: dict) -> None:
-        self._initial_params = dict(params)
-        self._user_initial = True
 
     @property
     def save_params(self) -> list[str]:
@@ -306,11 +320,7 @@ class BlockGibbs(MCMCKernel):
 
     def diagnostics(self) -> dict:
         out = {"sweeps": self._steps * self.num_sweeps}
-        stats = getattr(self.transition, "stats", None)
-        if stats is not None:
-            out["swap_acceptance"] = [round(float(a), 3) for a in stats.acceptance]
-        if getattr(self.transition, "acceptance", None) is not None:
-            out["acceptance"] = round(float(self.transition.acceptance), 3)
+        out.update(tempering_diagnostics(self._tempering))
         return out
 
     def cleanup(self) -> None:

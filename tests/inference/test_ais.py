@@ -226,3 +226,34 @@ def test_annealing_path_is_exact(backend):
     _, delta = d.ais_step(backend.key(0), v, 0.3, 0.45, base)
     expected = backend.np(d.ais_log_f(v, 0.45, base)) - backend.np(d.ais_log_f(v, 0.3, base))
     np.testing.assert_allclose(backend.np(delta), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_ais_target_contract_is_a_clear_type_error():
+    """A target that is not an AnnealingPath is refused up front, naming what it lacks."""
+    from ebm_ppl.inference.ais import run_ais, run_raise
+    from ebm_ppl.models.protocols import AnnealingPath
+
+    class HalfPath:
+        def log_prob(self, v): ...
+        def ais_base(self, base): ...
+        def ais_log_z0(self, base): ...
+
+    assert not isinstance(HalfPath(), AnnealingPath)
+    with pytest.raises(TypeError, match=r"AnnealingPath.*HalfPath lacks ais_log_f, ais_step"):
+        run_ais(None, HalfPath(), None, [0.0, 1.0], 2)
+    with pytest.raises(TypeError, match=r"RaisePath.*lacks ais_log_f, ais_step, raise_base"):
+        run_raise(None, HalfPath(), np.zeros((2, 3)))
+
+
+def test_every_model_class_declares_the_paths_it_is_used_on(backend):
+    from ebm_ppl.models.protocols import (
+        AnnealingPath,
+        EnergyDistribution,
+        RaisePath,
+        TemperingPath,
+    )
+
+    w, b, c = random_params(np.random.default_rng(0), 4, 3)
+    d = backend.RBM(*(backend.array(a) for a in (w, b, c)))
+    for proto in (AnnealingPath, RaisePath, TemperingPath, EnergyDistribution):
+        assert isinstance(d, proto), proto

@@ -359,3 +359,63 @@ def backend_kernel(backend):
     else:
         from ebm_ppl.numpyro import BlockGibbs
     return BlockGibbs
+
+
+def test_numpyro_gibbs_fn_leaves_the_kernel_unchanged():
+    """gibbs_fn builds what it needs (sites, fields, clamps) once and closes over it."""
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    from ebm_ppl.numpyro import RBM, BlockGibbs
+
+    w, b, c = (jnp.asarray(a) for a in random_params(np.random.default_rng(11), 4, 3))
+
+    def model():
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+        numpyro.sample("v", RBM(w, b, c + z, normalized=True))
+
+    kernel = BlockGibbs(model, clamp={"v": (np.array([1, 0, 0, 0], bool), np.ones(4))})
+    before = dict(vars(kernel))
+    fn = kernel.gibbs_fn()
+    v = fn(jax.random.PRNGKey(0), {"v": jnp.zeros(4)}, {"z": jnp.array(0.3)})["v"]
+    assert vars(kernel) == before
+    assert float(v[0]) == 1.0 and set(np.unique(np.asarray(v))) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("plain_ppl", [False, True])
+def test_numpyro_kernel_builds_its_clamps_once(monkeypatch, plain_ppl):
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC
+
+    import ebm_ppl.numpyro.kernels as kernels
+    from ebm_ppl.numpyro import RBM, BlockGibbs
+
+    w, b, c = (jnp.asarray(a) for a in random_params(np.random.default_rng(3), 4, 3))
+
+    def model():
+        if plain_ppl:
+            v = numpyro.sample("v", dist.Bernoulli(logits=jnp.zeros(4)).to_event(1))
+            h = numpyro.sample("h", dist.Bernoulli(logits=jnp.zeros(3)).to_event(1))
+            numpyro.factor("energy", v @ w @ h + v @ b + h @ c)
+        else:
+            numpyro.sample("v", RBM(w, b, c))
+
+    calls = []
+    make = kernels.make_clamps
+    monkeypatch.setattr(kernels, "make_clamps", lambda *a, **k: calls.append(1) or make(*a, **k))
+    mask, values = np.array([1, 1, 0, 0], bool), np.array([1.0, 0.0, 0.0, 0.0])
+    mcmc = MCMC(
+        BlockGibbs(model, clamp={"v": (mask, values)}),
+        num_warmup=3,
+        num_samples=5,
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.PRNGKey(0))
+    assert len(calls) == 1
+    v = np.asarray(mcmc.get_samples()["v"])
+    assert (v[:, :2] == values[:2]).all()

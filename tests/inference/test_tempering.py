@@ -129,7 +129,8 @@ def test_pt_visits_modes_plain_gibbs_does_not(backend):
     assert abs(a - exact_a) < 5 * se and abs(bb - exact_a) < 5 * se, (a, bb, exact_a)
     # tempered transitions cross the barrier too
     tt = TemperedTransitions(np.linspace(0.0, 1.0, 30))
-    v, _, _ = tt.run(backend.key(2), d, backend.array(start), 40)
+    with pytest.deprecated_call():  # run records the acceptance on the operator
+        v, _, _ = tt.run(backend.key(2), d, backend.array(start), 40)
     a, bb = mode_probs(backend.np(v))
     assert abs(a - exact_a) < 5 * se and abs(bb - exact_a) < 5 * se, (a, bb, exact_a)
     assert 0 < tt.acceptance < 1
@@ -154,7 +155,8 @@ def test_gaussian_rbm_pt_target_replica_moments(backend):
     d = backend.GaussianRBM(*(backend.array(a) for a in (w, b, c, s)))
     pt = ParallelTempering(np.linspace(0.2, 1.0, 4))
     state = pt.init_state(backend.key(0), d, (3000, 3))
-    state, v, h = pt.run(backend.key(1), d, state, 40)
+    with pytest.deprecated_call():  # run records the swap statistics on the operator
+        state, v, h = pt.run(backend.key(1), d, state, 40)
     v = backend.np(v)
     ph, means = exact_mixture(w, b, c, s)
     mu = ph @ means
@@ -178,3 +180,79 @@ def test_bad_ladders(betas, match):
         check_ladder(betas)
     with pytest.raises(ValueError, match=match):
         ParallelTempering(betas)
+
+
+def _snapshot(op):
+    """The operator's attributes, arrays as copies (to detect any change)."""
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(op).items()}
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], np.ndarray):
+            np.testing.assert_array_equal(a[k], b[k])
+        else:
+            assert a[k] is b[k] or a[k] == b[k], k
+
+
+@pytest.mark.parametrize("kind", ["pt", "tt"])
+def test_operators_are_pure(backend, kind):
+    """step returns (state, info), gives the same result for the same state and key, and
+    changes nothing on the operator (its statistics are in the info)."""
+    from ebm_ppl.inference.tempering import PTInfo, TTInfo
+
+    rng = np.random.default_rng(5)
+    w, b, c = random_params(rng, 4, 3, scale=1.5)
+    d, _ = make(backend, w, b, c)
+    betas = np.linspace(0.0, 1.0, 4)
+    op = ParallelTempering(betas) if kind == "pt" else TemperedTransitions(betas)
+    state = op.init_state(backend.key(0), d, (50, 4))
+    before = _snapshot(op)
+    out = [op.step(backend.key(1), d, state, 3) for _ in range(2)]
+    _same(before, _snapshot(op))
+    (s1, i1), (s2, i2) = out
+    np.testing.assert_array_equal(backend.np(s1), backend.np(s2))
+    assert type(i1) is (PTInfo if kind == "pt" else TTInfo)
+    for a, bb in zip(i1, i2):
+        np.testing.assert_array_equal(backend.np(a), backend.np(bb))
+    assert tuple(i1.hidden.shape) == (50, 3)
+    if kind == "pt":
+        assert tuple(s1.shape) == (4, 50, 4) and i1.acceptance.shape == (3,)
+        # every pair is proposed on alternate steps: 3 steps propose 1 or 2 rounds of each
+        assert set(backend.np(i1.proposed).tolist()) <= {50.0, 100.0}
+        assert op.stats is None
+    else:
+        assert tuple(s1.shape) == (50, 4) and 0 <= float(backend.np(i1.acceptance)) <= 1
+        assert op.acceptance is None
+
+
+def test_combine_infos_and_diagnostics():
+    from ebm_ppl.inference.tempering import (
+        PTInfo,
+        PTStats,
+        TTInfo,
+        combine_infos,
+        tempering_diagnostics,
+    )
+
+    a = PTInfo(None, np.array([1.0, 0.0]), np.array([2.0, 0.0]))
+    b = PTInfo(None, np.array([1.0, 3.0]), np.array([2.0, 4.0]))
+    total = combine_infos(combine_infos(None, a), b)
+    assert isinstance(total, PTStats)
+    np.testing.assert_allclose(total.acceptance, [0.5, 0.75])
+    assert tempering_diagnostics(total) == {"swap_acceptance": [0.5, 0.75]}
+    tt = combine_infos(None, TTInfo(None, np.float32(0.25)))
+    assert tempering_diagnostics(tt) == {"acceptance": 0.25}
+    assert tempering_diagnostics(None) == {}
+
+
+def test_operator_contract_errors_name_the_missing_members():
+    from ebm_ppl.inference.samle import check_config
+
+    class OldStyle:  # an operator with the pre-(state, info) interface only
+        def init_state(self, key, dist, shape): ...
+        def run(self, key, dist, state, num_steps): ...
+
+    with pytest.raises(TypeError, match="transition must be.*step"):
+        check_config(1, True, None, OldStyle())
