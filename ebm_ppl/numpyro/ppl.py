@@ -36,6 +36,10 @@ __all__ = [
     "sample",
 ]
 
+# programs and loops written once (issue 24, frontends part 1): autodiff, compiled loops,
+# lazy parameter initialisers
+__all__ += ["compiled", "grad", "iterate", "uniform_init"]
+
 
 _DTYPES = {"float32": jnp.float32, "int": jnp.int32, None: None}
 
@@ -75,3 +79,28 @@ def run_nuts(
     )
     mcmc.run(rng_key, *args)
     return mcmc.get_samples()
+
+
+# --- programs and loops written once (issue 24, frontends part 1) ---------------------------
+
+
+def grad(fn: Callable, argnums: tuple[int, ...]) -> Callable:
+    """``g(*args) -> (d fn / d args[i] for i in argnums)``: the gradients of the scalar
+    ``fn(*args)`` by ``jax.grad``."""
+    return jax.grad(fn, argnums=argnums)
+
+
+def iterate(step: Callable, state: Any, num_steps: int) -> Any:
+    """``step`` applied ``num_steps`` times to ``state`` (one ``jax.lax.scan``)."""
+    return jax.lax.scan(lambda s, _: (step(s), None), state, None, length=num_steps)[0]
+
+
+def compiled(fn: Callable) -> Callable:
+    """``fn`` compiled by ``jax.jit``."""
+    return jax.jit(fn)
+
+
+def uniform_init(shape: tuple, low: float, high: float, like: jax.Array) -> Callable:
+    """A lazy ``param`` initialiser: ``key -> low + (high - low) * U`` with ``U`` uniform on
+    ``[0, 1)`` of ``shape`` drawn from the ``seed`` handler's ``key``, ``like``'s dtype."""
+    return lambda key: low + (high - low) * jax.random.uniform(key, shape, like.dtype)

@@ -36,6 +36,10 @@ __all__ = [
     "sample",
 ]
 
+# programs and loops written once (issue 24, frontends part 1): autodiff, compiled loops,
+# lazy parameter initialisers
+__all__ += ["compiled", "grad", "iterate", "uniform_init"]
+
 
 _DTYPES = {"float32": torch.float32, "int": torch.long, None: None}
 
@@ -80,3 +84,44 @@ def run_nuts(
     )
     mcmc.run(*args)
     return mcmc.get_samples()
+
+
+# --- programs and loops written once (issue 24, frontends part 1) ---------------------------
+
+
+def grad(fn: Callable, argnums: tuple[int, ...]) -> Callable:
+    """``g(*args) -> (d fn / d args[i] for i in argnums)``: the gradients of the scalar
+    ``fn(*args)`` by ``torch.autograd`` (the differentiated arguments are detached copies, so
+    it may run under ``torch.no_grad``; the gradients come back detached)."""
+
+    def g(*args: Any) -> tuple:
+        with torch.enable_grad():
+            args = list(args)
+            for i in argnums:
+                args[i] = args[i].detach().requires_grad_(True)
+            return torch.autograd.grad(fn(*args), [args[i] for i in argnums])
+
+    return g
+
+
+def iterate(step: Callable, state: Any, num_steps: int) -> Any:
+    """``step`` applied ``num_steps`` times to ``state`` (a Python loop)."""
+    for _ in range(num_steps):
+        state = step(state)
+    return state
+
+
+def compiled(fn: Callable) -> Callable:
+    """``fn`` run under ``torch.no_grad()`` (torch runs eagerly: nothing to compile)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def uniform_init(shape: tuple, low: float, high: float, like: torch.Tensor) -> Callable:
+    """A lazy ``param`` initialiser: ``() -> low + (high - low) * U`` with ``U`` uniform on
+    ``[0, 1)`` of ``shape`` from torch's global generator, ``like``'s dtype and device."""
+    return lambda: low + (high - low) * torch.rand(shape, dtype=like.dtype, device=like.device)
