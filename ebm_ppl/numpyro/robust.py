@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpyro
 from numpyro.distributions import Distribution, constraints
 
 from ebm_ppl.models.family import EnergyMethods
@@ -17,12 +16,14 @@ from ebm_ppl.models.robust import (
     log_likelihood,
     sample_observation,
 )
+from ebm_ppl.numpyro import ppl
 from ebm_ppl.numpyro.distributions import RBM, GaussianRBM, _Energy
 
 __all__ = ["MeanField", "RobustBM", "RobustBMVisible", "RobustLikelihood"]
 
 
-def _noise(noise_scale, outlier_loc, outlier_scale) -> Noise:
+def _noise(noise_scale, outlier_loc, outlier_scale, like=None) -> Noise:
+    del like  # JAX places arrays itself
     return Noise(*(jnp.asarray(a, jnp.float32) for a in (noise_scale, outlier_loc, outlier_scale)))
 
 
@@ -77,18 +78,11 @@ class RobustBM(RobustBMMethods):
     :meth:`mean_field`, :meth:`bound`, :meth:`visible` as in Pyro.
     """
 
+    ppl = ppl
+    _clean_class = GaussianRBM
+    _mask_class = RBM
     _likelihood_cls = RobustLikelihood
-
-    def __init__(
-        self,
-        clean: GaussianRBM,
-        mask: RBM,
-        noise_scale=0.1,
-        outlier_loc=0.0,
-        outlier_scale=1.0,
-    ) -> None:
-        noise = _noise(noise_scale, outlier_loc, outlier_scale)
-        self._init_robust(clean, mask, noise, GaussianRBM, RBM)
+    _noise = staticmethod(_noise)
 
     def tree_flatten(self):
         return (self.clean, self.mask, self.noise), None
@@ -98,14 +92,6 @@ class RobustBM(RobustBMMethods):
         new = object.__new__(cls)
         new.clean, new.mask, new.noise = children[0], children[1], Noise(*children[2])
         return new
-
-    @staticmethod
-    def _plate(name: str, size: int):
-        return numpyro.plate(name, size)
-
-    @staticmethod
-    def _sample_site(name: str, fn, obs=None):
-        return numpyro.sample(name, fn, obs=obs)
 
     def infer(self, rng_key, images, num_sweeps: int = 100, burn_in: int = 20) -> dict:
         """Block Gibbs given ``images`` ``(N, D)`` from ``rng_key`` (one compiled scan):
@@ -130,10 +116,6 @@ class RobustBMVisible(RobustVisibleMethods, EnergyMethods, _Energy):
 
     arg_constraints: dict = {}
     support = constraints.real_vector
+    _robust_class = RobustBM
     pytree_data_fields = ("robust",)
     pytree_aux_fields = ("num_iters", "damping", "tol")
-
-    def __init__(
-        self, robust: RobustBM, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
-    ) -> None:
-        self._init_visible(robust, RobustBM, num_iters, damping, tol)

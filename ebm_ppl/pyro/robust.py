@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pyro
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
@@ -16,12 +15,15 @@ from ebm_ppl.models.robust import (
     log_likelihood,
     sample_observation,
 )
+from ebm_ppl.pyro import ppl
 from ebm_ppl.pyro.distributions import RBM, GaussianRBM, _Energy
 
 __all__ = ["MeanField", "RobustBM", "RobustBMVisible", "RobustLikelihood"]
 
 
-def _noise(noise_scale, outlier_loc, outlier_scale, like: torch.Tensor) -> Noise:
+def _noise(noise_scale, outlier_loc, outlier_scale, like: torch.Tensor | None = None) -> Noise:
+    if like is None:  # not an RBM: refused by the checks
+        like = torch.zeros(())  # device: default
     return Noise(
         *(
             torch.as_tensor(a, dtype=like.dtype, device=like.device)
@@ -93,29 +95,11 @@ class RobustBM(RobustBMMethods):
       :class:`~ebm_ppl.pyro.SAMLE` (mean-field positive phase, persistent prior chains).
     """
 
+    ppl = ppl
+    _clean_class = GaussianRBM
+    _mask_class = RBM
     _likelihood_cls = RobustLikelihood
-
-    def __init__(
-        self,
-        clean: GaussianRBM,
-        mask: RBM,
-        noise_scale=0.1,
-        outlier_loc=0.0,
-        outlier_scale=1.0,
-    ) -> None:
-        like = getattr(clean, "weights", None)
-        if like is None:  # not an RBM: refused by the checks below
-            like = torch.zeros(())  # device: default
-        noise = _noise(noise_scale, outlier_loc, outlier_scale, like)
-        self._init_robust(clean, mask, noise, GaussianRBM, RBM)
-
-    @staticmethod
-    def _plate(name: str, size: int):
-        return pyro.plate(name, size)
-
-    @staticmethod
-    def _sample_site(name: str, fn, obs=None):
-        return pyro.sample(name, fn, obs=obs)
+    _noise = staticmethod(_noise)
 
     def infer(self, images: torch.Tensor, num_sweeps: int = 100, burn_in: int = 20) -> dict:
         """Block Gibbs given ``images`` ``(N, D)`` (torch's global RNG): ``burn_in`` sweeps,
@@ -144,8 +128,4 @@ class RobustBMVisible(RobustVisibleMethods, EnergyMethods, _Energy):
 
     arg_constraints: dict = {}
     support = constraints.real_vector
-
-    def __init__(
-        self, robust: RobustBM, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
-    ) -> None:
-        self._init_visible(robust, RobustBM, num_iters, damping, tol)
+    _robust_class = RobustBM
