@@ -34,6 +34,7 @@ enumerates ``h`` and ``s`` of tiny models: the oracle of the tests.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
@@ -288,6 +289,30 @@ def exact_posterior(clean: Any, mask: Any, noise: Noise, v: Array) -> dict:
     }
 
 
+class RobustLikelihoodMethods:
+    r"""What the Pyro and NumPyro ``RobustLikelihood`` share: the RoBM observation model
+    ``p(v | x, s)``, per pixel ``N(x_i, noise_scale_i^2)`` where the mask ``s_i = 1`` and
+    ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0`` (:func:`log_likelihood`). A
+    subclass stores ``clean`` ``(..., D)``, ``shown`` (the mask, ``(..., D)``) and exposes
+    ``noise`` (a :class:`Noise`)."""
+
+    clean: Array
+    shown: Array
+    noise: Noise
+
+    def _likelihood_shapes(self, noise: Noise) -> tuple[tuple, tuple]:
+        """Checks ``noise`` against the ``D`` pixels; returns ``(batch_shape, event_shape)``:
+        the broadcast of the clean image's and the mask's batch shapes, and ``(D,)``."""
+        d = int(self.clean.shape[-1])
+        check_noise(noise, d)
+        batch = ops.broadcast_shapes(tuple(self.clean.shape[:-1]), tuple(self.shown.shape[:-1]))
+        return batch, (d,)
+
+    def log_prob(self, value: Array) -> Array:
+        """``log p(v | x, s)``, summed over pixels."""
+        return log_likelihood(value, self.clean, self.shown, self.noise)
+
+
 class RobustBMMethods:
     """What the Pyro and NumPyro ``RobustBM`` share: the constructor, the program
     (:meth:`model`), block Gibbs, mean field and the bound, written once. A subclass names its
@@ -301,7 +326,7 @@ class RobustBMMethods:
     _clean_class: type
     _mask_class: type
     _likelihood_cls: type
-    _noise: Any
+    _noise: Callable[..., Noise]
     clean: Any
     mask: Any
     noise: Noise
@@ -310,9 +335,9 @@ class RobustBMMethods:
         self,
         clean: Any,
         mask: Any,
-        noise_scale: Any = 0.1,
-        outlier_loc: Any = 0.0,
-        outlier_scale: Any = 1.0,
+        noise_scale: float | Array = 0.1,
+        outlier_loc: float | Array = 0.0,
+        outlier_scale: float | Array = 1.0,
     ) -> None:
         like = getattr(clean, "weights", None)  # None: not an RBM, refused below
         noise = self._noise(noise_scale, outlier_loc, outlier_scale, like)

@@ -6,16 +6,9 @@ import jax
 import jax.numpy as jnp
 from numpyro.distributions import Distribution, constraints
 
+from ebm_ppl.models import robust
 from ebm_ppl.models.family import EnergyMethods
-from ebm_ppl.models.robust import (
-    MeanField,
-    Noise,
-    RobustBMMethods,
-    RobustVisibleMethods,
-    check_noise,
-    log_likelihood,
-    sample_observation,
-)
+from ebm_ppl.models.robust import MeanField, Noise
 from ebm_ppl.numpyro import ppl
 from ebm_ppl.numpyro.distributions import RBM, GaussianRBM, _Energy
 
@@ -27,7 +20,7 @@ def _noise(noise_scale, outlier_loc, outlier_scale, like=None) -> Noise:
     return Noise(*(jnp.asarray(a, jnp.float32) for a in (noise_scale, outlier_loc, outlier_scale)))
 
 
-class RobustLikelihood(Distribution):
+class RobustLikelihood(robust.RobustLikelihoodMethods, Distribution):
     r"""The RoBM observation model ``p(v | x, s)``: per pixel ``N(x_i, noise_scale_i^2)``
     where the mask ``s_i = 1`` and ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0``
     (``shown`` holds the mask; normalized; event shape ``(D,)``). A jit-safe pytree."""
@@ -46,28 +39,22 @@ class RobustLikelihood(Distribution):
         self.clean, self.shown = jnp.asarray(clean), jnp.asarray(mask)
         noise = _noise(noise_scale, outlier_loc, outlier_scale)
         self.noise_scale, self.outlier_loc, self.outlier_scale = noise
-        d = int(self.clean.shape[-1])
-        check_noise(noise, d)
-        shape = jnp.broadcast_shapes(self.clean.shape[:-1], self.shown.shape[:-1])
-        super().__init__(shape, (d,), validate_args=validate_args)
+        batch, event = self._likelihood_shapes(noise)
+        super().__init__(batch, event, validate_args=validate_args)
 
     @property
     def noise(self) -> Noise:
         return Noise(self.noise_scale, self.outlier_loc, self.outlier_scale)
 
-    def log_prob(self, value):
-        """``log p(v | x, s)``, summed over pixels."""
-        return log_likelihood(value, self.clean, self.shown, self.noise)
-
     def sample(self, key, sample_shape=()):
         shape = tuple(sample_shape) + tuple(self.batch_shape) + tuple(self.event_shape)
         x = jnp.broadcast_to(self.clean, shape)
         s = jnp.broadcast_to(self.shown, shape)
-        return sample_observation(key, x, s, self.noise)
+        return robust.sample_observation(key, x, s, self.noise)
 
 
 @jax.tree_util.register_pytree_node_class
-class RobustBM(RobustBMMethods):
+class RobustBM(robust.RobustBMMethods):
     r"""Robust Boltzmann machine, as :class:`ebm_ppl.pyro.RobustBM` with explicit keys
     (a pytree: it may cross ``jax.jit``).
 
@@ -110,7 +97,7 @@ class RobustBM(RobustBMMethods):
         return RobustBMVisible(self, num_iters, damping, tol)
 
 
-class RobustBMVisible(RobustVisibleMethods, EnergyMethods, _Energy):
+class RobustBMVisible(robust.RobustVisibleMethods, EnergyMethods, _Energy):
     r"""A :class:`RobustBM` seen through its observed image, for
     :class:`~ebm_ppl.numpyro.SAMLE` (as :class:`ebm_ppl.pyro.RobustBMVisible`)."""
 
