@@ -62,3 +62,15 @@ def test_uniform_init():
     b = numpyro_ppl.uniform_init((2, 3), 0.25, 0.75, numpyro_ppl.asarray([0.0]))(key)
     assert (b == 0.25 + 0.5 * jax.random.uniform(key, (2, 3))).all()
     assert b.shape == a.shape == (2, 3) and float(b.min()) >= 0.25 and float(b.max()) < 0.75
+
+
+def test_frontends_reexport_the_shared_names():
+    """The backend-neutral names are listed once (``inference.frontend_api``) and both
+    frontends export the very same objects."""
+    import ebm_ppl.numpyro as npf
+    import ebm_ppl.pyro as ppf
+    from ebm_ppl.inference import frontend_api
+
+    for name in frontend_api.__all__:
+        assert name in ppf.__all__ and name in npf.__all__, name
+        assert getattr(ppf, name) is getattr(npf, name) is getattr(frontend_api, name), name
