@@ -217,3 +217,44 @@ def check_energy_dependence(
     }
     if bad:
         raise ValueError(refusal_message(bad, where, frontend))
+
+
+# --- the search written once for both frontends (issue 24) ----------------------------------
+
+
+def find_dependencies(
+    nodes: Mapping[str, Mapping],
+    provenance: Callable[[], Mapping[str, Mapping]],
+    trace_with: Callable[[dict], Mapping[str, Mapping]],
+    fresh_value: Callable[[str, int], Any],
+) -> dict[str, list[str]]:
+    """``{energy site: [latent sites its parameters depend on]}`` of the model traced as
+    ``nodes``: the union of provenance tracking (:func:`from_provenance` of ``provenance()``,
+    the PPL's ``prior_dependencies``; skipped when it raises, as provenance cannot trace
+    every program) and :func:`by_perturbation`, which re-traces with ``trace_with(values)``
+    (every latent site held at its value in ``nodes`` but one, which takes its negation
+    (:func:`negated`) and then ``fresh_value(name, k)``, ``k = 1, 2``: a fresh draw, or a
+    random state of an energy site). A re-trace that raises counts as no alternative.
+    ``{}`` when the model has no energy site."""
+    if not energy_sites(nodes):
+        return {}
+    found: dict[str, list[str]] = {}
+    try:
+        found = from_provenance(nodes, provenance())
+    except Exception:  # noqa: BLE001 - provenance cannot trace every program
+        pass
+    held = {n: nodes[n]["value"] for n in latent_sites(nodes)}
+
+    def retrace(name: str | None, k: int) -> Mapping[str, Mapping] | None:
+        values = dict(held)
+        if name is not None:
+            alt = negated(nodes[name]["fn"], held[name]) if k == 0 else fresh_value(name, k)
+            if alt is None:
+                return None
+            values[name] = alt
+        try:
+            return trace_with(values)
+        except Exception:  # noqa: BLE001 - a value the model cannot run with
+            return None
+
+    return union(found, by_perturbation(nodes, retrace))

@@ -411,7 +411,9 @@ def check_spins(x: Any, shape: tuple[int, int], name: str = "value", values: boo
 class IsingMethods(EnergyMethods):
     """The Ising math as distribution methods, shared by the Pyro and NumPyro classes.
 
-    A subclass calls :meth:`_init_params` and stores ``coupling`` ``J``, ``field`` ``h``
+    The constructor is written once: a subclass names its backend ``_backend`` (``"torch"``
+    or ``"jax"``) and mixes in ``NormalizedLogProb`` (``_set_normalized``); :meth:`_init_params`
+    stores ``coupling`` ``J``, ``field`` ``h``
     (scalar arrays or arrays of the batch shape, kept in the shapes given; after a lazy
     ``expand`` results are broadcast to the larger batch shape), ``lattice_shape``,
     ``periodic`` and ``num_gibbs_steps``.
@@ -425,6 +427,23 @@ class IsingMethods(EnergyMethods):
     lattice_shape: tuple[int, int]
     periodic: bool
     num_gibbs_steps: int
+    _backend: str  # "torch" or "jax": the subclass's array backend
+
+    def __init__(
+        self,
+        coupling: Array | float,
+        field: Array | float = 0.0,
+        shape: tuple[int, int] | None = None,
+        periodic: bool = False,
+        num_gibbs_steps: int = 100,
+        normalized: bool = False,
+        validate_args: bool | None = None,
+    ) -> None:
+        batch_shape, event_shape = self._init_params(
+            self._backend, coupling, field, shape, periodic, num_gibbs_steps, validate_args
+        )
+        self._finish_init(batch_shape, event_shape, validate_args)
+        self._set_normalized(normalized)
 
     def _init_params(
         self,

@@ -278,13 +278,41 @@ def init_map_state(dbm: Any, image: Array, priors: LambertianPriors) -> MapState
 
 
 class DeepLambertianMethods:
-    """What the Pyro and NumPyro ``DeepLambertian`` share. A subclass stores ``dbm`` (the
-    albedo DBM, Gaussian visible units) and ``priors`` (:class:`LambertianPriors`) and
-    supplies the PPL primitives ``_plate``, ``_sample_site``, ``_factor`` and ``_normal``
-    (a ``Normal(loc, scale)`` distribution class)."""
+    """What the Pyro and NumPyro ``DeepLambertian`` share: the constructor, the program
+    (:meth:`model`) and the coordinate ascent (:meth:`infer_map`), written once. A subclass
+    names its PPL adapter ``ppl`` (:mod:`ebm_ppl.pyro.ppl` or :mod:`ebm_ppl.numpyro.ppl`) and
+    its DBM class ``_dbm_class``; it stores ``dbm`` (the albedo DBM, Gaussian visible units)
+    and ``priors`` (:class:`LambertianPriors`)."""
 
+    ppl: Any
+    _dbm_class: type
     dbm: Any
     priors: LambertianPriors
+
+    def __init__(
+        self,
+        albedo_dbm: Any,
+        shape: tuple,
+        offset: float = 0.5,
+        scale: float = 0.2,
+        height_scale: float = 3.0,
+        smoothness: float = 2.0,
+        light_loc: Any = (0.0, 0.0, 1.0),
+        light_scale: float = 0.5,
+        noise: float = 0.05,
+    ) -> None:
+        biases = getattr(albedo_dbm, "biases", None)  # not a DBM: refused below
+        priors = LambertianPriors(
+            float(offset),
+            float(scale),
+            float(height_scale),
+            float(smoothness),
+            self.ppl.asarray(light_loc, "float32", like=biases[0] if biases else None),
+            float(light_scale),
+            float(noise),
+            tuple(shape),
+        )
+        self._init_lambertian(albedo_dbm, self._dbm_class, priors)
 
     def _init_lambertian(self, dbm: Any, dbm_cls: type, priors: LambertianPriors) -> None:
         if not isinstance(dbm, dbm_cls):
@@ -329,16 +357,45 @@ class DeepLambertianMethods:
         h, w = p.shape
         d = self.n_pixels
         like = self.dbm.biases[0]
-        with self._plate("images", n):
-            state = self._sample_site("albedo", self.dbm.expand((n,)))
-            z = self._sample_site(
-                "height", self._normal(ops.zeros((h, w), like), p.height_scale).to_event(2)
+        ppl = self.ppl
+        with ppl.plate("images", n):
+            state = ppl.sample("albedo", self.dbm.expand((n,)))
+            z = ppl.sample(
+                "height", ppl.dist.Normal(ops.zeros((h, w), like), p.height_scale).to_event(2)
             )
-            self._factor("smoothness", smoothness_log_prior(z, p))
+            ppl.factor("smoothness", smoothness_log_prior(z, p))
             loc = ops.asarray_like(p.light_loc, like)
-            light = self._sample_site("light", self._normal(loc, p.light_scale).to_event(1))
+            light = ppl.sample("light", ppl.dist.Normal(loc, p.light_scale).to_event(1))
             mean = render(self.albedo(state[..., :d]), z, light)
-            return self._sample_site("image", self._normal(mean, p.noise).to_event(1), obs=images)
+            return ppl.sample("image", ppl.dist.Normal(mean, p.noise).to_event(1), obs=images)
+
+    def infer_map(
+        self, images: Array, num_steps: int = 300, lr: float = 0.05, mf_iters: int = 3
+    ) -> dict:
+        """Coordinate ascent for ``images`` ``(N, H*W)``: :func:`init_map_state`, then
+        ``num_steps`` rounds of :func:`map_update` (mean field for the DBM, the exact
+        conditional mean of the albedo, one Adam step on surface and light; one compiled loop
+        in JAX). Returns ``albedo``, ``height``, ``normals``, ``light``, ``shading`` and the
+        DBM's marginals (``dbm_marginals``)."""
+        ppl, priors, dbm = self.ppl, self.priors, self.dbm
+        images = ppl.asarray(images, "float32", like=dbm.biases[0])
+        self._check_images(images)
+        self._check_map_args(num_steps, lr)
+
+        def objective(image, v, z, light):
+            return continuous_log_joint(image, v, z, light, priors).sum()
+
+        grad_fn = ppl.grad(objective, (2, 3))
+
+        def run(images):
+            state = init_map_state(dbm, images, priors)
+
+            def step(st):
+                return map_update(dbm, images, st, priors, grad_fn, lr, mf_iters)
+
+            return ppl.iterate(step, state, num_steps)
+
+        return self._map_result(ppl.compiled(run)(images))
 
     def _check_map_args(self, num_steps: Any, lr: Any) -> None:
         if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:

@@ -345,3 +345,116 @@ def fit_em(
         pi, mu = mstep(nk, sk, n, smoothing)
         t += 1
     return BernoulliMixtureFit(pi, mu, tuple(lls), tuple(objs), t, converged)
+
+
+# --------------------------------------------------------------------------------------
+# the program and its EM fit, written once for both PPLs
+# --------------------------------------------------------------------------------------
+
+__all__ += ["as_float_data", "bernoulli_mixture_program", "fit_mixture", "program_estep"]
+
+
+def as_float_data(ppl: Any, data: Any, name: str = "data") -> Array:
+    """``data`` as an array of ``ppl``'s backend, checked by :func:`check_data`: an array of
+    that backend is kept as it is (a tensor keeps its device), anything else (numpy, lists,
+    the other backend's arrays) goes through the host; integer and boolean 0/1 data become
+    float32."""
+    native = ops.is_torch(data) if ppl.NAME == "pyro" else ops.is_jax(data)
+    x = data
+    if not native:
+        x = ppl.asarray(np.asarray(data.detach().cpu() if hasattr(data, "detach") else data), None)
+    floating = x.is_floating_point() if ops.is_torch(x) else "float" in str(x.dtype)
+    if not floating:
+        x = ppl.asarray(x, "float32")
+    check_data(x, name)
+    return x
+
+
+def bernoulli_mixture_program(ppl: Any, data: Array, num_components: int) -> None:
+    """A mixture of ``num_components`` product-Bernoulli distributions over the rows of
+    ``data`` ``(N, D)`` (0/1 floats), written once for the PPL adapter ``ppl``:
+
+    * ``pi = ppl.param("pi", ..., constraint=simplex)``, ``(K,)``, initially uniform;
+    * ``mu = ppl.param("mu", ..., constraint=unit_interval)``, ``(K, D)``, initially
+      uniform on ``(0.25, 0.75)`` (:func:`ebm_ppl.pyro.ppl.uniform_init`: torch's global
+      generator, or the ``seed`` handler's key);
+    * in ``ppl.plate("data", N)``: ``z ~ Categorical(pi)`` with
+      ``infer={"enumerate": "parallel"}`` and ``x ~ Bernoulli(mu[z]).to_event(1)``,
+      observed at ``data``.
+    """
+    k = check_num_components(num_components)
+    check_data(data)
+    n, d = data.shape
+    constraints = ppl.dist.constraints
+    pi = ppl.param("pi", ops.zeros((k,), data) + 1.0 / k, constraint=constraints.simplex)
+    mu = ppl.param(
+        "mu", ppl.uniform_init((k, d), 0.25, 0.75, data), constraint=constraints.unit_interval
+    )
+    with ppl.plate("data", n):
+        z = ppl.sample("z", ppl.dist.Categorical(pi), infer={"enumerate": "parallel"})
+        ppl.sample("x", ppl.dist.Bernoulli(probs=mu[z]).to_event(1), obs=data)
+
+
+def program_estep(log_joint: Callable[[Array, Array, Array], Array]) -> EStep:
+    """The E-step (an :data:`EStep`) whose responsibilities come from ``log_joint(x, pi, mu)``
+    ``(B, K)``, the enumerated program's ``log p(x_n, z_n = k)``
+    (:func:`statistics_from_log_joint`), added to the running sums."""
+
+    def estep(totals, x, pi, mu, bias, weight):
+        return add_statistics(totals, statistics_from_log_joint(x, log_joint(x, pi, mu)))
+
+    return estep
+
+
+def fit_mixture(
+    data: Any,
+    num_components: int,
+    init: tuple[Any, Any] | None = None,
+    seed: int = 0,
+    num_iters: int = 100,
+    tol: float | None = 1e-5,
+    batch_size: int = 1000,
+    smoothing: float = 0.01,
+    estep: str = "closed_form",
+    callback: Callable[[int, float, float], Any] | None = None,
+    *,
+    ppl: Any,
+    estep_program: EStep,
+    estep_closed_form: EStep | None = None,
+    natural: Callable | None = None,
+    mstep: Callable | None = None,
+    prior: Callable | None = None,
+) -> BernoulliMixtureFit:
+    """EM for the Bernoulli mixture program on ``data`` ``(N, D)`` (0/1), the frontends'
+    ``fit_bernoulli_mixture``, with the PPL adapter ``ppl`` (data by :func:`as_float_data`);
+    ``init`` is ``(pi, mu)`` (default :func:`bernoulli_mixture_init` with ``seed``, numpy, so
+    both frontends start from the same point), converted to the data's backend and dtype;
+    then :func:`fit_em` with minibatches of ``batch_size`` rows, at most ``num_iters``
+    iterations, tolerance ``tol`` and pseudo-count ``smoothing``. ``estep``:
+    ``"closed_form"`` (``estep_closed_form``, default one matrix product per minibatch) or
+    ``"program"`` (``estep_program``, responsibilities from the enumerated program; see
+    :func:`program_estep`). ``natural`` / ``mstep`` / ``prior``: the frontend's (e.g. jitted)
+    versions of :func:`natural_params` / :func:`m_step` / :func:`log_prior`. Returns a
+    :class:`BernoulliMixtureFit`."""
+    k = check_num_components(num_components)
+    x = as_float_data(ppl, data)
+    if estep not in ("closed_form", "program"):
+        raise ValueError(f"estep must be 'closed_form' or 'program', got {estep!r}")
+    if init is None:
+        init = bernoulli_mixture_init(x, k, seed=seed, smoothing=smoothing)
+    pi, mu = (ops.asarray_like(a, x) for a in init)
+    if pi.ndim != 1 or int(pi.shape[0]) != k:
+        raise ValueError(f"init: pi must have shape ({k},), got {tuple(pi.shape)}")
+    return fit_em(
+        x,
+        (pi, mu),
+        num_iters=num_iters,
+        tol=tol,
+        batch_size=batch_size,
+        smoothing=smoothing,
+        estep=estep_program if estep == "program" else estep_closed_form,
+        natural=natural,
+        mstep=mstep,
+        prior=prior,
+        callback=callback,
+    )

@@ -34,6 +34,7 @@ enumerates ``h`` and ``s`` of tiny models: the oracle of the tests.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
@@ -288,15 +289,59 @@ def exact_posterior(clean: Any, mask: Any, noise: Noise, v: Array) -> dict:
     }
 
 
-class RobustBMMethods:
-    """What the Pyro and NumPyro ``RobustBM`` share. A subclass stores ``clean`` (a
-    GaussianRBM), ``mask`` (an RBM over the same ``D`` pixels) and ``noise`` (a
-    :class:`Noise`), and supplies the PPL primitives ``_sample_site``, ``_plate`` and the
-    observation distribution class ``_likelihood_cls``."""
+class RobustLikelihoodMethods:
+    r"""What the Pyro and NumPyro ``RobustLikelihood`` share: the RoBM observation model
+    ``p(v | x, s)``, per pixel ``N(x_i, noise_scale_i^2)`` where the mask ``s_i = 1`` and
+    ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0`` (:func:`log_likelihood`). A
+    subclass stores ``clean`` ``(..., D)``, ``shown`` (the mask, ``(..., D)``) and exposes
+    ``noise`` (a :class:`Noise`)."""
 
+    clean: Array
+    shown: Array
+    noise: Noise
+
+    def _likelihood_shapes(self, noise: Noise) -> tuple[tuple, tuple]:
+        """Checks ``noise`` against the ``D`` pixels; returns ``(batch_shape, event_shape)``:
+        the broadcast of the clean image's and the mask's batch shapes, and ``(D,)``."""
+        d = int(self.clean.shape[-1])
+        check_noise(noise, d)
+        batch = ops.broadcast_shapes(tuple(self.clean.shape[:-1]), tuple(self.shown.shape[:-1]))
+        return batch, (d,)
+
+    def log_prob(self, value: Array) -> Array:
+        """``log p(v | x, s)``, summed over pixels."""
+        return log_likelihood(value, self.clean, self.shown, self.noise)
+
+
+class RobustBMMethods:
+    """What the Pyro and NumPyro ``RobustBM`` share: the constructor, the program
+    (:meth:`model`), block Gibbs, mean field and the bound, written once. A subclass names its
+    PPL adapter ``ppl``, its RBM classes ``_clean_class`` (GaussianRBM) and ``_mask_class``
+    (RBM), the observation distribution class ``_likelihood_cls`` and ``_noise(noise_scale,
+    outlier_loc, outlier_scale, like)``, which makes the :class:`Noise` arrays (placed like
+    the array ``like``, or ``None``); it stores ``clean`` (a GaussianRBM), ``mask`` (an RBM
+    over the same ``D`` pixels) and ``noise`` (a :class:`Noise`)."""
+
+    ppl: Any
+    _clean_class: type
+    _mask_class: type
+    _likelihood_cls: type
+    _noise: Callable[..., Noise]
     clean: Any
     mask: Any
     noise: Noise
+
+    def __init__(
+        self,
+        clean: Any,
+        mask: Any,
+        noise_scale: float | Array = 0.1,
+        outlier_loc: float | Array = 0.0,
+        outlier_scale: float | Array = 1.0,
+    ) -> None:
+        like = getattr(clean, "weights", None)  # None: not an RBM, refused below
+        noise = self._noise(noise_scale, outlier_loc, outlier_scale, like)
+        self._init_robust(clean, mask, noise, self._clean_class, self._mask_class)
 
     def _init_robust(self, clean, mask, noise: Noise, clean_cls: type, mask_cls: type) -> None:
         if not isinstance(clean, clean_cls):
@@ -395,10 +440,11 @@ class RobustBMMethods:
             check_image(images, self.n_pixels)
             if images.ndim != 2:
                 raise ValueError(f"images must have shape (N, {self.n_pixels})")
-        with self._plate("images", n):
-            x = self._sample_site("clean", self.clean.expand((n,)))
-            s = self._sample_site("mask", self.mask.expand((n,)))
-            return self._sample_site("image", self._likelihood_cls(x, s, *self.noise), obs=images)
+        ppl = self.ppl
+        with ppl.plate("images", n):
+            x = ppl.sample("clean", self.clean.expand((n,)))
+            s = ppl.sample("mask", self.mask.expand((n,)))
+            return ppl.sample("image", self._likelihood_cls(x, s, *self.noise), obs=images)
 
 
 class RobustVisibleMethods:
@@ -416,6 +462,13 @@ class RobustVisibleMethods:
     num_iters: int
     damping: float
     tol: float | None
+
+    _robust_class: type
+
+    def __init__(
+        self, robust: Any, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
+    ) -> None:
+        self._init_visible(robust, self._robust_class, num_iters, damping, tol)
 
     def _init_visible(self, robust: Any, robust_cls: type, num_iters, damping, tol) -> None:
         if not isinstance(robust, robust_cls):

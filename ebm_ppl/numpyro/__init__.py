@@ -2,39 +2,12 @@
 
 import jax
 
-from ebm_ppl.inference.ais import (
-    AISResult,
-    LogLikelihood,
-    RAISEResult,
-    Routes,
-    compare_routes,
-    evaluate,
-    geometric_schedule,
-    linear_schedule,
-    salakhutdinov_murray_schedule,
-)
-from ebm_ppl.inference.samle import robbins_monro
-from ebm_ppl.inference.tempering import ParallelTempering, TemperedTransitions
-from ebm_ppl.models.base import (
-    BernoulliBase,
-    GaussianBase,
-    base_rate,
-    gaussian_base,
-    register_pytree,
-    uniform_base,
-)
+from ebm_ppl.inference import frontend_api
+from ebm_ppl.inference.frontend_api import *  # noqa: F403 (the backend-neutral names)
+from ebm_ppl.models.base import register_pytree
 from ebm_ppl.models.categorical_rbm import CategoricalBase
-from ebm_ppl.models.dbm import DBMBase, DBMPath
-from ebm_ppl.models.mixture import (
-    BernoulliMixtureFit,
-    bernoulli_mixture_init,
-    bernoulli_mixture_log_likelihood,
-)
-from ebm_ppl.models.replicated_softmax import (
-    MultinomialBase,
-    log_multinomial_coefficient,
-    multinomial_base,
-)
+from ebm_ppl.models.dbm import DBMPath
+from ebm_ppl.models.replicated_softmax import MultinomialBase
 from ebm_ppl.numpyro.ais import AIS, RAISE
 from ebm_ppl.numpyro.chains import run_chains
 from ebm_ppl.numpyro.dbm import DBM, DBMVisible, dbm_classifier_init, greedy_pretrain_dbm
@@ -75,19 +48,11 @@ except ValueError:  # already registered
     pass
 
 __all__ = [
+    *frontend_api.__all__,
     "AIS",
-    "AISResult",
-    "DBMBase",
-    "DBMPath",
     "RAISE",
-    "RAISEResult",
-    "Routes",
-    "compare_routes",
-    "BernoulliBase",
-    "BernoulliMixtureFit",
     "BlockGibbs",
     "BlockGibbsState",
-    "CategoricalBase",
     "CategoricalRBM",
     "DBM",
     "DBMVisible",
@@ -95,16 +60,12 @@ __all__ = [
     "DeepLambertian",
     "Exchange",
     "ExchangeState",
-    "GaussianBase",
     "GaussianRBM",
     "GreedyLayerData",
     "Ising",
-    "LogLikelihood",
     "MeanFieldGuide",
     "MultimodalDBM",
     "MultimodalDBMVisible",
-    "MultinomialBase",
-    "ParallelTempering",
     "RBM",
     "RobustBM",
     "RobustBMVisible",
@@ -112,13 +73,9 @@ __all__ = [
     "ReplicatedSoftmax",
     "SAMLE",
     "SAMLEState",
-    "TemperedTransitions",
-    "base_rate",
     "bernoulli_mixture",
-    "bernoulli_mixture_init",
     "bernoulli_mixture_log_density",
     "bernoulli_mixture_log_joint",
-    "bernoulli_mixture_log_likelihood",
     "make_mesh",
     "run_chains",
     "check_model",
@@ -129,19 +86,10 @@ __all__ = [
     "dbm_classifier_init",
     "dbn_guide",
     "dbn_model",
-    "evaluate",
     "fine_tune",
-    "gaussian_base",
     "fit_bernoulli_mixture",
     "fit_hd_prior",
-    "geometric_schedule",
     "greedy_pretrain",
     "greedy_pretrain_dbm",
     "hd_prior",
-    "linear_schedule",
-    "log_multinomial_coefficient",
-    "multinomial_base",
-    "robbins_monro",
-    "salakhutdinov_murray_schedule",
-    "uniform_base",
 ]

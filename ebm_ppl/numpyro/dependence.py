@@ -30,42 +30,25 @@ def energy_dependencies(
     where the support allows, then two fresh draws) and compares the energy sites'
     parameters (:func:`ebm_ppl.inference.dependence.by_perturbation`)."""
     kwargs = {} if kwargs is None else kwargs
+    key = jax.random.PRNGKey(0)
     with jax.ensure_compile_time_eval():
-        tr = _trace(model, jax.random.PRNGKey(0), None, args, kwargs)
-        if not dep.energy_sites(tr):
-            return {}
-        found = {}
-        try:
+        tr = _trace(model, key, None, args, kwargs)
+
+        def provenance():
             from numpyro.infer.inspect import get_dependencies
 
             quick = quick_energy_draws(model)  # no Gibbs runs while tracing provenance
-            prior = get_dependencies(quick, args, kwargs)["prior_dependencies"]
-            found = dep.from_provenance(tr, prior)
-        except Exception:  # noqa: BLE001 - provenance cannot trace every program
-            pass
-        held = {n: tr[n]["value"] for n in dep.latent_sites(tr)}
+            return get_dependencies(quick, args, kwargs)["prior_dependencies"]
 
-        def retrace(name, k):
-            values = dict(held)
-            if name is not None:
-                fn = tr[name]["fn"]
-                if k == 0:
-                    alt = dep.negated(fn, held[name])
-                elif dep.energy_of(tr[name]) is not None:  # a random state: no Gibbs run
-                    alt = dep.energy_of(tr[name]).init_chain(
-                        jax.random.PRNGKey(k), tuple(held[name].shape)
-                    )
-                else:
-                    alt = fn.sample(jax.random.PRNGKey(k))
-                if alt is None:
-                    return None
-                values[name] = alt
-            try:
-                return _trace(model, jax.random.PRNGKey(0), values, args, kwargs)
-            except Exception:  # noqa: BLE001 - a value the model cannot run with
-                return None
+        def fresh_value(name, k):
+            energy = dep.energy_of(tr[name])
+            if energy is not None:  # a random state: no Gibbs run
+                return energy.init_chain(jax.random.PRNGKey(k), tuple(tr[name]["value"].shape))
+            return tr[name]["fn"].sample(jax.random.PRNGKey(k))
 
-        return dep.union(found, dep.by_perturbation(tr, retrace))
+        return dep.find_dependencies(
+            tr, provenance, lambda values: _trace(model, key, values, args, kwargs), fresh_value
+        )
 
 
 def check_model(model: Callable, *args: Any, **kwargs: Any) -> None:

@@ -36,22 +36,14 @@ spin = _Spin()
 
 
 class Ising(NormalizedLogProb, IsingMethods, _Energy):
-    r"""2-D lattice Ising model over spins ``s in {-1, +1}^(H x W)``.
-
-    ``Ising(coupling, field=0.0, shape=(H, W))`` has energy
-    ``E(s) = -J sum_<ij> s_i s_j - h sum_i s_i`` over nearest-neighbour bonds, with free
-    boundaries or, with ``periodic=True`` (even ``H`` and ``W``), on a torus. ``coupling``
-    ``J`` and ``field`` ``h`` are floats or arrays of the batch shape (e.g. under a plate,
-    or functions of random variables: they stay differentiable); the event shape is
-    ``(H, W)``.
-
-    ``log_prob(s)`` is the **unnormalized** ``-E(s)``; with ``normalized=True`` it subtracts
-    the exact ``log_partition()`` (enumeration of one checkerboard colour, lattices up to
-    6 x 6), which makes programs with random ``J`` or ``h`` exact (NUTS, ``HMCGibbs``).
-    ``exact_sample(key)`` draws exactly on such lattices. ``sample(key)`` is approximate:
+    r"""2-D lattice Ising model over spins ``s in {-1, +1}^(H x W)``, as
+    :class:`ebm_ppl.pyro.Ising` (the same constructor ``Ising(coupling, field=0.0, shape=(H,
+    W), periodic=False, num_gibbs_steps=100, normalized=False)``, energy
+    ``E(s) = -J sum_<ij> s_i s_j - h sum_i s_i``, unnormalized or exactly normalized
+    ``log_prob``) with explicit keys: ``exact_sample(key)`` draws exactly on small lattices
+    (NUTS and ``HMCGibbs`` are exact there with ``normalized=True``); ``sample(key)`` runs
     ``num_gibbs_steps`` checkerboard block-Gibbs sweeps (one ``lax.scan``) from uniform
-    spins; :class:`~ebm_ppl.numpyro.BlockGibbs` samples latent Ising sites with the same
-    sweeps.
+    spins, the sweeps :class:`~ebm_ppl.numpyro.BlockGibbs` uses for latent Ising sites.
 
     The class is a jit-safe pytree (``coupling`` and ``field`` are leaves; the lattice shape,
     ``periodic``, ``num_gibbs_steps`` and ``normalized`` are static). ``expand`` is native and
@@ -61,6 +53,7 @@ class Ising(NormalizedLogProb, IsingMethods, _Energy):
 
     arg_constraints = {"coupling": constraints.real, "field": constraints.real}
     support = constraints.independent(spin, 2)
+    _backend = "jax"
     pytree_data_fields = ("coupling", "field")
     pytree_aux_fields = (
         "lattice_shape",
@@ -69,19 +62,3 @@ class Ising(NormalizedLogProb, IsingMethods, _Energy):
         "_check_inputs",
         "normalized",
     )
-
-    def __init__(
-        self,
-        coupling,
-        field=0.0,
-        shape: tuple[int, int] | None = None,
-        periodic: bool = False,
-        num_gibbs_steps: int = 100,
-        normalized: bool = False,
-        validate_args: bool | None = None,
-    ) -> None:
-        batch_shape, event_shape = self._init_params(
-            "jax", coupling, field, shape, periodic, num_gibbs_steps, validate_args
-        )
-        self._finish_init(batch_shape, event_shape, validate_args)
-        self._set_normalized(normalized)

@@ -22,26 +22,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import numpyro
-import numpyro.distributions as dist
 from numpyro import handlers
-from numpyro.distributions import constraints
 
-from ebm_ppl.models.mixture import (
-    BernoulliMixtureFit,
-    add_statistics,
-    bernoulli_mixture_init,
-    check_data,
-    check_num_components,
-    check_params,
-    em_statistics,
-    fit_em,
-    log_prior,
-    m_step,
-    natural_params,
-    statistics_from_log_joint,
-)
+from ebm_ppl.models import mixture
+from ebm_ppl.models.mixture import BernoulliMixtureFit, check_params
+from ebm_ppl.numpyro import ppl
 
 __all__ = [
     "bernoulli_mixture",
@@ -49,19 +34,6 @@ __all__ = [
     "bernoulli_mixture_log_joint",
     "fit_bernoulli_mixture",
 ]
-
-
-def _as_data(data: Any, name: str = "data") -> jax.Array:
-    """A float JAX array (integer / boolean 0/1 data become float32)."""
-    if isinstance(data, jax.Array):
-        x = data
-    else:
-        x = np.asarray(data.detach().cpu() if hasattr(data, "detach") else data)
-        x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.float32)
-    check_data(x, name)
-    return x
 
 
 def bernoulli_mixture(data: jax.Array, num_components: int) -> None:
@@ -79,18 +51,7 @@ def bernoulli_mixture(data: jax.Array, num_components: int) -> None:
     ``z`` out with :func:`bernoulli_mixture_log_density` (or ``numpyro.contrib.funsor`` where
     ``funsor`` is installed).
     """
-    k = check_num_components(num_components)
-    check_data(data)
-    n, d = data.shape
-    pi = numpyro.param("pi", jnp.full((k,), 1.0 / k, data.dtype), constraint=constraints.simplex)
-    mu = numpyro.param(
-        "mu",
-        lambda key: 0.25 + 0.5 * jax.random.uniform(key, (k, d), data.dtype),
-        constraint=constraints.unit_interval,
-    )
-    with numpyro.plate("data", n):
-        z = numpyro.sample("z", dist.Categorical(pi), infer={"enumerate": "parallel"})
-        numpyro.sample("x", dist.Bernoulli(probs=mu[z]).to_event(1), obs=data)
+    mixture.bernoulli_mixture_program(ppl, data, num_components)
 
 
 def _enumerated_log_joint(model: Callable, args: tuple, kwargs: dict, params: dict) -> jax.Array:
@@ -127,7 +88,7 @@ def _log_joint(x: jax.Array, pi: jax.Array, mu: jax.Array) -> jax.Array:
 
 
 def _checked(data: Any, pi: Any, mu: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
-    x = _as_data(data)
+    x = mixture.as_float_data(ppl, data)
     pi, mu = jnp.asarray(pi, x.dtype), jnp.asarray(mu, x.dtype)
     check_params(pi, mu, int(x.shape[1]))
     return x, pi, mu
@@ -150,62 +111,26 @@ def bernoulli_mixture_log_density(data: Any, pi: Any, mu: Any) -> jax.Array:
 
 
 # jitted pieces of EM (a minibatch's E-step with the running sums, the M-step, the prior)
-_closed_form_estep = jax.jit(
-    lambda totals, x, pi, mu, bias, weight: add_statistics(totals, em_statistics(x, bias, weight))
-)
-_program_estep = jax.jit(
-    lambda totals, x, pi, mu, bias, weight: add_statistics(
-        totals, statistics_from_log_joint(x, _log_joint(x, pi, mu))
-    )
-)
-_natural = jax.jit(natural_params)
-_m_step = jax.jit(m_step, static_argnums=(2,))
-_log_prior = jax.jit(log_prior)
+_JITTED_STEPS = {
+    "estep_closed_form": jax.jit(
+        lambda totals, x, pi, mu, bias, weight: mixture.add_statistics(
+            totals, mixture.em_statistics(x, bias, weight)
+        )
+    ),
+    "estep_program": jax.jit(mixture.program_estep(_log_joint)),
+    "natural": jax.jit(mixture.natural_params),
+    "mstep": jax.jit(mixture.m_step, static_argnums=(2,)),
+    "prior": jax.jit(mixture.log_prior),
+}
 
 
-def fit_bernoulli_mixture(
-    data: Any,
-    num_components: int,
-    init: tuple[Any, Any] | None = None,
-    seed: int = 0,
-    num_iters: int = 100,
-    tol: float | None = 1e-5,
-    batch_size: int = 1000,
-    smoothing: float = 0.01,
-    estep: str = "closed_form",
-    callback: Callable[[int, float, float], Any] | None = None,
-) -> BernoulliMixtureFit:
+def fit_bernoulli_mixture(data: Any, num_components: int, **kwargs: Any) -> BernoulliMixtureFit:
     """Fit :func:`bernoulli_mixture` to ``data`` ``(N, D)`` (0/1; numpy or JAX) by EM
-    (:func:`ebm_ppl.models.mixture.fit_em`), with jitted minibatch E-steps and M-step:
-    minibatches of ``batch_size`` rows, at most ``num_iters`` iterations, stopping when the
-    objective's relative improvement falls below ``tol``; closed-form M-step with
-    pseudo-count ``smoothing``.
-
-    ``init``: ``(pi, mu)``; default :func:`~ebm_ppl.models.mixture.bernoulli_mixture_init`
-    with ``seed`` (numpy, so the Pyro frontend starts from the same point). ``estep``:
-    ``"closed_form"`` (one matrix product per minibatch) or ``"program"`` (responsibilities
-    from :func:`bernoulli_mixture_log_joint`, the enumerated program; ``O(K B D)`` memory).
-    Returns a :class:`~ebm_ppl.models.mixture.BernoulliMixtureFit` with JAX arrays.
+    (:func:`ebm_ppl.models.mixture.fit_mixture`) with jitted minibatch E-steps and M-step.
+    Keyword arguments as for :func:`ebm_ppl.pyro.fit_bernoulli_mixture`: ``init``, ``seed``
+    (the default ``init`` is the same numpy start in both frontends), ``num_iters``, ``tol``,
+    ``batch_size``, ``smoothing``, ``estep`` (``"closed_form"`` or ``"program"``: the
+    enumerated :func:`bernoulli_mixture_log_joint`) and ``callback``. Returns a
+    :class:`~ebm_ppl.models.mixture.BernoulliMixtureFit` with JAX arrays.
     """
-    k = check_num_components(num_components)
-    x = _as_data(data)
-    if estep not in ("closed_form", "program"):
-        raise ValueError(f"estep must be 'closed_form' or 'program', got {estep!r}")
-    if init is None:
-        init = bernoulli_mixture_init(x, k, seed=seed, smoothing=smoothing)
-    pi, mu = (jnp.asarray(a, x.dtype) for a in init)
-    if pi.ndim != 1 or int(pi.shape[0]) != k:
-        raise ValueError(f"init: pi must have shape ({k},), got {tuple(pi.shape)}")
-    return fit_em(
-        x,
-        (pi, mu),
-        num_iters=num_iters,
-        tol=tol,
-        batch_size=batch_size,
-        smoothing=smoothing,
-        estep=_program_estep if estep == "program" else _closed_form_estep,
-        natural=_natural,
-        mstep=_m_step,
-        prior=_log_prior,
-        callback=callback,
-    )
+    return mixture.fit_mixture(data, num_components, ppl=ppl, **_JITTED_STEPS, **kwargs)

@@ -27,14 +27,18 @@ deterministic = numpyro.deterministic
 __all__ = [
     "NAME",
     "asarray",
-    "param_value",
+    "compiled",
     "deterministic",
     "dist",
     "factor",
+    "grad",
+    "iterate",
     "param",
+    "param_value",
     "plate",
     "run_nuts",
     "sample",
+    "uniform_init",
 ]
 
 
@@ -84,3 +88,28 @@ def run_nuts(
 def param_value(x: jax.Array) -> jax.Array:
     """The initial value to give ``ppl.param``: ``x`` itself (JAX arrays are immutable)."""
     return x
+
+
+# --- programs and loops written once (issue 24, frontends part 1) ---------------------------
+
+
+def grad(fn: Callable, argnums: tuple[int, ...]) -> Callable:
+    """``g(*args) -> (d fn / d args[i] for i in argnums)``: the gradients of the scalar
+    ``fn(*args)`` by ``jax.grad``."""
+    return jax.grad(fn, argnums=argnums)
+
+
+def iterate(step: Callable, state: Any, num_steps: int) -> Any:
+    """``step`` applied ``num_steps`` times to ``state`` (one ``jax.lax.scan``)."""
+    return jax.lax.scan(lambda s, _: (step(s), None), state, None, length=num_steps)[0]
+
+
+def compiled(fn: Callable) -> Callable:
+    """``fn`` compiled by ``jax.jit``."""
+    return jax.jit(fn)
+
+
+def uniform_init(shape: tuple, low: float, high: float, like: jax.Array) -> Callable:
+    """A lazy ``param`` initialiser: ``key -> low + (high - low) * U`` with ``U`` uniform on
+    ``[0, 1)`` of ``shape`` drawn from the ``seed`` handler's ``key``, ``like``'s dtype."""
+    return lambda key: low + (high - low) * jax.random.uniform(key, shape, like.dtype)

@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpyro
 from numpyro.distributions import Distribution, constraints
 
+from ebm_ppl.models import robust
 from ebm_ppl.models.family import EnergyMethods
-from ebm_ppl.models.robust import (
-    MeanField,
-    Noise,
-    RobustBMMethods,
-    RobustVisibleMethods,
-    check_noise,
-    log_likelihood,
-    sample_observation,
-)
+from ebm_ppl.models.robust import MeanField, Noise
+from ebm_ppl.numpyro import ppl
 from ebm_ppl.numpyro.distributions import RBM, GaussianRBM, _Energy
 
 __all__ = ["MeanField", "RobustBM", "RobustBMVisible", "RobustLikelihood"]
 
 
-def _noise(noise_scale, outlier_loc, outlier_scale) -> Noise:
+def _noise(noise_scale, outlier_loc, outlier_scale, like=None) -> Noise:
+    del like  # JAX places arrays itself
     return Noise(*(jnp.asarray(a, jnp.float32) for a in (noise_scale, outlier_loc, outlier_scale)))
 
 
-class RobustLikelihood(Distribution):
+class RobustLikelihood(robust.RobustLikelihoodMethods, Distribution):
     r"""The RoBM observation model ``p(v | x, s)``: per pixel ``N(x_i, noise_scale_i^2)``
     where the mask ``s_i = 1`` and ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0``
     (``shown`` holds the mask; normalized; event shape ``(D,)``). A jit-safe pytree."""
@@ -45,28 +39,22 @@ class RobustLikelihood(Distribution):
         self.clean, self.shown = jnp.asarray(clean), jnp.asarray(mask)
         noise = _noise(noise_scale, outlier_loc, outlier_scale)
         self.noise_scale, self.outlier_loc, self.outlier_scale = noise
-        d = int(self.clean.shape[-1])
-        check_noise(noise, d)
-        shape = jnp.broadcast_shapes(self.clean.shape[:-1], self.shown.shape[:-1])
-        super().__init__(shape, (d,), validate_args=validate_args)
+        batch, event = self._likelihood_shapes(noise)
+        super().__init__(batch, event, validate_args=validate_args)
 
     @property
     def noise(self) -> Noise:
         return Noise(self.noise_scale, self.outlier_loc, self.outlier_scale)
 
-    def log_prob(self, value):
-        """``log p(v | x, s)``, summed over pixels."""
-        return log_likelihood(value, self.clean, self.shown, self.noise)
-
     def sample(self, key, sample_shape=()):
         shape = tuple(sample_shape) + tuple(self.batch_shape) + tuple(self.event_shape)
         x = jnp.broadcast_to(self.clean, shape)
         s = jnp.broadcast_to(self.shown, shape)
-        return sample_observation(key, x, s, self.noise)
+        return robust.sample_observation(key, x, s, self.noise)
 
 
 @jax.tree_util.register_pytree_node_class
-class RobustBM(RobustBMMethods):
+class RobustBM(robust.RobustBMMethods):
     r"""Robust Boltzmann machine, as :class:`ebm_ppl.pyro.RobustBM` with explicit keys
     (a pytree: it may cross ``jax.jit``).
 
@@ -77,18 +65,11 @@ class RobustBM(RobustBMMethods):
     :meth:`mean_field`, :meth:`bound`, :meth:`visible` as in Pyro.
     """
 
+    ppl = ppl
+    _clean_class = GaussianRBM
+    _mask_class = RBM
     _likelihood_cls = RobustLikelihood
-
-    def __init__(
-        self,
-        clean: GaussianRBM,
-        mask: RBM,
-        noise_scale=0.1,
-        outlier_loc=0.0,
-        outlier_scale=1.0,
-    ) -> None:
-        noise = _noise(noise_scale, outlier_loc, outlier_scale)
-        self._init_robust(clean, mask, noise, GaussianRBM, RBM)
+    _noise = staticmethod(_noise)
 
     def tree_flatten(self):
         return (self.clean, self.mask, self.noise), None
@@ -98,14 +79,6 @@ class RobustBM(RobustBMMethods):
         new = object.__new__(cls)
         new.clean, new.mask, new.noise = children[0], children[1], Noise(*children[2])
         return new
-
-    @staticmethod
-    def _plate(name: str, size: int):
-        return numpyro.plate(name, size)
-
-    @staticmethod
-    def _sample_site(name: str, fn, obs=None):
-        return numpyro.sample(name, fn, obs=obs)
 
     def infer(self, rng_key, images, num_sweeps: int = 100, burn_in: int = 20) -> dict:
         """Block Gibbs given ``images`` ``(N, D)`` from ``rng_key`` (one compiled scan):
@@ -124,16 +97,12 @@ class RobustBM(RobustBMMethods):
         return RobustBMVisible(self, num_iters, damping, tol)
 
 
-class RobustBMVisible(RobustVisibleMethods, EnergyMethods, _Energy):
+class RobustBMVisible(robust.RobustVisibleMethods, EnergyMethods, _Energy):
     r"""A :class:`RobustBM` seen through its observed image, for
     :class:`~ebm_ppl.numpyro.SAMLE` (as :class:`ebm_ppl.pyro.RobustBMVisible`)."""
 
     arg_constraints: dict = {}
     support = constraints.real_vector
+    _robust_class = RobustBM
     pytree_data_fields = ("robust",)
     pytree_aux_fields = ("num_iters", "damping", "tol")
-
-    def __init__(
-        self, robust: RobustBM, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
-    ) -> None:
-        self._init_visible(robust, RobustBM, num_iters, damping, tol)

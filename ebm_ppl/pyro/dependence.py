@@ -34,43 +34,26 @@ def energy_dependencies(
     kwargs = {} if kwargs is None else kwargs
     with torch.random.fork_rng(devices=[]):
         nodes = trace if trace is not None else _trace(model, None, args, kwargs).nodes
-        if not dep.energy_sites(nodes):
-            return {}
-        found = {}
-        try:
+
+        def provenance():
             from pyro.infer.inspect import get_dependencies
 
             with poutine.block():
                 quick = quick_energy_draws(model)
-                prior = get_dependencies(quick, args, kwargs)["prior_dependencies"]
-            found = dep.from_provenance(nodes, prior)
-        except Exception:  # noqa: BLE001 - provenance cannot trace every program
-            pass
-        held = {n: nodes[n]["value"] for n in dep.latent_sites(nodes)}
+                return get_dependencies(quick, args, kwargs)["prior_dependencies"]
 
-        def retrace(name, k):
-            values = dict(held)
-            if name is not None:
-                fn = nodes[name]["fn"]
-                if k == 0:
-                    alt = dep.negated(fn, held[name])
-                else:
-                    torch.manual_seed(k)
-                    energy = dep.energy_of(nodes[name])
-                    with torch.no_grad():  # energy sites: a random state, no Gibbs run
-                        if energy is not None:
-                            alt = energy.init_chain(None, tuple(held[name].shape))
-                        else:
-                            alt = fn.sample()
-                if alt is None:
-                    return None
-                values[name] = alt
-            try:
-                return _trace(model, values, args, kwargs).nodes
-            except Exception:  # noqa: BLE001 - a value the model cannot run with
-                return None
+        def fresh_value(name, k):
+            torch.manual_seed(k)
+            energy = dep.energy_of(nodes[name])
+            with torch.no_grad():  # energy sites: a random state, no Gibbs run
+                if energy is not None:
+                    return energy.init_chain(None, tuple(nodes[name]["value"].shape))
+                return nodes[name]["fn"].sample()
 
-        return dep.union(found, dep.by_perturbation(nodes, retrace))
+        def trace_with(values):
+            return _trace(model, values, args, kwargs).nodes
+
+        return dep.find_dependencies(nodes, provenance, trace_with, fresh_value)
 
 
 def check_model(model: Callable, *args: Any, **kwargs: Any) -> None:

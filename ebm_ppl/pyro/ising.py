@@ -51,19 +51,4 @@ class Ising(NormalizedLogProb, IsingMethods, _Energy):
 
     arg_constraints = {"coupling": constraints.real, "field": constraints.real}
     support = constraints.independent(spin, 2)
-
-    def __init__(
-        self,
-        coupling: torch.Tensor | float,
-        field: torch.Tensor | float = 0.0,
-        shape: tuple[int, int] | None = None,
-        periodic: bool = False,
-        num_gibbs_steps: int = 100,
-        normalized: bool = False,
-        validate_args: bool | None = None,
-    ) -> None:
-        batch_shape, event_shape = self._init_params(
-            "torch", coupling, field, shape, periodic, num_gibbs_steps, validate_args
-        )
-        self._finish_init(batch_shape, event_shape, validate_args)
-        self._set_normalized(normalized)
+    _backend = "torch"

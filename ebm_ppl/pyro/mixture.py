@@ -15,24 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-import pyro
-import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.distributions import constraints
 from pyro.infer import TraceEnum_ELBO
 
-from ebm_ppl.models.mixture import (
-    BernoulliMixtureFit,
-    add_statistics,
-    bernoulli_mixture_init,
-    check_data,
-    check_num_components,
-    check_params,
-    fit_em,
-    statistics_from_log_joint,
-)
+from ebm_ppl.models import mixture
+from ebm_ppl.models.mixture import BernoulliMixtureFit, check_params
+from ebm_ppl.pyro import ppl
 
 __all__ = [
     "bernoulli_mixture",
@@ -40,18 +29,6 @@ __all__ = [
     "bernoulli_mixture_log_joint",
     "fit_bernoulli_mixture",
 ]
-
-
-def _as_data(data: Any, name: str = "data") -> torch.Tensor:
-    """A float tensor (integer / boolean 0/1 data become float32; a tensor keeps its device)."""
-    if isinstance(data, torch.Tensor):
-        x = data
-    else:
-        x = torch.as_tensor(np.asarray(data))  # device: default (host data)
-    if not x.is_floating_point():
-        x = x.to(torch.float32)
-    check_data(x, name)
-    return x
 
 
 def _as_param(x: Any, like: torch.Tensor) -> torch.Tensor:
@@ -72,18 +49,7 @@ def bernoulli_mixture(data: torch.Tensor, num_components: int) -> None:
     Run it under ``TraceEnum_ELBO(max_plate_nesting=1)`` (or ``poutine.enum``) to sum ``z``
     out; under ``poutine.substitute(..., data={"pi": pi, "mu": mu})`` to fix the parameters.
     """
-    k = check_num_components(num_components)
-    check_data(data)
-    n, d = data.shape
-    pi = pyro.param("pi", lambda: data.new_full((k,), 1.0 / k), constraint=constraints.simplex)
-    mu = pyro.param(
-        "mu",
-        lambda: 0.25 + 0.5 * torch.rand(k, d, dtype=data.dtype, device=data.device),
-        constraint=constraints.unit_interval,
-    )
-    with pyro.plate("data", n):
-        z = pyro.sample("z", dist.Categorical(pi), infer={"enumerate": "parallel"})
-        pyro.sample("x", dist.Bernoulli(probs=mu[z]).to_event(1), obs=data)
+    mixture.bernoulli_mixture_program(ppl, data, num_components)
 
 
 def _fixed(pi: torch.Tensor, mu: torch.Tensor) -> Callable:
@@ -91,7 +57,7 @@ def _fixed(pi: torch.Tensor, mu: torch.Tensor) -> Callable:
 
 
 def _checked(data: Any, pi: Any, mu: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    x = _as_data(data)
+    x = mixture.as_float_data(ppl, data)
     pi, mu = _as_param(pi, x), _as_param(mu, x)
     check_params(pi, mu, int(x.shape[1]))
     return x, pi, mu
@@ -128,52 +94,22 @@ def _empty_guide(*args: Any, **kwargs: Any) -> None:
     pass
 
 
-def fit_bernoulli_mixture(
-    data: Any,
-    num_components: int,
-    init: tuple[Any, Any] | None = None,
-    seed: int = 0,
-    num_iters: int = 100,
-    tol: float | None = 1e-5,
-    batch_size: int = 1000,
-    smoothing: float = 0.01,
-    estep: str = "closed_form",
-    callback: Callable[[int, float, float], Any] | None = None,
-) -> BernoulliMixtureFit:
+def fit_bernoulli_mixture(data: Any, num_components: int, **kwargs: Any) -> BernoulliMixtureFit:
     """Fit :func:`bernoulli_mixture` to ``data`` ``(N, D)`` (0/1; numpy or a tensor, whose
-    device is kept) by EM (:func:`ebm_ppl.models.mixture.fit_em`): minibatches of
-    ``batch_size`` rows, at most ``num_iters`` iterations, stopping when the objective's
-    relative improvement falls below ``tol``; closed-form M-step with pseudo-count
-    ``smoothing``.
-
-    ``init``: ``(pi, mu)``; default :func:`~ebm_ppl.models.mixture.bernoulli_mixture_init`
-    with ``seed`` (numpy, so the NumPyro frontend starts from the same point). ``estep``:
-    ``"closed_form"`` (one matrix product per minibatch) or ``"program"`` (responsibilities
-    from :func:`bernoulli_mixture_log_joint`, the enumerated program; ``O(K B D)`` memory).
-    Returns a :class:`~ebm_ppl.models.mixture.BernoulliMixtureFit` with torch tensors.
+    device is kept) by EM (:func:`ebm_ppl.models.mixture.fit_mixture`, under
+    ``torch.no_grad``): keyword arguments ``init=None``, ``seed=0``, ``num_iters=100``,
+    ``tol=1e-5``, ``batch_size=1000``, ``smoothing=0.01``, ``estep="closed_form"`` (or
+    ``"program"``: responsibilities from :func:`bernoulli_mixture_log_joint`, the enumerated
+    program; ``O(K B D)`` memory) and ``callback=None``, as there. The default ``init`` is
+    :func:`~ebm_ppl.models.mixture.bernoulli_mixture_init` with ``seed`` (numpy, so the
+    NumPyro frontend starts from the same point). Returns a
+    :class:`~ebm_ppl.models.mixture.BernoulliMixtureFit` with torch tensors.
     """
-    k = check_num_components(num_components)
-    x = _as_data(data)
-    if estep not in ("closed_form", "program"):
-        raise ValueError(f"estep must be 'closed_form' or 'program', got {estep!r}")
-    if init is None:
-        init = bernoulli_mixture_init(x, k, seed=seed, smoothing=smoothing)
-    pi, mu = (_as_param(a, x) for a in init)
-    if pi.ndim != 1 or int(pi.shape[0]) != k:
-        raise ValueError(f"init: pi must have shape ({k},), got {tuple(pi.shape)}")
-
-    def program_estep(totals, xb, pi, mu, bias, weight):
-        part = statistics_from_log_joint(xb, bernoulli_mixture_log_joint(xb, pi, mu))
-        return add_statistics(totals, part)
-
     with torch.no_grad():
-        return fit_em(
-            x,
-            (pi, mu),
-            num_iters=num_iters,
-            tol=tol,
-            batch_size=batch_size,
-            smoothing=smoothing,
-            estep=program_estep if estep == "program" else None,
-            callback=callback,
+        return mixture.fit_mixture(
+            data,
+            num_components,
+            ppl=ppl,
+            estep_program=mixture.program_estep(bernoulli_mixture_log_joint),
+            **kwargs,
         )

@@ -27,14 +27,18 @@ deterministic = pyro.deterministic
 __all__ = [
     "NAME",
     "asarray",
-    "param_value",
+    "compiled",
     "deterministic",
     "dist",
     "factor",
+    "grad",
+    "iterate",
     "param",
+    "param_value",
     "plate",
     "run_nuts",
     "sample",
+    "uniform_init",
 ]
 
 
@@ -90,3 +94,44 @@ def param_value(x: torch.Tensor) -> torch.Tensor:
     """The initial value to give ``ppl.param``: a detached copy of ``x`` (Pyro's param store
     keeps the tensor it is given and updates it in place, so ``x`` itself stays untouched)."""
     return x.detach().clone()
+
+
+# --- programs and loops written once (issue 24, frontends part 1) ---------------------------
+
+
+def grad(fn: Callable, argnums: tuple[int, ...]) -> Callable:
+    """``g(*args) -> (d fn / d args[i] for i in argnums)``: the gradients of the scalar
+    ``fn(*args)`` by ``torch.autograd`` (the differentiated arguments are detached copies, so
+    it may run under ``torch.no_grad``; the gradients come back detached)."""
+
+    def g(*args: Any) -> tuple:
+        with torch.enable_grad():
+            args = list(args)
+            for i in argnums:
+                args[i] = args[i].detach().requires_grad_(True)
+            return torch.autograd.grad(fn(*args), [args[i] for i in argnums])
+
+    return g
+
+
+def iterate(step: Callable, state: Any, num_steps: int) -> Any:
+    """``step`` applied ``num_steps`` times to ``state`` (a Python loop)."""
+    for _ in range(num_steps):
+        state = step(state)
+    return state
+
+
+def compiled(fn: Callable) -> Callable:
+    """``fn`` run under ``torch.no_grad()`` (torch runs eagerly: nothing to compile)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def uniform_init(shape: tuple, low: float, high: float, like: torch.Tensor) -> Callable:
+    """A lazy ``param`` initialiser: ``() -> low + (high - low) * U`` with ``U`` uniform on
+    ``[0, 1)`` of ``shape`` from torch's global generator, ``like``'s dtype and device."""
+    return lambda: low + (high - low) * torch.rand(shape, dtype=like.dtype, device=like.device)

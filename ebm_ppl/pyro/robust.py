@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import pyro
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from ebm_ppl.models import robust
 from ebm_ppl.models.family import EnergyMethods
-from ebm_ppl.models.robust import (
-    MeanField,
-    Noise,
-    RobustBMMethods,
-    RobustVisibleMethods,
-    check_noise,
-    log_likelihood,
-    sample_observation,
-)
+from ebm_ppl.models.robust import MeanField, Noise
+from ebm_ppl.pyro import ppl
 from ebm_ppl.pyro.distributions import RBM, GaussianRBM, _Energy
 
 __all__ = ["MeanField", "RobustBM", "RobustBMVisible", "RobustLikelihood"]
 
 
-def _noise(noise_scale, outlier_loc, outlier_scale, like: torch.Tensor) -> Noise:
+def _noise(noise_scale, outlier_loc, outlier_scale, like: torch.Tensor | None = None) -> Noise:
+    if like is None:  # not an RBM: refused by the checks
+        like = torch.zeros(())  # device: default
     return Noise(
         *(
             torch.as_tensor(a, dtype=like.dtype, device=like.device)
@@ -30,7 +25,7 @@ def _noise(noise_scale, outlier_loc, outlier_scale, like: torch.Tensor) -> Noise
     )
 
 
-class RobustLikelihood(TorchDistribution):
+class RobustLikelihood(robust.RobustLikelihoodMethods, TorchDistribution):
     r"""The RoBM observation model ``p(v | x, s)``: per pixel ``N(x_i, noise_scale_i^2)``
     where the mask ``s_i = 1`` and ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0``
     (``shown`` holds the mask; normalized; event shape ``(D,)``, batch shape that of the
@@ -51,28 +46,22 @@ class RobustLikelihood(TorchDistribution):
         self.shown = torch.as_tensor(mask, device=self.clean.device)
         self.noise = _noise(noise_scale, outlier_loc, outlier_scale, self.clean)
         self.noise_scale, self.outlier_loc, self.outlier_scale = self.noise
-        d = int(self.clean.shape[-1])
-        check_noise(self.noise, d)
-        shape = torch.broadcast_shapes(self.clean.shape[:-1], self.shown.shape[:-1])
-        super().__init__(shape, torch.Size((d,)), validate_args=validate_args)
+        batch, event = self._likelihood_shapes(self.noise)
+        super().__init__(torch.Size(batch), torch.Size(event), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         shape = torch.Size(batch_shape) + self.event_shape
         return RobustLikelihood(self.clean.expand(shape), self.shown.expand(shape), *self.noise)
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """``log p(v | x, s)``, summed over pixels."""
-        return log_likelihood(value, self.clean, self.shown, self.noise)
-
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
         with torch.no_grad():
-            return sample_observation(
+            return robust.sample_observation(
                 None, self.clean.expand(shape), self.shown.expand(shape), self.noise
             )
 
 
-class RobustBM(RobustBMMethods):
+class RobustBM(robust.RobustBMMethods):
     r"""Robust Boltzmann machine (Tang, Salakhutdinov & Hinton 2012): a clean image from a
     Gaussian RBM, a structured occlusion mask from a binary RBM, and the observed image
     equal to the clean one (plus ``N(0, noise_scale^2)``) where the mask is on and drawn
@@ -93,29 +82,11 @@ class RobustBM(RobustBMMethods):
       :class:`~ebm_ppl.pyro.SAMLE` (mean-field positive phase, persistent prior chains).
     """
 
+    ppl = ppl
+    _clean_class = GaussianRBM
+    _mask_class = RBM
     _likelihood_cls = RobustLikelihood
-
-    def __init__(
-        self,
-        clean: GaussianRBM,
-        mask: RBM,
-        noise_scale=0.1,
-        outlier_loc=0.0,
-        outlier_scale=1.0,
-    ) -> None:
-        like = getattr(clean, "weights", None)
-        if like is None:  # not an RBM: refused by the checks below
-            like = torch.zeros(())  # device: default
-        noise = _noise(noise_scale, outlier_loc, outlier_scale, like)
-        self._init_robust(clean, mask, noise, GaussianRBM, RBM)
-
-    @staticmethod
-    def _plate(name: str, size: int):
-        return pyro.plate(name, size)
-
-    @staticmethod
-    def _sample_site(name: str, fn, obs=None):
-        return pyro.sample(name, fn, obs=obs)
+    _noise = staticmethod(_noise)
 
     def infer(self, images: torch.Tensor, num_sweeps: int = 100, burn_in: int = 20) -> dict:
         """Block Gibbs given ``images`` ``(N, D)`` (torch's global RNG): ``burn_in`` sweeps,
@@ -134,7 +105,7 @@ class RobustBM(RobustBMMethods):
         return RobustBMVisible(self, num_iters, damping, tol)
 
 
-class RobustBMVisible(RobustVisibleMethods, EnergyMethods, _Energy):
+class RobustBMVisible(robust.RobustVisibleMethods, EnergyMethods, _Energy):
     r"""A :class:`RobustBM` seen through its observed image, for stochastic approximation:
     ``pyro.sample("v", robm.visible(), obs=batch)`` in a model whose RBM parameters are
     ``pyro.param`` makes :class:`~ebm_ppl.pyro.SAMLE` learn the clean-image and mask RBMs
@@ -144,8 +115,4 @@ class RobustBMVisible(RobustVisibleMethods, EnergyMethods, _Energy):
 
     arg_constraints: dict = {}
     support = constraints.real_vector
-
-    def __init__(
-        self, robust: RobustBM, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
-    ) -> None:
-        self._init_visible(robust, RobustBM, num_iters, damping, tol)
+    _robust_class = RobustBM

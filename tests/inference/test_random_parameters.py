@@ -347,3 +347,46 @@ def test_normalized_categorical_refuses_missing_entries(backend):
     assert np.isfinite(backend.np(crbm.log_prob(backend.array([[0, 1, 2]])))).all()
     with pytest.raises(ValueError, match="missing entries"):
         crbm.log_prob(backend.array([[0, 1, -1]]))
+
+
+def test_find_dependencies_shared_search():
+    """The search both frontends run, on hand-made traces: provenance and perturbation are
+    united; a raising provenance or re-trace only loses that source."""
+    import pyro.distributions as pdist
+    import torch
+
+    from ebm_ppl.inference import dependence as dep
+    from ebm_ppl.pyro import RBM
+
+    def nodes_for(z):
+        w = torch.zeros(3, 2) + z
+        return {
+            "z": {"type": "sample", "fn": pdist.Normal(0.0, 1.0), "value": z, "is_observed": False},
+            "v": {
+                "type": "sample",
+                "fn": RBM(w, torch.zeros(3), torch.zeros(2)),
+                "value": torch.zeros(3),
+                "is_observed": True,
+            },
+        }
+
+    nodes = nodes_for(torch.tensor(0.5))
+
+    def trace_with(values):
+        return nodes_for(values["z"])
+
+    def fresh(name, k):
+        return torch.tensor(float(k))
+
+    def broken():
+        raise RuntimeError("no provenance")
+
+    assert dep.find_dependencies(nodes, broken, trace_with, fresh) == {"v": ["z"]}
+    assert dep.find_dependencies(nodes, lambda: {"v": {"v": set()}}, trace_with, fresh) == {
+        "v": ["z"]
+    }
+
+    def failing(values):
+        raise RuntimeError("cannot run")
+
+    assert dep.find_dependencies(nodes, broken, failing, fresh) == {}

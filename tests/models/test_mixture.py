@@ -244,3 +244,26 @@ def test_integer_data_are_accepted():
     a = ppf.fit_bernoulli_mixture(x, 2, num_iters=2)
     b = npf.fit_bernoulli_mixture(x.astype(bool), 2, num_iters=2)
     np.testing.assert_allclose(a.log_likelihoods, b.log_likelihoods, rtol=1e-5)
+
+
+def test_as_float_data_backends():
+    """The shared data conversion: the PPL's own arrays kept, others through the host, ints to
+    float32, and bad data refused."""
+    import jax.numpy as jnp
+    import torch
+
+    from ebm_ppl.models.mixture import as_float_data
+    from ebm_ppl.numpyro import ppl as numpyro_ppl
+    from ebm_ppl.pyro import ppl as pyro_ppl
+
+    t = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    assert as_float_data(pyro_ppl, t) is t
+    j = as_float_data(numpyro_ppl, t)
+    assert str(j.dtype) in ("float32", "float64")
+    assert j.tolist() == [[0.0, 1.0]]
+    for ppl in (pyro_ppl, numpyro_ppl):
+        x = as_float_data(ppl, np.array([[1, 0]], dtype=bool))
+        assert str(x.dtype).endswith("float32") and x.tolist() == [[1.0, 0.0]]
+    assert as_float_data(pyro_ppl, jnp.ones((1, 2))).tolist() == [[1.0, 1.0]]
+    with pytest.raises(ValueError):
+        as_float_data(pyro_ppl, np.array([[0.5, 1.0]]))
