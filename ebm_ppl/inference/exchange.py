@@ -20,6 +20,7 @@ program; this module holds the pieces that do not depend on the PPL.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +33,7 @@ from ebm_ppl import ops
 MIN_ADAPT_DRAWS = 20
 
 
-class ExchangeSettings:
+class ExchangeSettings(abc.ABC):
     """The settings of both frontends' ``Exchange`` kernels, checked and stored once; a
     frontend adds its own state in ``_init_frontend(model)``."""
 
@@ -54,9 +55,9 @@ class ExchangeSettings:
         self.target_accept_prob = float(target_accept_prob)
         self._init_frontend(model)
 
+    @abc.abstractmethod
     def _init_frontend(self, model: Callable) -> None:
         """The frontend's own state (the model, adaptation counters); called last."""
-        raise NotImplementedError
 
 
 def check_exchange_args(

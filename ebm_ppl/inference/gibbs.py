@@ -11,6 +11,7 @@ contract :class:`~ebm_ppl.models.protocols.EnergyDistribution`.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,7 +35,7 @@ def check_kernel_args(model: Any, num_sweeps: Any) -> None:
         raise ValueError(f"num_sweeps must be a positive int, got {num_sweeps!r}")
 
 
-class BlockGibbsSettings:
+class BlockGibbsSettings(abc.ABC):
     """The settings and set-up state of both frontends' ``BlockGibbs`` kernels, checked and
     stored once; a frontend adds its own state in ``_init_frontend(model)``."""
 
@@ -61,9 +62,9 @@ class BlockGibbsSettings:
         self._clamps: dict = {}  # built once, at set-up
         self._init_frontend(model)
 
+    @abc.abstractmethod
     def _init_frontend(self, model: Callable) -> None:
         """The frontend's own state (the model, caches); called last by ``__init__``."""
-        raise NotImplementedError
 
 
 def is_energy_distribution(fn: Any) -> bool:

@@ -35,6 +35,7 @@ infos up (:func:`combine_infos`).
 
 from __future__ import annotations
 
+import abc
 import math
 import warnings
 from typing import Any, NamedTuple
@@ -375,7 +376,7 @@ def _check_num_steps(num_steps: Any) -> None:
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
 
 
-class _Operator:
+class _Operator(abc.ABC):
     """Shared parts of the tempered operators: the ladder, the base, and the deprecated
     stateful :meth:`run`."""
 
@@ -393,11 +394,13 @@ class _Operator:
         """JSON-able settings (stored in checkpoints)."""
         return {"kind": type(self).__name__, "betas": self.betas.tolist()}
 
+    @abc.abstractmethod
     def step(self, key: Key, dist: TemperingPath, state: Array, num_steps: int):
-        raise NotImplementedError
+        """``(state, info)`` after ``num_steps`` steps from ``state`` (pure)."""
 
+    @abc.abstractmethod
     def samples(self, state: Array) -> Array:
-        raise NotImplementedError
+        """The chains at ``beta = 1`` of a chain state."""
 
     def run(self, key: Key, dist: TemperingPath, state: Array, num_steps: int):
         """Deprecated: :meth:`step`, returning ``(state, samples, hidden)`` and recording the
@@ -414,8 +417,9 @@ class _Operator:
         self._record(info)
         return state, self.samples(state), info.hidden
 
+    @abc.abstractmethod
     def _record(self, info: Any) -> None:
-        raise NotImplementedError
+        """Keep ``info``'s statistics on the operator (the deprecated :meth:`run` only)."""
 
 
 class ParallelTempering(_Operator):
