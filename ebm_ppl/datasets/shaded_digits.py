@@ -100,14 +100,14 @@ def make_lights(n: int, max_polar: float = 60.0, strength: float = 1.0, seed: in
 def _float64_tensor(x: ArrayLike) -> torch.Tensor:
     """``x`` as a float64 torch tensor on the CPU (a copy: the caller's array is never
     written to, and a read-only array is fine)."""
-    return torch.from_numpy(np.array(x, dtype=np.float64))
+    return torch.from_numpy(np.array(x, dtype=np.float64))  # device: CPU data generator
 
 
 def normals(z: ArrayLike) -> np.ndarray:
     """Unit normals ``(..., H*W, 3)`` (float64) of heights ``(..., H, W)``: the program's
     :func:`ebm_ppl.models.lambertian.normals_from_height` (forward differences, last
     row/column repeated), evaluated in float64."""
-    return lambertian.normals_from_height(_float64_tensor(z)).numpy()
+    return lambertian.normals_from_height(_float64_tensor(z)).cpu().numpy()
 
 
 def render(albedo: ArrayLike, z: ArrayLike, light: ArrayLike) -> np.ndarray:
@@ -115,7 +115,7 @@ def render(albedo: ArrayLike, z: ArrayLike, light: ArrayLike) -> np.ndarray:
     ``(..., H, W)`` and lights ``(..., 3)`` (broadcast against each other): the program's
     :func:`ebm_ppl.models.lambertian.render`, evaluated in float64."""
     clean = lambertian.render(_float64_tensor(albedo), _float64_tensor(z), _float64_tensor(light))
-    return clean.numpy().astype(np.float32)
+    return clean.cpu().numpy().astype(np.float32)
 
 
 def make_identities(
