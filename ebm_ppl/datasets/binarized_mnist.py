@@ -6,20 +6,11 @@ import gzip
 import os
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from ebm_ppl.datasets.cache import (
-    DATA_ENV_VAR,
-    _check_bool,
-    _check_choice,
-    _check_mirrors,
-    _check_root,
-    _locate,
-    _search_dirs,
-    _stat_key,
-    _verify_bytes,
-)
+from ebm_ppl.datasets.cache import DATA_ENV_VAR, _check_choice, _file_source
 
 __all__ = [
     "BINARIZED_MNIST_MIRRORS",
@@ -61,6 +52,19 @@ def _parse_amat(data: bytes, name: str, n_expected: int) -> np.ndarray:
     return bits.astype(np.float32)
 
 
+def _gunzip_if_gz(path: Path, content: bytes) -> bytes:
+    """``content`` decompressed when ``path`` is a ``.gz`` file, else as it is."""
+    if not path.name.endswith(".gz"):
+        return content
+    try:
+        return gzip.decompress(content)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(
+            f"{str(path)!r} is not a valid gzip file ({exc}); it is corrupt or truncated. "
+            f"Delete it, or set {DATA_ENV_VAR} to a folder holding a verified copy."
+        ) from exc
+
+
 def load_binarized_mnist(
     split: str = "train",
     root: str | os.PathLike | None = None,
@@ -93,24 +97,14 @@ def load_binarized_mnist(
         RuntimeError: the file is missing and no mirror could deliver it.
     """
     _check_choice("split", split, tuple(BINARIZED_MNIST_SHA256))
-    root_path = _check_root(root)
-    download = _check_bool("download", download)
-    mirror_list = _check_mirrors(mirrors, BINARIZED_MNIST_MIRRORS)
+    source = _file_source("binarized_mnist", BINARIZED_MNIST_MIRRORS, root, download, mirrors)
 
     name = f"binarized_mnist_{split}.amat"
-    expected = BINARIZED_MNIST_SHA256[split]
-    dirs, download_dir = _search_dirs(root_path, "binarized_mnist")
-    path = _locate([name, name + ".gz"], dirs, download_dir, download, mirror_list, name, expected)
-
-    key = _stat_key(path, expected)
-    content = path.read_bytes()
-    if path.name.endswith(".gz"):
-        try:
-            content = gzip.decompress(content)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(
-                f"{str(path)!r} is not a valid gzip file ({exc}); it is corrupt or truncated. "
-                f"Delete it, or set {DATA_ENV_VAR} to a folder holding a verified copy."
-            ) from exc
-    _verify_bytes(path, content, expected, "decompressed content of", key)
+    path, content = source.read(
+        name,
+        BINARIZED_MNIST_SHA256[split],
+        "decompressed content of",
+        also=[name + ".gz"],
+        decode=_gunzip_if_gz,
+    )
     return _parse_amat(content, path.name, _BINARIZED_MNIST_SIZES[split])

@@ -6,7 +6,9 @@ file directly in it or in its data-set subfolder); otherwise the cache folder
 ``$XDG_CACHE_HOME/ebm_ppl/<data set>`` (by default ``~/.cache/ebm_ppl/<data set>``), which is
 also where downloads go. Every file is checked against its published sha256 before it is
 parsed; a successful check is remembered in this process for the file's path, size and
-modification time. The argument checks shared by the loaders live here too.
+modification time. The argument checks shared by the loaders live here too, and
+:func:`_file_source`, the one place where a loader's ``root``/``download``/``mirrors`` become a
+:class:`_FileSource` that finds, downloads and verifies its files.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +263,65 @@ def _locate(
             "subfolder)."
         )
     return _download(download_name, download_dir, mirrors, expected)
+
+
+# --------------------------------------------------------------------------------------------
+# what the file loaders share: their checked arguments, and reading a verified file
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _FileSource:
+    """Where one loader call finds its files and downloads them from (its checked arguments).
+
+    ``flags`` holds the loader's own ``bool`` arguments, checked by :func:`_file_source`.
+    """
+
+    dirs: list[Path]
+    download_dir: Path
+    download: bool
+    mirrors: tuple[str, ...]
+    flags: Mapping[str, bool]
+
+    def read(
+        self,
+        name: str,
+        expected: str,
+        what: str = "file",
+        *,
+        also: Sequence[str] = (),
+        decode: Callable[[Path, bytes], bytes] | None = None,
+    ) -> tuple[Path, bytes]:
+        """The path and content of the first of ``name`` and ``also`` (other forms of the same
+        file, say compressed) found in :attr:`dirs`, else of ``name`` downloaded (if allowed),
+        checked against its sha256 ``expected``: that of the bytes read, or of
+        ``decode(path, bytes)`` when ``decode`` is given (then the decoded content is
+        returned). ``what`` names the file in a mismatch error."""
+        path = _locate(
+            [name, *also], self.dirs, self.download_dir, self.download, self.mirrors, name, expected
+        )
+        key = _stat_key(path, expected)
+        content = path.read_bytes()
+        if decode is not None:
+            content = decode(path, content)
+        _verify_bytes(path, content, expected, what, key)
+        return path, content
+
+
+def _file_source(
+    subfolder: str,
+    default_mirrors: Sequence[str],
+    root: Any,
+    download: Any,
+    mirrors: Any,
+    **flags: Any,
+) -> _FileSource:
+    """Check a file loader's ``root``, ``download``, its own ``bool`` arguments ``flags`` and
+    ``mirrors`` (in that order), and say where its files lie: ``root``, or else
+    ``$EBM_PPL_DATA`` and the cache folder of data set ``subfolder``."""
+    root_path = _check_root(root)
+    download = _check_bool("download", download)
+    checked = {name: _check_bool(name, value) for name, value in flags.items()}
+    mirror_list = _check_mirrors(mirrors, default_mirrors)
+    dirs, download_dir = _search_dirs(root_path, subfolder)
+    return _FileSource(dirs, download_dir, download, mirror_list, checked)

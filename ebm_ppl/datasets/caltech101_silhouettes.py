@@ -7,16 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ebm_ppl.datasets.cache import (
-    _check_bool,
-    _check_choice,
-    _check_mirrors,
-    _check_root,
-    _locate,
-    _search_dirs,
-    _stat_key,
-    _verify_bytes,
-)
+from ebm_ppl.datasets.cache import _check_choice, _file_source
 
 __all__ = [
     "CALTECH101_SILHOUETTES_FILES",
@@ -75,14 +66,11 @@ def load_caltech101_silhouettes(
     import io as _io
 
     _check_choice("split", split, tuple(_CALTECH_SPLITS))
-    root_path = _check_root(root)
-    download = _check_bool("download", download)
-    mirror_list = _check_mirrors(mirrors, CALTECH101_SILHOUETTES_MIRRORS)
+    source = _file_source(
+        "caltech101_silhouettes", CALTECH101_SILHOUETTES_MIRRORS, root, download, mirrors
+    )
     ((name, expected),) = CALTECH101_SILHOUETTES_FILES.items()
-    dirs, download_dir = _search_dirs(root_path, "caltech101_silhouettes")
-    path = _locate([name], dirs, download_dir, download, mirror_list, name, expected)
-    content = path.read_bytes()
-    _verify_bytes(path, content, expected, "file", _stat_key(path, expected))
+    path, content = source.read(name, expected)
     from scipy.io import loadmat
 
     mat = loadmat(_io.BytesIO(content))

@@ -11,16 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ebm_ppl.datasets.cache import (
-    _check_bool,
-    _check_choice,
-    _check_mirrors,
-    _check_root,
-    _locate,
-    _search_dirs,
-    _stat_key,
-    _verify_bytes,
-)
+from ebm_ppl.datasets.cache import _check_choice, _file_source
 
 __all__ = [
     "MNIST_FILES",
@@ -82,11 +73,8 @@ def _parse_idx(data: bytes, name: str, expected_magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
 
 
-def _read_mnist_file(path: Path, expected: str) -> bytes:
+def _gunzip_verified(path: Path, raw: bytes) -> bytes:
     """The decompressed content of a verified MNIST ``.gz`` file."""
-    key = _stat_key(path, expected)
-    raw = path.read_bytes()
-    _verify_bytes(path, raw, expected, "MNIST file", key)
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as exc:  # cannot happen for a verified file
@@ -127,18 +115,14 @@ def load_mnist(
         DownloadError: (a RuntimeError) a file is missing and no mirror could deliver it.
     """
     _check_choice("split", split, tuple(_MNIST_SPLITS))
-    root_path = _check_root(root)
-    download = _check_bool("download", download)
-    raw = _check_bool("raw", raw)
-    mirror_list = _check_mirrors(mirrors, MNIST_MIRRORS)
+    source = _file_source("mnist", MNIST_MIRRORS, root, download, mirrors, raw=raw)
+    raw = source.flags["raw"]
 
     images_name, labels_name, n_expected = _MNIST_SPLITS[split]
-    dirs, download_dir = _search_dirs(root_path, "mnist")
     arrays = []
     for name, magic in ((images_name, 2051), (labels_name, 2049)):
-        expected = MNIST_FILES[name]
-        path = _locate([name], dirs, download_dir, download, mirror_list, name, expected)
-        arrays.append(_parse_idx(_read_mnist_file(path, expected), name, magic))
+        path, content = source.read(name, MNIST_FILES[name], "MNIST file")
+        arrays.append(_parse_idx(_gunzip_verified(path, content), name, magic))
     images, labels = arrays
 
     if images.shape != (n_expected, 28, 28):

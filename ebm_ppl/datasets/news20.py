@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from ebm_ppl.datasets.cache import (
-    _check_bool,
-    _check_choice,
-    _check_mirrors,
-    _check_root,
-    _locate,
-    _search_dirs,
-    _stat_key,
-    _verify_bytes,
-)
+from ebm_ppl.datasets.cache import _check_choice, _file_source
 
 __all__ = [
     "NEWS20_FILES",
@@ -40,17 +30,6 @@ NEWS20_FILES: dict[str, str] = {
 }
 
 _NEWS20_SIZES: dict[str, int] = {"train": 11258, "test": 7487}
-
-
-def _news20_file(
-    name: str, root: Path | None, download: bool, mirrors: Sequence[str]
-) -> tuple[Path, bytes]:
-    expected = NEWS20_FILES[name]
-    dirs, download_dir = _search_dirs(root, "20news_prodlda")
-    path = _locate([name], dirs, download_dir, download, mirrors, name, expected)
-    content = path.read_bytes()
-    _verify_bytes(path, content, expected, "file", _stat_key(path, expected))
-    return path, content
 
 
 def load_20news(
@@ -80,12 +59,10 @@ def load_20news(
         FileNotFoundError / RuntimeError: as for :func:`load_mnist`.
     """
     _check_choice("split", split, tuple(_NEWS20_SIZES))
-    root_path = _check_root(root)
-    download = _check_bool("download", download)
-    mirror_list = _check_mirrors(mirrors, NEWS20_MIRRORS)
-    _, vocab_bytes = _news20_file("vocab.new", root_path, download, mirror_list)
+    source = _file_source("20news_prodlda", NEWS20_MIRRORS, root, download, mirrors)
+    _, vocab_bytes = source.read("vocab.new", NEWS20_FILES["vocab.new"])
     vocab = [line.split()[0] for line in vocab_bytes.decode("utf-8").splitlines() if line.strip()]
-    path, content = _news20_file(f"{split}.feat", root_path, download, mirror_list)
+    path, content = source.read(f"{split}.feat", NEWS20_FILES[f"{split}.feat"])
     rows, cols, vals = [], [], []
     n = 0
     for line in content.decode("utf-8").splitlines():
