@@ -33,6 +33,25 @@ def _baseline(train: np.ndarray, test: np.ndarray) -> tuple[float, float]:
     return ll(train), ll(test)
 
 
+def _ll_and_sampler(ppl, rbm_cls, rbm, as_array):
+    """For the trained ``rbm`` of the demo: its exact average log-likelihood of a data array
+    (``log Z`` by enumeration) and a model drawing 50 images from it, in the PPL module
+    ``ppl`` (``pyro`` or ``numpyro``, which share ``plate`` and ``sample``; ``rbm_cls`` is its
+    ``RBM``, ``as_array`` its array constructor)."""
+    log_z = rbm.log_partition()
+
+    def ll(x):
+        return float((rbm.log_prob(as_array(x)) - log_z).mean())
+
+    W, b, c = rbm.params
+
+    def sampler():
+        with ppl.plate("images", 50):
+            ppl.sample("v", rbm_cls(W, b, c))
+
+    return ll, sampler
+
+
 def _demo_pyro(args, train, test, out: Path) -> dict:
     import pyro
     import torch
@@ -62,17 +81,7 @@ def _demo_pyro(args, train, test, out: Path) -> dict:
     trainer.run(train, num_epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     train_s = time.perf_counter() - t0
     rbm = RBM(*(pyro.param(n).detach() for n in "Wbc"), num_gibbs_steps=1000)
-    log_z = rbm.log_partition()
-
-    def ll(x):
-        return float((rbm.log_prob(torch.as_tensor(x)) - log_z).mean())
-
-    W, b, c = rbm.params
-
-    def sampler():
-        with pyro.plate("images", 50):
-            pyro.sample("v", RBM(W, b, c))
-
+    ll, sampler = _ll_and_sampler(pyro, RBM, rbm, torch.as_tensor)
     with warnings.catch_warnings():  # two chains on one process run one after the other
         warnings.filterwarnings("ignore", "num_chains=.*available_cpu", UserWarning)
         mcmc = MCMC(
@@ -114,17 +123,7 @@ def _demo_numpyro(args, train, test, out: Path) -> dict:
     train_s = time.perf_counter() - t0
     p = trainer.get_params(state)
     rbm = RBM(p["W"], p["b"], p["c"], num_gibbs_steps=1000)
-    log_z = rbm.log_partition()
-
-    def ll(x):
-        return float((rbm.log_prob(jnp.asarray(x)) - log_z).mean())
-
-    W, b, c = rbm.params
-
-    def sampler():
-        with numpyro.plate("images", 50):
-            numpyro.sample("v", RBM(W, b, c))
-
+    ll, sampler = _ll_and_sampler(numpyro, RBM, rbm, jnp.asarray)
     mcmc = MCMC(
         BlockGibbs(sampler),
         num_warmup=args.draws,
