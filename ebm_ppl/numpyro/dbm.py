@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from numpyro.distributions import constraints
 
+from ebm_ppl.inference import frontend_classes as fc
 from ebm_ppl.models.dbm import (
     DBMMethods,
     DBMVisibleMethods,
@@ -26,7 +27,7 @@ from ebm_ppl.numpyro.distributions import RBM, _as_jax, _Energy
 __all__ = ["DBM", "DBMVisible", "dbm_classifier_init", "greedy_pretrain_dbm"]
 
 
-class DBM(NormalizedLogProb, DBMMethods, _Energy):
+class DBM(fc.DBMConstructor, NormalizedLogProb, DBMMethods, _Energy):
     r"""Deep Boltzmann machine over the concatenated layers ``[v, h1, ..., hL]`` (eq. 29-34):
     the JAX twin of :class:`ebm_ppl.pyro.DBM`, a jit-safe pytree with a lazy ``expand`` and
     explicit keys.
@@ -48,17 +49,6 @@ class DBM(NormalizedLogProb, DBMMethods, _Energy):
     _array_type = None
     pytree_data_fields = ("weights", "biases", "sigma")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
-
-    def __init__(
-        self,
-        weights: Sequence[jax.Array],
-        biases: Sequence[jax.Array],
-        sigma: jax.Array | float | None = None,
-        num_gibbs_steps: int = 100,
-        validate_args: bool | None = None,
-        normalized: bool = False,
-    ) -> None:
-        self._construct_dbm(weights, biases, sigma, num_gibbs_steps, validate_args, normalized)
 
 
 class DBMVisible(DBMVisibleMethods, _Energy):

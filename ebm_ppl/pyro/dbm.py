@@ -9,6 +9,7 @@ import pyro
 import torch
 from pyro.distributions import constraints
 
+from ebm_ppl.inference import frontend_classes as fc
 from ebm_ppl.models.dbm import (
     DBMMethods,
     DBMVisibleMethods,
@@ -27,7 +28,7 @@ from ebm_ppl.pyro.distributions import RBM, _as_tensor, _Energy
 __all__ = ["DBM", "DBMClassifier", "DBMVisible", "greedy_pretrain_dbm"]
 
 
-class DBM(NormalizedLogProb, DBMMethods, _Energy):
+class DBM(fc.DBMConstructor, NormalizedLogProb, DBMMethods, _Energy):
     r"""Deep Boltzmann machine over the concatenated layers ``[v, h1, ..., hL]`` (eq. 29-34).
 
     ``DBM(weights=[W1, ..., WL], biases=[b0, ..., bL])`` with ``W_l`` ``(n_(l-1), n_l)`` and
@@ -55,17 +56,6 @@ class DBM(NormalizedLogProb, DBMMethods, _Energy):
     support = constraints.independent(constraints.boolean, 1)
     _as_array = staticmethod(_as_tensor)
     _array_type = torch.Tensor
-
-    def __init__(
-        self,
-        weights: Sequence[torch.Tensor],
-        biases: Sequence[torch.Tensor],
-        sigma: torch.Tensor | float | None = None,
-        num_gibbs_steps: int = 100,
-        validate_args: bool | None = None,
-        normalized: bool = False,
-    ) -> None:
-        self._construct_dbm(weights, biases, sigma, num_gibbs_steps, validate_args, normalized)
 
 
 class DBMVisible(DBMVisibleMethods, _Energy):
