@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from ebm_ppl.models.dbm import tile_rbm
 from ebm_ppl.ops import Array
 
 __all__ = [
@@ -24,7 +25,9 @@ __all__ = [
     "RBMConstructor",
     "RBM_DOC",
     "ReplicatedSoftmaxConstructor",
+    "TiedCopiesConstructor",
     "doc_head",
+    "layer_rbm",
 ]
 
 
@@ -125,6 +128,30 @@ class MultimodalDBMConstructor:
             max_words,
             validate_args,
         )
+
+
+class TiedCopiesConstructor:
+    """The constructor of the bottom DBM-pretraining RBM (a frontend's ``RBM`` with
+    :class:`~ebm_ppl.models.dbm.TiedCopiesMethods`): tiled parameters, unvalidated, and the
+    number of tied copies of the visible layer."""
+
+    def __init__(
+        self, weights: Array, visible_bias: Array, hidden_bias: Array, copies: int
+    ) -> None:
+        super().__init__(weights, visible_bias, hidden_bias, validate_args=False)
+        self.copies = int(copies)
+
+
+def layer_rbm(rbm_cls: type, tied_cls: type, copies: tuple[int, int]) -> Callable:
+    """``make_rbm(weights, low_bias, high_bias)`` of a greedy DBM layer's RBM
+    (:func:`~ebm_ppl.models.dbm.tile_rbm` with ``copies``): a frontend's ``tied_cls`` (tied,
+    always-equal visible copies) when doubled, else its ``rbm_cls``."""
+
+    def make_rbm(w, lo, hi):
+        tiled = tile_rbm(w, lo, hi, copies)
+        return tied_cls(*tiled, copies[0]) if copies[0] > 1 else rbm_cls(*tiled)
+
+    return make_rbm
 
 
 # ---- the docstrings' shared parts --------------------------------------------------------------

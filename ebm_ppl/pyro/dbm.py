@@ -16,7 +16,6 @@ from ebm_ppl.models.dbm import (
     TiedCopiesMethods,
     combine_pretrained,
     doubling,
-    tile_rbm,
 )
 from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init, greedy_layer_model
 from ebm_ppl.models.family import NormalizedLogProb
@@ -77,25 +76,9 @@ class DBMVisible(DBMVisibleMethods, _Energy):
 DBM._visible_cls, DBMVisible._dbm_cls = DBMVisible, DBM
 
 
-class _TiedCopiesRBM(TiedCopiesMethods, RBM):
+class _TiedCopiesRBM(fc.TiedCopiesConstructor, TiedCopiesMethods, RBM):
     """The bottom pretraining RBM: tiled parameters, copies of the visible layer kept equal
     by the Gibbs transition (:class:`~ebm_ppl.models.dbm.TiedCopiesMethods`)."""
-
-    def __init__(self, weights, visible_bias, hidden_bias, copies: int) -> None:
-        super().__init__(weights, visible_bias, hidden_bias, validate_args=False)
-        self.copies = int(copies)
-
-
-def _layer_rbm(copies: tuple[int, int]):
-    """``make_rbm(weights, low_bias, high_bias)`` of a greedy DBM layer's RBM
-    (:func:`~ebm_ppl.models.dbm.tile_rbm` with ``copies``): tied, always-equal visible
-    copies when doubled."""
-
-    def make_rbm(w, lo, hi) -> RBM:
-        tiled = tile_rbm(w, lo, hi, copies)
-        return _TiedCopiesRBM(*tiled, copies[0]) if copies[0] > 1 else RBM(*tiled)
-
-    return make_rbm
 
 
 def greedy_pretrain_dbm(
@@ -166,7 +149,9 @@ def greedy_pretrain_dbm(
             if n in store:
                 del store[n]
 
-        model = greedy_layer_model(ppl, _layer_rbm(copies), init, names, "x", copies[0])
+        model = greedy_layer_model(
+            ppl, fc.layer_rbm(RBM, _TiedCopiesRBM, copies), init, names, "x", copies[0]
+        )
         trainer = SAMLE(model, optim, **samle_kwargs)
         ckpt = None
         if checkpoint is not None:
