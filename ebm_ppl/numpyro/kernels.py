@@ -55,8 +55,9 @@ class BlockGibbsState(NamedTuple):
 
 
 class ZKernel:
-    """Shared parts of our NumPyro kernels: the samples live in the state's ``z`` field and
-    the model is read-only."""
+    """Shared parts of our NumPyro kernels: the samples live in the state's ``z`` field, the
+    model is read-only, and :meth:`sample` runs the kernel's ``_sample_one`` on one chain or,
+    under ``chain_method="vectorized"``, maps it over the chains."""
 
     sample_field = "z"
     _model: Callable
@@ -74,6 +75,9 @@ class ZKernel:
         if not is_prng_key(state.rng_key):  # chain_method="vectorized"
             return jax.vmap(lambda s: self._sample_one(s, model_args, model_kwargs))(state)
         return self._sample_one(state, model_args, model_kwargs)
+
+    # NumPyro's contract of the method, as each kernel inherited it from ``MCMCKernel``
+    sample.__doc__ = MCMCKernel.sample.__doc__
 
     @abc.abstractmethod
     def _sample_one(self, state: NamedTuple, model_args, model_kwargs) -> NamedTuple:
