@@ -9,13 +9,13 @@ import jax
 import jax.numpy as jnp
 from numpyro.distributions import constraints
 
+from ebm_ppl.inference import frontend_classes as fc
 from ebm_ppl.models.dbm import (
     DBMMethods,
     DBMVisibleMethods,
     TiedCopiesMethods,
     combine_pretrained,
     doubling,
-    tile_rbm,
 )
 from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init, greedy_layer_model
 from ebm_ppl.models.family import NormalizedLogProb
@@ -26,7 +26,7 @@ from ebm_ppl.numpyro.distributions import RBM, _as_jax, _Energy
 __all__ = ["DBM", "DBMVisible", "dbm_classifier_init", "greedy_pretrain_dbm"]
 
 
-class DBM(NormalizedLogProb, DBMMethods, _Energy):
+class DBM(fc.DBMConstructor, NormalizedLogProb, DBMMethods, _Energy):
     r"""Deep Boltzmann machine over the concatenated layers ``[v, h1, ..., hL]`` (eq. 29-34):
     the JAX twin of :class:`ebm_ppl.pyro.DBM`, a jit-safe pytree with a lazy ``expand`` and
     explicit keys.
@@ -49,17 +49,6 @@ class DBM(NormalizedLogProb, DBMMethods, _Energy):
     pytree_data_fields = ("weights", "biases", "sigma")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
 
-    def __init__(
-        self,
-        weights: Sequence[jax.Array],
-        biases: Sequence[jax.Array],
-        sigma: jax.Array | float | None = None,
-        num_gibbs_steps: int = 100,
-        validate_args: bool | None = None,
-        normalized: bool = False,
-    ) -> None:
-        self._construct_dbm(weights, biases, sigma, num_gibbs_steps, validate_args, normalized)
-
 
 class DBMVisible(DBMVisibleMethods, _Energy):
     r"""A :class:`DBM` seen through its visible units, for stochastic approximation.
@@ -81,27 +70,11 @@ class DBMVisible(DBMVisibleMethods, _Energy):
 DBM._visible_cls, DBMVisible._dbm_cls = DBMVisible, DBM
 
 
-class _TiedCopiesRBM(TiedCopiesMethods, RBM):
+class _TiedCopiesRBM(fc.TiedCopiesConstructor, TiedCopiesMethods, RBM):
     """The bottom pretraining RBM: tiled parameters, copies of the visible layer kept equal
     by the Gibbs transition (:class:`~ebm_ppl.models.dbm.TiedCopiesMethods`)."""
 
     pytree_aux_fields = RBM.pytree_aux_fields + ("copies",)
-
-    def __init__(self, weights, visible_bias, hidden_bias, copies: int) -> None:
-        super().__init__(weights, visible_bias, hidden_bias, validate_args=False)
-        self.copies = int(copies)
-
-
-def _layer_rbm(copies: tuple[int, int]):
-    """``make_rbm(weights, low_bias, high_bias)`` of a greedy DBM layer's RBM
-    (:func:`~ebm_ppl.models.dbm.tile_rbm` with ``copies``): tied, always-equal visible
-    copies when doubled."""
-
-    def make_rbm(w, lo, hi) -> RBM:
-        tiled = tile_rbm(w, lo, hi, copies)
-        return _TiedCopiesRBM(*tiled, copies[0]) if copies[0] > 1 else RBM(*tiled)
-
-    return make_rbm
 
 
 def greedy_pretrain_dbm(
@@ -144,7 +117,9 @@ def greedy_pretrain_dbm(
         init = greedy_layer_init([], n_hidden, x0, False, init_scale, noise)
 
         names = ("weights", "low_bias", "high_bias")
-        model = greedy_layer_model(ppl, _layer_rbm(copies), init, names, "x", copies[0])
+        model = greedy_layer_model(
+            ppl, fc.layer_rbm(RBM, _TiedCopiesRBM, copies), init, names, "x", copies[0]
+        )
         trainer = SAMLE(model, optim, **samle_kwargs)
         ckpt, init_state = None, None
         if checkpoint is not None:

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution, constraints
 
+from ebm_ppl.inference import frontend_classes as fc
 from ebm_ppl.models import specs
 from ebm_ppl.models.categorical_rbm import CategoricalRBMMethods
 from ebm_ppl.models.family import NormalizedLogProb
@@ -65,17 +66,9 @@ class _Energy(Distribution):
         return self._sample(key, tuple(sample_shape))
 
 
-class RBM(NormalizedLogProb, RBMMethods, _Energy):
-    r"""Binary restricted Boltzmann machine over the visible units (eq. 1-8).
-
-    ``RBM(weights, visible_bias, hidden_bias)`` with ``weights`` of shape
-    ``(..., n_visible, n_hidden)``, ``visible_bias`` ``(..., n_visible)`` and ``hidden_bias``
-    ``(..., n_hidden)``; leading dimensions form the batch shape, the event shape is
-    ``(n_visible,)``.
-
-    ``log_prob(v)`` is the **unnormalized** log-density ``-F(v)`` (eq. 5), with the hidden
-    units summed out analytically; ``log_partition()`` gives the exact ``log Z`` for models
-    whose smaller layer has at most 20 units. ``sample(key)`` is approximate: it runs
+@fc.doc_head(fc.RBM_DOC)
+class RBM(fc.RBMConstructor, NormalizedLogProb, RBMMethods, _Energy):
+    r"""``sample(key)`` is approximate: it runs
     ``num_gibbs_steps`` block-Gibbs sweeps (one ``lax.scan``) from independent
     ``Bernoulli(sigmoid(b))`` draws.
 
@@ -90,27 +83,10 @@ class RBM(NormalizedLogProb, RBMMethods, _Energy):
     pytree_data_fields = ("weights", "visible_bias", "hidden_bias")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
 
-    def __init__(
-        self,
-        weights,
-        visible_bias,
-        hidden_bias,
-        num_gibbs_steps: int = 100,
-        validate_args: bool | None = None,
-        normalized: bool = False,
-    ) -> None:
-        self._construct(
-            (weights, visible_bias, hidden_bias), num_gibbs_steps, validate_args, normalized
-        )
 
-
-class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
-    r"""Gaussian-Bernoulli RBM over real-valued visible units (eq. 11-14).
-
-    ``GaussianRBM(weights, visible_bias, hidden_bias, sigma=1.0)`` with ``weights``
-    ``(..., D, F)``, ``visible_bias`` ``(..., D)``, ``hidden_bias`` ``(..., F)`` and ``sigma``
-    (the visible standard deviations) a float or an array ``(..., D)`` / ``(..., 1)``. Fix
-    ``sigma`` (common practice, with standardized data) or learn it with
+@fc.doc_head(fc.GAUSSIAN_RBM_DOC)
+class GaussianRBM(fc.GaussianRBMConstructor, NormalizedLogProb, GaussianRBMMethods, _Energy):
+    r"""``sigma`` (common practice, with standardized data) or learn it with
     ``numpyro.param("sigma", ..., constraint=constraints.positive)`` (optimized on the log
     scale).
 
@@ -125,22 +101,10 @@ class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
     pytree_data_fields = ("weights", "visible_bias", "hidden_bias", "sigma")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
 
-    def __init__(
-        self,
-        weights,
-        visible_bias,
-        hidden_bias,
-        sigma=1.0,
-        num_gibbs_steps: int = 100,
-        validate_args: bool | None = None,
-        normalized: bool = False,
-    ) -> None:
-        self._construct(
-            (weights, visible_bias, hidden_bias, sigma), num_gibbs_steps, validate_args, normalized
-        )
 
-
-class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
+class ReplicatedSoftmax(
+    fc.ReplicatedSoftmaxConstructor, NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy
+):
     r"""Replicated softmax model over word-count vectors (eq. 15-19).
 
     ``ReplicatedSoftmax(weights, word_bias, hidden_bias, total_count=None)`` with ``weights``
@@ -160,20 +124,6 @@ class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
     support = constraints.independent(constraints.nonnegative_integer, 1)
     pytree_data_fields = ("weights", "word_bias", "hidden_bias", "total_count")
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "max_words", "normalized")
-
-    def __init__(
-        self,
-        weights,
-        word_bias,
-        hidden_bias,
-        total_count=None,
-        num_gibbs_steps: int = 100,
-        validate_args: bool | None = None,
-        normalized: bool = False,
-        max_words: int | None = None,
-    ) -> None:
-        arrays = (weights, word_bias, hidden_bias, total_count)
-        self._construct(arrays, num_gibbs_steps, validate_args, normalized, (max_words,))
 
 
 class CategoricalRBM(NormalizedLogProb, CategoricalRBMMethods, _Energy):

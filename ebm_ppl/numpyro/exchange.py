@@ -16,6 +16,7 @@ from numpyro.infer.util import log_density
 from numpyro.util import is_prng_key
 
 from ebm_ppl.inference import exchange as ex
+from ebm_ppl.inference import frontend_classes as fc
 from ebm_ppl.inference.dependence import latent_sites
 from ebm_ppl.numpyro.dependence import energy_dependencies
 from ebm_ppl.numpyro.handlers import quick_energy_draws
@@ -50,37 +51,20 @@ class ExchangeState(NamedTuple):
 
 
 class Exchange(ZKernel, ex.ExchangeSettings, MCMCKernel):
-    """The exchange algorithm (Murray, Ghahramani & MacKay 2006) for the parameters of
-    energy sites, under ``numpyro.infer.MCMC``.
-
-    For a program such as ``theta ~ prior; x ~ RBM(W(theta), b, c)`` (observed or latent
-    ``x``) the posterior of ``theta`` involves the intractable ``Z(theta)``. Each step
-    proposes ``theta'`` by a Gaussian random walk on the unconstrained scale, draws
-    auxiliary data from every energy site at ``theta'``, and accepts with a ratio in which
-    the normalizers cancel (:mod:`ebm_ppl.inference.exchange`). Latent energy sites are
-    advanced first by ``gibbs_sweeps`` exact block-Gibbs sweeps given ``theta`` (as
-    :class:`~ebm_ppl.numpyro.BlockGibbs`), so the kernel samples the joint posterior.
-
-    :param model: a NumPyro model whose latent sites are continuous parameters (any support
-        with a bijection to the reals) and, optionally, energy sites; at least one energy
-        site's parameters must depend on the continuous sites.
-    :param step_size: initial random-walk step. Warmup adapts it towards
-        ``target_accept_prob`` (Robbins-Monro) and, in windows (ending at 15, 30 and 60 % of
-        the warmup, as in Stan), sets per-coordinate proposal scales to the standard
-        deviations of the window's draws, so the transient from the starting point does not
-        shape the final proposal. Both are fixed after warmup.
-    :param aux_sweeps: ``None`` (default): exact auxiliary draws (``exact_sample``; the
-        model must be enumerable, e.g. an RBM with at most 20 hidden units or a small
+    __doc__ = fc.EXCHANGE_DOC.format(
+        mcmc="numpyro.infer.MCMC",
+        gibbs=""" (as
+    :class:`~ebm_ppl.numpyro.BlockGibbs`), so the kernel samples the joint posterior.""",
+        host="NumPyro",
+        aux_sweeps=""", e.g. an RBM with at most 20 hidden units or a small
         :class:`~ebm_ppl.numpyro.Ising` lattice), so the chain targets the exact posterior.
         An int ``K``: ``K`` block-Gibbs sweeps started at the site's current value, the
         **approximate** double Metropolis-Hastings sampler of Liang (2010), whose bias
-        shrinks as ``K`` grows (check by doubling ``K``).
-    :param gibbs_sweeps: block-Gibbs sweeps of the latent energy sites per step.
-    :param target_accept_prob: the acceptance rate the warmup aims at.
-
+        shrinks as ``K`` grows (check by doubling ``K``).""",
+        notes="""
     ``extra_fields=("accept_prob",)`` records the acceptance probabilities; works with
-    ``chain_method`` ``"sequential"``, ``"parallel"`` and ``"vectorized"``.
-    """
+    ``chain_method`` ``"sequential"``, ``"parallel"`` and ``"vectorized"``.""",
+    )
 
     def _init_frontend(self, model: Callable) -> None:
         self._model = model
@@ -163,12 +147,6 @@ class Exchange(ZKernel, ex.ExchangeSettings, MCMCKernel):
         if init_params is None:
             return jax.vmap(lambda k: one(k, None))(rng_key)
         return jax.vmap(one)(rng_key, init_params)
-
-    def sample(self, state: ExchangeState, model_args, model_kwargs) -> ExchangeState:
-        model_kwargs = {} if model_kwargs is None else model_kwargs
-        if not is_prng_key(state.rng_key):  # chain_method="vectorized"
-            return jax.vmap(lambda s: self._sample_one(s, model_args, model_kwargs))(state)
-        return self._sample_one(state, model_args, model_kwargs)
 
     def _sample_one(self, state: ExchangeState, args, kwargs) -> ExchangeState:
         k_gibbs, k_prop, k_aux, k_acc, k_next = jax.random.split(state.rng_key, 5)

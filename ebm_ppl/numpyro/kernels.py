@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
@@ -54,8 +55,9 @@ class BlockGibbsState(NamedTuple):
 
 
 class ZKernel:
-    """Shared parts of our NumPyro kernels: the samples live in the state's ``z`` field and
-    the model is read-only."""
+    """Shared parts of our NumPyro kernels: the samples live in the state's ``z`` field, the
+    model is read-only, and :meth:`sample` runs the kernel's ``_sample_one`` on one chain or,
+    under ``chain_method="vectorized"``, maps it over the chains."""
 
     sample_field = "z"
     _model: Callable
@@ -67,6 +69,20 @@ class ZKernel:
     @property
     def default_fields(self) -> tuple:
         return ("z",)
+
+    def sample(self, state: NamedTuple, model_args, model_kwargs) -> NamedTuple:
+        model_kwargs = {} if model_kwargs is None else model_kwargs
+        if not is_prng_key(state.rng_key):  # chain_method="vectorized"
+            return jax.vmap(lambda s: self._sample_one(s, model_args, model_kwargs))(state)
+        return self._sample_one(state, model_args, model_kwargs)
+
+    # NumPyro's contract of the method, as each kernel inherited it from ``MCMCKernel``
+    sample.__doc__ = MCMCKernel.sample.__doc__
+
+    @abc.abstractmethod
+    def _sample_one(self, state: NamedTuple, model_args, model_kwargs) -> NamedTuple:
+        """One transition of one chain (``state.rng_key`` a single key); :meth:`sample` maps
+        it over the chains of ``chain_method="vectorized"``."""
 
 
 class BlockGibbs(ZKernel, BlockGibbsSettings, MCMCKernel):
@@ -282,12 +298,6 @@ class BlockGibbs(ZKernel, BlockGibbsSettings, MCMCKernel):
         field_of = self._field_fn(args, kwargs, self._fields, self._latent)
         z, free_energy, states = self._step(key_step, dists, values, clamps, states, field_of)
         return BlockGibbsState(jnp.array(0), z, free_energy, key_next, states)
-
-    def sample(self, state: BlockGibbsState, model_args, model_kwargs) -> BlockGibbsState:
-        model_kwargs = {} if model_kwargs is None else model_kwargs
-        if not is_prng_key(state.rng_key):  # chain_method="vectorized"
-            return jax.vmap(lambda s: self._sample_one(s, model_args, model_kwargs))(state)
-        return self._sample_one(state, model_args, model_kwargs)
 
     def _sample_one(self, state: BlockGibbsState, model_args, model_kwargs) -> BlockGibbsState:
         key_trace, key_step, key_next = jax.random.split(state.rng_key, 3)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from pyro.distributions import TorchDistribution, constraints
 
+from ebm_ppl.inference import frontend_classes as fc
 from ebm_ppl.models import specs
 from ebm_ppl.models.categorical_rbm import CategoricalRBMMethods
 from ebm_ppl.models.family import NormalizedLogProb
@@ -55,17 +56,9 @@ class _Energy(TorchDistribution):
             return self._sample(None, tuple(sample_shape))
 
 
-class RBM(NormalizedLogProb, RBMMethods, _Energy):
-    r"""Binary restricted Boltzmann machine over the visible units (eq. 1-8).
-
-    ``RBM(weights, visible_bias, hidden_bias)`` with ``weights`` of shape
-    ``(..., n_visible, n_hidden)``, ``visible_bias`` ``(..., n_visible)`` and ``hidden_bias``
-    ``(..., n_hidden)``; leading dimensions form the batch shape, the event shape is
-    ``(n_visible,)``.
-
-    ``log_prob(v)`` is the **unnormalized** log-density ``-F(v)`` (eq. 5), with the hidden
-    units summed out analytically; ``log_partition()`` gives the exact ``log Z`` for models
-    whose smaller layer has at most 20 units. ``sample()`` is approximate: it runs
+@fc.doc_head(fc.RBM_DOC)
+class RBM(fc.RBMConstructor, NormalizedLogProb, RBMMethods, _Energy):
+    r"""``sample()`` is approximate: it runs
     ``num_gibbs_steps`` block-Gibbs sweeps from independent ``Bernoulli(sigmoid(b))`` draws
     using torch's global generator (seeded by ``pyro.set_rng_seed``), so ``Predictive``,
     ``trace`` and ``seed`` work on models that contain the site.
@@ -78,27 +71,10 @@ class RBM(NormalizedLogProb, RBMMethods, _Energy):
     arg_constraints = specs.arg_constraints(specs.RBM_PARAMS, _constraint)
     support = constraints.independent(constraints.boolean, 1)
 
-    def __init__(
-        self,
-        weights: torch.Tensor,
-        visible_bias: torch.Tensor,
-        hidden_bias: torch.Tensor,
-        num_gibbs_steps: int = 100,
-        validate_args: bool | None = None,
-        normalized: bool = False,
-    ) -> None:
-        self._construct(
-            (weights, visible_bias, hidden_bias), num_gibbs_steps, validate_args, normalized
-        )
 
-
-class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
-    r"""Gaussian-Bernoulli RBM over real-valued visible units (eq. 11-14).
-
-    ``GaussianRBM(weights, visible_bias, hidden_bias, sigma=1.0)`` with ``weights``
-    ``(..., D, F)``, ``visible_bias`` ``(..., D)``, ``hidden_bias`` ``(..., F)`` and ``sigma``
-    (the visible standard deviations) a float or an array ``(..., D)`` / ``(..., 1)``. Fix
-    ``sigma`` (common practice, with standardized data) or learn it with
+@fc.doc_head(fc.GAUSSIAN_RBM_DOC)
+class GaussianRBM(fc.GaussianRBMConstructor, NormalizedLogProb, GaussianRBMMethods, _Energy):
+    r"""``sigma`` (common practice, with standardized data) or learn it with
     ``pyro.param("sigma", ..., constraint=constraints.positive)``, which Pyro optimizes on the
     log scale.
 
@@ -111,22 +87,10 @@ class GaussianRBM(NormalizedLogProb, GaussianRBMMethods, _Energy):
     arg_constraints = specs.arg_constraints(specs.GAUSSIAN_RBM_PARAMS, _constraint)
     support = constraints.real_vector
 
-    def __init__(
-        self,
-        weights: torch.Tensor,
-        visible_bias: torch.Tensor,
-        hidden_bias: torch.Tensor,
-        sigma: torch.Tensor | float = 1.0,
-        num_gibbs_steps: int = 100,
-        validate_args: bool | None = None,
-        normalized: bool = False,
-    ) -> None:
-        self._construct(
-            (weights, visible_bias, hidden_bias, sigma), num_gibbs_steps, validate_args, normalized
-        )
 
-
-class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
+class ReplicatedSoftmax(
+    fc.ReplicatedSoftmaxConstructor, NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy
+):
     r"""Replicated softmax model over word-count vectors (eq. 15-19).
 
     ``ReplicatedSoftmax(weights, word_bias, hidden_bias, total_count=None)`` with ``weights``
@@ -145,20 +109,6 @@ class ReplicatedSoftmax(NormalizedLogProb, ReplicatedSoftmaxMethods, _Energy):
 
     arg_constraints = specs.arg_constraints(specs.REPLICATED_SOFTMAX_PARAMS, _constraint)
     support = constraints.independent(constraints.nonnegative_integer, 1)
-
-    def __init__(
-        self,
-        weights: torch.Tensor,
-        word_bias: torch.Tensor,
-        hidden_bias: torch.Tensor,
-        total_count: torch.Tensor | float | None = None,
-        num_gibbs_steps: int = 100,
-        validate_args: bool | None = None,
-        normalized: bool = False,
-        max_words: int | None = None,
-    ) -> None:
-        arrays = (weights, word_bias, hidden_bias, total_count)
-        self._construct(arrays, num_gibbs_steps, validate_args, normalized, (max_words,))
 
 
 class CategoricalRBM(NormalizedLogProb, CategoricalRBMMethods, _Energy):

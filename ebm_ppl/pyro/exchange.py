@@ -12,6 +12,7 @@ from pyro.distributions.transforms import biject_to
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from ebm_ppl.inference import exchange as ex
+from ebm_ppl.inference import frontend_classes as fc
 from ebm_ppl.pyro.dependence import energy_dependencies
 from ebm_ppl.pyro.handlers import quick_energy_draws
 from ebm_ppl.pyro.kernels import InitialParams, inner_block_gibbs
@@ -20,36 +21,19 @@ __all__ = ["Exchange"]
 
 
 class Exchange(InitialParams, ex.ExchangeSettings, MCMCKernel):
-    """The exchange algorithm (Murray, Ghahramani & MacKay 2006) for the parameters of
-    energy sites, under ``pyro.infer.MCMC``.
-
-    For a program such as ``theta ~ prior; x ~ RBM(W(theta), b, c)`` (observed or latent
-    ``x``) the posterior of ``theta`` involves the intractable ``Z(theta)``. Each step
-    proposes ``theta'`` by a Gaussian random walk on the unconstrained scale, draws
-    auxiliary data from every energy site at ``theta'``, and accepts with a ratio in which
-    the normalizers cancel (:mod:`ebm_ppl.inference.exchange`). Latent energy sites are
-    advanced first by ``gibbs_sweeps`` exact block-Gibbs sweeps given ``theta``
-    (:class:`~ebm_ppl.pyro.BlockGibbs`), so the kernel samples the joint posterior.
-
-    :param model: a Pyro model whose latent sites are continuous parameters (any support
-        with a bijection to the reals) and, optionally, energy sites; at least one energy
-        site's parameters must depend on the continuous sites.
-    :param step_size: initial random-walk step. Warmup adapts it towards
-        ``target_accept_prob`` (Robbins-Monro) and, in windows (ending at 15, 30 and 60 % of
-        the warmup, as in Stan), sets per-coordinate proposal scales to the standard
-        deviations of the window's draws, so the transient from the starting point does not
-        shape the final proposal. Both are fixed after warmup.
-    :param aux_sweeps: ``None`` (default): exact auxiliary draws (``exact_sample``; the
-        model must be enumerable), so the chain targets the exact posterior. An int ``K``:
+    __doc__ = fc.EXCHANGE_DOC.format(
+        mcmc="pyro.infer.MCMC",
+        gibbs="""
+    (:class:`~ebm_ppl.pyro.BlockGibbs`), so the kernel samples the joint posterior.""",
+        host="Pyro",
+        aux_sweeps="""), so the chain targets the exact posterior. An int ``K``:
         ``K`` block-Gibbs sweeps started at the site's current value, the **approximate**
-        double Metropolis-Hastings sampler of Liang (2010) (check by doubling ``K``).
-    :param gibbs_sweeps: block-Gibbs sweeps of the latent energy sites per step.
-    :param target_accept_prob: the acceptance rate the warmup aims at.
-
+        double Metropolis-Hastings sampler of Liang (2010) (check by doubling ``K``).""",
+        notes="""
     Randomness comes from torch's global generator (``pyro.set_rng_seed``). The kernel has
     no ``transforms``: ``initial_params`` and the samples are on the constrained scale.
-    ``diagnostics()`` reports the acceptance rate and step size.
-    """
+    ``diagnostics()`` reports the acceptance rate and step size.""",
+    )
 
     def _init_frontend(self, model: Callable) -> None:
         self.model = model
