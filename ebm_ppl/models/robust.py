@@ -38,11 +38,11 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
-from ebm_ppl.models.dbm import _entropy, check_mean_field_args
 from ebm_ppl.models.family import check_values
 from ebm_ppl.models.fields import Field, combine_gaussian
 from ebm_ppl.models.gaussian_rbm import hidden_input, visible_mean
 from ebm_ppl.models.rbm import hidden_logits, visible_logits
+from ebm_ppl.models.variational import bernoulli_entropy, check_mean_field_args, max_abs_diff
 
 Array = Any
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -196,13 +196,6 @@ def mean_field(
             return new
         return MeanField(*(damping * a + (1.0 - damping) * n for a, n in zip(q, new)))
 
-    def change(new: MeanField, old: MeanField) -> Array:
-        diffs = [abs(a - o).max() for a, o in zip(new, old)]
-        out = diffs[0]
-        for x in diffs[1:]:
-            out = ops.where(x > out, x, out)
-        return out
-
     lead = tuple(v.shape[:-1])
     q0 = MeanField(
         v + 0.0 * b,
@@ -212,7 +205,7 @@ def mean_field(
         ops.broadcast_to(ops.sigmoid(e), lead + (int(e.shape[-1]),)) + 0.0,
     )
     q0 = update(q0)
-    return ops.fixed_point(update, q0, num_iters, tol, change, v)
+    return ops.fixed_point(update, q0, num_iters, tol, max_abs_diff, v)
 
 
 def expected_log_joint(
@@ -246,7 +239,7 @@ def mean_field_bound(
     ``(...,)`` (without the log partition functions when they are left at 0)."""
     clean, mask, obs = expected_log_joint(clean_params, mask_params, noise, v, q)
     h_x = (0.5 * ops.log(q.x_var) + 0.5 + _HALF_LOG_2PI).sum(-1)
-    ent = h_x + _entropy(q.h) + _entropy(q.s) + _entropy(q.g)
+    ent = h_x + bernoulli_entropy(q.h) + bernoulli_entropy(q.s) + bernoulli_entropy(q.g)
     return clean + mask + obs + ent - log_z_clean - log_z_mask
 
 
