@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ebm_ppl import ops
-from ebm_ppl.models.variational import bernoulli_entropy, max_abs_diff
+from ebm_ppl.models.variational import bernoulli_entropy, check_mean_field_args, max_abs_diff
 from ebm_ppl.ops import Array
 
 Values = Mapping[str, Array]
@@ -250,8 +250,6 @@ class MeanFieldGuideBase:
         init: Callable | None = None,
         blocks: Sequence[Sequence[str]] | None = None,
     ) -> None:
-        from ebm_ppl.models.dbm import check_mean_field_args
-
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
         check_mean_field_args(num_iters, damping, tol)
