@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ebm_ppl import ops
+from ebm_ppl.models.variational import bernoulli_entropy, check_mean_field_args, max_abs_diff
 from ebm_ppl.ops import Array
 
 Values = Mapping[str, Array]
@@ -223,8 +224,6 @@ def mean_field(
         return mus
 
     def change(new, old):
-        from ebm_ppl.models.dbm import max_abs_diff
-
         return max_abs_diff([new[n] for n in names], [old[n] for n in names])
 
     mus = dict(init)
@@ -233,11 +232,9 @@ def mean_field(
 
 def entropy(mus: Values) -> Array:
     """Total entropy of independent Bernoullis with means ``mus``."""
-    from ebm_ppl.models.dbm import _entropy
-
     total = 0.0
     for m in mus.values():
-        total = total + _entropy(m.reshape(-1))
+        total = total + bernoulli_entropy(m.reshape(-1))
     return total
 
 
@@ -253,8 +250,6 @@ class MeanFieldGuideBase:
         init: Callable | None = None,
         blocks: Sequence[Sequence[str]] | None = None,
     ) -> None:
-        from ebm_ppl.models.dbm import check_mean_field_args
-
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
         check_mean_field_args(num_iters, damping, tol)

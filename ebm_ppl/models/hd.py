@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ebm_ppl import ops
 
 Array = Any
@@ -54,15 +56,18 @@ def _cumsum(x: Array) -> Array:
     return x.cumsum(-1) if ops.is_torch(x) else ops._jnp().cumsum(x, axis=-1)
 
 
+def _host(x: Any, dtype: Any = None) -> np.ndarray:
+    """``x`` (numpy, torch, JAX or a sequence) as a numpy array on the host, of ``dtype``
+    (``None``: its own)."""
+    return np.asarray(ops.to_numpy(x), dtype)
+
+
 def category_counts(features: Array, labels: Array, num_categories: int) -> tuple:
     """``(ones, counts)``: ``ones[c, f]`` the number of images of category ``c`` with feature
     ``f`` on, ``counts[c]`` the number of images of ``c``; ``features`` ``(N, F)`` binary
     (numpy, torch or JAX), ``labels`` ``(N,)`` integers in ``[0, num_categories)``. Returns
     numpy float32 arrays."""
-    import numpy as np
-
-    z = np.asarray(ops.to_numpy(features) if not isinstance(features, np.ndarray) else features)
-    y = np.asarray(ops.to_numpy(labels) if not isinstance(labels, np.ndarray) else labels)
+    z, y = _host(features), _host(labels)
     if z.ndim != 2:
         raise ValueError(f"features must have shape (N, F), got {z.shape}")
     if y.shape != (z.shape[0],) or not np.issubdtype(y.dtype, np.integer):
@@ -135,9 +140,7 @@ def check_init(init: Any) -> None:
 def coassignment(assign_probs: Array) -> Array:
     """Posterior probability that two categories share a super-category, ``(C, C)``, from
     per-sample assignment probabilities ``(S, C, K)`` (invariant to label switching)."""
-    import numpy as np
-
-    r = np.asarray(ops.to_numpy(assign_probs), np.float64)
+    r = _host(assign_probs, np.float64)
     return np.einsum("sck,sdk->cd", r, r) / r.shape[0]
 
 
@@ -145,9 +148,7 @@ def point_clustering(assign_probs: Array) -> Any:
     """A single clustering of the categories: among the per-sample most probable
     assignments, the one closest (squared error) to the posterior co-assignment matrix
     (Dahl 2006's least-squares clustering). Returns int labels ``(C,)``."""
-    import numpy as np
-
-    r = np.asarray(ops.to_numpy(assign_probs), np.float64)
+    r = _host(assign_probs, np.float64)
     co = coassignment(r)
     best, best_loss = None, np.inf
     for s in r.argmax(-1):
@@ -218,12 +219,9 @@ class HDPosterior:
         super-category ``∝ w_k p(examples | theta_k)``, ``phi ~ Beta(alpha theta_k + k,
         alpha (1 - theta_k) + n - k)`` and ``z ~ Bernoulli(phi)``. ``rng`` is a
         ``numpy.random.Generator``; numpy output."""
-        import numpy as np
-
-        theta = np.asarray(ops.to_numpy(self.theta), np.float64)
-        log_w = np.asarray(ops.to_numpy(self.log_w), np.float64)
-        k1 = np.asarray(ops.to_numpy(ones), np.float64).reshape(1, -1)
-        n = np.asarray(ops.to_numpy(counts), np.float64).reshape(1)
+        theta, log_w = _host(self.theta, np.float64), _host(self.log_w, np.float64)
+        k1 = _host(ones, np.float64).reshape(1, -1)
+        n = _host(counts, np.float64).reshape(1)
         out = []
         for _ in range(num):
             s = rng.integers(self.num_samples)
@@ -248,13 +246,9 @@ def kmeans_init(ones: Any, counts: Any, num_super: int, seed: int = 0) -> dict:
     in one component and never split it (the other components get no responsibility, hence
     no gradient). Starting from a clustering avoids that trap; the sampler then moves the
     assignments and the parameters from there."""
-    import numpy as np
     from sklearn.cluster import KMeans
 
-    ones = np.asarray(ops.to_numpy(ones) if not isinstance(ones, np.ndarray) else ones, float)
-    counts = np.asarray(
-        ops.to_numpy(counts) if not isinstance(counts, np.ndarray) else counts, float
-    )
+    ones, counts = _host(ones, float), _host(counts, float)
     means = (ones + 0.5) / (counts[:, None] + 1.0)
     k = min(num_super, len(means))
     labels = KMeans(k, n_init=5, random_state=seed).fit(means).labels_
@@ -286,13 +280,8 @@ def select_alpha(
     super-category): the value on ``grid`` with the largest marginal likelihood of the
     categories (assignments summed out) at the :func:`kmeans_init` parameters. Returns
     ``(alpha, {alpha: log-likelihood})`` (numpy arithmetic)."""
-    import numpy as np
-
     init = kmeans_init(ones, counts, num_super, seed)
-    ones = np.asarray(ops.to_numpy(ones) if not isinstance(ones, np.ndarray) else ones, float)
-    counts = np.asarray(
-        ops.to_numpy(counts) if not isinstance(counts, np.ndarray) else counts, float
-    )
+    ones, counts = _host(ones, float), _host(counts, float)
     import torch
 
     # a small float64 computation on the host, whatever device the data came from

@@ -146,7 +146,7 @@ def exact_albedo_posterior(dbm: Any, image: Array, shade: Array, priors: Lambert
     ``N(b0 + sigma W1 h1, sigma^2)``, the observation linear-Gaussian in it), with
     the even hidden layers above ``v`` summed out analytically. Returns ``(mean,
     log_evidence)``."""
-    from ebm_ppl.models.dbm import layer_logits, split_odd
+    from ebm_ppl.models.dbm import _odd_free_energy, layer_logits, split_odd
 
     p = dbm._frozen()
     if p.sigma is None:
@@ -157,16 +157,11 @@ def exact_albedo_posterior(dbm: Any, image: Array, shade: Array, priors: Lambert
         raise ValueError("exact_albedo_posterior enumerates the odd layers: 16 units at most")
     states = ops.binary_states(odd, p.biases[0])
     layers = split_odd(p, states)  # v and even layers None
-    # log of sum over even layers >= 2 and integral over v of exp(-E), per odd state
+    # log of sum over even layers >= 2 and integral over v of exp(-E), per odd state (the
+    # DBM's odd free energy; its constant Gaussian normaliser cancels below)
+    log_w = -_odd_free_energy(p, layers)
     mean_v = layer_logits(p, layers, 0)  # (S, D): b0 + sigma W1 h1
     sig2 = p.sigma**2 + 0.0 * mean_v
-    log_w = (layers[1] * p.biases[1]).sum(-1)
-    for i in range(3, len(sizes), 2):
-        log_w = log_w + (layers[i] * p.biases[i]).sum(-1)
-    for i in range(2, len(sizes), 2):  # even hidden layers summed out
-        log_w = log_w + ops.softplus(layer_logits(p, layers, i)).sum(-1)
-    b0 = p.biases[0]
-    log_w = log_w + ((mean_v**2 - b0**2) / (2.0 * sig2)).sum(-1)  # the Gaussian integral
     # observation y = offset s + scale s v + noise, v ~ N(mean_v, sigma^2): marginal and
     # posterior mean of v per odd state
     a = priors.scale * shade

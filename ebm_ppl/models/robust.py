@@ -38,11 +38,11 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
-from ebm_ppl.models.dbm import _entropy, check_mean_field_args
 from ebm_ppl.models.family import check_values
 from ebm_ppl.models.fields import Field, combine_gaussian
 from ebm_ppl.models.gaussian_rbm import hidden_input, visible_mean
 from ebm_ppl.models.rbm import hidden_logits, visible_logits
+from ebm_ppl.models.variational import bernoulli_entropy, check_mean_field_args, max_abs_diff
 
 Array = Any
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -73,11 +73,22 @@ def normal_log_prob(v: Array, loc: Array, scale: Array) -> Array:
     return -(((v - loc) / scale) ** 2) / 2.0 - ops.log(scale + 0.0 * v) - _HALF_LOG_2PI
 
 
+def _outlier(v: Array, noise: Noise) -> Array:
+    """``log N(v; mu, varsigma^2)``, elementwise: an occluded pixel's density."""
+    return normal_log_prob(v, noise.mu, noise.varsigma)
+
+
+def _expected_shown(v: Array, x_mean: Array, x_var: Array, noise: Noise) -> Array:
+    """``E_Q[log N(v; x, tau^2)] = log N(v; x_mean, tau^2) - x_var / (2 tau^2)``,
+    elementwise, under a Gaussian ``Q(x)``: a shown pixel's expected density."""
+    return normal_log_prob(v, x_mean, noise.tau) - x_var / (2.0 * noise.tau**2)
+
+
 def log_likelihood(v: Array, x: Array, s: Array, noise: Noise) -> Array:
     """``log p(v | x, s) = sum_i s_i log N(v_i; x_i, tau_i^2) + (1 - s_i) log N(v_i; mu_i,
     varsigma_i^2)``, shape ``(...,)``."""
     on = normal_log_prob(v, x, noise.tau)
-    off = normal_log_prob(v, noise.mu, noise.varsigma)
+    off = _outlier(v, noise)
     return (s * on + (1.0 - s) * off).sum(-1)
 
 
@@ -147,10 +158,6 @@ def _blocked_sweep(key, clean_params, mask_params, noise, v, x, s):
     return x, s, h, g, mean, p_shown
 
 
-def _outlier(v: Array, noise: Noise) -> Array:
-    return normal_log_prob(v, noise.mu, noise.varsigma)
-
-
 def mean_field(
     clean_params: tuple,
     mask_params: tuple,
@@ -180,7 +187,7 @@ def mean_field(
     w, b, c, sigma = clean_params
     u, d, e = mask_params
     var_prior = sigma**2 + 0.0 * v
-    off = normal_log_prob(v, noise.mu, noise.varsigma)
+    off = _outlier(v, noise)
 
     def update(q: MeanField) -> MeanField:
         h = ops.sigmoid(hidden_input(w, c, sigma, q.x_mean))
@@ -189,19 +196,12 @@ def mean_field(
         x_mean = (prior_mean / var_prior + q.s * v / noise.tau**2) / prec
         x_var = 1.0 / prec
         g = ops.sigmoid(hidden_logits(u, e, q.s))
-        on = normal_log_prob(v, x_mean, noise.tau) - x_var / (2.0 * noise.tau**2)
+        on = _expected_shown(v, x_mean, x_var, noise)
         s = ops.sigmoid(visible_logits(u, d, g) + on - off)
         new = MeanField(x_mean, x_var, h, s, g)
         if damping == 0.0:
             return new
         return MeanField(*(damping * a + (1.0 - damping) * n for a, n in zip(q, new)))
-
-    def change(new: MeanField, old: MeanField) -> Array:
-        diffs = [abs(a - o).max() for a, o in zip(new, old)]
-        out = diffs[0]
-        for x in diffs[1:]:
-            out = ops.where(x > out, x, out)
-        return out
 
     lead = tuple(v.shape[:-1])
     q0 = MeanField(
@@ -212,7 +212,7 @@ def mean_field(
         ops.broadcast_to(ops.sigmoid(e), lead + (int(e.shape[-1]),)) + 0.0,
     )
     q0 = update(q0)
-    return ops.fixed_point(update, q0, num_iters, tol, change, v)
+    return ops.fixed_point(update, q0, num_iters, tol, max_abs_diff, v)
 
 
 def expected_log_joint(
@@ -227,8 +227,8 @@ def expected_log_joint(
     inter = ((hidden_input(w, c, sigma, q.x_mean) - c) * q.h).sum(-1)
     clean = -quad + inter + (q.h * c).sum(-1)
     mask = (q.s * d).sum(-1) + (hidden_logits(u, e, q.s) * q.g).sum(-1)
-    on = normal_log_prob(v, q.x_mean, noise.tau) - q.x_var / (2.0 * noise.tau**2)
-    off = normal_log_prob(v, noise.mu, noise.varsigma)
+    on = _expected_shown(v, q.x_mean, q.x_var, noise)
+    off = _outlier(v, noise)
     obs = (q.s * on + (1.0 - q.s) * off).sum(-1)
     return clean, mask, obs
 
@@ -246,7 +246,7 @@ def mean_field_bound(
     ``(...,)`` (without the log partition functions when they are left at 0)."""
     clean, mask, obs = expected_log_joint(clean_params, mask_params, noise, v, q)
     h_x = (0.5 * ops.log(q.x_var) + 0.5 + _HALF_LOG_2PI).sum(-1)
-    ent = h_x + _entropy(q.h) + _entropy(q.s) + _entropy(q.g)
+    ent = h_x + bernoulli_entropy(q.h) + bernoulli_entropy(q.s) + bernoulli_entropy(q.g)
     return clean + mask + obs + ent - log_z_clean - log_z_mask
 
 
@@ -270,7 +270,7 @@ def exact_posterior(clean: Any, mask: Any, noise: Noise, v: Array) -> dict:
     m = visible_mean(w, b, sigma, hs)  # (S_h, D)
     var_on = sigma**2 + noise.tau**2
     on = normal_log_prob(v, m, var_on**0.5)  # (S_h, D)
-    off = normal_log_prob(v, noise.mu, noise.varsigma) + 0.0 * v  # (D,)
+    off = _outlier(v, noise) + 0.0 * v  # (D,)
     lik = ss @ ops.transpose(on) + ((1.0 - ss) @ off[:, None])  # (S_s, S_h)
     joint = log_ps[:, None] + log_ph[None, :] + lik
     log_marginal = ops.logsumexp(joint.reshape(-1), axis=0)
