@@ -38,6 +38,14 @@ from ebm_ppl.models.dbm.mean_field import (
 from ebm_ppl.models.family import EnergyMethods, check_values, checks_enabled
 from ebm_ppl.models.variational import VisibleSiteMethods, check_mean_field_args
 
+#: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
+__all__ = [
+    "DBMMethods",
+    "DBMVisibleMethods",
+    "_Unbatched",
+    "check_layer_lists",
+]
+
 Array = Any
 
 

@@ -31,6 +31,16 @@ from ebm_ppl.models.multimodal.mean_field import (
 from ebm_ppl.models.multimodal.pathways import chain_from_pathways, pathways_from_chain
 from ebm_ppl.models.variational import VisibleSiteMethods, check_mean_field_args
 
+#: the names that :mod:`ebm_ppl.models.multimodal` re-exports from here
+__all__ = [
+    "MultimodalDBMMethods",
+    "MultimodalVisibleMethods",
+    "_check_count_arg",
+    "_stack",
+    "check_image",
+    "check_text",
+]
+
 Array = Any
 
 
