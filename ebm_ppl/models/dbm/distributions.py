@@ -35,7 +35,7 @@ from ebm_ppl.models.dbm.mean_field import (
     mean_field_contrast,
     mean_field_fixed_point,
 )
-from ebm_ppl.models.family import EnergyMethods, check_values, checks_enabled
+from ebm_ppl.models.family import BlockGibbsMethods, EnergyMethods, check_values, checks_enabled
 from ebm_ppl.models.variational import VisibleSiteMethods, check_mean_field_args
 
 #: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
@@ -70,7 +70,7 @@ def check_layer_lists(weights: Any, biases: Any, array_type: type | None = None)
             raise TypeError(f"{name} must be a list of arrays {example}, got {type(x).__name__}")
 
 
-class DBMMethods(_Unbatched):
+class DBMMethods(BlockGibbsMethods, _Unbatched):
     """What the Pyro and NumPyro ``DBM`` distributions share.
 
     The value is the concatenation ``[v, h1, ..., hL]`` ``(..., sum_l n_l)``; ``log_prob``
@@ -271,22 +271,12 @@ class DBMMethods(_Unbatched):
         """The kind of external factor ``transition(field=)`` takes on ``v``."""
         return "gaussian" if self.gaussian else "binary"
 
-    def transition(
-        self,
-        key: Any,
-        value: Array,
-        num_steps: int = 1,
-        clamp: Any = None,
-        cache: Any = None,
-        field: Any = None,
-    ) -> tuple[Array, None]:
-        """``num_steps`` block-Gibbs sweeps (odd layers, then even layers) at fixed
-        parameters; returns ``(value, None)``. ``clamp`` (a :class:`~ebm_ppl.models.rbm.Clamp`
-        over the visible units) holds part of ``v`` fixed: conditional sampling. ``field``
-        (a :class:`~ebm_ppl.models.fields.Field` of the value's full shape, zero outside
-        ``v``) multiplies an external factor into ``p(v | h1)``."""
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    def _gibbs(self, key, value, num_steps, clamp, cache, field):
+        """The sweeps of :meth:`transition`: odd layers, then even layers; returns
+        ``(value, None)``. ``clamp`` (a :class:`~ebm_ppl.models.rbm.Clamp` over the visible
+        units) holds part of ``v`` fixed: conditional sampling. ``field`` (a
+        :class:`~ebm_ppl.models.fields.Field` of the value's full shape, zero outside ``v``)
+        multiplies an external factor into ``p(v | h1)``; ``cache`` is ignored."""
         if field is not None:
             d = self.n_visible
             field = type(field)(
