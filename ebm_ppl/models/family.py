@@ -285,6 +285,20 @@ def shapes_of(arg_shapes: dict[str, Any], event_dims: dict[str, int], event_shap
     return tuple(np.broadcast_shapes(*batch)), tuple(int(s) for s in event_shape)
 
 
+def broadcast_batch_shapes(named: dict[str, Array], event_dims: tuple[int, ...]) -> tuple:
+    """The batch shape of the parameters ``{name: array}``, each with the matching number of
+    trailing event dimensions in ``event_dims``, their batch shapes broadcast together;
+    ``ValueError`` naming each batch shape where they do not broadcast."""
+    shapes = {n: tuple(x.shape[: x.ndim - k]) for (n, x), k in zip(named.items(), event_dims)}
+    try:
+        return ops.broadcast_shapes(*shapes.values())
+    except ValueError:
+        listed = [f"{n} {shape}" for n, shape in shapes.items()]
+        raise ValueError(
+            f"the batch shapes of {', '.join(listed[:-1])} and {listed[-1]} do not broadcast"
+        ) from None
+
+
 def checks_enabled(validate_args: bool | None, like: Any) -> bool:
     """Whether a distribution checks the values of its parameters and inputs (finite,
     positive, in the support): ``validate_args`` when given; else torch's global setting for

@@ -27,6 +27,7 @@ from ebm_ppl.models.family import (  # noqa: F401 - check_binary, MAX_ENUMERATE_
     MAX_ENUMERATE_UNITS,
     HarmoniumMethods,
     OutOfSupport,
+    broadcast_batch_shapes,
     check_backend,
     check_binary,
     check_values,
@@ -93,16 +94,7 @@ def check_params(
         if values and ops.is_concrete(x) and not ops.all_finite(x):
             raise ValueError(f"{name} contains NaN or infinite values")
     check_same_dtype(dict(zip(names, arrays)))
-    try:
-        batch_shape = ops.broadcast_shapes(
-            tuple(weights.shape[:-2]), tuple(visible_bias.shape[:-1]), tuple(hidden_bias.shape[:-1])
-        )
-    except ValueError:
-        raise ValueError(
-            "the batch shapes of weights "
-            f"{tuple(weights.shape[:-2])}, visible_bias {tuple(visible_bias.shape[:-1])} and "
-            f"hidden_bias {tuple(hidden_bias.shape[:-1])} do not broadcast"
-        ) from None
+    batch_shape = broadcast_batch_shapes(dict(zip(names, arrays)), (2, 1, 1))
     return batch_shape, n_visible, n_hidden
 
 
