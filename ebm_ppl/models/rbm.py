@@ -546,21 +546,10 @@ class RBMMethods(HarmoniumMethods):
         """Chains of the given full shape ``(..., n_visible)`` drawn from ``Bernoulli(g(b))``."""
         return initial_visible(key, ops.stop_gradient(self.visible_bias), tuple(shape))
 
-    def transition(
-        self,
-        key: Any,
-        value: Array,
-        num_steps: int = 1,
-        clamp: Clamp | None = None,
-        cache: Array | None = None,
-        field: Any = None,
-    ) -> tuple[Array, Array]:
-        """``num_steps`` block-Gibbs sweeps from ``value`` with the parameters held constant.
-
-        ``cache`` is :meth:`data_cache` of ``value``; ``field`` (a
-        :class:`~ebm_ppl.models.fields.Field`) adds an external factor's logits to
-        ``p(v | h)``. Returns ``(value, hidden)``; no gradient flows into the parameters.
-        """
+    def _gibbs(self, key, value, num_steps, clamp, cache, field):
+        """The sweeps of :meth:`transition`: ``h | v`` then ``v | h``. ``cache`` is
+        :meth:`data_cache` of ``value``; ``field`` (a :class:`~ebm_ppl.models.fields.Field`)
+        adds an external factor's logits to ``p(v | h)``. Returns ``(value, hidden)``."""
         params = tuple(ops.stop_gradient(p) for p in self.params)
         if field is not None:  # exp(f . v) on the visible units = a shifted visible bias
             params = (params[0], params[1] + ops.stop_gradient(field.linear), params[2])
