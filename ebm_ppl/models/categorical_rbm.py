@@ -25,6 +25,7 @@ from ebm_ppl.models.base import TractableBase
 from ebm_ppl.models.family import (
     HarmoniumMethods,
     OutOfSupport,
+    broadcast_batch_shapes,
     check_values,
     shapes_of,
     temperature,
@@ -63,14 +64,7 @@ def check_params(
     named = {"weights": weights, "visible_bias": visible_bias, "hidden_bias": hidden_bias}
     check_finite_float(named, values)
     check_same_dtype(named)
-    try:
-        batch = ops.broadcast_shapes(
-            tuple(weights.shape[:-3]), tuple(visible_bias.shape[:-2]), tuple(hidden_bias.shape[:-1])
-        )
-    except ValueError:
-        raise ValueError(
-            "the batch shapes of weights, visible_bias and hidden_bias do not broadcast"
-        ) from None
+    batch = broadcast_batch_shapes(named, (3, 2, 1))
     return batch, d, k, f
 
 

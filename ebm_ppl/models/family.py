@@ -285,6 +285,20 @@ def shapes_of(arg_shapes: dict[str, Any], event_dims: dict[str, int], event_shap
     return tuple(np.broadcast_shapes(*batch)), tuple(int(s) for s in event_shape)
 
 
+def broadcast_batch_shapes(named: dict[str, Array], event_dims: tuple[int, ...]) -> tuple:
+    """The batch shape of the parameters ``{name: array}``, each with the matching number of
+    trailing event dimensions in ``event_dims``, their batch shapes broadcast together;
+    ``ValueError`` naming each batch shape where they do not broadcast."""
+    shapes = {n: tuple(x.shape[: x.ndim - k]) for (n, x), k in zip(named.items(), event_dims)}
+    try:
+        return ops.broadcast_shapes(*shapes.values())
+    except ValueError:
+        listed = [f"{n} {shape}" for n, shape in shapes.items()]
+        raise ValueError(
+            f"the batch shapes of {', '.join(listed[:-1])} and {listed[-1]} do not broadcast"
+        ) from None
+
+
 def checks_enabled(validate_args: bool | None, like: Any) -> bool:
     """Whether a distribution checks the values of its parameters and inputs (finite,
     positive, in the support): ``validate_args`` when given; else torch's global setting for
@@ -322,7 +336,41 @@ def check_num_gibbs_steps(num_gibbs_steps: Any) -> None:
         raise ValueError(f"num_gibbs_steps must be a positive int, got {num_gibbs_steps!r}")
 
 
-class HarmoniumMethods(EnergyMethods):
+class BlockGibbsMethods(EnergyMethods):
+    """The transition operator of a model sampled by block Gibbs, as ``BlockGibbs``, SA-MLE
+    and the PPL frontends call it: :meth:`transition` checks the arguments every such model
+    shares, then runs the model's own sweeps, the hook
+    ``_gibbs(key, value, num_steps, clamp, cache, field)`` (parameters gradient-stopped
+    there), whose docstring says which blocks it alternates and what ``hidden`` is."""
+
+    def transition(
+        self,
+        key: Any,
+        value: Array,
+        num_steps: int = 1,
+        clamp: Any = None,
+        cache: Array | None = None,
+        field: Any = None,
+    ) -> tuple[Array, Array | None]:
+        """``num_steps`` block-Gibbs sweeps from ``value`` with the parameters held constant
+        (no gradient flows into them); returns ``(value, hidden)``. ``clamp`` (a
+        :class:`~ebm_ppl.models.rbm.Clamp`) holds part of the visible units fixed
+        (conditional sampling); ``cache`` is :meth:`data_cache` of ``value`` where the model
+        has one (else ignored); ``field`` (a :class:`~ebm_ppl.models.fields.Field`) multiplies
+        an external factor into the visible conditional, for models with a ``field_kind``.
+        In JAX the sweeps are one ``lax.scan``."""
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        self._check_field(field)
+        return self._gibbs(key, value, num_steps, clamp, cache, field)
+
+    def _gibbs(self, key, value, num_steps, clamp, cache, field):
+        """The model's ``num_steps >= 1`` sweeps, with ``field`` checked against
+        ``field_kind``: ``(value, hidden)``. Each model implements it."""
+        raise NotImplementedError(f"{type(self).__name__} implements no block-Gibbs sweeps")
+
+
+class HarmoniumMethods(BlockGibbsMethods):
     """Distribution methods of an RBM-family member with binary hidden units.
 
     Hooks a member implements (``p`` is the parameter tuple, possibly gradient-stopped):
@@ -486,23 +534,9 @@ class HarmoniumMethods(EnergyMethods):
             v = ops.where(clamp.mask, clamp.values, v)
         return v, h
 
-    def transition(
-        self,
-        key: Any,
-        value: Array,
-        num_steps: int = 1,
-        clamp: Any = None,
-        cache: Array | None = None,
-        field: Any = None,
-    ) -> tuple[Array, Array]:
-        """``num_steps`` block-Gibbs sweeps (``h | v`` then ``v | h``) from ``value`` with
-        the parameters held constant; returns ``(value, hidden)``. ``clamp`` holds part of
-        the visible units fixed; ``field`` (a :class:`~ebm_ppl.models.fields.Field`)
-        multiplies an external factor into ``p(v | h)``. In JAX the sweeps are one
-        ``lax.scan``."""
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-        self._check_field(field)
+    def _gibbs(self, key, value, num_steps, clamp, cache, field):
+        """The sweeps of :meth:`transition`: ``h | v`` then ``v | h`` (``field`` multiplied
+        into ``p(v | h)``); ``cache`` is ignored; returns ``(value, hidden)``."""
         p = self._frozen()
         k0, k1 = ops.split(key, 2)
         first = self._sweep(k0, p, value, 1.0, None, clamp, field)

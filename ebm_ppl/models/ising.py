@@ -34,7 +34,7 @@ import numpy as np
 
 from ebm_ppl import ops
 from ebm_ppl.models.family import (
-    EnergyMethods,
+    BlockGibbsMethods,
     OutOfSupport,
     check_backend,
     check_finite_float,
@@ -408,7 +408,7 @@ def check_spins(x: Any, shape: tuple[int, int], name: str = "value", values: boo
 # --------------------------------------------------------------------------------------
 
 
-class IsingMethods(EnergyMethods):
+class IsingMethods(BlockGibbsMethods):
     """The Ising math as distribution methods, shared by the Pyro and NumPyro classes.
 
     The constructor is written once: a subclass names its backend ``_backend`` (``"torch"``
@@ -551,24 +551,14 @@ class IsingMethods(EnergyMethods):
         like = ops.stop_gradient(self.coupling)
         return 2.0 * ops.bernoulli(key, ops.zeros(shape, like) + 0.5) - 1.0
 
-    def transition(
-        self,
-        key: Any,
-        value: Array,
-        num_steps: int = 1,
-        clamp: Any = None,
-        cache: Array | None = None,
-        field: Any = None,
-    ) -> tuple[Array, Array]:
-        """``num_steps`` checkerboard block-Gibbs sweeps from ``value`` ``(..., H, W)`` (all
-        black sites given the white ones, then white given black) with the parameters held
-        constant. ``clamp`` (a :class:`~ebm_ppl.models.rbm.Clamp`) holds sites fixed (reset
-        after every half-sweep); ``cache`` is ignored; an external ``field`` is not
-        supported. Returns ``(value, hidden)`` where ``hidden`` is an empty array of shape
+    def _gibbs(self, key, value, num_steps, clamp, cache, field):
+        """The sweeps of :meth:`transition`: checkerboard block Gibbs on ``value``
+        ``(..., H, W)`` (all black sites given the white ones, then white given black).
+        ``clamp`` (a :class:`~ebm_ppl.models.rbm.Clamp`) holds sites fixed (reset after every
+        half-sweep); ``cache`` is ignored; an external ``field`` is not supported. Returns
+        ``(value, hidden)`` where ``hidden`` is an empty array of shape
         ``value.shape[:-2] + (0,)``: the model has no hidden units (an array rather than
-        ``None``, so that ``BlockGibbs(report_hidden=True)`` can record it). One ``lax.scan``
-        in JAX."""
-        self._check_field(field)
+        ``None``, so that ``BlockGibbs(report_hidden=True)`` can record it)."""
         if value.ndim < 2 or tuple(value.shape[-2:]) != tuple(self.lattice_shape):
             raise ValueError(
                 f"value must have shape (..., {self.lattice_shape[0]}, "

@@ -27,6 +27,7 @@ from ebm_ppl.models.family import (  # noqa: F401 - check_binary, MAX_ENUMERATE_
     MAX_ENUMERATE_UNITS,
     HarmoniumMethods,
     OutOfSupport,
+    broadcast_batch_shapes,
     check_backend,
     check_binary,
     check_values,
@@ -93,16 +94,7 @@ def check_params(
         if values and ops.is_concrete(x) and not ops.all_finite(x):
             raise ValueError(f"{name} contains NaN or infinite values")
     check_same_dtype(dict(zip(names, arrays)))
-    try:
-        batch_shape = ops.broadcast_shapes(
-            tuple(weights.shape[:-2]), tuple(visible_bias.shape[:-1]), tuple(hidden_bias.shape[:-1])
-        )
-    except ValueError:
-        raise ValueError(
-            "the batch shapes of weights "
-            f"{tuple(weights.shape[:-2])}, visible_bias {tuple(visible_bias.shape[:-1])} and "
-            f"hidden_bias {tuple(hidden_bias.shape[:-1])} do not broadcast"
-        ) from None
+    batch_shape = broadcast_batch_shapes(dict(zip(names, arrays)), (2, 1, 1))
     return batch_shape, n_visible, n_hidden
 
 
@@ -554,21 +546,10 @@ class RBMMethods(HarmoniumMethods):
         """Chains of the given full shape ``(..., n_visible)`` drawn from ``Bernoulli(g(b))``."""
         return initial_visible(key, ops.stop_gradient(self.visible_bias), tuple(shape))
 
-    def transition(
-        self,
-        key: Any,
-        value: Array,
-        num_steps: int = 1,
-        clamp: Clamp | None = None,
-        cache: Array | None = None,
-        field: Any = None,
-    ) -> tuple[Array, Array]:
-        """``num_steps`` block-Gibbs sweeps from ``value`` with the parameters held constant.
-
-        ``cache`` is :meth:`data_cache` of ``value``; ``field`` (a
-        :class:`~ebm_ppl.models.fields.Field`) adds an external factor's logits to
-        ``p(v | h)``. Returns ``(value, hidden)``; no gradient flows into the parameters.
-        """
+    def _gibbs(self, key, value, num_steps, clamp, cache, field):
+        """The sweeps of :meth:`transition`: ``h | v`` then ``v | h``. ``cache`` is
+        :meth:`data_cache` of ``value``; ``field`` (a :class:`~ebm_ppl.models.fields.Field`)
+        adds an external factor's logits to ``p(v | h)``. Returns ``(value, hidden)``."""
         params = tuple(ops.stop_gradient(p) for p in self.params)
         if field is not None:  # exp(f . v) on the visible units = a shifted visible bias
             params = (params[0], params[1] + ops.stop_gradient(field.linear), params[2])

@@ -235,24 +235,16 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
         bound = getattr(self, "max_words", None)
         return getattr(self, "_chain_words", None) if bound is None else bound
 
-    def transition(
-        self,
-        key: Any,
-        value: Array,
-        num_steps: int = 1,
-        clamp: Any = None,
-        cache: Array | None = None,
-        field: Any = None,
-    ) -> tuple[Array, Array]:
-        """Block-Gibbs sweeps (see :meth:`HarmoniumMethods.transition`); every document
-        keeps its length, so in torch the longest one is read once before the sweeps."""
+    def _gibbs(self, key, value, num_steps, clamp, cache, field):
+        """Block-Gibbs sweeps (see :meth:`HarmoniumMethods._gibbs`); every document keeps its
+        length, so in torch the longest one is read once before the sweeps."""
         me = self
         if self._word_bound() is None and ops.is_torch(value):
             import copy
 
             me = copy.copy(self)
             me._chain_words = ops.largest_count(ops.stop_gradient(value).sum(-1))
-        return HarmoniumMethods.transition(me, key, value, num_steps, clamp, cache, field)
+        return HarmoniumMethods._gibbs(me, key, value, num_steps, clamp, cache, field)
 
     def _path_length(self, base):
         if base is not None and getattr(base, "total_count", None) is not None:

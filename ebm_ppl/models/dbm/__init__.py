@@ -38,73 +38,20 @@ Every name is re-exported here, so ``from ebm_ppl.models.dbm import X`` works as
 
 from __future__ import annotations
 
-from ebm_ppl.models.dbm.annealing import (
-    CARRY_CHOICES,
-    DBMBase,
-    DBMPath,
-    _draw,
-    _log_f_from_terms,
-    _logits_or_bias,
-    _unary,
-    check_same_sizes,
-    path_log_f,
-    path_step,
-    path_sweep,
-    path_terms,
-    split_carried,
-    split_odd,
-)
-from ebm_ppl.models.dbm.classifier import (
-    augmented_input_size,
-    augmented_logits,
-    check_num_classes,
-    classifier_params,
-)
-from ebm_ppl.models.dbm.distributions import (
-    DBMMethods,
-    DBMVisibleMethods,
-    _Unbatched,
-    check_layer_lists,
-)
-from ebm_ppl.models.dbm.energy import (
-    Array,
-    DBMParams,
-    _gaussian_log_norm,
-    _odd_free_energy,
-    _odd_states,
-    _sample_layer,
-    _sample_visible_field,
-    _split_odd,
-    _vin,
-    check_dbm,
-    check_layer_index,
-    check_visible,
-    energy,
-    exact_sample,
-    frozen,
-    gibbs_sweep,
-    layer_logits,
-    log_partition,
-    odd_even_sweep,
-    split_layers,
-)
-from ebm_ppl.models.dbm.mean_field import (
-    _mean_field_sweep,
-    bottom_up,
-    contrast_statistics,
-    data_input,
-    mean_field,
-    mean_field_bound,
-    mean_field_contrast,
-    mean_field_fixed_point,
-)
-from ebm_ppl.models.dbm.pretraining import (
-    TiedCopiesMethods,
-    combine_pretrained,
-    doubling,
-    tied_copies_chain,
-    tile_rbm,
-)
+# the submodules first, under private names: several share a name with a function
+# (``energy``, ``mean_field``) that the star imports below bind in this namespace
+from ebm_ppl.models.dbm import annealing as _annealing
+from ebm_ppl.models.dbm import classifier as _classifier
+from ebm_ppl.models.dbm import distributions as _distributions
+from ebm_ppl.models.dbm import energy as _energy
+from ebm_ppl.models.dbm import mean_field as _mean_field
+from ebm_ppl.models.dbm import pretraining as _pretraining
+from ebm_ppl.models.dbm.annealing import *  # noqa: F403
+from ebm_ppl.models.dbm.classifier import *  # noqa: F403
+from ebm_ppl.models.dbm.distributions import *  # noqa: F403
+from ebm_ppl.models.dbm.energy import *  # noqa: F403
+from ebm_ppl.models.dbm.mean_field import *  # noqa: F403
+from ebm_ppl.models.dbm.pretraining import *  # noqa: F403
 from ebm_ppl.models.variational import (
     bernoulli_entropy,
     check_mean_field_args,
@@ -115,63 +62,16 @@ from ebm_ppl.models.variational import (
 _entropy = bernoulli_entropy
 
 __all__ = [
-    "Array",
-    "CARRY_CHOICES",
-    "DBMBase",
-    "DBMMethods",
-    "DBMParams",
-    "DBMPath",
-    "DBMVisibleMethods",
-    "TiedCopiesMethods",
-    "_Unbatched",
-    "_draw",
     "_entropy",
-    "_gaussian_log_norm",
-    "_log_f_from_terms",
-    "_logits_or_bias",
-    "_mean_field_sweep",
-    "_odd_free_energy",
-    "_odd_states",
-    "_sample_layer",
-    "_sample_visible_field",
-    "_split_odd",
-    "_unary",
-    "_vin",
-    "augmented_input_size",
-    "augmented_logits",
     "bernoulli_entropy",
-    "bottom_up",
-    "check_dbm",
-    "check_layer_index",
-    "check_layer_lists",
     "check_mean_field_args",
-    "check_num_classes",
-    "check_same_sizes",
-    "check_visible",
-    "classifier_params",
-    "combine_pretrained",
-    "contrast_statistics",
-    "data_input",
-    "doubling",
-    "energy",
-    "exact_sample",
-    "frozen",
-    "gibbs_sweep",
-    "layer_logits",
-    "log_partition",
     "max_abs_diff",
-    "mean_field",
-    "mean_field_bound",
-    "mean_field_contrast",
-    "mean_field_fixed_point",
-    "odd_even_sweep",
-    "path_log_f",
-    "path_step",
-    "path_sweep",
-    "path_terms",
-    "split_carried",
-    "split_layers",
-    "split_odd",
-    "tied_copies_chain",
-    "tile_rbm",
+    *_annealing.__all__,
+    *_classifier.__all__,
+    *_distributions.__all__,
+    *_energy.__all__,
+    *_mean_field.__all__,
+    *_pretraining.__all__,
 ]
+
+del _annealing, _classifier, _distributions, _energy, _mean_field, _pretraining

@@ -10,6 +10,24 @@ from typing import Any, NamedTuple
 from ebm_ppl import ops
 from ebm_ppl.models.dbm.energy import DBMParams, _gaussian_log_norm, frozen, layer_logits
 
+#: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
+__all__ = [
+    "CARRY_CHOICES",
+    "DBMBase",
+    "DBMPath",
+    "_draw",
+    "_log_f_from_terms",
+    "_logits_or_bias",
+    "_unary",
+    "check_same_sizes",
+    "path_log_f",
+    "path_step",
+    "path_sweep",
+    "path_terms",
+    "split_carried",
+    "split_odd",
+]
+
 Array = Any
 
 CARRY_CHOICES = ("odd", "even")

@@ -10,6 +10,14 @@ from ebm_ppl import ops
 from ebm_ppl.models.dbm.energy import DBMParams
 from ebm_ppl.models.rbm import visible_to_hidden
 
+#: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
+__all__ = [
+    "augmented_input_size",
+    "augmented_logits",
+    "check_num_classes",
+    "classifier_params",
+]
+
 Array = Any
 
 

@@ -35,8 +35,16 @@ from ebm_ppl.models.dbm.mean_field import (
     mean_field_contrast,
     mean_field_fixed_point,
 )
-from ebm_ppl.models.family import EnergyMethods, check_values, checks_enabled
+from ebm_ppl.models.family import BlockGibbsMethods, EnergyMethods, check_values, checks_enabled
 from ebm_ppl.models.variational import VisibleSiteMethods, check_mean_field_args
+
+#: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
+__all__ = [
+    "DBMMethods",
+    "DBMVisibleMethods",
+    "_Unbatched",
+    "check_layer_lists",
+]
 
 Array = Any
 
@@ -62,7 +70,42 @@ def check_layer_lists(weights: Any, biases: Any, array_type: type | None = None)
             raise TypeError(f"{name} must be a list of arrays {example}, got {type(x).__name__}")
 
 
-class DBMMethods(_Unbatched):
+class LayerChainMethods:
+    """What the DBM and the multimodal DBM share as chains of layers whose value is the
+    concatenation of the layers: a subclass has ``sizes``, ``_check_value`` and its
+    parameters as ``_chain_params``, and names its math module's ``layer_logits`` and
+    ``frozen`` as ``_layer_logits`` and ``_freeze``."""
+
+    _layer_logits: Any
+    _freeze: Any
+
+    def split(self, value: Array) -> list:
+        """The layers of a value ``(..., sum of sizes)``, in chain order (DBM:
+        ``[v, h1, ..., hL]``; multimodal DBM: ``[v^m, h^(1m), ..., h^(1t), v^t]``)."""
+        return split_layers(value, self.sizes)
+
+    def join(self, layers: Sequence[Array]) -> Array:
+        """The value ``(..., sum of sizes)`` of the layers, in chain order."""
+        return ops.concat(list(layers), axis=-1)
+
+    @property
+    def gaussian(self) -> bool:
+        """Whether the first layer's units (DBM: visible, multimodal DBM: image) are
+        Gaussian (``sigma`` given)."""
+        return getattr(self, "sigma", None) is not None
+
+    def conditional_logits(self, value: Array, layer: int) -> Array:
+        """Logits of ``p(x_layer = 1 | the other layers)``, ``(..., n_layer)``: the layer
+        given its neighbours (eq. 31-34; see the math module's ``layer_logits``)."""
+        check_layer_index(layer, len(self.sizes))
+        self._check_value(value)
+        return self._layer_logits(self._chain_params, self.split(value), layer)
+
+    def _frozen(self) -> Any:
+        return self._freeze(self._chain_params)
+
+
+class DBMMethods(BlockGibbsMethods, LayerChainMethods, _Unbatched):
     """What the Pyro and NumPyro ``DBM`` distributions share.
 
     The value is the concatenation ``[v, h1, ..., hL]`` ``(..., sum_l n_l)``; ``log_prob``
@@ -154,9 +197,14 @@ class DBMMethods(_Unbatched):
 
     # ---- structure --------------------------------------------------------------------
 
+    _layer_logits = staticmethod(layer_logits)
+    _freeze = staticmethod(frozen)
+
     @property
     def dbm_params(self) -> DBMParams:
         return DBMParams(tuple(self.weights), tuple(self.biases), self.sigma)
+
+    _chain_params = dbm_params
 
     @property
     def sizes(self) -> tuple:
@@ -171,19 +219,6 @@ class DBMMethods(_Unbatched):
     def num_layers(self) -> int:
         """Number of hidden layers ``L``."""
         return len(self.weights)
-
-    def split(self, value: Array) -> list:
-        """The layers ``[v, h1, ..., hL]`` of a value ``(..., sum_l n_l)``."""
-        return split_layers(value, self.sizes)
-
-    def join(self, layers: Sequence[Array]) -> Array:
-        """The value ``(..., sum_l n_l)`` of layers ``[v, h1, ..., hL]``."""
-        return ops.concat(list(layers), axis=-1)
-
-    @property
-    def gaussian(self) -> bool:
-        """Whether the visible units are Gaussian (``sigma`` given)."""
-        return getattr(self, "sigma", None) is not None
 
     def _check_value(self, value: Array, name: str = "value") -> None:
         from ebm_ppl.models.rbm import check_binary
@@ -235,16 +270,7 @@ class DBMMethods(_Unbatched):
         shape = tuple(sample_shape) + tuple(self.batch_shape)
         return self.join(exact_sample(key, frozen(self.dbm_params), shape))
 
-    def conditional_logits(self, value: Array, layer: int) -> Array:
-        """Logits of ``p(x_layer = 1 | the other layers)`` (eq. 31-34), ``(..., n_layer)``."""
-        check_layer_index(layer, len(self.sizes))
-        self._check_value(value)
-        return layer_logits(self.dbm_params, self.split(value), layer)
-
     # ---- sampling ---------------------------------------------------------------------
-
-    def _frozen(self) -> DBMParams:
-        return frozen(self.dbm_params)
 
     def init_chain(self, key: Any, shape: tuple) -> Array:
         """Chains ``shape[:-1] + (sum_l n_l,)`` from independent ``Bernoulli(g(b_l))`` units
@@ -263,22 +289,12 @@ class DBMMethods(_Unbatched):
         """The kind of external factor ``transition(field=)`` takes on ``v``."""
         return "gaussian" if self.gaussian else "binary"
 
-    def transition(
-        self,
-        key: Any,
-        value: Array,
-        num_steps: int = 1,
-        clamp: Any = None,
-        cache: Any = None,
-        field: Any = None,
-    ) -> tuple[Array, None]:
-        """``num_steps`` block-Gibbs sweeps (odd layers, then even layers) at fixed
-        parameters; returns ``(value, None)``. ``clamp`` (a :class:`~ebm_ppl.models.rbm.Clamp`
-        over the visible units) holds part of ``v`` fixed: conditional sampling. ``field``
-        (a :class:`~ebm_ppl.models.fields.Field` of the value's full shape, zero outside
-        ``v``) multiplies an external factor into ``p(v | h1)``."""
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    def _gibbs(self, key, value, num_steps, clamp, cache, field):
+        """The sweeps of :meth:`transition`: odd layers, then even layers; returns
+        ``(value, None)``. ``clamp`` (a :class:`~ebm_ppl.models.rbm.Clamp` over the visible
+        units) holds part of ``v`` fixed: conditional sampling. ``field`` (a
+        :class:`~ebm_ppl.models.fields.Field` of the value's full shape, zero outside ``v``)
+        multiplies an external factor into ``p(v | h1)``; ``cache`` is ignored."""
         if field is not None:
             d = self.n_visible
             field = type(field)(

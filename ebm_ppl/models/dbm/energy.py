@@ -17,6 +17,30 @@ from ebm_ppl.models.rbm import (
     visible_to_hidden,
 )
 
+#: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
+__all__ = [
+    "Array",
+    "DBMParams",
+    "_gaussian_log_norm",
+    "_odd_free_energy",
+    "_odd_states",
+    "_sample_layer",
+    "_sample_visible_field",
+    "_split_odd",
+    "_vin",
+    "check_dbm",
+    "check_layer_index",
+    "check_visible",
+    "energy",
+    "exact_sample",
+    "frozen",
+    "gibbs_sweep",
+    "layer_logits",
+    "log_partition",
+    "odd_even_sweep",
+    "split_layers",
+]
+
 Array = Any
 
 

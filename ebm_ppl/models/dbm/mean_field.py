@@ -11,6 +11,18 @@ from ebm_ppl.models.dbm.energy import DBMParams, _vin, energy, layer_logits
 from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
 from ebm_ppl.models.variational import bernoulli_entropy, max_abs_diff
 
+#: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
+__all__ = [
+    "_mean_field_sweep",
+    "bottom_up",
+    "contrast_statistics",
+    "data_input",
+    "mean_field",
+    "mean_field_bound",
+    "mean_field_contrast",
+    "mean_field_fixed_point",
+]
+
 Array = Any
 
 

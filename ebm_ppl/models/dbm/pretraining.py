@@ -11,6 +11,15 @@ from ebm_ppl import ops
 from ebm_ppl.models.dbm.energy import DBMParams
 from ebm_ppl.models.rbm import hidden_logits, visible_logits
 
+#: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
+__all__ = [
+    "TiedCopiesMethods",
+    "combine_pretrained",
+    "doubling",
+    "tied_copies_chain",
+    "tile_rbm",
+]
+
 Array = Any
 
 

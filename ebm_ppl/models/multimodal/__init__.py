@@ -47,77 +47,27 @@ it did when the package was one module.
 
 from __future__ import annotations
 
-from ebm_ppl.models.multimodal.distributions import (
-    MultimodalDBMMethods,
-    MultimodalVisibleMethods,
-    _check_count_arg,
-    _stack,
-    check_image,
-    check_text,
-)
-from ebm_ppl.models.multimodal.energy import (
-    Array,
-    MultimodalParams,
-    _gaussian_log_norm,
-    _input,
-    _odd_free_energy,
-    _sample_even,
-    check_total_count,
-    doc_length,
-    energy,
-    frozen,
-    gibbs_sweep,
-    layer_logits,
-    log_partition,
-    log_prob,
-    sizes,
-)
-from ebm_ppl.models.multimodal.mean_field import (
-    _visible_mean,
-    mean_field,
-    mean_field_bound,
-    mean_field_contrast,
-    mean_field_init,
-)
-from ebm_ppl.models.multimodal.pathways import (
-    chain_from_pathways,
-    combine_pretrained_pathways,
-    pathways_from_chain,
-)
+# the submodules first, under private names: several share a name with a function
+# (``energy``, ``mean_field``) that the star imports below bind in this namespace
+from ebm_ppl.models.multimodal import distributions as _distributions
+from ebm_ppl.models.multimodal import energy as _energy
+from ebm_ppl.models.multimodal import mean_field as _mean_field
+from ebm_ppl.models.multimodal import pathways as _pathways
+from ebm_ppl.models.multimodal.distributions import *  # noqa: F403
+from ebm_ppl.models.multimodal.energy import *  # noqa: F403
+from ebm_ppl.models.multimodal.mean_field import *  # noqa: F403
+from ebm_ppl.models.multimodal.pathways import *  # noqa: F403
 from ebm_ppl.models.variational import bernoulli_entropy as _entropy
 from ebm_ppl.models.variational import check_mean_field_args, max_abs_diff
 
 __all__ = [
-    "Array",
-    "MultimodalDBMMethods",
-    "MultimodalParams",
-    "MultimodalVisibleMethods",
-    "_check_count_arg",
     "_entropy",
-    "_gaussian_log_norm",
-    "_input",
-    "_odd_free_energy",
-    "_sample_even",
-    "_stack",
-    "_visible_mean",
-    "chain_from_pathways",
-    "check_image",
     "check_mean_field_args",
-    "check_text",
-    "check_total_count",
-    "combine_pretrained_pathways",
-    "doc_length",
-    "energy",
-    "frozen",
-    "gibbs_sweep",
-    "layer_logits",
-    "log_partition",
-    "log_prob",
     "max_abs_diff",
-    "mean_field",
-    "mean_field_bound",
-    "mean_field_contrast",
-    "mean_field_init",
-    "pathways_from_chain",
-    "sizes",
+    *_distributions.__all__,
+    *_energy.__all__,
+    *_mean_field.__all__,
+    *_pathways.__all__,
 ]
+
+del _distributions, _energy, _mean_field, _pathways

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ebm_ppl import ops
-from ebm_ppl.models.dbm.energy import check_layer_index, split_layers
+from ebm_ppl.models.dbm.distributions import LayerChainMethods
 from ebm_ppl.models.family import check_values
 from ebm_ppl.models.multimodal.energy import (
     MultimodalParams,
@@ -30,6 +30,16 @@ from ebm_ppl.models.multimodal.mean_field import (
 )
 from ebm_ppl.models.multimodal.pathways import chain_from_pathways, pathways_from_chain
 from ebm_ppl.models.variational import VisibleSiteMethods, check_mean_field_args
+
+#: the names that :mod:`ebm_ppl.models.multimodal` re-exports from here
+__all__ = [
+    "MultimodalDBMMethods",
+    "MultimodalVisibleMethods",
+    "_check_count_arg",
+    "_stack",
+    "check_image",
+    "check_text",
+]
 
 Array = Any
 
@@ -63,7 +73,7 @@ PATHWAY_ARGS = tuple(
 )
 
 
-class MultimodalDBMMethods:
+class MultimodalDBMMethods(LayerChainMethods):
     """What the Pyro and NumPyro ``MultimodalDBM`` distributions share.
 
     The value is the concatenation of the chain's layers
@@ -147,9 +157,14 @@ class MultimodalDBMMethods:
 
     # ---- structure --------------------------------------------------------------------
 
+    _layer_logits = staticmethod(layer_logits)
+    _freeze = staticmethod(frozen)
+
     @property
     def mm_params(self) -> MultimodalParams:
         return MultimodalParams(tuple(self.weights), tuple(self.biases), self.sigma, self.joint)
+
+    _chain_params = mm_params
 
     @property
     def sizes(self) -> tuple:
@@ -164,11 +179,6 @@ class MultimodalDBMMethods:
     def n_words(self) -> int:
         """Dictionary size ``K``."""
         return self.sizes[-1]
-
-    @property
-    def gaussian(self) -> bool:
-        """Whether the image units are Gaussian (``sigma`` given)."""
-        return self.sigma is not None
 
     def pathways(self) -> dict:
         """The parameters in pathway form (the constructor's keyword arguments)."""
@@ -189,13 +199,6 @@ class MultimodalDBMMethods:
         if m is None or isinstance(m, (int, float)) or m.ndim == 0:
             return m
         return None
-
-    def split(self, value: Array) -> list:
-        """The chain's layers ``[v^m, h^(1m), ..., h^(1t), v^t]`` of a value."""
-        return split_layers(value, self.sizes)
-
-    def join(self, layers: Sequence[Array]) -> Array:
-        return ops.concat(list(layers), axis=-1)
 
     def _check_value(self, value: Array, name: str = "value") -> None:
         from ebm_ppl.models.rbm import check_binary
@@ -240,16 +243,7 @@ class MultimodalDBMMethods:
             m = float(ops.to_numpy(m)) if ops.to_numpy(m).ndim == 0 else m
         return log_partition(self.mm_params, m)
 
-    def conditional_logits(self, value: Array, layer: int) -> Array:
-        """Logits of layer ``layer`` given its neighbours (see :func:`layer_logits`)."""
-        check_layer_index(layer, len(self.sizes))
-        self._check_value(value)
-        return layer_logits(self.mm_params, self.split(value), layer)
-
     # ---- sampling ---------------------------------------------------------------------
-
-    def _frozen(self) -> MultimodalParams:
-        return frozen(self.mm_params)
 
     def _chain_lengths(self, key: Any, lead: tuple, total_count: Any, like: Array) -> Array:
         m = self.total_count if total_count is None else _check_count_arg(total_count, like)

@@ -12,6 +12,25 @@ from ebm_ppl.models.dbm.energy import _gaussian_log_norm, odd_even_sweep
 from ebm_ppl.models.rbm import MAX_ENUMERATE_UNITS, hidden_to_visible, visible_to_hidden
 from ebm_ppl.models.replicated_softmax import log_multinomial_coefficient
 
+#: the names that :mod:`ebm_ppl.models.multimodal` re-exports from here
+__all__ = [
+    "Array",
+    "MultimodalParams",
+    "_gaussian_log_norm",
+    "_input",
+    "_odd_free_energy",
+    "_sample_even",
+    "check_total_count",
+    "doc_length",
+    "energy",
+    "frozen",
+    "gibbs_sweep",
+    "layer_logits",
+    "log_partition",
+    "log_prob",
+    "sizes",
+]
+
 Array = Any
 
 

@@ -19,6 +19,15 @@ from ebm_ppl.models.multimodal.energy import (
 from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
 from ebm_ppl.models.variational import bernoulli_entropy, check_mean_field_args, max_abs_diff
 
+#: the names that :mod:`ebm_ppl.models.multimodal` re-exports from here
+__all__ = [
+    "_visible_mean",
+    "mean_field",
+    "mean_field_bound",
+    "mean_field_contrast",
+    "mean_field_init",
+]
+
 Array = Any
 
 

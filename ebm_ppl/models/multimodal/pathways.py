@@ -10,6 +10,13 @@ from typing import Any
 from ebm_ppl import ops
 from ebm_ppl.models.multimodal.energy import MultimodalParams
 
+#: the names that :mod:`ebm_ppl.models.multimodal` re-exports from here
+__all__ = [
+    "chain_from_pathways",
+    "combine_pretrained_pathways",
+    "pathways_from_chain",
+]
+
 Array = Any
 
 
