@@ -46,9 +46,9 @@ import numpy as np
 import safetensors
 import safetensors.numpy as _st_numpy
 
-from .ops import is_jax, is_torch
+from ebm_ppl.ops import Array
 
-Array = Any
+from .ops import is_jax, is_torch
 
 __all__ = [
     "BACKENDS",
@@ -117,12 +117,14 @@ def _is_prng_key(x: Any) -> bool:
     """True for a JAX typed PRNG key array (``jax.random.key``), which has no numpy dtype."""
     if not is_jax(x):
         return False
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _torch_to_numpy(t: Any, where: str) -> np.ndarray:
+    # lazy: keeps this module free of torch until that backend is used
     import torch
 
     if t.layout != torch.strided:
@@ -133,6 +135,7 @@ def _torch_to_numpy(t: Any, where: str) -> np.ndarray:
     t = t.resolve_conj().resolve_neg().contiguous()
     if t.dtype == torch.bfloat16:
         try:
+            # lazy: optional dependency; its absence is reported where it is used
             import ml_dtypes
         except ImportError as err:  # pragma: no cover - ml_dtypes ships with JAX
             raise TypeError(
@@ -154,6 +157,7 @@ def _to_numpy(x: Any, where: str) -> np.ndarray:
     if backend == "torch":
         arr = _torch_to_numpy(x, where)
     elif backend == "jax":
+        # lazy: keeps this module free of jax until that backend is used
         import jax
 
         if isinstance(x, jax.core.Tracer):
@@ -188,11 +192,13 @@ def _from_numpy(arr: np.ndarray, backend: str, copy: bool = True) -> Array:
     if backend == "numpy":
         return arr
     if backend == "torch":
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         if arr.dtype.name == "bfloat16":
             return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)  # device: cpu
         return torch.from_numpy(arr)  # device: cpu (load_checkpoint moves it if asked)
+    # lazy: keeps this module free of jax until that backend is used
     import jax.numpy as jnp
 
     return jnp.asarray(arr)
@@ -478,6 +484,7 @@ def _jax_children(x: Any) -> list | None:
     """Direct children of ``x`` when it is a registered JAX pytree node, else ``None``."""
     if "jax" not in sys.modules or _array_backend(x) is not None:
         return None
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     children, _ = jax.tree_util.tree_flatten(x, is_leaf=lambda node: node is not x)
@@ -503,6 +510,7 @@ class _Flattener:
     def leaf_array(self, x: Any, rel: str, where: str) -> dict:
         node: dict[str, Any] = {"kind": "array"}
         if _is_prng_key(x):
+            # lazy: keeps this module free of jax until that backend is used
             import jax
 
             node["prng_impl"] = str(jax.random.key_impl(x))
@@ -653,6 +661,7 @@ class _Builder:
             )
         impl = node.get("prng_impl")
         if impl is not None and self.backend == "jax":
+            # lazy: keeps this module free of jax until that backend is used
             import jax
 
             return jax.random.wrap_key_data(_from_numpy(arr, "jax"), impl=impl)
@@ -726,6 +735,7 @@ def _dtype_name(x: Any) -> str:
 def _fit_template(tree: Any, template: Any) -> Any:
     """Rebuild ``tree``'s leaves with ``template``'s JAX tree structure, checking they match."""
     try:
+        # lazy: optional dependency; its absence is reported where it is used
         import jax
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("unflatten_state(template=...) needs JAX installed") from err

@@ -22,6 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ebm_ppl import diagnostics
+from ebm_ppl.datasets import DownloadError, binarize, load_digits
+from ebm_ppl.evaluation import eval_data, evaluate_model
+from ebm_ppl.io import save_model
+from ebm_ppl.models.family import MAX_ENUMERATE_UNITS
+
 
 def _baseline(train: np.ndarray, test: np.ndarray) -> tuple[float, float]:
     """Average log-likelihood of independent Bernoulli pixels (Laplace-smoothed MLE)."""
@@ -53,12 +59,12 @@ def _ll_and_sampler(ppl, rbm_cls, rbm, as_array):
 
 
 def _demo_pyro(args, train, test, out: Path) -> dict:
+    # lazy: keeps this module free of pyro, torch until that backend is used
     import pyro
     import torch
     from pyro.infer import MCMC
 
-    from ebm_ppl import diagnostics
-    from ebm_ppl.io import save_model
+    # lazy: keeps this module free of pyro, torch until that backend is used
     from ebm_ppl.pyro import RBM, SAMLE, BlockGibbs
 
     pyro.set_rng_seed(args.seed)
@@ -94,14 +100,14 @@ def _demo_pyro(args, train, test, out: Path) -> dict:
 
 
 def _demo_numpyro(args, train, test, out: Path) -> dict:
+    # lazy: keeps this module free of jax, numpyro, optax until that backend is used
     import jax
     import jax.numpy as jnp
     import numpyro
     import optax
     from numpyro.infer import MCMC
 
-    from ebm_ppl import diagnostics
-    from ebm_ppl.io import save_model
+    # lazy: keeps this module free of jax, numpyro until that backend is used
     from ebm_ppl.numpyro import RBM, SAMLE, BlockGibbs
 
     nv, nh = train.shape[1], args.hidden
@@ -173,8 +179,6 @@ def _finish(name, args, rbm, ll_train, ll_test, train_s, mcmc, out, save_model, 
 
 
 def demo(args: argparse.Namespace) -> int:
-    from ebm_ppl.datasets import binarize, load_digits
-    from ebm_ppl.models.family import MAX_ENUMERATE_UNITS
 
     if not 1 <= args.hidden <= MAX_ENUMERATE_UNITS:
         print(
@@ -224,20 +228,17 @@ def demo(args: argparse.Namespace) -> int:
 def _eval_data(name: str, seed: int, data_root: str | None):
     """(train, test) binary float32 arrays of a named data set (see
     :func:`ebm_ppl.evaluation.eval_data`)."""
-    from ebm_ppl.evaluation import eval_data
 
     return eval_data(name, seed, data_root)
 
 
 def ais_evaluation(checkpoint, **kwargs) -> dict:
     """Score a saved model; see :func:`ebm_ppl.evaluation.evaluate_model`."""
-    from ebm_ppl.evaluation import evaluate_model
 
     return evaluate_model(checkpoint, **kwargs)
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from ebm_ppl.evaluation import evaluate_model
 
     try:
         r = evaluate_model(
@@ -387,7 +388,6 @@ def main(argv: list[str] | None = None) -> int:
     """The ``ebm-ppl`` command. A user error (a missing file or folder, data that cannot be
     found or downloaded, an option out of range) prints one ``error:`` line and returns 2;
     argparse's own usage errors also exit with 2."""
-    from ebm_ppl.datasets import DownloadError
 
     args = build_parser().parse_args(argv)
     try:

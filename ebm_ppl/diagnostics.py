@@ -80,6 +80,7 @@ def to_arviz(
     :raises ValueError: for an MCMC object that has not run, arrays that do not share
         ``(chains, draws)``, a bad ``thin`` or energy sites whose samples do not match.
     """
+    # lazy: optional heavy dependency (arviz_base), loaded only when needed
     from arviz_base import from_dict
 
     if isinstance(thin, bool) or not isinstance(thin, int | np.integer) or thin < 1:
@@ -185,6 +186,7 @@ def _pyro_energy_sites(mcmc: Any, raw: Mapping[str, Any]) -> dict | None:
         return sites or None
     # Chains drawn in parallel ran in worker processes, so this copy of the kernel was never
     # set up: trace the model at the first draw to recover the energy distributions.
+    # lazy: keeps this module free of pyro, torch until that backend is used
     import pyro.poutine as poutine
     import torch
 
@@ -313,6 +315,7 @@ def _free_energy_fn(dist: Any, name: str):
     if like is None and getattr(dist, "params", None):
         like = dist.params[0]
     if _isinstance(like, "torch", "Tensor"):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         def evaluate(block: np.ndarray) -> np.ndarray:
@@ -322,6 +325,7 @@ def _free_energy_fn(dist: Any, name: str):
 
         return evaluate
     if _isinstance(like, "jax", "Array"):
+        # lazy: keeps this module free of jax until that backend is used
         import jax.numpy as jnp
 
         def evaluate(block: np.ndarray) -> np.ndarray:
@@ -340,6 +344,7 @@ def _free_energy_fn(dist: Any, name: str):
 
 
 def _as_datatree(data: Any) -> xr.DataTree:
+    # lazy: optional heavy dependency (xarray), loaded only when needed
     import xarray as xr
 
     if isinstance(data, xr.DataTree):
@@ -377,6 +382,7 @@ def summary(data: Any, var_names: str | Sequence[str] | None = None) -> pd.DataF
         array variables) and columns ``mean``, ``sd``, ``ess_bulk``, ``ess_tail``, ``r_hat``
         (unrounded; ``r_hat`` is NaN for a single chain).
     """
+    # lazy: optional heavy dependency (arviz_stats), loaded only when needed
     import arviz_stats
 
     data = _as_datatree(data)
@@ -386,6 +392,7 @@ def summary(data: Any, var_names: str | Sequence[str] | None = None) -> pd.DataF
 
 
 def _diagnostic(fn_name: str, data: Any, var_names, **kwargs) -> dict[str, np.ndarray]:
+    # lazy: optional heavy dependency (arviz_stats), loaded only when needed
     import arviz_stats
 
     data = _as_datatree(data)
@@ -426,6 +433,7 @@ def _prefer_agg() -> None:
     A backend the user chose (``MPLBACKEND``, ``matplotlib.use``, a notebook's inline
     backend) is left alone: figures made here are saved and closed, never shown.
     """
+    # lazy: optional heavy dependency (matplotlib), loaded only when needed
     import matplotlib
 
     get = getattr(matplotlib.rcParams, "_get_backend_or_none", None)
@@ -461,6 +469,7 @@ def plot_trace(
     names = _var_names(data, var_names)
     path = _png_path(path)
     _prefer_agg()
+    # lazy: optional heavy dependency (arviz_plots, matplotlib), loaded only when needed
     import arviz_plots
     import matplotlib.pyplot as plt
 
@@ -496,6 +505,7 @@ def plot_samples(
     :param title: a line of text above the grid.
     :returns: ``path`` as a ``Path``.
     """
+    # lazy: optional heavy dependency (matplotlib), loaded only when needed
     from matplotlib.figure import Figure
 
     if (

@@ -34,6 +34,16 @@ from typing import Any
 
 import numpy as np
 
+from ebm_ppl import ops
+from ebm_ppl.datasets import binarize, load_binarized_mnist, load_digits, load_mnist
+from ebm_ppl.inference.ais import (
+    compare_routes,
+    linear_schedule,
+    salakhutdinov_murray_schedule,
+    summarize,
+)
+from ebm_ppl.io import load_model
+
 __all__ = ["DATA_CHOICES", "ROUTES", "eval_data", "evaluate_model", "schedule_from"]
 
 DATA_CHOICES = ("mnist", "binarized_mnist", "digits")
@@ -48,7 +58,6 @@ def eval_data(name: str, seed: int, data_root: str | None) -> tuple[np.ndarray, 
     """``(train, test)`` binary float32 arrays of a named data set: ``mnist`` (a fixed
     stochastic binarization, seeds ``seed`` / ``seed + 1``, as in Salakhutdinov & Murray),
     ``binarized_mnist`` (the fixed binarization) or ``digits`` (scikit-learn, offline)."""
-    from ebm_ppl.datasets import binarize, load_binarized_mnist, load_digits, load_mnist
 
     if name not in DATA_CHOICES:
         raise ValueError(f"data must be one of {DATA_CHOICES}, got {name!r}")
@@ -91,7 +100,6 @@ def schedule_from(spec: str, kind: str) -> np.ndarray:
     """A schedule from its name: ``auto`` (RBMs and DBNs: ``sm``; DBMs: ``dbm``), ``sm`` (the
     14,501 values of Salakhutdinov & Murray 2008), ``dbm[:N]`` (:func:`dbm_schedule`),
     ``linear:N``."""
-    from ebm_ppl.inference.ais import linear_schedule, salakhutdinov_murray_schedule
 
     if not isinstance(spec, str):
         raise ValueError(f"betas must be a string, got {spec!r}")
@@ -124,16 +132,20 @@ class _Backend:
                 f"device={device!r} with backend={name!r}"
             )
         if name == "numpyro":
+            # lazy: keeps this module free of jax until that backend is used
             import jax
             import jax.numpy as jnp
 
+            # lazy: keeps this module free of jax, numpyro until that backend is used
             import ebm_ppl.numpyro as fe
 
             self.jax, self.array, self.fe = jax, jnp.asarray, fe
             self._key = jax.random.PRNGKey(seed)
         else:
+            # lazy: keeps this module free of torch until that backend is used
             import torch
 
+            # lazy: keeps this module free of pyro, torch until that backend is used
             import ebm_ppl.pyro as fe
             from ebm_ppl.pyro.device import as_device
 
@@ -154,7 +166,6 @@ class _Backend:
 
 
 def _load(checkpoints: list, backend: str, device: Any = None) -> tuple[str, Any]:
-    from ebm_ppl.io import load_model
 
     be = "jax" if backend == "numpyro" else "torch"
     models = [load_model(p, backend=be, device=device) for p in checkpoints]
@@ -264,8 +275,6 @@ def _dbm_routes(be, dbm, train_x, test_x, schedule, args, names) -> dict:
 
 
 def _mean_field_bound(dbm: Any, x: Any, log_z: float, stderr: float, num_iters: int) -> Any:
-    from ebm_ppl import ops
-    from ebm_ppl.inference.ais import summarize
 
     parts = [
         ops.to_numpy(dbm.mean_field_bound(x[s : s + 5000], 0.0, num_iters=num_iters))
@@ -309,7 +318,6 @@ def evaluate_model(
     :param device: pyro backend only: the torch device for the model and the data (e.g.
         ``"cuda"``); default the CPU.
     """
-    from ebm_ppl.inference.ais import compare_routes, summarize
 
     if isinstance(checkpoints, (str, Path)):
         checkpoints = [checkpoints]

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ebm_ppl import ops
+
 from .checkpoint import (  # noqa: F401 - re-exported; the private helpers for old imports
     BACKENDS,
     FORMAT_NAME,
@@ -69,8 +71,6 @@ def save_model(path: str | os.PathLike, model: Any, **extra_config: Any) -> Path
         if isinstance(value, (tuple, list)):
             tensors.update({f"{name}/{i}": x for i, x in enumerate(value)})
         elif isinstance(value, (int, float)):  # e.g. a MultimodalDBM's total_count
-            from ebm_ppl import ops
-
             tensors[name] = ops.asarray_like(float(value), model.biases[0])
         else:
             tensors[name] = value
@@ -93,8 +93,10 @@ def load_model(path: str | os.PathLike, backend: str = "torch", device: Any = No
     if config.get("kind") != "ebm_ppl.model" or config.get("model") not in _MODEL_PARAMS:
         raise ValueError(f"{path} does not hold a model saved by ebm_ppl.io.save_model")
     if backend == "torch":
+        # lazy: keeps this module free of pyro, torch until that backend is used
         from ebm_ppl import pyro as frontend
     else:
+        # lazy: keeps this module free of jax, numpyro until that backend is used
         from ebm_ppl import numpyro as frontend
     cls = getattr(frontend, config["model"])
     names = _MODEL_PARAMS[config["model"]]

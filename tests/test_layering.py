@@ -152,3 +152,51 @@ def test_frontends_do_not_import_each_other():
         if frontend(a) and frontend(b) and frontend(a) != frontend(b)
     )
     assert not crossing, crossing
+
+
+#: what a function-level import may load: a backend or an optional heavy library, or a frontend
+LAZY_ALLOWED = {
+    "torch", "jax", "pyro", "numpyro", "optax", "ml_dtypes", "scipy", "sklearn", "matplotlib",
+    "xarray", "arviz_base", "arviz_stats", "arviz_plots",
+}  # fmt: skip
+
+
+def function_level_imports(path: Path) -> list[ast.Import | ast.ImportFrom]:
+    tree = ast.parse(path.read_text())
+    found = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            found += [n for n in ast.walk(fn) if isinstance(n, ast.Import | ast.ImportFrom)]
+    return sorted(set(found), key=lambda n: n.lineno)
+
+
+def test_function_level_imports_are_lazy_for_a_reason():
+    """An import inside a function is kept only for a backend, an optional heavy library or a
+    frontend (so that importing the module does not load them), under a ``# lazy:`` comment
+    saying why; everything else is imported at the top of its module."""
+    wrong, silent = [], []
+    for name, path in sorted(modules().items()):
+        lines = path.read_text().splitlines()
+        nodes = function_level_imports(path)
+        covered = {i for n in nodes for i in range(n.lineno, n.end_lineno + 1)}
+        for n in nodes:
+            if isinstance(n, ast.Import):
+                targets = [a.name for a in n.names]
+            else:
+                targets = [("." * n.level) + (n.module or "")]
+            for t in targets:
+                top = t.split(".")[0]
+                frontend_import = t.startswith(("ebm_ppl.pyro", "ebm_ppl.numpyro")) or (
+                    t == "ebm_ppl"
+                    and isinstance(n, ast.ImportFrom)
+                    and {a.name for a in n.names} <= {"pyro", "numpyro"}
+                )
+                if top not in LAZY_ALLOWED and not frontend_import:
+                    wrong.append(f"{name}:{n.lineno} imports {t}")
+            above = n.lineno - 1
+            while above in covered:
+                above -= 1
+            if not lines[above - 1].strip().startswith("# lazy:"):
+                silent.append(f"{name}:{n.lineno}")
+    assert not wrong, f"function-level imports of light modules (import them at the top): {wrong}"
+    assert not silent, f"function-level imports without a '# lazy: <reason>' line above: {silent}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io as _io
 import os
 from collections.abc import Sequence
 
@@ -63,7 +64,6 @@ def load_caltech101_silhouettes(
         ValueError: the sha256 does not match, or the content is malformed.
         FileNotFoundError / RuntimeError: as for :func:`load_mnist`.
     """
-    import io as _io
 
     _check_choice("split", split, tuple(_CALTECH_SPLITS))
     source = _file_source(
@@ -71,6 +71,7 @@ def load_caltech101_silhouettes(
     )
     ((name, expected),) = CALTECH101_SILHOUETTES_FILES.items()
     path, content = source.read(name, expected)
+    # lazy: optional heavy dependency (scipy), loaded only when needed
     from scipy.io import loadmat
 
     mat = loadmat(_io.BytesIO(content))

@@ -41,6 +41,7 @@ def load_digits(
         raise ValueError(f"test_size must be a float in (0, 1); got {test_size}")
     seed = _check_int("seed", seed)
 
+    # lazy: optional heavy dependency (sklearn), loaded only when needed
     from sklearn.datasets import load_digits as _sk_load_digits
 
     bunch = _sk_load_digits()

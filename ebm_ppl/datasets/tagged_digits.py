@@ -33,9 +33,12 @@ attributes: what a perfect annotator would output, used for precision@k of gener
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import exp, factorial
 from typing import Any
 
 import numpy as np
+
+from ebm_ppl.datasets.mnist import load_mnist
 
 SYNONYMS: dict[int, tuple[str, ...]] = {
     0: ("zero", "nought", "nil"),
@@ -118,7 +121,6 @@ class TaggingProcess:
     def draw_count_probs(self) -> np.ndarray:
         """``P(n)`` for ``n = 1..max_tags`` tag draws of a tagged image (the capped
         ``1 + Poisson(extra_tags)``)."""
-        from math import exp, factorial
 
         lam = float(self.extra_tags)
         p = np.array([exp(-lam) * lam**k / factorial(k) for k in range(self.max_tags)])
@@ -214,7 +216,6 @@ def load_tagged_mnist(
     """MNIST images (gray levels in ``[0, 1]``) with constructed tags: a dict with
     ``images`` ``(N, 784)``, ``labels`` ``(N,)`` and ``tags`` ``(N, 54)``. The tags of the
     test split use ``seed + 1`` so they never repeat the training draws."""
-    from ebm_ppl.datasets.mnist import load_mnist
 
     images, labels = load_mnist(split, root=root, download=download)
     tags = make_tags(labels, seed=seed if split == "train" else seed + 1, process=process)

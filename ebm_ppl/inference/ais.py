@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from ebm_ppl import ops
 from ebm_ppl.models.protocols import (
@@ -225,6 +226,7 @@ _JAX_CHUNKS: dict = {}
 
 def _jax_chunk_fn():
     if "fn" not in _JAX_CHUNKS:
+        # lazy: keeps this module free of jax until that backend is used
         import jax
 
         @jax.jit
@@ -257,7 +259,6 @@ def anneal(
     Returns the float64 log-weights ``(runs,)`` and the final states. A tqdm bar over the
     schedule is shown when stderr is a terminal (or as ``progress_bar`` says).
     """
-    from tqdm import tqdm
 
     pairs = np.stack([betas[:-1], betas[1:]], axis=1)
     num = len(pairs)
@@ -267,6 +268,7 @@ def anneal(
     disable = None if progress_bar is None else not progress_bar
     with tqdm(total=num, disable=disable, desc=desc, unit="β") as bar:
         if ops.is_torch(v0):
+            # lazy: keeps this module free of torch until that backend is used
             import torch
 
             with torch.no_grad():
@@ -278,6 +280,7 @@ def anneal(
                     log_w += acc.cpu().numpy()
                     bar.update(min(chunk, num - start))
         else:
+            # lazy: keeps this module free of jax until that backend is used
             import jax.numpy as jnp
 
             fn = _jax_chunk_fn()

@@ -28,6 +28,9 @@ from typing import Any
 import numpy as np
 
 from ebm_ppl import ops
+from ebm_ppl.inference.dependence import energy_of
+from ebm_ppl.inference.gibbs import check_kernel_args, classify_sites, is_energy_distribution
+from ebm_ppl.models.family import NormalizedLogProb
 
 #: Warmup draws before the proposal takes its per-coordinate scales from them.
 MIN_ADAPT_DRAWS = 20
@@ -45,7 +48,6 @@ class ExchangeSettings(abc.ABC):
         gibbs_sweeps: int = 1,
         target_accept_prob: float = 0.3,
     ) -> None:
-        from ebm_ppl.inference.gibbs import check_kernel_args
 
         check_kernel_args(model, gibbs_sweeps)
         check_exchange_args(step_size, aux_sweeps, gibbs_sweeps, target_accept_prob)
@@ -95,7 +97,6 @@ def plan_sites(
     sites that block Gibbs advances, and the energy sites whose normalizers the exchange
     ratio cancels (those whose parameters depend on ``theta``; ``deps`` as found by
     ``energy_dependencies``). ``ValueError`` for programs the kernel cannot serve."""
-    from ebm_ppl.inference.gibbs import classify_sites
 
     energy_latent, _, other = classify_sites(nodes)
     if not deps:
@@ -128,9 +129,6 @@ def check_exchange_site(name: str, site: Any, aux_sweeps: int | None) -> None:
     scaled (``scale`` handlers, subsampled plates: ``Z(theta)^s`` does not cancel) and not
     masked; with ``aux_sweeps=None`` it must also draw exactly, and the value must be one
     such draws can produce (no missing entries)."""
-    from ebm_ppl.inference.dependence import energy_of
-    from ebm_ppl.inference.gibbs import is_energy_distribution
-    from ebm_ppl.models.family import NormalizedLogProb
 
     fn = site["fn"]
     if not is_energy_distribution(fn):

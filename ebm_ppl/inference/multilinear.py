@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ebm_ppl import ops
+from ebm_ppl.inference.gibbs import classify_sites
 from ebm_ppl.models.variational import bernoulli_entropy, check_mean_field_args, max_abs_diff
 from ebm_ppl.ops import Array
 
@@ -50,7 +51,6 @@ def is_binary_site(fn: Any) -> bool:
 def binary_sites(nodes: Mapping[str, Mapping]) -> tuple[list[str], list[str], list[str]]:
     """A trace's latent sites as (binary non-energy sites, other non-energy sites, energy
     sites) (Pyro ``trace.nodes`` or a NumPyro trace)."""
-    from ebm_ppl.inference.gibbs import classify_sites
 
     energy, _, other = classify_sites(nodes)
     names = [n for n in other if is_binary_site(nodes[n]["fn"])]

@@ -19,6 +19,8 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ebm_ppl import ops
 from ebm_ppl.inference.gibbs import classify_sites
 from ebm_ppl.inference.tempering import check_operator
@@ -288,7 +290,6 @@ def data_size(data: Any) -> int:
 def batch_indices(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True):
     """Index arrays of the full minibatches of one epoch (a trailing partial batch is dropped
     so that every update sees ``batch_size`` points; with ``batch_size >= n`` one batch of all)."""
-    import numpy as np
 
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")

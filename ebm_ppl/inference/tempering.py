@@ -208,6 +208,7 @@ def pt_run(
 
 def _counter(step0: Any, like: Array) -> Any:
     if ops.is_jax(like):
+        # lazy: keeps this module free of jax until that backend is used
         import jax.numpy as jnp
 
         return jnp.asarray(step0, dtype=jnp.int32)
@@ -219,6 +220,7 @@ def _random_bit(key: Any, like: Array) -> Any:
     the CPU from torch's global generator or a CPU ``key`` so that reading it costs no
     device round-trip (a generator on an accelerator is drawn from there, and read)."""
     if ops.is_torch(like):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         device = "cpu" if key is None else key.device

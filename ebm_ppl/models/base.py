@@ -14,8 +14,7 @@ import math
 from typing import Any
 
 from ebm_ppl import ops
-
-Array = Any
+from ebm_ppl.ops import Array
 
 
 class TractableBase:
@@ -101,6 +100,7 @@ def base_rate(data: Array, pseudocount: float = 1.0) -> BernoulliBase:
     if ops.is_torch(data):
         logits = (p.log() - (-p).log1p()).to(data.dtype)
     else:
+        # lazy: keeps this module free of jax until that backend is used
         import jax.numpy as jnp
 
         logits = (jnp.log(p) - jnp.log1p(-p)).astype(data.dtype)
@@ -163,6 +163,7 @@ def gaussian_base(data: Array, min_std: float = 1e-2) -> GaussianBase:
 def register_pytree(*more: type) -> None:
     """Make the base classes of this module, and the classes ``more`` (the bases other model
     modules define), JAX pytrees; ``ebm_ppl.numpyro`` calls it with all of them."""
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     for cls in (BernoulliBase, GaussianBase, *more):

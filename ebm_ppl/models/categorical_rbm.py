@@ -20,26 +20,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ebm_ppl import ops
 from ebm_ppl.models.base import TractableBase
 from ebm_ppl.models.family import (
     HarmoniumMethods,
     OutOfSupport,
     broadcast_batch_shapes,
+    check_finite_float,
     check_values,
     shapes_of,
     temperature,
 )
-
-Array = Any
+from ebm_ppl.models.rbm import check_binary, check_same_dtype
+from ebm_ppl.ops import Array
 
 
 def check_params(
     weights: Array, visible_bias: Array, hidden_bias: Array, values: bool = True
 ) -> tuple:
     """Validate parameters; return ``(batch_shape, n_visible, n_categories, n_hidden)``."""
-    from ebm_ppl.models.family import check_finite_float
-    from ebm_ppl.models.rbm import check_same_dtype
 
     if weights.ndim < 3:
         raise ValueError(
@@ -72,7 +73,6 @@ def check_categories(x: Array, size: int, k: int, name: str = "value") -> None:
     """Category indices: last dimension ``size``, whole numbers in ``{-1, 0, ..., k-1}``."""
     if not check_values(x, size, name):
         return
-    import numpy as np
 
     a = np.asarray(ops.to_numpy(x), dtype=np.float64)
     if not np.isfinite(a).all():
@@ -207,7 +207,6 @@ class CategoricalRBMMethods(HarmoniumMethods):
 
     def visible_probs(self, hidden: Array) -> Array:
         """``p(v_d = k | h)``, shape ``(..., D, K)``."""
-        from ebm_ppl.models.rbm import check_binary
 
         check_binary(hidden, self.n_hidden, "hidden")
         p = self.params

@@ -29,8 +29,7 @@ from typing import Any, NamedTuple
 
 from ebm_ppl import ops
 from ebm_ppl.models.rbm import free_energy, hidden_to_visible, visible_to_hidden
-
-Array = Any
+from ebm_ppl.ops import Array
 
 
 class DBNParams(NamedTuple):

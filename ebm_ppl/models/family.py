@@ -34,9 +34,10 @@ import math
 import warnings
 from typing import Any
 
-from ebm_ppl import ops
+import numpy as np
 
-Array = Any
+from ebm_ppl import ops
+from ebm_ppl.ops import Array
 
 #: Largest hidden layer that :meth:`HarmoniumMethods.log_partition` enumerates.
 MAX_ENUMERATE_UNITS = 20
@@ -131,18 +132,17 @@ def as_value(value: Any, like: Array | None) -> Any:
     if like is None:
         return value
     if ops.is_torch(like):
-        import numpy as np
-
         if isinstance(value, np.ndarray):
+            # lazy: keeps this module free of torch until that backend is used
             import torch
 
             return torch.as_tensor(value, dtype=like.dtype, device=like.device)
         if ops.is_torch(value) and value.dtype != like.dtype:
             return value.to(like.dtype)
         return value
-    import numpy as np
 
     if isinstance(value, np.ndarray) and not ops.is_jax(value):
+        # lazy: keeps this module free of jax until that backend is used
         import jax.numpy as jnp
 
         return jnp.asarray(value, dtype=like.dtype)
@@ -275,7 +275,6 @@ def shapes_of(arg_shapes: dict[str, Any], event_dims: dict[str, int], event_shap
     """``(batch_shape, event_shape)`` of a distribution whose parameters have ``arg_shapes``
     (``{name: shape}``, absent optional ones skipped), each with ``event_dims[name]`` trailing
     event dimensions: what the hosts' ``infer_shapes`` returns."""
-    import numpy as np
 
     batch = [
         tuple(arg_shapes[n])[: len(tuple(arg_shapes[n])) - k]
@@ -308,6 +307,7 @@ def checks_enabled(validate_args: bool | None, like: Any) -> bool:
     if validate_args is not None:
         return bool(validate_args)
     if ops.is_torch(like):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         return bool(torch.distributions.Distribution._validate_args)
@@ -326,6 +326,7 @@ def check_finite_float(named: dict[str, Any], values: bool = True) -> None:
 
 
 def _jax_floating(x: Array) -> bool:
+    # lazy: keeps this module free of jax until that backend is used
     import jax.numpy as jnp
 
     return bool(jnp.issubdtype(x.dtype, jnp.floating))

@@ -30,9 +30,10 @@ from ebm_ppl.models.family import (
     shapes_of,
     temperature,
 )
-from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
-
-Array = Any
+from ebm_ppl.models.fields import combine_gaussian
+from ebm_ppl.models.rbm import check_binary, check_same_dtype, hidden_to_visible, visible_to_hidden
+from ebm_ppl.models.rbm import check_params as check_rbm
+from ebm_ppl.ops import Array
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -41,8 +42,6 @@ def check_params(
     weights: Array, visible_bias: Array, hidden_bias: Array, sigma: Array, values: bool = True
 ) -> tuple:
     """Validate Gaussian-RBM parameters; return ``(batch_shape, n_visible, n_hidden)``."""
-    from ebm_ppl.models.rbm import check_params as check_rbm
-    from ebm_ppl.models.rbm import check_same_dtype
 
     batch_shape, d, f = check_rbm(weights, visible_bias, hidden_bias, values)
     if not (ops.is_torch(sigma) or ops.is_jax(sigma)) or ops.is_torch(sigma) != ops.is_torch(
@@ -160,8 +159,6 @@ class GaussianRBMMethods(HarmoniumMethods):
     def _sample_visible(self, key, p, h, beta, base, like=None, field=None):
         mean = visible_mean(p[0], p[1], p[3], h)
         if field is not None:  # N(mean, sigma^2) times the external factor (no tempering)
-            from ebm_ppl.models.fields import combine_gaussian
-
             m, var = combine_gaussian(mean, p[3] ** 2, field)
             return m + var**0.5 * ops.normal(key, tuple(m.shape), m)
         if base is None:
@@ -175,7 +172,6 @@ class GaussianRBMMethods(HarmoniumMethods):
 
     def visible_mean(self, hidden: Array) -> Array:
         """``E[v | h] = b + sigma (W h)`` (eq. 13), shape ``(..., n_visible)``."""
-        from ebm_ppl.models.rbm import check_binary
 
         check_binary(hidden, self.n_hidden, "hidden")
         return visible_mean(self.weights, self.visible_bias, self.sigma, hidden)

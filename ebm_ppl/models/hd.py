@@ -28,13 +28,13 @@ the one-shot rule, where the super-category supplies the prior that one example 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from ebm_ppl import ops
-
-Array = Any
+from ebm_ppl.ops import Array
 
 
 def log_beta_fn(a: Array, b: Array) -> Array:
@@ -196,10 +196,10 @@ class HDPosterior:
         """``log p(x_n | examples of new category q)`` ``(N, Q)`` averaged over the posterior
         samples (log-mean-exp of :func:`predictive_log_prob`, one sample at a time: a
         compiled ``lax.map`` in JAX, a loop in torch)."""
-        import math
 
         alpha = self.alpha
         if ops.is_jax(self.theta):
+            # lazy: keeps this module free of jax until that backend is used
             import jax
 
             per = jax.lax.map(
@@ -226,6 +226,7 @@ class HDPosterior:
         for _ in range(num):
             s = rng.integers(self.num_samples)
             a, b = self.alpha * theta[s], self.alpha * (1 - theta[s])
+            # lazy: optional heavy dependency (scipy), loaded only when needed
             from scipy.special import betaln
 
             ll = (betaln(a + k1, b + n - k1) - betaln(a, b)).sum(-1) + log_w[s]
@@ -246,6 +247,7 @@ def kmeans_init(ones: Any, counts: Any, num_super: int, seed: int = 0) -> dict:
     in one component and never split it (the other components get no responsibility, hence
     no gradient). Starting from a clustering avoids that trap; the sampler then moves the
     assignments and the parameters from there."""
+    # lazy: optional heavy dependency (sklearn), loaded only when needed
     from sklearn.cluster import KMeans
 
     ones, counts = _host(ones, float), _host(counts, float)
@@ -282,6 +284,7 @@ def select_alpha(
     ``(alpha, {alpha: log-likelihood})`` (numpy arithmetic)."""
     init = kmeans_init(ones, counts, num_super, seed)
     ones, counts = _host(ones, float), _host(counts, float)
+    # lazy: keeps this module free of torch until that backend is used
     import torch
 
     # a small float64 computation on the host, whatever device the data came from

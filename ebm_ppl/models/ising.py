@@ -42,8 +42,7 @@ from ebm_ppl.models.family import (
     checks_enabled,
     draw_states,
 )
-
-Array = Any
+from ebm_ppl.ops import Array
 
 #: Largest number of sites of one colour that :func:`log_partition` and :func:`exact_sample`
 #: enumerate (``2**20`` configurations): lattices up to 6 x 6, free or periodic.
@@ -352,6 +351,7 @@ def as_parameter(x: Any, name: str, backend: str, like: Array = None) -> Array:
         if arr.dtype == np.bool_:
             raise TypeError(f"{name} must be a float or a floating array, got a bool array")
         if backend == "torch":
+            # lazy: keeps this module free of torch until that backend is used
             import torch
 
             if like is not None and ops.is_torch(like):
@@ -359,6 +359,7 @@ def as_parameter(x: Any, name: str, backend: str, like: Array = None) -> Array:
             return torch.as_tensor(
                 arr, dtype=torch.get_default_dtype(), device=torch.get_default_device()
             )
+        # lazy: keeps this module free of jax until that backend is used
         import jax.numpy as jnp
 
         if like is not None and ops.is_jax(like):
@@ -370,6 +371,7 @@ def as_parameter(x: Any, name: str, backend: str, like: Array = None) -> Array:
 def is_spin(x: Array) -> bool:
     """True when every entry of the concrete array ``x`` is ``-1`` or ``+1``."""
     if ops.is_torch(x):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         with torch.no_grad():

@@ -37,9 +37,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ebm_ppl import ops
+from ebm_ppl.models.dbm import _odd_free_energy, bottom_up, layer_logits, split_odd
+from ebm_ppl.models.family import check_values
 from ebm_ppl.models.fields import Field, combine_gaussian
+from ebm_ppl.ops import Array
 
-Array = Any
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -146,7 +148,6 @@ def exact_albedo_posterior(dbm: Any, image: Array, shade: Array, priors: Lambert
     ``N(b0 + sigma W1 h1, sigma^2)``, the observation linear-Gaussian in it), with
     the even hidden layers above ``v`` summed out analytically. Returns ``(mean,
     log_evidence)``."""
-    from ebm_ppl.models.dbm import _odd_free_energy, layer_logits, split_odd
 
     p = dbm._frozen()
     if p.sigma is None:
@@ -195,7 +196,6 @@ def albedo_step(
     hidden layer given its neighbours' marginals, and ``v`` set to the mean of its exact
     Gaussian conditional given ``h1`` and the image (``N(b0 + sigma W1 mu_1, sigma^2)`` times
     :func:`albedo_field`)."""
-    from ebm_ppl.models.dbm import layer_logits
 
     p = dbm._frozen()
     field = albedo_field(image, shade, priors)
@@ -253,7 +253,6 @@ def map_update(
 def init_map_state(dbm: Any, image: Array, priors: LambertianPriors) -> MapState:
     """A nearly flat surface, the prior-mean light, and the DBM's bottom-up marginals of the
     albedo ``(y - offset s) / (scale s)`` seen at that shading."""
-    from ebm_ppl.models.dbm import bottom_up
 
     h, w = priors.shape
     lead = tuple(image.shape[:-1])
@@ -332,7 +331,6 @@ class DeepLambertianMethods:
         return self.priors.offset + self.priors.scale * v
 
     def _check_images(self, images: Array) -> None:
-        from ebm_ppl.models.family import check_values
 
         if check_values(images, self.n_pixels, "images") and not ops.all_finite(images):
             raise ValueError("images contains NaN or infinite values")

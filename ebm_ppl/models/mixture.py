@@ -45,8 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ebm_ppl import ops
-
-Array = Any
+from ebm_ppl.ops import Array
 
 __all__ = [
     "BernoulliMixtureFit",
@@ -248,6 +247,7 @@ def bernoulli_mixture_init(
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n, size=k, replace=k > n))
     if ops.is_torch(data):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         picked = data[torch.as_tensor(rows, device=data.device)]

@@ -23,6 +23,7 @@ import math
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
+from ebm_ppl.models.base import BernoulliBase, uniform_base
 from ebm_ppl.models.family import (  # noqa: F401 - check_binary, MAX_ENUMERATE_UNITS re-exported
     MAX_ENUMERATE_UNITS,
     HarmoniumMethods,
@@ -32,11 +33,11 @@ from ebm_ppl.models.family import (  # noqa: F401 - check_binary, MAX_ENUMERATE_
     check_binary,
     check_values,
     checks_enabled,
+    draw_states,
     shapes_of,
     temperature,
 )
-
-Array = Any
+from ebm_ppl.ops import Array
 
 
 class Clamp(NamedTuple):
@@ -113,6 +114,7 @@ def check_same_dtype(named: dict[str, Array]) -> None:
 def _is_floating(x: Array) -> bool:
     if ops.is_torch(x):
         return x.is_floating_point()
+    # lazy: keeps this module free of jax until that backend is used
     import jax.numpy as jnp
 
     return jnp.issubdtype(x.dtype, jnp.floating)
@@ -475,7 +477,6 @@ class RBMMethods(HarmoniumMethods):
 
     def ais_base(self, base: Any) -> Any:
         """The AIS base: ``None`` -> the uniform model; visible logits -> a Bernoulli base."""
-        from ebm_ppl.models.base import BernoulliBase, uniform_base
 
         if base is None:
             return uniform_base(self.n_visible, self.weights)
@@ -494,7 +495,6 @@ class RBMMethods(HarmoniumMethods):
         visible states are drawn directly from ``p(v) ∝ exp(-F(v))``."""
         if self.n_hidden <= MAX_ENUMERATE_UNITS or self.n_visible > MAX_ENUMERATE_UNITS:
             return super().exact_sample(key, sample_shape)
-        from ebm_ppl.models.family import draw_states
 
         p = tuple(ops.stop_gradient(x) for x in self.params)
         states = ops.binary_states(self.n_visible, p[0])  # (S, D)

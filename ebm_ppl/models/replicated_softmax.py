@@ -23,7 +23,10 @@ layers.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
+
+import numpy as np
 
 from ebm_ppl import ops
 from ebm_ppl.models.base import TractableBase
@@ -37,9 +40,9 @@ from ebm_ppl.models.family import (
     shapes_of,
     temperature,
 )
-from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
-
-Array = Any
+from ebm_ppl.models.rbm import check_binary, hidden_to_visible, visible_to_hidden
+from ebm_ppl.models.rbm import check_params as check_rbm
+from ebm_ppl.ops import Array
 
 
 def log_multinomial_coefficient(v: Array) -> Array:
@@ -53,7 +56,6 @@ def check_counts(x: Array, size: int, name: str = "value", total: Any = None) ->
     if not check_values(x, size, name):
         return
     a = ops.to_numpy(x)
-    import numpy as np
 
     if not np.isfinite(a).all():
         raise OutOfSupport(f"{name} contains NaN or infinite values")
@@ -143,7 +145,6 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
     def _init_params(
         self, backend, weights, word_bias, hidden_bias, total_count, steps, validate, max_words=None
     ):
-        from ebm_ppl.models.rbm import check_params as check_rbm
 
         if max_words is not None and (
             not isinstance(max_words, int) or isinstance(max_words, bool) or max_words < 1
@@ -163,8 +164,6 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
             check_backend(backend, {"total_count": total_count})
             check_finite_float({"total_count": total_count}, on)
             if on and ops.is_concrete(total_count):
-                import numpy as np
-
                 m = ops.to_numpy(total_count)
                 if (m < 0).any() or (m != np.round(m)).any():
                     raise ValueError("total_count must hold non-negative whole numbers of words")
@@ -240,8 +239,6 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
         length, so in torch the longest one is read once before the sweeps."""
         me = self
         if self._word_bound() is None and ops.is_torch(value):
-            import copy
-
             me = copy.copy(self)
             me._chain_words = ops.largest_count(ops.stop_gradient(value).sum(-1))
         return HarmoniumMethods._gibbs(me, key, value, num_steps, clamp, cache, field)
@@ -260,7 +257,6 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
         """The same model for documents of ``total_count`` words (a number or an array that
         broadcasts with the batch shape), e.g. to run AIS for one length:
         ``AIS(rsm.with_total_count(m))``."""
-        import copy
 
         if isinstance(total_count, (int, float)) and not isinstance(total_count, bool):
             m = ops.zeros((), self.weights) + float(total_count)
@@ -284,7 +280,6 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
         length ``M`` to ``log Z(M)`` (exact or from AIS), e.g.
         ``{m: AIS(rsm.with_total_count(m)).log_z for m in lengths}``.
         """
-        import numpy as np
 
         self._check_value(docs, "docs")
         lengths = np.asarray(ops.to_numpy(docs.sum(-1)), dtype=np.int64)
@@ -298,7 +293,6 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
     def energy(self, value: Array, hidden: Array) -> Array:
         """``E(V, h)`` of eq. 17 (the energy of the word sequence; without the
         ``log(M!/prod v_k!)`` orderings term that :meth:`log_prob` adds)."""
-        from ebm_ppl.models.rbm import check_binary
 
         self._check_value(value)
         check_binary(hidden, self.n_hidden, "hidden")
@@ -311,7 +305,6 @@ class ReplicatedSoftmaxMethods(HarmoniumMethods):
 
     def word_probs(self, hidden: Array) -> Array:
         """``p(word = k | h) = softmax(b + W h)`` (eq. 19), shape ``(..., K)``."""
-        from ebm_ppl.models.rbm import check_binary
 
         check_binary(hidden, self.n_hidden, "hidden")
         return ops.softmax(hidden_to_visible(hidden, self.weights) + self.word_bias)

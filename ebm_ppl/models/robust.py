@@ -40,11 +40,11 @@ from typing import Any, NamedTuple
 from ebm_ppl import ops
 from ebm_ppl.models.family import check_values
 from ebm_ppl.models.fields import Field, combine_gaussian
-from ebm_ppl.models.gaussian_rbm import hidden_input, visible_mean
+from ebm_ppl.models.gaussian_rbm import hidden_input, log_visible_integral, visible_mean
 from ebm_ppl.models.rbm import hidden_logits, visible_logits
 from ebm_ppl.models.variational import bernoulli_entropy, check_mean_field_args, max_abs_diff
+from ebm_ppl.ops import Array
 
-Array = Any
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -263,7 +263,6 @@ def exact_posterior(clean: Any, mask: Any, noise: Noise, v: Array) -> dict:
         raise ValueError("exact_posterior enumerates 2^F + 2^D states: F, D <= 12 only")
     hs = ops.binary_states(f, w)
     ss = ops.binary_states(dim, w)
-    from ebm_ppl.models.gaussian_rbm import log_visible_integral
 
     log_ph = log_visible_integral(w, b, c, sigma, hs) - clean.log_partition()  # (S_h,)
     log_ps = mask.log_prob(ss) - mask.log_partition()  # (S_s,)

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ebm_ppl import ops
+from ebm_ppl.ops import Array
 
 __all__ = ["VisibleSiteMethods", "bernoulli_entropy", "check_mean_field_args", "max_abs_diff"]
-
-Array = Any
 
 
 def bernoulli_entropy(mu: Array) -> Array:

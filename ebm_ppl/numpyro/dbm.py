@@ -10,10 +10,13 @@ import jax.numpy as jnp
 from numpyro.distributions import constraints
 
 from ebm_ppl.inference import frontend_classes as fc
+from ebm_ppl.inference.samle import data_size, epoch_data
 from ebm_ppl.models.dbm import (
     DBMMethods,
     DBMVisibleMethods,
     TiedCopiesMethods,
+    check_num_classes,
+    classifier_params,
     combine_pretrained,
     doubling,
 )
@@ -22,6 +25,7 @@ from ebm_ppl.models.family import NormalizedLogProb
 from ebm_ppl.numpyro import ppl
 from ebm_ppl.numpyro.dbn import GreedyLayerData
 from ebm_ppl.numpyro.distributions import RBM, _as_jax, _Energy
+from ebm_ppl.numpyro.samle import SAMLE
 
 __all__ = ["DBM", "DBMVisible", "dbm_classifier_init", "greedy_pretrain_dbm"]
 
@@ -101,8 +105,6 @@ def greedy_pretrain_dbm(
     With ``checkpoint`` (a directory) every layer's trainer is saved after each epoch as
     ``layer{l}.safetensors`` and a later call with the same arguments resumes from there.
     Returns the composed :class:`DBM` (:func:`~ebm_ppl.models.dbm.combine_pretrained`)."""
-    from ebm_ppl.inference.samle import data_size, epoch_data
-    from ebm_ppl.numpyro.samle import SAMLE
 
     sizes, epochs = check_greedy_args(hidden_sizes, num_epochs, "sample", init_scale, seed)
     data_size(data)
@@ -150,7 +152,6 @@ def dbm_classifier_init(dbm: DBM, num_classes: int, rng_key: jax.Array) -> dict:
     of :class:`ebm_ppl.pyro.DBMClassifier`): ``{"weights", "down", "biases"}`` for
     :func:`~ebm_ppl.numpyro.fine_tune`, :func:`~ebm_ppl.numpyro.classifier_logits` and
     :func:`~ebm_ppl.numpyro.classification_error`, whose inputs are ``dbm.augment(v)``."""
-    from ebm_ppl.models.dbm import check_num_classes, classifier_params
 
     if not isinstance(dbm, DBM):
         raise TypeError(f"dbm must be an ebm_ppl.numpyro.DBM, got {type(dbm).__name__}")

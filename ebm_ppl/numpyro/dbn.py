@@ -6,9 +6,16 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from jax.flatten_util import ravel_pytree
+from tqdm.auto import tqdm
 
+from ebm_ppl.inference.ais import summarize
+from ebm_ppl.inference.cg import minimize_minibatches
+from ebm_ppl.inference.samle import batch_indices, data_size, epoch_data
+from ebm_ppl.models.dbm import augmented_input_size, augmented_logits
 from ebm_ppl.models.dbn import (
     DBNBase,
     DBNParams,
@@ -16,6 +23,7 @@ from ebm_ppl.models.dbn import (
     build_guide,
     build_model,
     check_below,
+    check_fine_tune_args,
     check_greedy_args,
     check_labels,
     feedforward_logits,
@@ -27,6 +35,7 @@ from ebm_ppl.models.dbn import (
 )
 from ebm_ppl.numpyro import ppl
 from ebm_ppl.numpyro.distributions import RBM
+from ebm_ppl.numpyro.samle import SAMLE
 
 __all__ = [
     "DBN",
@@ -106,7 +115,6 @@ class DBN(DBNBase):
     ):
         """The variational lower bound of eq. 24 on the average ``log P(v)`` of ``data``; see
         :meth:`ebm_ppl.pyro.DBN.bound`."""
-        from ebm_ppl.inference.ais import summarize
 
         log_z, stderr = log_z_of(log_z_top)
         fn = jax.jit(lambda k, v: variational_bound(k, self.params, v, 0.0, num_samples))
@@ -163,8 +171,6 @@ def greedy_pretrain(
     :func:`ebm_ppl.pyro.greedy_pretrain`, with ``optim`` an optax transformation (or a NumPyro
     optimizer) and an explicit ``rng_key``. Returns the layers as
     :class:`~ebm_ppl.numpyro.RBM` (bottom first)."""
-    from ebm_ppl.inference.samle import data_size, epoch_data
-    from ebm_ppl.numpyro.samle import SAMLE
 
     sizes, epochs = check_greedy_args(hidden_sizes, num_epochs, mode, init_scale, seed)
     data_size(data)
@@ -214,16 +220,12 @@ def classifier_logits(params: dict, x: jax.Array) -> jax.Array:
     for :func:`~ebm_ppl.numpyro.dbm_classifier_init` parameters (then ``x`` is
     ``dbm.augment(v)``)."""
     if "down" in params:
-        from ebm_ppl.models.dbm import augmented_logits
-
         return augmented_logits(params["weights"], params["down"], params["biases"], x)
     return feedforward_logits(params["weights"], params["biases"], x)
 
 
 def _input_size(params: dict) -> int:
     if "down" in params:
-        from ebm_ppl.models.dbm import augmented_input_size
-
         return augmented_input_size(params["weights"], params["down"])
     return int(params["weights"][0].shape[0])
 
@@ -234,7 +236,6 @@ def classification_error(params: dict, x: jax.Array, y: jax.Array) -> float:
     pred = jnp.concatenate(
         [fn(params, x[i : i + 10_000]).argmax(-1) for i in range(0, x.shape[0], 10_000)]
     )
-    import numpy as np
 
     return float(np.mean(np.asarray(pred) != np.asarray(y)))
 
@@ -267,11 +268,8 @@ def fine_tune(
       of the raveled parameters.
 
     Returns ``(params, history)`` with the same records as :func:`ebm_ppl.pyro.fine_tune`."""
+    # lazy: keeps this module free of optax until that backend is used
     import optax
-    from tqdm.auto import tqdm
-
-    from ebm_ppl.inference.samle import batch_indices
-    from ebm_ppl.models.dbn import check_fine_tune_args
 
     use_cg = check_fine_tune_args(optim, "optim", cg_line_searches)
     if batch_size is None:
@@ -330,10 +328,6 @@ def _cg_epochs(
     gradients (:func:`ebm_ppl.inference.cg.minimize_minibatches`) over the rows ``batches`` of
     ``x``, the parameters raveled to one float64 vector, loss and gradient by a jitted
     ``jax.value_and_grad``."""
-    import numpy as np
-    from jax.flatten_util import ravel_pytree
-
-    from ebm_ppl.inference.cg import minimize_minibatches
 
     flat, unravel = ravel_pytree(params)
     dtype = np.dtype(flat.dtype)

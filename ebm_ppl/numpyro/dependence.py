@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 from numpyro import handlers
+from numpyro.infer.inspect import get_dependencies
 
 from ebm_ppl.inference import dependence as dep
 from ebm_ppl.numpyro.handlers import quick_energy_draws
@@ -35,7 +36,6 @@ def energy_dependencies(
         tr = _trace(model, key, None, args, kwargs)
 
         def provenance():
-            from numpyro.infer.inspect import get_dependencies
 
             quick = quick_energy_draws(model)  # no Gibbs runs while tracing provenance
             return get_dependencies(quick, args, kwargs)["prior_dependencies"]

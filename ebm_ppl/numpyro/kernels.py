@@ -31,6 +31,7 @@ from ebm_ppl.inference.gibbs import (
 from ebm_ppl.inference.multilinear import binary_sites
 from ebm_ppl.numpyro.dependence import energy_dependencies
 from ebm_ppl.numpyro.handlers import quick_energy_draws
+from ebm_ppl.numpyro.multilinear import Multilinear
 
 __all__ = ["BlockGibbs", "BlockGibbsState"]
 
@@ -141,8 +142,6 @@ class BlockGibbs(ZKernel, BlockGibbsSettings, MCMCKernel):
         binary, rest, _ = binary_sites(tr)
         self._multilinear = None
         if binary and not latent and not rest:
-            from ebm_ppl.numpyro.multilinear import Multilinear
-
             if self.transition is not None:
                 raise ValueError("a tempered transition needs energy sites, not Bernoulli sites")
             shapes = {n: tuple(tr[n]["value"].shape) for n in binary}

@@ -14,6 +14,8 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 from ebm_ppl.inference import multilinear as ml
+from ebm_ppl.inference.dependence import check_energy_dependence
+from ebm_ppl.numpyro.dependence import energy_dependencies
 
 __all__ = ["MeanFieldGuide"]
 
@@ -78,9 +80,6 @@ class MeanFieldGuide(ml.MeanFieldGuideBase):
         tr = handlers.trace(handlers.seed(self.model, 0)).get_trace(*args, **kwargs)
         names = self._binary_sites(tr, "numpyro")
         if not getattr(self, "_dependence_checked", False):
-            from ebm_ppl.inference.dependence import check_energy_dependence
-            from ebm_ppl.numpyro.dependence import energy_dependencies
-
             deps = energy_dependencies(self.model, args, kwargs)
             check_energy_dependence(tr, deps, "MeanFieldGuide", "numpyro")
             self._dependence_checked = True

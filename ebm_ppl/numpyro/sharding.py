@@ -33,6 +33,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
@@ -155,7 +156,5 @@ def constrain_replicated(tree: Any, mesh: Mesh) -> Any:
 def to_host(x: Any) -> np.ndarray:
     """The global value of ``x`` as numpy, gathering shards held by other processes."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        from jax.experimental import multihost_utils
-
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+import numpy as np
+
 if TYPE_CHECKING:  # for type checkers only: importing ops loads neither library
     import jax
     import torch
@@ -97,6 +99,7 @@ def backend_name(*xs: Any) -> str:
 
 
 def _jnp():
+    # lazy: keeps this module free of jax until that backend is used
     import jax.numpy as jnp
 
     return jnp
@@ -105,6 +108,7 @@ def _jnp():
 def is_concrete(x: Any) -> bool:
     """True when the values of ``x`` can be inspected now (not a JAX tracer)."""
     if is_jax(x):
+        # lazy: keeps this module free of jax until that backend is used
         import jax
 
         return not isinstance(x, jax.core.Tracer)
@@ -122,6 +126,7 @@ def sigmoid(x: Array) -> Array:
     """Logistic function ``g(x) = 1 / (1 + exp(-x))``."""
     if is_torch(x):
         return x.sigmoid()
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     return jax.nn.sigmoid(x)
@@ -130,9 +135,11 @@ def sigmoid(x: Array) -> Array:
 def softplus(x: Array) -> Array:
     """``log(1 + exp(x))``, stable for large ``|x|``."""
     if is_torch(x):
+        # lazy: keeps this module free of torch until that backend is used
         import torch.nn.functional as F
 
         return F.softplus(x)
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     return jax.nn.softplus(x)
@@ -142,6 +149,7 @@ def logsumexp(x: Array, axis: int = -1) -> Array:
     """Stable ``log(sum(exp(x), axis))``."""
     if is_torch(x):
         return x.logsumexp(dim=axis)
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     return jax.scipy.special.logsumexp(x, axis=axis)
@@ -157,6 +165,7 @@ def transpose(x: Array) -> Array:
 def where(cond: Array, a: Array, b: Array) -> Array:
     """Elementwise ``cond ? a : b`` with broadcasting."""
     if is_torch(cond) or is_torch(a) or is_torch(b):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         return torch.where(cond, a, b)
@@ -170,6 +179,7 @@ def addmm(
     (``c`` a temporary of the caller's) lets torch write the result into ``c`` instead of
     copying ``c`` into a new array first."""
     if is_torch(c):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         if overwrite:
@@ -192,6 +202,7 @@ def with_analytic_grad(value_and_grads: Callable, diff: Sequence[Array], *const:
 
 
 def _make_analytic_grad():
+    # lazy: keeps this module free of torch until that backend is used
     import torch
 
     class _Fn(torch.autograd.Function):
@@ -244,6 +255,7 @@ def stop_gradient(x: Array) -> Array:
     """Value of ``x`` with no gradient flowing back (``detach`` / ``lax.stop_gradient``)."""
     if is_torch(x):
         return x.detach()
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     return jax.lax.stop_gradient(x)
@@ -252,9 +264,11 @@ def stop_gradient(x: Array) -> Array:
 def uniform(key: Key, shape: Sequence[int], like: Array) -> Array:
     """Uniform(0, 1) draws of ``shape`` with the dtype (and device) of ``like``."""
     if is_torch(like):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         return torch.rand(tuple(shape), generator=key, dtype=like.dtype, device=like.device)
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     return jax.random.uniform(key, tuple(shape), dtype=like.dtype)
@@ -263,9 +277,11 @@ def uniform(key: Key, shape: Sequence[int], like: Array) -> Array:
 def normal(key: Key, shape: Sequence[int], like: Array) -> Array:
     """Standard normal draws of ``shape`` with the dtype (and device) of ``like``."""
     if is_torch(like):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         return torch.randn(tuple(shape), generator=key, dtype=like.dtype, device=like.device)
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     return jax.random.normal(key, tuple(shape), dtype=like.dtype)
@@ -280,6 +296,7 @@ def softmax(x: Array, axis: int = -1) -> Array:
     """``exp(x - logsumexp(x))`` along ``axis``."""
     if is_torch(x):
         return x.softmax(axis)
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     return jax.nn.softmax(x, axis=axis)
@@ -299,6 +316,7 @@ def categorical(key: Key, logits: Array) -> Array:
 def one_hot(index: Array, k: int, like: Array) -> Array:
     """``(index[..., None] == arange(k))`` in the dtype of ``like``; index -1 gives a zero row."""
     if is_torch(like):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         ar = torch.arange(k, device=like.device)
@@ -321,6 +339,7 @@ def lgamma(x: Array) -> Array:
     """Elementwise ``log Gamma(x)``."""
     if is_torch(x):
         return x.lgamma()
+    # lazy: keeps this module free of jax until that backend is used
     import jax.scipy.special as jsp
 
     return jsp.gammaln(x)
@@ -329,10 +348,12 @@ def lgamma(x: Array) -> Array:
 def binomial(key: Key, n: Array, p: Array) -> Array:
     """``Binomial(n, p)`` draws (float counts) of the broadcast shape of ``n`` and ``p``."""
     if is_torch(p):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         n, p = torch.broadcast_tensors(n, p)
         return torch.binomial(n.contiguous(), p.contiguous(), generator=key)
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     return jax.random.binomial(key, n, p).astype(p.dtype)
@@ -364,6 +385,7 @@ def _multinomial_by_words(key: Key, n: Array, probs: Array, max_count: int) -> A
     u = uniform(key, (rows, max_count), probs)
     nf = (n + zeros(batch, probs)).reshape((rows,))
     if is_torch(probs):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         cdf = flat.cumsum(-1)
@@ -372,6 +394,7 @@ def _multinomial_by_words(key: Key, n: Array, probs: Array, max_count: int) -> A
         keep = (torch.arange(max_count, device=probs.device)[None, :] < nf[:, None]).to(probs.dtype)
         out = torch.zeros_like(flat).scatter_add_(1, idx, keep)
         return out.reshape(tuple(probs.shape))
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     jnp = _jnp()
@@ -420,6 +443,7 @@ def split(key: Key, num: int = 2) -> list:
     """``num`` independent keys from ``key`` (a torch key is repeated: it is stateful)."""
     if key is None or is_torch_generator(key):
         return [key] * num
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     return list(jax.random.split(key, num))
@@ -438,6 +462,7 @@ def binary_states(n: int, like: Array, start: int = 0, stop: int | None = None) 
     """
     stop = 2**n if stop is None else stop
     if is_torch(like):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         idx = torch.arange(start, stop, device=like.device)
@@ -471,6 +496,7 @@ def broadcast_to(x: Array, shape: Sequence[int]) -> Array:
 def asarray_like(x: Any, like: Array) -> Array:
     """``x`` as an array of ``like``'s backend and dtype."""
     if is_torch(like):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         return torch.as_tensor(x, dtype=like.dtype, device=like.device)
@@ -480,11 +506,11 @@ def asarray_like(x: Any, like: Array) -> Array:
 def to_numpy(x: Array):
     """``x`` as numpy on the host (torch: detached and copied from its device; JAX: the
     global value of a sharded array, gathered from other processes when needed)."""
-    import numpy as np
 
     if is_torch(x):
         return x.detach().cpu().numpy()
     if not getattr(x, "is_fully_addressable", True):
+        # lazy: keeps this module free of jax until that backend is used
         from jax.experimental import multihost_utils
 
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
@@ -494,6 +520,7 @@ def to_numpy(x: Array):
 def zeros(shape: Sequence[int], like: Array) -> Array:
     """Zeros of ``shape`` with the backend and dtype of ``like``."""
     if is_torch(like):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         return torch.zeros(tuple(shape), dtype=like.dtype, device=like.device)
@@ -504,6 +531,7 @@ def arange(n: int, like: Array) -> Array:
     """``0, 1, ..., n - 1`` with the dtype (and device) of ``like``, made there (no host data
     is copied, so it is cheap inside loops)."""
     if is_torch(like):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         return torch.arange(n, dtype=like.dtype, device=like.device)
@@ -516,7 +544,6 @@ def largest_count(n: Array) -> int:
     it once before a loop, not inside it."""
     if is_torch(n):
         return int(n.max()) if n.numel() else 0
-    import numpy as np
 
     a = np.asarray(n)
     return int(a.max()) if a.size else 0
@@ -524,6 +551,7 @@ def largest_count(n: Array) -> int:
 
 def zeros_like(x: Array) -> Array:
     if is_torch(x):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         return torch.zeros_like(x)
@@ -532,6 +560,7 @@ def zeros_like(x: Array) -> Array:
 
 def concat(xs: Sequence[Array], axis: int = 0) -> Array:
     if is_torch(xs[0]):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         return torch.cat(list(xs), dim=axis)
@@ -545,13 +574,13 @@ def all_finite(x: Array) -> bool:
     sum is not finite (an overflow of finite entries is possible) are the entries inspected.
     """
     if is_torch(x):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         with torch.no_grad():
             if bool(torch.isfinite(x.sum())):
                 return True
             return bool(torch.isfinite(x).all())
-    import numpy as np
 
     a = np.asarray(x)  # numpy: never staged into a jit trace
     with np.errstate(over="ignore", invalid="ignore"):
@@ -565,6 +594,7 @@ def is_binary(x: Array) -> bool:
     # x (1 - x) is exactly 0 for 0 and 1 and nonzero (or NaN/inf) for anything else; a sum of
     # absolute values has no cancellation. Twice as fast as comparing with 0 and 1.
     if is_torch(x):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         with torch.no_grad():
@@ -579,7 +609,6 @@ def is_binary(x: Array) -> bool:
                 if bool(t.mul_(part).abs_().sum() != 0):
                     return False
             return True
-    import numpy as np
 
     a = np.asarray(x)  # numpy: comparisons make 1-byte temporaries, the fastest here
     return bool(((a == 0) | (a == 1)).all())
@@ -625,6 +654,7 @@ def fixed_point(
                 x = _tree_where(done, x, new)
                 done = done | converged
         return x
+    # lazy: keeps this module free of jax until that backend is used
     import jax
     import jax.numpy as jnp
 
@@ -673,6 +703,7 @@ def iterate(
         for _ in range(num_steps):
             carry = step(key, carry)
         return carry
+    # lazy: keeps this module free of jax until that backend is used
     import jax
 
     if num_steps == 0:

@@ -10,10 +10,15 @@ import torch
 from pyro.distributions import constraints
 
 from ebm_ppl.inference import frontend_classes as fc
+from ebm_ppl.inference.samle import data_size, epoch_data
 from ebm_ppl.models.dbm import (
     DBMMethods,
     DBMVisibleMethods,
     TiedCopiesMethods,
+    augmented_input_size,
+    augmented_logits,
+    check_num_classes,
+    classifier_params,
     combine_pretrained,
     doubling,
 )
@@ -23,6 +28,7 @@ from ebm_ppl.pyro import ppl
 from ebm_ppl.pyro.dbn import GreedyLayerData
 from ebm_ppl.pyro.device import randn_like as _randn
 from ebm_ppl.pyro.distributions import RBM, _as_tensor, _Energy
+from ebm_ppl.pyro.samle import SAMLE
 
 __all__ = ["DBM", "DBMClassifier", "DBMVisible", "greedy_pretrain_dbm"]
 
@@ -124,8 +130,6 @@ def greedy_pretrain_dbm(
 
     Returns the pretrained :class:`DBM`.
     """
-    from ebm_ppl.inference.samle import data_size, epoch_data
-    from ebm_ppl.pyro.samle import SAMLE
 
     sizes, epochs = check_greedy_args(hidden_sizes, num_epochs, "sample", init_scale, seed)
     data_size(data)
@@ -184,7 +188,6 @@ class DBMClassifier(torch.nn.Module):
 
     def __init__(self, dbm: DBM, num_classes: int, generator: torch.Generator | None = None):
         super().__init__()
-        from ebm_ppl.models.dbm import check_num_classes, classifier_params
 
         if not isinstance(dbm, DBM):
             raise TypeError(f"dbm must be an ebm_ppl.pyro.DBM, got {type(dbm).__name__}")
@@ -198,11 +201,9 @@ class DBMClassifier(torch.nn.Module):
 
     @property
     def input_size(self) -> int:
-        from ebm_ppl.models.dbm import augmented_input_size
 
         return augmented_input_size(list(self.weights), list(self.down))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from ebm_ppl.models.dbm import augmented_logits
 
         return augmented_logits(list(self.weights), list(self.down), list(self.biases), x)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
+from tqdm.auto import tqdm
 
+from ebm_ppl.inference.ais import summarize
+from ebm_ppl.inference.cg import minimize_minibatches
+from ebm_ppl.inference.samle import batch_indices, data_size, epoch_data
 from ebm_ppl.models.dbn import (
     DBNBase,
     DBNParams,
@@ -15,7 +20,9 @@ from ebm_ppl.models.dbn import (
     build_guide,
     build_model,
     check_below,
+    check_fine_tune_args,
     check_greedy_args,
+    check_labels,
     feedforward_logits,
     greedy_layer_init,
     greedy_layer_model,
@@ -25,6 +32,7 @@ from ebm_ppl.models.dbn import (
 from ebm_ppl.pyro import ppl
 from ebm_ppl.pyro.device import randn_like
 from ebm_ppl.pyro.distributions import RBM
+from ebm_ppl.pyro.samle import SAMLE
 
 __all__ = [
     "DBN",
@@ -115,7 +123,6 @@ class DBN(DBNBase):
         ``log_z_top`` is the top RBM's ``log Z``: a number (exact) or an AIS result, whose
         standard error is combined with the spread over data points. Returns a
         :class:`~ebm_ppl.inference.ais.LogLikelihood`."""
-        from ebm_ppl.inference.ais import summarize
 
         log_z, stderr = log_z_of(log_z_top)
         with torch.no_grad():
@@ -161,7 +168,6 @@ class GreedyLayerData(GreedyLayerDataBase):
 
 
 def _seed_of(seed: int, epoch: int) -> int:
-    import numpy as np
 
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
@@ -204,8 +210,6 @@ def greedy_pretrain(
     Returns the trained layers as :class:`~ebm_ppl.pyro.RBM` (bottom first); make the DBN
     with :meth:`DBN.from_rbms`.
     """
-    from ebm_ppl.inference.samle import data_size, epoch_data
-    from ebm_ppl.pyro.samle import SAMLE
 
     sizes, epochs = check_greedy_args(hidden_sizes, num_epochs, mode, init_scale, seed)
     data_size(data)
@@ -311,10 +315,6 @@ def fine_tune(
     ``x_test``/``y_test``, ``test_error`` (fractions); with ``"cg"`` also ``cg_evals``
     (loss-and-gradient evaluations) and ``cg_failed`` (line searches that stopped without
     meeting the Wolfe–Powell conditions)."""
-    from tqdm.auto import tqdm
-
-    from ebm_ppl.inference.samle import batch_indices
-    from ebm_ppl.models.dbn import check_fine_tune_args, check_labels
 
     use_cg = check_fine_tune_args(optimizer, "optimizer", cg_line_searches)
     if use_cg and weight_decay != 0:
@@ -379,9 +379,6 @@ def _cg_epoch(
     """One epoch of minibatch conjugate gradients (:func:`ebm_ppl.inference.cg.
     minimize_minibatches`) over the rows ``batches`` of ``x``: the trainable parameters as
     one float64 vector, loss and gradient by torch autograd; the result written back."""
-    import numpy as np
-
-    from ebm_ppl.inference.cg import minimize_minibatches
 
     params = [p for p in classifier.parameters() if p.requires_grad]
     if not params:

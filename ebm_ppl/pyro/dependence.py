@@ -7,6 +7,7 @@ from typing import Any
 
 import pyro.poutine as poutine
 import torch
+from pyro.infer.inspect import get_dependencies
 
 from ebm_ppl.inference import dependence as dep
 from ebm_ppl.pyro.handlers import quick_energy_draws
@@ -36,7 +37,6 @@ def energy_dependencies(
         nodes = trace if trace is not None else _trace(model, None, args, kwargs).nodes
 
         def provenance():
-            from pyro.infer.inspect import get_dependencies
 
             with poutine.block():
                 quick = quick_energy_draws(model)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
+import torch.distributed as dist
 
 __all__ = ["init_distributed", "rank_and_world", "rank_seed"]
 
@@ -25,7 +27,6 @@ def init_distributed(backend: str | None = None) -> tuple[int, int]:
     :param backend: ``None`` picks ``nccl`` when CUDA is available (and then selects the
         rank's GPU, ``LOCAL_RANK``) and ``gloo`` otherwise.
     """
-    import torch.distributed as dist
 
     if not dist.is_available():
         raise RuntimeError("this torch build has no torch.distributed support")
@@ -47,7 +48,6 @@ def init_distributed(backend: str | None = None) -> tuple[int, int]:
 def rank_and_world(required: bool = False) -> tuple[int, int]:
     """``(rank, world_size)`` of the default process group, ``(0, 1)`` without one
     (``ValueError`` then, when ``required``)."""
-    import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -63,7 +63,6 @@ def rank_and_world(required: bool = False) -> tuple[int, int]:
 def rank_seed(seed: int, rank: int, step: int = 0) -> int:
     """A 63-bit seed for ``rank`` derived from the shared ``seed`` (and a step count, used
     when a run resumes on a different number of ranks)."""
-    import numpy as np
 
     ss = np.random.SeedSequence([int(seed) % 2**63, int(rank), int(step)])
     return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
@@ -71,7 +70,6 @@ def rank_seed(seed: int, rank: int, step: int = 0) -> int:
 
 def comm_device() -> torch.device:
     """The device collectives run on: the current GPU for ``nccl``, else the CPU."""
-    import torch.distributed as dist
 
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
@@ -81,7 +79,6 @@ def comm_device() -> torch.device:
 def all_gather_cat(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """Every rank's ``x`` (equal shapes) concatenated along ``dim`` in rank order; on the
     device of ``x``."""
-    import torch.distributed as dist
 
     _, world = rank_and_world()
     if world == 1:
@@ -95,7 +92,6 @@ def all_gather_cat(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
 
 def all_reduce_mean_(grads: list[torch.Tensor]) -> None:
     """Average gradients over ranks in place (one flattened all-reduce)."""
-    import torch.distributed as dist
 
     _, world = rank_and_world()
     if world == 1 or not grads:
@@ -112,7 +108,6 @@ def all_reduce_mean_(grads: list[torch.Tensor]) -> None:
 
 def broadcast_(tensors: list[torch.Tensor], src: int = 0) -> None:
     """Overwrite ``tensors`` on every rank with rank ``src``'s values, in place."""
-    import torch.distributed as dist
 
     _, world = rank_and_world()
     if world == 1:
@@ -126,7 +121,6 @@ def broadcast_(tensors: list[torch.Tensor], src: int = 0) -> None:
 
 
 def barrier() -> None:
-    import torch.distributed as dist
 
     if rank_and_world()[1] > 1:
         dist.barrier()

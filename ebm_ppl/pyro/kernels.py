@@ -28,6 +28,7 @@ from ebm_ppl.inference.multilinear import binary_sites
 from ebm_ppl.inference.tempering import combine_infos, tempering_diagnostics
 from ebm_ppl.pyro.dependence import energy_dependencies
 from ebm_ppl.pyro.handlers import quick_energy_draws
+from ebm_ppl.pyro.multilinear import Multilinear
 
 __all__ = ["BlockGibbs"]
 
@@ -189,7 +190,6 @@ class BlockGibbs(InitialParams, BlockGibbsSettings, MCMCKernel):
         self._steps = 0
 
     def _setup_multilinear(self, tr, names, args, kwargs) -> None:
-        from ebm_ppl.pyro.multilinear import Multilinear
 
         if self.transition is not None:
             raise ValueError("a tempered transition needs energy sites; these are Bernoulli sites")

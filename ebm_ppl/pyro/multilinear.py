@@ -13,6 +13,8 @@ import torch
 
 from ebm_ppl import ops
 from ebm_ppl.inference import multilinear as ml
+from ebm_ppl.inference.dependence import check_energy_dependence
+from ebm_ppl.pyro.dependence import energy_dependencies
 
 __all__ = ["MeanFieldGuide"]
 
@@ -97,9 +99,6 @@ class MeanFieldGuide(ml.MeanFieldGuideBase):
             tr = poutine.trace(self.model).get_trace(*args, **kwargs)
         names = self._binary_sites(tr.nodes, "pyro")
         if not getattr(self, "_dependence_checked", False):
-            from ebm_ppl.inference.dependence import check_energy_dependence
-            from ebm_ppl.pyro.dependence import energy_dependencies
-
             deps = energy_dependencies(self.model, args, kwargs)
             check_energy_dependence(tr.nodes, deps, "MeanFieldGuide", "pyro")
             self._dependence_checked = True

@@ -16,6 +16,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.infer import MCMC, NUTS
+from pyro.infer.autoguide.initialization import init_to_uniform, init_to_value
 
 NAME = "pyro"
 sample = pyro.sample
@@ -68,7 +69,6 @@ def run_nuts(
     """Posterior draws ``{site: (num_chains * num_samples, ...)}`` of ``model(*args)`` by NUTS
     under ``pyro.infer.MCMC``, started at ``init_values`` (a dict of site values) or uniformly;
     ``rng_key`` is unused (seed with ``pyro.set_rng_seed``), kept so one call serves both PPLs."""
-    from pyro.infer.autoguide.initialization import init_to_uniform, init_to_value
 
     del rng_key
     strategy = init_to_uniform

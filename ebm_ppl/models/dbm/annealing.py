@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from ebm_ppl import ops
 from ebm_ppl.models.dbm.energy import DBMParams, _gaussian_log_norm, frozen, layer_logits
+from ebm_ppl.ops import Array
 
 #: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
     "split_odd",
 ]
 
-Array = Any
 
 CARRY_CHOICES = ("odd", "even")
 

@@ -9,6 +9,7 @@ from typing import Any
 from ebm_ppl import ops
 from ebm_ppl.models.dbm.energy import DBMParams
 from ebm_ppl.models.rbm import visible_to_hidden
+from ebm_ppl.ops import Array
 
 #: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
 __all__ = [
@@ -17,8 +18,6 @@ __all__ = [
     "check_num_classes",
     "classifier_params",
 ]
-
-Array = Any
 
 
 def augmented_logits(

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ebm_ppl import ops
+from ebm_ppl.models.base import BernoulliBase
 from ebm_ppl.models.dbm.annealing import (
     DBMBase,
     DBMPath,
@@ -35,8 +36,17 @@ from ebm_ppl.models.dbm.mean_field import (
     mean_field_contrast,
     mean_field_fixed_point,
 )
-from ebm_ppl.models.family import BlockGibbsMethods, EnergyMethods, check_values, checks_enabled
+from ebm_ppl.models.family import (
+    BlockGibbsMethods,
+    EnergyMethods,
+    check_finite_float,
+    check_num_gibbs_steps,
+    check_values,
+    checks_enabled,
+)
+from ebm_ppl.models.rbm import check_binary
 from ebm_ppl.models.variational import VisibleSiteMethods, check_mean_field_args
+from ebm_ppl.ops import Array
 
 #: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
 __all__ = [
@@ -45,8 +55,6 @@ __all__ = [
     "_Unbatched",
     "check_layer_lists",
 ]
-
-Array = Any
 
 
 class _Unbatched(EnergyMethods):
@@ -163,7 +171,6 @@ class DBMMethods(BlockGibbsMethods, LayerChainMethods, _Unbatched):
     def _init_dbm(self, weights, biases, num_gibbs_steps, validate_args, sigma=None) -> tuple:
         weights, biases = tuple(weights), tuple(biases)
         sizes = check_dbm(weights, biases)
-        from ebm_ppl.models.family import check_finite_float, check_num_gibbs_steps
 
         check_num_gibbs_steps(num_gibbs_steps)
         on = checks_enabled(validate_args, weights[0])
@@ -221,7 +228,6 @@ class DBMMethods(BlockGibbsMethods, LayerChainMethods, _Unbatched):
         return len(self.weights)
 
     def _check_value(self, value: Array, name: str = "value") -> None:
-        from ebm_ppl.models.rbm import check_binary
 
         total = sum(self.sizes)
         if (
@@ -370,7 +376,6 @@ class DBMMethods(BlockGibbsMethods, LayerChainMethods, _Unbatched):
         :class:`DBMBase` (e.g. :meth:`matched_base`, the better choice for trained models).
         Gaussian visible units: the base on ``v`` is ``N(m, sigma^2)`` with ``m`` the given
         array (``None``: ``b_0``; e.g. the training data's mean)."""
-        from ebm_ppl.models.base import BernoulliBase
 
         if isinstance(base, DBMPath):
             check_same_sizes(self.dbm_params, base.start, "the path's start")

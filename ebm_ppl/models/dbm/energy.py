@@ -9,13 +9,16 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from ebm_ppl import ops
-from ebm_ppl.models.family import OutOfSupport, check_values
+from ebm_ppl.models.family import OutOfSupport, check_values, draw_states
+from ebm_ppl.models.fields import combine_gaussian
 from ebm_ppl.models.rbm import (
     MAX_ENUMERATE_UNITS,
+    check_binary,
     check_same_dtype,
     hidden_to_visible,
     visible_to_hidden,
 )
+from ebm_ppl.ops import Array
 
 #: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
 __all__ = [
@@ -40,8 +43,6 @@ __all__ = [
     "odd_even_sweep",
     "split_layers",
 ]
-
-Array = Any
 
 
 class DBMParams(NamedTuple):
@@ -204,7 +205,6 @@ def exact_sample(key: Any, params: DBMParams, shape: tuple) -> list:
     marginal ``exp(-F_odd)`` (enumerated, Gumbel-max; ``ValueError`` above
     :data:`~ebm_ppl.models.rbm.MAX_ENUMERATE_UNITS` odd units), then each even layer given
     them (they are conditionally independent). Returns the layers ``[v, h1, ..., hL]``."""
-    from ebm_ppl.models.family import draw_states
 
     sizes = [int(b.shape[0]) for b in params.biases]
     states, layers = _odd_states(
@@ -260,7 +260,6 @@ def _sample_visible_field(key: Any, params: DBMParams, logits: Array, field: Any
     """A draw of ``v`` from ``p(v | h1)`` times an external factor on ``v``."""
     if params.sigma is None:
         return ops.bernoulli(key, ops.sigmoid(logits + field.linear))
-    from ebm_ppl.models.fields import combine_gaussian
 
     m, var = combine_gaussian(logits, params.sigma**2, field)
     return m + var**0.5 * ops.normal(key, tuple(m.shape), m)
@@ -276,7 +275,6 @@ def _sample_layer(key: Any, params: DBMParams, logits: Array, i: int) -> Array:
 def check_visible(v: Array, gaussian: bool, size: int, name: str) -> None:
     """Checks of visible data: binary (``ValueError`` otherwise) or, for Gaussian units, real
     and finite; last dimension ``size``."""
-    from ebm_ppl.models.rbm import check_binary
 
     if not gaussian:
         check_binary(v, size, name)

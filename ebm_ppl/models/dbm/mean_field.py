@@ -10,6 +10,7 @@ from ebm_ppl import ops
 from ebm_ppl.models.dbm.energy import DBMParams, _vin, energy, layer_logits
 from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
 from ebm_ppl.models.variational import bernoulli_entropy, max_abs_diff
+from ebm_ppl.ops import Array
 
 #: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
 __all__ = [
@@ -22,8 +23,6 @@ __all__ = [
     "mean_field_contrast",
     "mean_field_fixed_point",
 ]
-
-Array = Any
 
 
 def mean_field(

@@ -10,6 +10,7 @@ from typing import Any
 from ebm_ppl import ops
 from ebm_ppl.models.dbm.energy import DBMParams
 from ebm_ppl.models.rbm import hidden_logits, visible_logits
+from ebm_ppl.ops import Array
 
 #: the names that :mod:`ebm_ppl.models.dbm` re-exports from here
 __all__ = [
@@ -19,8 +20,6 @@ __all__ = [
     "tied_copies_chain",
     "tile_rbm",
 ]
-
-Array = Any
 
 
 def doubling(num_layers: int, layer: int) -> tuple[int, int]:

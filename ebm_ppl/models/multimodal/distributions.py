@@ -7,9 +7,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ebm_ppl import ops
+from ebm_ppl.models.dbm import DBMMethods
 from ebm_ppl.models.dbm.distributions import LayerChainMethods
-from ebm_ppl.models.family import check_values
+from ebm_ppl.models.dbm.energy import check_visible
+from ebm_ppl.models.family import (
+    check_finite_float,
+    check_num_gibbs_steps,
+    check_values,
+    checks_enabled,
+)
 from ebm_ppl.models.multimodal.energy import (
     MultimodalParams,
     check_total_count,
@@ -29,7 +38,10 @@ from ebm_ppl.models.multimodal.mean_field import (
     mean_field_contrast,
 )
 from ebm_ppl.models.multimodal.pathways import chain_from_pathways, pathways_from_chain
+from ebm_ppl.models.rbm import Clamp, check_binary
+from ebm_ppl.models.replicated_softmax import check_counts
 from ebm_ppl.models.variational import VisibleSiteMethods, check_mean_field_args
+from ebm_ppl.ops import Array
 
 #: the names that :mod:`ebm_ppl.models.multimodal` re-exports from here
 __all__ = [
@@ -41,17 +53,13 @@ __all__ = [
     "check_text",
 ]
 
-Array = Any
-
 
 def check_image(x: Array, gaussian: bool, size: int, name: str = "image") -> None:
-    from ebm_ppl.models.dbm.energy import check_visible
 
     check_visible(x, gaussian, size, name)
 
 
 def check_text(x: Array, size: int, name: str = "text") -> None:
-    from ebm_ppl.models.replicated_softmax import check_counts
 
     check_counts(x, size, name)
 
@@ -119,12 +127,6 @@ class MultimodalDBMMethods(LayerChainMethods):
         max_words: int | None,
         validate_args: bool | None,
     ) -> tuple:
-        from ebm_ppl.models.dbm import DBMMethods
-        from ebm_ppl.models.family import (
-            check_finite_float,
-            check_num_gibbs_steps,
-            checks_enabled,
-        )
 
         weights, biases, joint = chain_from_pathways(**pathways)
         check_num_gibbs_steps(num_gibbs_steps)
@@ -201,7 +203,6 @@ class MultimodalDBMMethods(LayerChainMethods):
         return None
 
     def _check_value(self, value: Array, name: str = "value") -> None:
-        from ebm_ppl.models.rbm import check_binary
 
         total = sum(self.sizes)
         if not check_values(value, total, name) or not getattr(self, "_check_inputs", True):
@@ -296,8 +297,6 @@ class MultimodalDBMMethods(LayerChainMethods):
         vals = ops.broadcast_to(ops.asarray_like(clamp.values, value), shape)
         mlayers, vlayers = self.split(mask), self.split(vals)
         if ops.is_concrete(mask):
-            import numpy as np
-
             hid = [np.asarray(ops.to_numpy(x)) for x in mlayers[1:-1]]
             if any(h.any() for h in hid):
                 raise ValueError("a MultimodalDBM clamp may hold only the image and text layers")
@@ -387,7 +386,6 @@ class MultimodalDBMMethods(LayerChainMethods):
             layers[0], masks[0] = image + 0 * layers[0], masks[0] == masks[0]
         if text is not None:
             layers[-1], masks[-1] = text + 0 * layers[-1], masks[-1] == masks[-1]
-        from ebm_ppl.models.rbm import Clamp
 
         clamp = Clamp(self.join(masks), self.join(layers))
         x = self.join(layers)
@@ -461,9 +459,11 @@ class MultimodalDBMMethods(LayerChainMethods):
 
 def _stack(xs: list) -> Array:
     if ops.is_torch(xs[0]):
+        # lazy: keeps this module free of torch until that backend is used
         import torch
 
         return torch.stack(xs)
+    # lazy: keeps this module free of jax until that backend is used
     import jax.numpy as jnp
 
     return jnp.stack(xs)

@@ -7,10 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ebm_ppl import ops
 from ebm_ppl.models.dbm.energy import _gaussian_log_norm, odd_even_sweep
 from ebm_ppl.models.rbm import MAX_ENUMERATE_UNITS, hidden_to_visible, visible_to_hidden
 from ebm_ppl.models.replicated_softmax import log_multinomial_coefficient
+from ebm_ppl.ops import Array
 
 #: the names that :mod:`ebm_ppl.models.multimodal` re-exports from here
 __all__ = [
@@ -30,8 +33,6 @@ __all__ = [
     "log_prob",
     "sizes",
 ]
-
-Array = Any
 
 
 class MultimodalParams(NamedTuple):
@@ -161,7 +162,6 @@ def log_partition(params: MultimodalParams, total_count: Any) -> Array:
 def check_total_count(total_count: Any, scalar: bool = False, name: str = "total_count") -> None:
     """``ValueError`` unless ``total_count`` holds non-negative whole numbers (one number when
     ``scalar``)."""
-    import numpy as np
 
     if isinstance(total_count, bool) or total_count is None:
         raise ValueError(

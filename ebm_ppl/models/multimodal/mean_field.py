@@ -18,6 +18,7 @@ from ebm_ppl.models.multimodal.energy import (
 )
 from ebm_ppl.models.rbm import hidden_to_visible, visible_to_hidden
 from ebm_ppl.models.variational import bernoulli_entropy, check_mean_field_args, max_abs_diff
+from ebm_ppl.ops import Array
 
 #: the names that :mod:`ebm_ppl.models.multimodal` re-exports from here
 __all__ = [
@@ -27,8 +28,6 @@ __all__ = [
     "mean_field_contrast",
     "mean_field_init",
 ]
-
-Array = Any
 
 
 def _visible_mean(params: MultimodalParams, layers: Sequence[Array], i: int) -> Array:

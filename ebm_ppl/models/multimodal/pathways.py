@@ -5,10 +5,10 @@ greedily pretrained RBMs."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ebm_ppl import ops
 from ebm_ppl.models.multimodal.energy import MultimodalParams
+from ebm_ppl.ops import Array
 
 #: the names that :mod:`ebm_ppl.models.multimodal` re-exports from here
 __all__ = [
@@ -16,8 +16,6 @@ __all__ = [
     "combine_pretrained_pathways",
     "pathways_from_chain",
 ]
-
-Array = Any
 
 
 def chain_from_pathways(
