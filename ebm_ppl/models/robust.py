@@ -42,7 +42,12 @@ from ebm_ppl.models.family import check_values
 from ebm_ppl.models.fields import Field, combine_gaussian
 from ebm_ppl.models.gaussian_rbm import hidden_input, log_visible_integral, visible_mean
 from ebm_ppl.models.rbm import hidden_logits, visible_logits
-from ebm_ppl.models.variational import bernoulli_entropy, check_mean_field_args, max_abs_diff
+from ebm_ppl.models.variational import (
+    VisibleSiteMethods,
+    bernoulli_entropy,
+    check_mean_field_args,
+    max_abs_diff,
+)
 from ebm_ppl.ops import Array
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -446,7 +451,7 @@ class RobustBMMethods:
             return ppl.sample("image", self._likelihood_cls(x, s, *self.noise), obs=images)
 
 
-class RobustVisibleMethods:
+class RobustVisibleMethods(VisibleSiteMethods):
     """What the Pyro and NumPyro ``RobustBMVisible`` share: the RoBM seen through its
     observed image ``(..., D)``, the site SA-MLE learns from occluded data.
 
@@ -467,17 +472,9 @@ class RobustVisibleMethods:
     def __init__(
         self, robust: Any, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
     ) -> None:
-        self._init_visible(robust, self._robust_class, num_iters, damping, tol)
-
-    def _init_visible(self, robust: Any, robust_cls: type, num_iters, damping, tol) -> None:
-        if not isinstance(robust, robust_cls):
-            raise TypeError(f"robust must be a RobustBM, got {type(robust).__name__}")
-        check_mean_field_args(num_iters, damping, tol)
-        self.robust, self.num_iters, self.damping, self.tol = robust, num_iters, damping, tol
+        kind = "a RobustBM"
+        self._init_site("robust", robust, self._robust_class, kind, num_iters, damping, tol)
         self._finish_init((), (robust.n_pixels,), None)
-
-    def unexpanded(self):
-        return self._with_batch_shape(())
 
     @property
     def n_visible(self) -> int:

@@ -57,6 +57,33 @@ class VisibleSiteMethods:
     and moved by its ``init_chain`` and ``transition``."""
 
     dbm: Any
+    num_iters: int
+    damping: float
+    tol: float | None
+
+    def _init_site(
+        self,
+        attr: str,
+        model: Any,
+        model_cls: type,
+        kind: str,
+        num_iters: int,
+        damping: float,
+        tol: float | None,
+    ) -> None:
+        """The checks and settings every visible site's constructor makes: ``model`` must be a
+        ``model_cls`` (else ``TypeError``: "``attr`` must be ``kind``"), the mean-field
+        settings valid (:func:`check_mean_field_args`); stores ``model`` as ``self.<attr>``.
+        The caller then gives the event shape (``_finish_init``)."""
+        if not isinstance(model, model_cls):
+            raise TypeError(f"{attr} must be {kind}, got {type(model).__name__}")
+        check_mean_field_args(num_iters, damping, tol)
+        setattr(self, attr, model)
+        self.num_iters, self.damping, self.tol = num_iters, damping, tol
+
+    def unexpanded(self):
+        """Visible sites have no batch dimensions of their own: ``expand`` is undone to ``()``."""
+        return self._with_batch_shape(())
 
     def log_prob(self, value: Array) -> Array:
         """Mean-field lower bound on the unnormalized ``log p~`` of the visible units (eq. 38

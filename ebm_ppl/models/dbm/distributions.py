@@ -548,13 +548,8 @@ class DBMVisibleMethods(VisibleSiteMethods, _Unbatched):
     def _init_visible(self, dbm: Any, dbm_cls: type, num_iters, damping, tol) -> None:
         """The body of both frontends' ``DBMVisible`` constructors; a DBM with Gaussian visible
         units gives the support ``_real_support`` (the frontend's real vectors)."""
-        if not isinstance(dbm, dbm_cls):
-            raise TypeError(
-                f"dbm must be an {dbm_cls.__module__.rsplit('.', 1)[0]}.DBM, got "
-                f"{type(dbm).__name__}"
-            )
-        check_mean_field_args(num_iters, damping, tol)
-        self.dbm, self.num_iters, self.damping, self.tol = dbm, num_iters, damping, tol
+        kind = f"an {dbm_cls.__module__.rsplit('.', 1)[0]}.DBM"
+        self._init_site("dbm", dbm, dbm_cls, kind, num_iters, damping, tol)
         self._finish_init((), (dbm.n_visible,), None)
         if dbm.gaussian:
             self.support = self._real_support

@@ -40,7 +40,7 @@ from ebm_ppl.models.multimodal.mean_field import (
 from ebm_ppl.models.multimodal.pathways import chain_from_pathways, pathways_from_chain
 from ebm_ppl.models.rbm import Clamp, check_binary
 from ebm_ppl.models.replicated_softmax import check_counts
-from ebm_ppl.models.variational import VisibleSiteMethods, check_mean_field_args
+from ebm_ppl.models.variational import VisibleSiteMethods
 from ebm_ppl.ops import Array
 
 #: the names that :mod:`ebm_ppl.models.multimodal` re-exports from here
@@ -481,17 +481,8 @@ class MultimodalVisibleMethods(VisibleSiteMethods):
     def __init__(
         self, dbm: Any, num_iters: int = 10, damping: float = 0.0, tol: float | None = 1e-5
     ) -> None:
-        self._init_visible(dbm, self._dbm_cls, num_iters, damping, tol)
-
-    def _init_visible(self, dbm: Any, dbm_cls: type, num_iters, damping, tol) -> None:
-        if not isinstance(dbm, dbm_cls):
-            raise TypeError(f"dbm must be a MultimodalDBM, got {type(dbm).__name__}")
-        check_mean_field_args(num_iters, damping, tol)
-        self.dbm, self.num_iters, self.damping, self.tol = dbm, num_iters, damping, tol
+        self._init_site("dbm", dbm, self._dbm_cls, "a MultimodalDBM", num_iters, damping, tol)
         self._finish_init((), (dbm.n_image + dbm.n_words,), None)
-
-    def unexpanded(self):
-        return self._with_batch_shape(())
 
     def _split(self, value: Array) -> tuple:
         d = self.dbm.n_image
