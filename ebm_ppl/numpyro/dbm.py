@@ -6,26 +6,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 from numpyro.distributions import constraints
 
 from ebm_ppl.inference import frontend_classes as fc
-from ebm_ppl.inference.samle import data_size, epoch_data
+from ebm_ppl.inference.greedy import greedy_dbm_layers
 from ebm_ppl.models.dbm import (
     DBMMethods,
     DBMVisibleMethods,
     TiedCopiesMethods,
     check_num_classes,
     classifier_params,
-    combine_pretrained,
-    doubling,
 )
-from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init, greedy_layer_model
 from ebm_ppl.models.family import NormalizedLogProb
-from ebm_ppl.numpyro import ppl
-from ebm_ppl.numpyro.dbn import GreedyLayerData
+from ebm_ppl.numpyro.dbn import _LayerTrainer
 from ebm_ppl.numpyro.distributions import RBM, _as_jax, _Energy
-from ebm_ppl.numpyro.samle import SAMLE
 
 __all__ = ["DBM", "DBMVisible", "dbm_classifier_init", "greedy_pretrain_dbm"]
 
@@ -106,44 +100,18 @@ def greedy_pretrain_dbm(
     ``layer{l}.safetensors`` and a later call with the same arguments resumes from there.
     Returns the composed :class:`DBM` (:func:`~ebm_ppl.models.dbm.combine_pretrained`)."""
 
-    sizes, epochs = check_greedy_args(hidden_sizes, num_epochs, "sample", init_scale, seed)
-    data_size(data)
-    trained: list[tuple] = []
-    below: list[RBM] = []
-    for layer, n_hidden in enumerate(sizes):
-        copies = doubling(len(sizes), layer)
-        key_init, key_run = jax.random.split(jax.random.fold_in(rng_key, layer))
-        layer_data = data if not below else GreedyLayerData(below, data, "sample", seed + layer)
-        x0 = jnp.asarray(epoch_data(layer_data, 0), dtype=jnp.float32)
-        noise = jax.random.normal(key_init, (x0.shape[-1], n_hidden))
-        init = greedy_layer_init([], n_hidden, x0, False, init_scale, noise)
-
-        names = ("weights", "low_bias", "high_bias")
-        model = greedy_layer_model(
-            ppl, fc.layer_rbm(RBM, _TiedCopiesRBM, copies), init, names, "x", copies[0]
-        )
-        trainer = SAMLE(model, optim, **samle_kwargs)
-        ckpt, init_state = None, None
-        if checkpoint is not None:
-            Path(checkpoint).mkdir(parents=True, exist_ok=True)
-            ckpt = Path(checkpoint) / f"layer{layer}.safetensors"
-            if ckpt.exists():
-                init_state = trainer.load(ckpt, key_run, x0[:batch_size])
-        state = trainer.run(
-            key_run,
-            layer_data,
-            num_epochs=epochs[layer],
-            batch_size=batch_size,
-            seed=seed + layer,
-            progress_bar=progress_bar,
-            init_state=init_state,
-            checkpoint=ckpt,
-        )
-        p = trainer.get_params(state)
-        trained.append((p["weights"], p["low_bias"], p["high_bias"]))
-        # the next layer's data: h ~ p(h | below) with the doubled input of an inner layer
-        below.append(RBM(copies[0] * p["weights"], p["low_bias"], p["high_bias"]))
-    params = combine_pretrained(trained)
+    params = greedy_dbm_layers(
+        _LayerTrainer(rng_key, optim, samle_kwargs),
+        _TiedCopiesRBM,
+        data,
+        hidden_sizes,
+        num_epochs=num_epochs,
+        batch_size=batch_size,
+        init_scale=init_scale,
+        seed=seed,
+        progress_bar=progress_bar,
+        checkpoint=checkpoint,
+    )
     return DBM(list(params.weights), list(params.biases))
 
 

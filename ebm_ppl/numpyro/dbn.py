@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 from ebm_ppl.inference.ais import summarize
 from ebm_ppl.inference.cg import minimize_minibatches
-from ebm_ppl.inference.samle import batch_indices, data_size, epoch_data
+from ebm_ppl.inference.greedy import LayerTrainer, greedy_dbn_layers
+from ebm_ppl.inference.samle import batch_indices, epoch_data
 from ebm_ppl.models.dbm import augmented_input_size, augmented_logits
 from ebm_ppl.models.dbn import (
     DBNBase,
@@ -22,13 +23,9 @@ from ebm_ppl.models.dbn import (
     GreedyLayerDataBase,
     build_guide,
     build_model,
-    check_below,
     check_fine_tune_args,
-    check_greedy_args,
     check_labels,
     feedforward_logits,
-    greedy_layer_init,
-    greedy_layer_model,
     log_z_of,
     propagate_up,
     variational_bound,
@@ -150,6 +147,43 @@ class GreedyLayerData(GreedyLayerDataBase):
         return jnp.concatenate(self._propagate(key, x, jax.random.fold_in, self._pass))
 
 
+class _LayerTrainer(LayerTrainer):
+    """The NumPyro steps of the greedy loops (:mod:`ebm_ppl.inference.greedy`): layer ``l``'s
+    random start and its trainer's key are the two halves of ``fold_in(rng_key, l)``; the
+    parameters come back from the trainer's state."""
+
+    ppl = ppl
+    rbm_cls = RBM
+    layer_data_cls = GreedyLayerData
+
+    def __init__(self, rng_key: jax.Array, optim, samle_kwargs: dict) -> None:
+        self.rng_key, self.optim, self.samle_kwargs = rng_key, optim, samle_kwargs
+
+    def _keys(self, layer: int) -> jax.Array:
+        return jax.random.split(jax.random.fold_in(self.rng_key, layer))
+
+    def first_batch(self, layer_data) -> jax.Array:
+        return jnp.asarray(epoch_data(layer_data, 0), dtype=jnp.float32)
+
+    def noise(self, layer: int, x0: jax.Array, n_hidden: int) -> jax.Array:
+        return jax.random.normal(self._keys(layer)[0], (x0.shape[-1], n_hidden))
+
+    def param_names(self, prefix: str, layer: int, names: Sequence[str]) -> Sequence[str]:
+        return names
+
+    def fit(self, layer, model, layer_data, x0, names, run_kwargs, checkpoint):
+        key_run = self._keys(layer)[1]
+        trainer = SAMLE(model, self.optim, **self.samle_kwargs)
+        init_state = None
+        if checkpoint is not None and checkpoint.exists():
+            init_state = trainer.load(checkpoint, key_run, x0[: run_kwargs["batch_size"]])
+        state = trainer.run(
+            key_run, layer_data, init_state=init_state, checkpoint=checkpoint, **run_kwargs
+        )
+        p = trainer.get_params(state)
+        return tuple(p[n] for n in names)
+
+
 def greedy_pretrain(
     rng_key: jax.Array,
     data,
@@ -172,31 +206,19 @@ def greedy_pretrain(
     optimizer) and an explicit ``rng_key``. Returns the layers as
     :class:`~ebm_ppl.numpyro.RBM` (bottom first)."""
 
-    sizes, epochs = check_greedy_args(hidden_sizes, num_epochs, mode, init_scale, seed)
-    data_size(data)
-    rbms: list[RBM] = check_below(below, RBM, "RBM") if len(below) else []
-    first = len(rbms) + 1
-    for layer, n_hidden in enumerate(sizes, start=first):
-        key_init, key_run = jax.random.split(jax.random.fold_in(rng_key, layer))
-        layer_data = data if not rbms else GreedyLayerData(rbms, data, mode, seed + layer)
-        x0 = jnp.asarray(epoch_data(layer_data, 0), dtype=jnp.float32)
-        noise = jax.random.normal(key_init, (x0.shape[-1], n_hidden))
-        init = greedy_layer_init(rbms, n_hidden, x0, tie_weights, init_scale, noise)
-
-        names = ("weights", "visible_bias", "hidden_bias")
-        model = greedy_layer_model(ppl, RBM, init, names)
-        trainer = SAMLE(model, optim, **samle_kwargs)
-        state = trainer.run(
-            key_run,
-            layer_data,
-            num_epochs=epochs[layer - first],
-            batch_size=batch_size,
-            seed=seed + layer,
-            progress_bar=progress_bar,
-        )
-        p = trainer.get_params(state)
-        rbms.append(RBM(p["weights"], p["visible_bias"], p["hidden_bias"]))
-    return rbms
+    return greedy_dbn_layers(
+        _LayerTrainer(rng_key, optim, samle_kwargs),
+        data,
+        hidden_sizes,
+        num_epochs=num_epochs,
+        batch_size=batch_size,
+        mode=mode,
+        tie_weights=tie_weights,
+        init_scale=init_scale,
+        seed=seed,
+        progress_bar=progress_bar,
+        below=below,
+    )
 
 
 def classifier_init(dbn: DBN, num_classes: int, rng_key: jax.Array) -> dict:

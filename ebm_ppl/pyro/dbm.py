@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import pyro
 import torch
 from pyro.distributions import constraints
 
 from ebm_ppl.inference import frontend_classes as fc
-from ebm_ppl.inference.samle import data_size, epoch_data
+from ebm_ppl.inference.greedy import greedy_dbm_layers
 from ebm_ppl.models.dbm import (
     DBMMethods,
     DBMVisibleMethods,
@@ -19,16 +18,11 @@ from ebm_ppl.models.dbm import (
     augmented_logits,
     check_num_classes,
     classifier_params,
-    combine_pretrained,
-    doubling,
 )
-from ebm_ppl.models.dbn import check_greedy_args, greedy_layer_init, greedy_layer_model
 from ebm_ppl.models.family import NormalizedLogProb
-from ebm_ppl.pyro import ppl
-from ebm_ppl.pyro.dbn import GreedyLayerData
+from ebm_ppl.pyro.dbn import _LayerTrainer
 from ebm_ppl.pyro.device import randn_like as _randn
 from ebm_ppl.pyro.distributions import RBM, _as_tensor, _Energy
-from ebm_ppl.pyro.samle import SAMLE
 
 __all__ = ["DBM", "DBMClassifier", "DBMVisible", "greedy_pretrain_dbm"]
 
@@ -131,50 +125,18 @@ def greedy_pretrain_dbm(
     Returns the pretrained :class:`DBM`.
     """
 
-    sizes, epochs = check_greedy_args(hidden_sizes, num_epochs, "sample", init_scale, seed)
-    data_size(data)
-    store = pyro.get_param_store()
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    trained: list[tuple] = []
-    below: list[RBM] = []
-    for layer, n_hidden in enumerate(sizes):
-        copies = doubling(len(sizes), layer)
-        layer_data = data if not below else GreedyLayerData(below, data, "sample", seed + layer)
-        # the layer trains where its data lives (numpy data: on torch's default device)
-        x0 = torch.as_tensor(  # device: the data's
-            epoch_data(layer_data, 0), dtype=torch.get_default_dtype()
-        )
-        # drawn on the CPU from the seeded generator (the same start on every device), then
-        # put where the data lives
-        noise = torch.randn(x0.shape[-1], n_hidden, generator=gen, dtype=x0.dtype, device="cpu")
-        init = greedy_layer_init([], n_hidden, x0, False, init_scale, noise.to(x0.device))
-        names = [f"dbm.layer{layer}.{n}" for n in ("weights", "low_bias", "high_bias")]
-        for n in names:
-            if n in store:
-                del store[n]
-
-        model = greedy_layer_model(
-            ppl, fc.layer_rbm(RBM, _TiedCopiesRBM, copies), init, names, "x", copies[0]
-        )
-        trainer = SAMLE(model, optim, **samle_kwargs)
-        ckpt = None
-        if checkpoint is not None:
-            Path(checkpoint).mkdir(parents=True, exist_ok=True)
-            ckpt = Path(checkpoint) / f"layer{layer}.safetensors"
-            if ckpt.exists():
-                trainer.load(ckpt)
-        trainer.run(
-            layer_data,
-            num_epochs=epochs[layer],
-            batch_size=batch_size,
-            seed=seed + layer,
-            progress_bar=progress_bar,
-            checkpoint=ckpt,
-        )
-        w, lo, hi = (store[n].detach().clone() for n in names)
-        trained.append((w, lo, hi))
-        below.append(RBM(copies[0] * w, lo, hi))
-    params = combine_pretrained(trained)
+    params = greedy_dbm_layers(
+        _LayerTrainer(optim, samle_kwargs, seed),
+        _TiedCopiesRBM,
+        data,
+        hidden_sizes,
+        num_epochs=num_epochs,
+        batch_size=batch_size,
+        init_scale=init_scale,
+        seed=seed,
+        progress_bar=progress_bar,
+        checkpoint=checkpoint,
+    )
     return DBM(list(params.weights), list(params.biases))
 
 

@@ -12,20 +12,17 @@ from tqdm.auto import tqdm
 
 from ebm_ppl.inference.ais import summarize
 from ebm_ppl.inference.cg import minimize_minibatches
-from ebm_ppl.inference.samle import batch_indices, data_size, epoch_data
+from ebm_ppl.inference.greedy import LayerTrainer, greedy_dbn_layers
+from ebm_ppl.inference.samle import batch_indices, epoch_data
 from ebm_ppl.models.dbn import (
     DBNBase,
     DBNParams,
     GreedyLayerDataBase,
     build_guide,
     build_model,
-    check_below,
     check_fine_tune_args,
-    check_greedy_args,
     check_labels,
     feedforward_logits,
-    greedy_layer_init,
-    greedy_layer_model,
     log_z_of,
     propagate_up,
 )
@@ -172,6 +169,47 @@ def _seed_of(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+class _LayerTrainer(LayerTrainer):
+    """The Pyro steps of the greedy loops (:mod:`ebm_ppl.inference.greedy`): random starts
+    drawn on the CPU from one generator seeded by ``seed`` (the same start on every device)
+    and put where the data lives; parameters in the global param store, named
+    ``"<model>.layer<l>.<name>"``; the layer trains where its data lives (numpy data: on
+    torch's default device)."""
+
+    ppl = ppl
+    rbm_cls = RBM
+    layer_data_cls = GreedyLayerData
+
+    def __init__(self, optim, samle_kwargs: dict, seed: int) -> None:
+        self.optim, self.samle_kwargs = optim, samle_kwargs
+        self.gen = torch.Generator(device="cpu").manual_seed(seed)
+
+    def first_batch(self, layer_data) -> torch.Tensor:
+        return torch.as_tensor(  # device: the data's
+            epoch_data(layer_data, 0), dtype=torch.get_default_dtype()
+        )
+
+    def noise(self, layer: int, x0: torch.Tensor, n_hidden: int) -> torch.Tensor:
+        shape = (x0.shape[-1], n_hidden)
+        return torch.randn(shape, generator=self.gen, dtype=x0.dtype, device="cpu").to(x0.device)
+
+    def param_names(self, prefix: str, layer: int, names: Sequence[str]) -> list[str]:
+        store = pyro.get_param_store()
+        names = [f"{prefix}.layer{layer}.{n}" for n in names]
+        for n in names:
+            if n in store:
+                del store[n]
+        return names
+
+    def fit(self, layer, model, layer_data, x0, names, run_kwargs, checkpoint):
+        trainer = SAMLE(model, self.optim, **self.samle_kwargs)
+        if checkpoint is not None and checkpoint.exists():
+            trainer.load(checkpoint)
+        trainer.run(layer_data, checkpoint=checkpoint, **run_kwargs)
+        store = pyro.get_param_store()
+        return tuple(store[n].detach().clone() for n in names)
+
+
 def greedy_pretrain(
     data,
     hidden_sizes: Sequence[int],
@@ -211,39 +249,20 @@ def greedy_pretrain(
     with :meth:`DBN.from_rbms`.
     """
 
-    sizes, epochs = check_greedy_args(hidden_sizes, num_epochs, mode, init_scale, seed)
-    data_size(data)
-    store = pyro.get_param_store()
-    rbms: list[RBM] = check_below(below, RBM, "RBM") if len(below) else []
-    first = len(rbms) + 1
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    for layer, n_hidden in enumerate(sizes, start=first):
-        layer_data = data if not rbms else GreedyLayerData(rbms, data, mode, seed + layer)
-        # the layer trains where its data lives (numpy data: on torch's default device)
-        x0 = torch.as_tensor(  # device: the data's
-            epoch_data(layer_data, 0), dtype=torch.get_default_dtype()
-        )
-        # drawn on the CPU from the seeded generator (the same start on every device), then
-        # put where the data lives
-        noise = torch.randn(x0.shape[-1], n_hidden, generator=gen, dtype=x0.dtype, device="cpu")
-        noise = noise.to(x0.device)
-        init = greedy_layer_init(rbms, n_hidden, x0, tie_weights, init_scale, noise)
-        names = [f"dbn.layer{layer}.{n}" for n in ("weights", "visible_bias", "hidden_bias")]
-        for n in names:
-            if n in store:
-                del store[n]
-
-        model = greedy_layer_model(ppl, RBM, init, names)
-        trainer = SAMLE(model, optim, **samle_kwargs)
-        trainer.run(
-            layer_data,
-            num_epochs=epochs[layer - first],
-            batch_size=batch_size,
-            seed=seed + layer,
-            progress_bar=progress_bar,
-        )
-        rbms.append(RBM(*(store[n].detach().clone() for n in names)))
-    return rbms
+    trainer = _LayerTrainer(optim, samle_kwargs, seed)
+    return greedy_dbn_layers(
+        trainer,
+        data,
+        hidden_sizes,
+        num_epochs=num_epochs,
+        batch_size=batch_size,
+        mode=mode,
+        tie_weights=tie_weights,
+        init_scale=init_scale,
+        seed=seed,
+        progress_bar=progress_bar,
+        below=below,
+    )
 
 
 class DBNClassifier(torch.nn.Module):
