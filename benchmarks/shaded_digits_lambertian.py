@@ -12,13 +12,20 @@ Stages (checkpointed under ``--out``):
 1. the albedo DBM 196-``h1``-``h2`` with Gaussian visible units (sigma = 1) on standardized
    albedos of training digits: a Gaussian RBM and an RBM by CD-1, composed, then SA-MLE
    (mean-field positive phase, persistent chains);
-2. ``DeepLambertian.infer_map`` on every test image on its own (coordinate ascent: mean
-   field for the DBM, exact conditional mean of the albedo, Adam on height field and light);
-3. one-shot recognition over ``--identities`` test identities with ``--lights`` images each:
+2. a learned surface prior: photometric stereo (:func:`photometric_stereo`) on ``--ps-identities``
+   *training* identities, each seen under ``--lights`` known lights (as Yale B subjects are),
+   gives example height fields; probabilistic PCA of rank ``--height-rank``
+   (:func:`fit_height_prior`) makes them a Gaussian prior;
+3. ``DeepLambertian.infer_map`` on every test image on its own (coordinate ascent: mean
+   field for the DBM, exact conditional mean of the albedo, Adam on height field and light),
+   once with the hand-set smoothness prior (``--smoothness``, ``--height-scale``) and once with
+   the learned surface prior (smoothness ``--learned-smoothness``);
+4. one-shot recognition over ``--identities`` test identities with ``--lights`` images each:
    for k = 1, 2, 3 gallery images per identity (random lights), the accuracy of nearest
-   neighbour (Euclidean) on raw pixels and on inferred albedo for the other images, over
-   ``--trials`` random galleries; image grids of the inferred albedo, shading and relit
-   images.
+   neighbour (Euclidean) on raw pixels (the image read as the albedo), on pixels divided by
+   the image's norm (a brightness-normalised peer), and on each inferred albedo for the other
+   images, over ``--trials`` random galleries (the same galleries for every feature, so the
+   differences are paired); image grids of the inferred albedo, shading and relit images.
 
 One JSON line per measurement. Example::
 
@@ -41,8 +48,10 @@ import optax
 import ebm_ppl.numpyro as enp
 from ebm_ppl.datasets import load_mnist
 from ebm_ppl.datasets.shaded_digits import albedo_from_digits, make_identities, make_lights
+from ebm_ppl.datasets.shaded_digits import normals as normals_np
 from ebm_ppl.io import load_model, save_model
 from ebm_ppl.models.dbm import combine_pretrained
+from ebm_ppl.models.lambertian import fit_height_prior, photometric_stereo
 
 
 def emit(**kw):
@@ -122,8 +131,9 @@ def albedo_dbm(v, args, out):
     return dbm
 
 
-def nn_accuracy(feats, n_id, n_lights, k, trials, seed):
-    """Mean accuracy of 1-NN with k gallery images per identity (the rest are probes)."""
+def nn_accuracies(feats, n_id, n_lights, k, trials, seed):
+    """Per-trial accuracies ``(trials,)`` of 1-NN with k gallery images per identity (the rest
+    are probes); the galleries depend on ``seed`` only, so features are compared paired."""
     rng = np.random.default_rng(seed)
     f = feats.reshape(n_id, n_lights, -1)
     accs = []
@@ -135,7 +145,13 @@ def nn_accuracy(feats, n_id, n_lights, k, trials, seed):
         probe_y = np.repeat(np.arange(n_id), n_lights - k)
         d = ((probes[:, None, :] - gal[None]) ** 2).sum(-1)
         accs.append(float((gal_y[d.argmin(1)] == probe_y).mean()))
-    return float(np.mean(accs)), float(np.std(accs))
+    return np.asarray(accs)
+
+
+def angle_deg(a, b):
+    """Angles in degrees between the vectors of ``a`` and ``b`` ``(..., 3)``."""
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
 def figure(rows, path, title, shape=(14, 14)):
@@ -186,6 +202,9 @@ def main():
     ap.add_argument("--smoothness", type=float, default=100.0)
     ap.add_argument("--height-scale", type=float, default=3.0)
     ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--ps-identities", type=int, default=1000)
+    ap.add_argument("--height-rank", type=int, default=10)
+    ap.add_argument("--learned-smoothness", type=float, default=0.0)
     ap.add_argument("--figures", default="benchmarks/figures")
     args = ap.parse_args()
     out = Path(args.out)
@@ -208,50 +227,102 @@ def main():
         seed=args.seed + 5,
     )
     images = data["images"].reshape(-1, 196)
-    lam = enp.DeepLambertian(
-        dbm,
-        (14, 14),
+    true_a = np.repeat(data["albedo"], args.lights, 0)
+    true_l = data["light"].reshape(-1, 3)
+    true_n = np.repeat(normals_np(data["height"]), args.lights, 0)
+
+    # the surface prior from training identities under known lights (photometric stereo)
+    t0 = time.time()
+    ps = make_identities(
+        xtr[args.n_train : args.n_train + args.ps_identities],
+        args.lights,
+        max_polar=args.max_polar,
+        noise=args.noise,
+        seed=args.seed + 7,
+    )
+    z_ps = photometric_stereo(ps["images"], ps["light"], (14, 14))
+    height_prior = fit_height_prior(z_ps, rank=args.height_rank)
+    emit(
+        stage="height_prior",
+        identities=args.ps_identities,
+        rank=args.height_rank,
+        seconds=round(time.time() - t0, 1),
+        ps_normal_error_deg=float(angle_deg(normals_np(z_ps), normals_np(ps["height"])).mean()),
+    )
+
+    common = dict(
         offset=offset,
         scale=scale,
-        height_scale=args.height_scale,
-        smoothness=args.smoothness,
         light_loc=(0.0, 0.0, 1.0),
         light_scale=0.5,
         noise=args.noise,
     )
-    t0 = time.time()
-    res = lam.infer_map(images, num_steps=args.steps, lr=0.05)
-    albedo = np.asarray(res["albedo"])
-    secs = time.time() - t0
-    true_a = np.repeat(data["albedo"], args.lights, 0)
-    fit = np.asarray(lam.relight(res["albedo"], res["height"], res["light"]))
-    light = np.asarray(res["light"])
-    true_l = data["light"].reshape(-1, 3)
-    cosang = (light * true_l).sum(-1) / np.linalg.norm(light, axis=-1)
+    priors = {
+        "smoothness": dict(height_scale=args.height_scale, smoothness=args.smoothness),
+        "learned": dict(smoothness=args.learned_smoothness, height_prior=height_prior),
+    }
+    results, feats = {}, {"pixels": images}
+    feats["pixels_normalised"] = images / np.linalg.norm(images, axis=1, keepdims=True)
     emit(
-        stage="inference",
-        images=len(images),
-        steps=args.steps,
-        seconds=round(secs, 1),
-        image_rmse=float(np.sqrt(((fit - images) ** 2).mean())),
-        albedo_rmse=float(np.sqrt(((albedo - true_a) ** 2).mean())),
-        albedo_rmse_flat_reading=float(np.sqrt(((images - true_a) ** 2).mean())),
-        light_angle_error_deg_mean=float(np.degrees(np.arccos(np.clip(cosang, -1, 1))).mean()),
+        stage="baseline",
+        flat_surface_normal_error_deg=float(angle_deg(true_n, np.array([0.0, 0.0, 1.0])).mean()),
+        light_error_deg_prior_mean=float(angle_deg(true_l, np.array([0.0, 0.0, 1.0])).mean()),
+        albedo_rmse_image_as_albedo=float(np.sqrt(((images - true_a) ** 2).mean())),
     )
+    for name, extra in priors.items():
+        lam = enp.DeepLambertian(dbm, (14, 14), **common, **extra)
+        t0 = time.time()
+        res = lam.infer_map(images, num_steps=args.steps, lr=0.05)
+        albedo = np.asarray(res["albedo"])
+        secs = time.time() - t0
+        fit = np.asarray(lam.relight(res["albedo"], res["height"], res["light"]))
+        n_hat = np.asarray(res["normals"])
+        tilt = angle_deg(n_hat, np.array([0.0, 0.0, 1.0]))
+        emit(
+            stage="inference",
+            surface_prior=name,
+            images=len(images),
+            steps=args.steps,
+            seconds=round(secs, 1),
+            image_rmse=float(np.sqrt(((fit - images) ** 2).mean())),
+            albedo_rmse=float(np.sqrt(((albedo - true_a) ** 2).mean())),
+            light_angle_error_deg_mean=float(angle_deg(np.asarray(res["light"]), true_l).mean()),
+            light_angle_error_deg_median=float(
+                np.median(angle_deg(np.asarray(res["light"]), true_l))
+            ),
+            normal_error_deg_mean=float(angle_deg(n_hat, true_n).mean()),
+            surface_tilt_deg_mean=float(tilt.mean()),
+            true_surface_tilt_deg_mean=float(angle_deg(true_n, np.array([0.0, 0.0, 1.0])).mean()),
+        )
+        results[name] = (lam, res)
+        feats[f"albedo_{name}"] = albedo
 
     for k in (1, 2, 3):
-        for name, feats in (("pixels", images), ("inferred_albedo", albedo)):
-            m, s = nn_accuracy(feats, args.identities, args.lights, k, args.trials, args.seed)
-            emit(
+        accs = {
+            name: nn_accuracies(f, args.identities, args.lights, k, args.trials, args.seed)
+            for name, f in feats.items()
+        }
+        for name, a in accs.items():
+            row = dict(
                 stage="one_shot",
                 gallery_per_identity=k,
                 features=name,
-                accuracy=m,
-                sd=s,
+                accuracy=float(a.mean()),
+                sd=float(a.std()),
                 identities=args.identities,
+                trials=args.trials,
                 chance=1 / args.identities,
             )
+            if name.startswith("albedo"):
+                for peer in ("pixels", "pixels_normalised"):
+                    diff = a - accs[peer]
+                    t = diff.mean() / (diff.std(ddof=1) / np.sqrt(len(diff)) + 1e-12)
+                    row[f"paired_gain_over_{peer}"] = float(diff.mean())
+                    row[f"paired_t_over_{peer}"] = float(t)
+            emit(**row)
 
+    lam, res = results["learned"]
+    albedo = np.asarray(res["albedo"])
     idx = np.arange(0, 10 * args.lights, args.lights)[:10]
     new = make_lights(3, max_polar=50, seed=99)
     rows = {

@@ -15,7 +15,10 @@ The priors of the PPL program (:class:`DeepLambertianMethods.model`):
 - the surface as a height field ``z`` ``(H, W)`` with a Gaussian smoothness prior
   ``N(0, height_scale^2)`` per pixel times ``exp(-smoothness / 2 * sum |grad z|^2)``;
   normals by finite differences, ``n ~ (-dz/dx, -dz/dy, 1)`` normalised
-  (:func:`normals_from_height`), so every surface is integrable;
+  (:func:`normals_from_height`), so every surface is integrable; or, instead of the
+  per-pixel Gaussian, a learned :class:`HeightPrior` (probabilistic PCA of example surfaces,
+  :func:`fit_height_prior`; the examples can come from :func:`photometric_stereo` of
+  subjects seen under several known lights, as Yale B's are);
 - ``l ~ N(light_loc, light_scale^2 I)``.
 
 Given the shading ``s_i = max(0, n_i . l)`` the observation is linear-Gaussian in ``v``:
@@ -45,10 +48,22 @@ from ebm_ppl.ops import Array
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+class HeightPrior(NamedTuple):
+    """A Gaussian prior over height fields flattened to ``(H*W,)``: ``mean`` ``(H*W,)``,
+    ``precision`` ``(H*W, H*W)`` (the inverse covariance) and ``log_det`` (``log det
+    precision``). Made from example surfaces by :func:`fit_height_prior`."""
+
+    mean: Any
+    precision: Any
+    log_det: float
+
+
 class LambertianPriors(NamedTuple):
     """The fixed numbers of the program: albedo ``offset``/``scale`` (``a = offset + scale
     v``), ``height_scale``, ``smoothness``, ``light_loc`` ``(3,)``, ``light_scale``,
-    ``noise`` (observation standard deviation) and the image ``shape`` ``(H, W)``."""
+    ``noise`` (observation standard deviation), the image ``shape`` ``(H, W)`` and an
+    optional learned :class:`HeightPrior` ``height_prior`` (which then replaces the
+    per-pixel ``N(0, height_scale^2)`` term; the smoothness factor stays)."""
 
     offset: float
     scale: float
@@ -58,6 +73,7 @@ class LambertianPriors(NamedTuple):
     light_scale: float
     noise: float
     shape: tuple
+    height_prior: Any = None
 
 
 def check_priors(p: LambertianPriors) -> None:
@@ -74,6 +90,18 @@ def check_priors(p: LambertianPriors) -> None:
         raise ValueError(f"shape must be (H, W) with H, W >= 2, got {p.shape!r}")
     if tuple(getattr(p.light_loc, "shape", (len(p.light_loc),))) != (3,):
         raise ValueError("light_loc must have 3 entries (a light direction times strength)")
+    if p.height_prior is not None:
+        hp, d = p.height_prior, shape[0] * shape[1]
+        if not isinstance(hp, HeightPrior):
+            raise TypeError(
+                f"height_prior must be a HeightPrior (see fit_height_prior), got "
+                f"{type(hp).__name__}"
+            )
+        if tuple(hp.mean.shape) != (d,) or tuple(hp.precision.shape) != (d, d):
+            raise ValueError(
+                f"height_prior must have mean ({d},) and precision ({d}, {d}) for shape "
+                f"{shape}, got {tuple(hp.mean.shape)} and {tuple(hp.precision.shape)}"
+            )
 
 
 def _diffs(z: Array) -> tuple[Array, Array]:
@@ -106,6 +134,87 @@ def render(albedo: Array, z: Array, light: Array) -> Array:
     return albedo * shading(z, light)
 
 
+def _difference_operator(shape: tuple) -> np.ndarray:
+    """The matrix ``D`` ``(H (W-1) + (H-1) W + 1, H*W)`` of the forward differences of
+    :func:`_diffs` that are not fixed to zero (rows: every ``dz/dx`` but the last column's,
+    then every ``dz/dy`` but the last row's), plus one row for the mean height."""
+    h, w = shape
+    idx = np.arange(h * w).reshape(h, w)
+    rows = []
+    for a, b in list(zip(idx[:, :-1].ravel(), idx[:, 1:].ravel())) + list(
+        zip(idx[:-1, :].ravel(), idx[1:, :].ravel())
+    ):
+        r = np.zeros(h * w)
+        r[a], r[b] = -1.0, 1.0
+        rows.append(r)
+    rows.append(np.full(h * w, 1.0 / (h * w)))
+    return np.stack(rows)
+
+
+def photometric_stereo(images: Any, lights: Any, shape: tuple) -> np.ndarray:
+    """Height fields ``(..., H, W)`` (float64, zero mean) of surfaces seen under several
+    known lights: ``images`` ``(..., L, H*W)`` of one surface each under ``lights``
+    ``(..., L, 3)``, ``L >= 3``. Per pixel, ``b = a n`` by least squares from ``y = L b``
+    (Woodham 1980; pixels in attached shadow bias it), the normal ``n = b / |b|``, its slopes
+    ``dz/dx = -n_x / n_z``, ``dz/dy = -n_y / n_z``, and the heights that fit those slopes best
+    in the forward differences of :func:`normals_from_height` (least squares, mean zero).
+    Yale B-style data (a subject under many known lights) gives a sample of surfaces this way
+    from which :func:`fit_height_prior` learns a prior."""
+    y = np.asarray(ops.to_numpy(images), np.float64)
+    ell = np.asarray(ops.to_numpy(lights), np.float64)
+    h, w = int(shape[0]), int(shape[1])
+    if y.ndim < 2 or y.shape[-1] != h * w:
+        raise ValueError(f"images must have shape (..., L, {h * w}), got {y.shape}")
+    if ell.shape != y.shape[:-1] + (3,):
+        raise ValueError(f"lights must have shape {y.shape[:-1] + (3,)}, got {ell.shape}")
+    if y.shape[-2] < 3:
+        raise ValueError(f"photometric stereo needs at least 3 lights, got {y.shape[-2]}")
+    gram = np.swapaxes(ell, -1, -2) @ ell  # (..., 3, 3)
+    b = np.linalg.solve(gram, np.swapaxes(ell, -1, -2) @ y)  # (..., 3, HW)
+    nz = np.maximum(b[..., 2, :], 1e-6 * np.linalg.norm(b, axis=-2) + 1e-12)
+    gx = (-b[..., 0, :] / nz).reshape(y.shape[:-2] + (h, w))
+    gy = (-b[..., 1, :] / nz).reshape(y.shape[:-2] + (h, w))
+    target = np.concatenate(
+        [
+            gx[..., :, :-1].reshape(y.shape[:-2] + (-1,)),
+            gy[..., :-1, :].reshape(y.shape[:-2] + (-1,)),
+            np.zeros(y.shape[:-2] + (1,)),
+        ],
+        -1,
+    )
+    z = target @ np.linalg.pinv(_difference_operator((h, w))).T
+    return z.reshape(y.shape[:-2] + (h, w))
+
+
+def fit_height_prior(heights: Any, rank: int = 10, floor: float = 1e-4) -> HeightPrior:
+    """A Gaussian :class:`HeightPrior` fitted to example height fields ``(n, H, W)`` by
+    probabilistic PCA (Tipping & Bishop 1999): the sample mean, the top ``rank`` principal
+    directions with their variances, and one residual variance ``sigma^2`` (the mean of the
+    other eigenvalues, at least ``floor`` times the largest) for every other direction:
+    ``C = U (Lambda - sigma^2) U^T + sigma^2 I``. Returns float32 arrays (mean, precision
+    ``C^{-1}``) and ``log det C^{-1}``."""
+    z = np.asarray(heights, np.float64)
+    if z.ndim != 3:
+        raise ValueError(f"heights must have shape (n, H, W), got {z.shape}")
+    n, d = z.shape[0], z.shape[1] * z.shape[2]
+    if not isinstance(rank, int) or isinstance(rank, bool) or not 0 <= rank < d:
+        raise ValueError(f"rank must be an int in [0, {d}), got {rank!r}")
+    if n < 2 or not np.isfinite(z).all():
+        raise ValueError("heights must hold at least 2 finite height fields")
+    flat = z.reshape(n, d)
+    mean = flat.mean(0)
+    cov = np.cov(flat, rowvar=False, bias=False).reshape(d, d)
+    lam, u = np.linalg.eigh(cov)
+    lam, u = lam[::-1], u[:, ::-1]
+    top = max(float(lam[0]), 1e-12)
+    sigma2 = max(float(lam[rank:].mean()), floor * top)
+    lam_k = np.maximum(lam[:rank], sigma2)
+    uk = u[:, :rank]
+    precision = (uk * (1.0 / lam_k - 1.0 / sigma2)) @ uk.T + np.eye(d) / sigma2
+    log_det = float(-np.log(lam_k).sum() - (d - rank) * np.log(sigma2))
+    return HeightPrior(mean.astype(np.float32), precision.astype(np.float32), log_det)
+
+
 def smoothness_log_prior(z: Array, priors: LambertianPriors) -> Array:
     """``-smoothness / 2 * sum |grad z|^2`` ``(...,)`` (the Gaussian per-pixel term is the
     program's ``Normal`` site)."""
@@ -126,6 +235,21 @@ def observation_log_prob(image: Array, albedo: Array, z: Array, light: Array, no
     return (-0.5 * r**2 - math.log(noise) - _HALF_LOG_2PI).sum(-1)
 
 
+def height_log_prior(z: Array, priors: LambertianPriors) -> Array:
+    """The height field's Gaussian log density ``(...,)`` for ``z`` ``(..., H, W)``: the
+    learned :class:`HeightPrior` when ``priors.height_prior`` is set, else independent
+    ``N(0, height_scale^2)`` per pixel (the smoothness factor is apart:
+    :func:`smoothness_log_prior`)."""
+    hp = priors.height_prior
+    if hp is None:
+        hs = priors.height_scale
+        return (-0.5 * (z / hs) ** 2 - math.log(hs) - _HALF_LOG_2PI).sum((-1, -2))
+    d = int(hp.mean.shape[-1])
+    r = z.reshape(tuple(z.shape[:-2]) + (d,)) - hp.mean
+    quad = ((r @ hp.precision) * r).sum(-1)
+    return -0.5 * quad + 0.5 * hp.log_det - d * _HALF_LOG_2PI
+
+
 def continuous_log_joint(
     image: Array, v: Array, z: Array, light: Array, priors: LambertianPriors
 ) -> Array:
@@ -133,8 +257,7 @@ def continuous_log_joint(
     smoothness terms) and the light prior, with the albedo's visible units ``v`` fixed (the
     objective of the surface/light steps)."""
     albedo = priors.offset + priors.scale * v
-    hs = priors.height_scale
-    lz = (-0.5 * (z / hs) ** 2 - math.log(hs) - _HALF_LOG_2PI).sum((-1, -2))
+    lz = height_log_prior(z, priors)
     ls = priors.light_scale
     loc = ops.asarray_like(priors.light_loc, light)
     ll = (-0.5 * ((light - loc) / ls) ** 2 - math.log(ls) - _HALF_LOG_2PI).sum(-1)
@@ -251,7 +374,8 @@ def map_update(
 
 
 def init_map_state(dbm: Any, image: Array, priors: LambertianPriors) -> MapState:
-    """A nearly flat surface, the prior-mean light, and the DBM's bottom-up marginals of the
+    """A nearly flat surface (the learned height prior's mean surface, where the program has
+    one), the prior-mean light, and the DBM's bottom-up marginals of the
     albedo ``(y - offset s) / (scale s)`` seen at that shading."""
 
     h, w = priors.shape
@@ -259,9 +383,13 @@ def init_map_state(dbm: Any, image: Array, priors: LambertianPriors) -> MapState
     # a flat surface is a saddle of the objective when the light is on the viewing axis
     # (first-order changes of the normals do not change n . l), so start from a small,
     # deterministic ripple: the same start in both backends
-    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    ripple = (0.05 * np.sin(1.3 * ii + 2.1 * jj + 0.4)).astype(np.float32)
-    z = ops.zeros(lead + (h, w), image) + ops.asarray_like(ripple, image)
+    # (a learned height prior starts from its mean surface instead)
+    if priors.height_prior is not None:
+        start = priors.height_prior.mean.reshape((h, w))
+    else:
+        ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        start = ops.asarray_like((0.05 * np.sin(1.3 * ii + 2.1 * jj + 0.4)), image)
+    z = ops.zeros(lead + (h, w), image) + ops.asarray_like(start, image)
     light = ops.zeros(lead + (3,), image) + ops.asarray_like(priors.light_loc, image)
     shade = shading(z, light)
     v0 = (image - priors.offset * shade) / (priors.scale * shade + 1e-3)
@@ -294,17 +422,26 @@ class DeepLambertianMethods:
         light_loc: Any = (0.0, 0.0, 1.0),
         light_scale: float = 0.5,
         noise: float = 0.05,
+        height_prior: HeightPrior | None = None,
     ) -> None:
         biases = getattr(albedo_dbm, "biases", None)  # not a DBM: refused below
+        like = biases[0] if biases else None
+        if isinstance(height_prior, HeightPrior):
+            height_prior = HeightPrior(
+                self.ppl.asarray(height_prior.mean, "float32", like=like),
+                self.ppl.asarray(height_prior.precision, "float32", like=like),
+                float(height_prior.log_det),
+            )
         priors = LambertianPriors(
             float(offset),
             float(scale),
             float(height_scale),
             float(smoothness),
-            self.ppl.asarray(light_loc, "float32", like=biases[0] if biases else None),
+            self.ppl.asarray(light_loc, "float32", like=like),
             float(light_scale),
             float(noise),
             tuple(shape),
+            height_prior,
         )
         self._init_lambertian(albedo_dbm, self._dbm_class, priors)
 
@@ -338,7 +475,9 @@ class DeepLambertianMethods:
     def model(self, images: Array | None = None, num_images: int | None = None) -> Array:
         """The generative program, in a plate ``"images"``: ``albedo`` (the albedo DBM's
         state; its visible units give the albedo), ``height`` ``(H, W)`` (Gaussian, plus the
-        ``smoothness`` factor), ``light`` ``(3,)`` and ``image`` (observed on ``images``)."""
+        ``smoothness`` factor; with a learned ``height_prior`` the site is its
+        ``MultivariateNormal`` over the flattened field, ``(H*W,)``), ``light`` ``(3,)`` and
+        ``image`` (observed on ``images``)."""
         if images is None and num_images is None:
             raise ValueError("model needs images (to observe) or num_images (to generate)")
         if images is not None:
@@ -353,9 +492,17 @@ class DeepLambertianMethods:
         ppl = self.ppl
         with ppl.plate("images", n):
             state = ppl.sample("albedo", self.dbm.expand((n,)))
-            z = ppl.sample(
-                "height", ppl.dist.Normal(ops.zeros((h, w), like), p.height_scale).to_event(2)
-            )
+            hp = p.height_prior
+            if hp is None:
+                z = ppl.sample(
+                    "height",
+                    ppl.dist.Normal(ops.zeros((h, w), like), p.height_scale).to_event(2),
+                )
+            else:
+                flat = ppl.sample(
+                    "height", ppl.dist.MultivariateNormal(hp.mean, precision_matrix=hp.precision)
+                )
+                z = flat.reshape(tuple(flat.shape[:-1]) + (h, w))
             ppl.factor("smoothness", smoothness_log_prior(z, p))
             loc = ops.asarray_like(p.light_loc, like)
             light = ppl.sample("light", ppl.dist.Normal(loc, p.light_scale).to_event(1))

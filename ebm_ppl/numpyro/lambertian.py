@@ -13,8 +13,9 @@ __all__ = ["DeepLambertian"]
 class DeepLambertian(DeepLambertianMethods):
     r"""The deep Lambertian model of :class:`ebm_ppl.pyro.DeepLambertian` in NumPyro:
     image = albedo x max(0, normals . light) + noise, with a Gaussian-DBM albedo prior, a
-    smooth height field and a Gaussian light (see :mod:`ebm_ppl.models.lambertian`); the
-    same constructor ``DeepLambertian(albedo_dbm, shape=(H, W), ...)``.
+    smooth (or learned Gaussian: ``height_prior=``) height field and a Gaussian light (see
+    :mod:`ebm_ppl.models.lambertian`); the same constructor
+    ``DeepLambertian(albedo_dbm, shape=(H, W), ...)``.
 
     - :meth:`model` is the program (sites ``albedo``, ``height``, ``light``, ``image``).
       Full posterior inference: ``numpyro.infer.HMCGibbs(NUTS(model),

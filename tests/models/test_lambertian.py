@@ -132,6 +132,119 @@ def test_program_log_joint_by_hand(backend):
     assert got == pytest.approx(want, rel=1e-5, abs=1e-3)
 
 
+def random_height_prior(seed: int, d: int = 4):
+    from ebm_ppl.models.lambertian import HeightPrior
+
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(d, d))
+    cov = a @ a.T / d + 0.3 * np.eye(d)
+    mean = rng.normal(0, 0.5, d)
+    prec = np.linalg.inv(cov)
+    hp = HeightPrior(mean.astype(np.float32), prec.astype(np.float32), np.linalg.slogdet(prec)[1])
+    return hp, mean, cov
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_program_log_joint_with_a_learned_height_prior(backend, seed):
+    """With a learned Gaussian height prior the program's log joint replaces the per-pixel
+    N(0, height_scale^2) term by the prior's multivariate normal density (scipy), the height
+    site holding the flattened field; the coordinate ascent's objective
+    (continuous_log_joint) is the same density without the DBM's energy."""
+    from ebm_ppl.models.lambertian import continuous_log_joint
+
+    p = tiny_dbm(seed)
+    hp, mean, cov = random_height_prior(seed + 10)
+    lam = build(backend, p, height_prior=hp)
+    rng = np.random.default_rng(seed + 1)
+    v = rng.normal(size=4).astype(np.float32)
+    h1 = (rng.uniform(size=3) < 0.5).astype(np.float32)
+    h2 = (rng.uniform(size=2) < 0.5).astype(np.float32)
+    z = rng.normal(0, 0.5, SHAPE).astype(np.float32)
+    light = np.array([0.3, 0.1, 0.9], np.float32)
+    y = rng.uniform(0, 0.5, 4).astype(np.float32)
+    values = {
+        "albedo": backend.array(np.concatenate([v, h1, h2])[None]),
+        "height": backend.array(z.reshape(1, 4)),
+        "light": backend.array(light[None]),
+    }
+    if backend.name == "torch":
+        import pyro.poutine as poutine
+
+        tr = poutine.trace(poutine.condition(lam.model, data=values)).get_trace(
+            backend.array(y[None])
+        )
+        got = float(tr.log_prob_sum())
+    else:
+        from numpyro.infer.util import log_density
+
+        got = float(log_density(lam.model, (backend.array(y[None]),), {}, values)[0])
+    pr = PRIORS
+    dx, dy = np.diff(z, axis=1), np.diff(z, axis=0)
+    rest = (
+        stats.multivariate_normal(mean, cov).logpdf(z.ravel())
+        - 0.5 * pr["smoothness"] * ((dx**2).sum() + (dy**2).sum())
+        + stats.norm.logpdf(light, pr["light_loc"], pr["light_scale"]).sum()
+        + stats.norm.logpdf(
+            y, (pr["offset"] + pr["scale"] * v) * np_shading(z, light), pr["noise"]
+        ).sum()
+    )
+    assert got == pytest.approx(-numpy_dbm_energy(p, [v, h1, h2]) + rest, rel=1e-5, abs=1e-3)
+    a = backend.array
+    obj = continuous_log_joint(a(y), a(v), a(z), a(light), lam.priors)
+    assert float(obj) == pytest.approx(rest, rel=1e-5, abs=1e-3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_photometric_stereo_recovers_generated_surfaces(seed):
+    """Noise-free images of generated surfaces under >= 3 lights close enough to the viewing
+    axis that no pixel is in shadow: photometric stereo gives back the height field up to
+    its mean (so the normals exactly). (Its accuracy with noise is measured in
+    benchmarks/shaded_digits_lambertian.py.)"""
+    from ebm_ppl.datasets.shaded_digits import make_lights, make_surfaces, render
+    from ebm_ppl.models.lambertian import photometric_stereo
+
+    rng = np.random.default_rng(seed)
+    z = make_surfaces(5, (7, 9), seed=seed).astype(np.float64)
+    lights = make_lights(5 * 4, max_polar=25.0, seed=seed).reshape(5, 4, 3)
+    albedo = rng.uniform(0.3, 0.9, (5, 1, 63))
+    images = render(albedo, z[:, None], lights)
+    assert (images > 0).all()  # no shadows: the least-squares normals are exact
+    got = photometric_stereo(images, lights, (7, 9))
+    assert got.shape == (5, 7, 9)
+    np.testing.assert_allclose(got.mean((1, 2)), 0.0, atol=1e-9)
+    np.testing.assert_allclose(got, z - z.mean((1, 2), keepdims=True), atol=2e-3)
+    with pytest.raises(ValueError, match="at least 3 lights"):
+        photometric_stereo(images[:, :2], lights[:, :2], (7, 9))
+    with pytest.raises(ValueError, match="lights must have shape"):
+        photometric_stereo(images, lights[:, :, :2], (7, 9))
+    with pytest.raises(ValueError, match="images must have shape"):
+        photometric_stereo(images, lights, (7, 7))
+
+
+@pytest.mark.parametrize("rank", [0, 2, 5])
+def test_fit_height_prior_is_probabilistic_pca(rank):
+    """The learned prior is probabilistic PCA: its precision and log-determinant equal
+    scikit-learn's PCA(n_components=rank).get_precision() (an independent implementation of
+    Tipping & Bishop's estimate) on the same samples."""
+    from sklearn.decomposition import PCA
+
+    from ebm_ppl.models.lambertian import fit_height_prior
+
+    rng = np.random.default_rng(rank)
+    z = rng.normal(size=(60, 3, 4)) @ np.diag([1.0, 2.0, 0.5, 1.5]) + rng.normal(size=(60, 3, 1))
+    hp = fit_height_prior(z, rank=rank)
+    flat = z.reshape(60, 12)
+    pca = PCA(n_components=rank, svd_solver="full").fit(flat)
+    want = pca.get_precision()
+    np.testing.assert_allclose(hp.mean, flat.mean(0), atol=1e-6)
+    np.testing.assert_allclose(hp.precision, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert hp.log_det == pytest.approx(np.linalg.slogdet(want)[1], rel=1e-6)
+    with pytest.raises(ValueError, match="rank"):
+        fit_height_prior(z, rank=12)
+    with pytest.raises(ValueError, match="heights"):
+        fit_height_prior(z.reshape(60, 12))
+
+
 # ---- the exact albedo posterior -------------------------------------------------------------
 
 
@@ -403,6 +516,70 @@ def test_map_inference_recovers_albedo_and_backends_agree():
     assert np.sqrt(((fit - imgs) ** 2).mean()) < 0.03
     naive = imgs / np.maximum(np_shading(np.zeros((7, 7)), np.array([0, 0, 1.0])), 1e-3)
     assert np.abs(a_j - albedo).mean() < np.abs(naive - albedo).mean()
+
+
+def test_learned_height_prior_recovers_light_and_surface_and_backends_agree():
+    """A surface prior learned by photometric stereo from other identities (known lights)
+    lets single-image inference recover the light and the surface: light and normal errors
+    well below those of the prior-mean light and a flat surface, and below the hand-set
+    smoothness prior's; Pyro and NumPyro agree."""
+    import torch
+
+    import ebm_ppl.numpyro as enp
+    import ebm_ppl.pyro as epp
+    from ebm_ppl.datasets import load_digits
+    from ebm_ppl.datasets.shaded_digits import make_identities, normals
+    from ebm_ppl.models.lambertian import fit_height_prior, photometric_stereo
+
+    x, _ = load_digits()
+    big = np.kron(x[:208].reshape(-1, 8, 8), np.ones((4, 4)))[:, 2:30, 2:30].reshape(-1, 784)
+    train = make_identities(big[8:], n_lights=6, shape=(7, 7), noise=0.01, seed=1)
+    prior = fit_height_prior(photometric_stereo(train["images"], train["light"], (7, 7)), rank=5)
+    test = make_identities(big[:8], n_lights=2, shape=(7, 7), noise=0.01, seed=0)
+    imgs = test["images"].reshape(-1, 49)
+    mean = np.repeat(test["albedo"], 2, 0).mean(0)
+    rng = np.random.default_rng(0)
+    ws = [
+        (0.01 * rng.standard_normal((49, 16))).astype(np.float32),
+        (0.01 * rng.standard_normal((16, 8))).astype(np.float32),
+    ]
+    bs = [
+        ((mean - 0.5) / 0.2).astype(np.float32),
+        np.zeros(16, np.float32),
+        np.zeros(8, np.float32),
+    ]
+    kw = dict(shape=(7, 7), offset=0.5, scale=0.2, light_loc=(0.0, 0.0, 1.0), noise=0.01)
+    learned = dict(kw, smoothness=0.0, height_prior=prior)
+    lam_j = enp.DeepLambertian(enp.DBM([np.asarray(w) for w in ws], bs, sigma=1.0), **learned)
+    lam_t = epp.DeepLambertian(
+        epp.DBM([torch.tensor(w) for w in ws], [torch.tensor(b) for b in bs], sigma=1.0), **learned
+    )
+    short_j = lam_j.infer_map(imgs, num_steps=20, lr=0.05)
+    short_t = lam_t.infer_map(torch.tensor(imgs), num_steps=20, lr=0.05)
+    np.testing.assert_allclose(short_t["height"].numpy(), np.asarray(short_j["height"]), atol=1e-3)
+    np.testing.assert_allclose(short_t["light"].numpy(), np.asarray(short_j["light"]), atol=1e-3)
+
+    def errors(lam):
+        out = lam.infer_map(imgs, num_steps=300, lr=0.05)
+        light, n = np.asarray(out["light"]), np.asarray(out["normals"])
+        true_l = test["light"].reshape(-1, 3)
+        true_n = np.repeat(normals(test["height"]), 2, 0)
+        cos_l = (light * true_l).sum(-1) / np.linalg.norm(light, axis=-1)
+        return np.degrees(np.arccos(np.clip(cos_l, -1, 1))).mean(), np.degrees(
+            np.arccos(np.clip((n * true_n).sum(-1), -1, 1))
+        ).mean()
+
+    light_err, normal_err = errors(lam_j)
+    smooth = enp.DeepLambertian(
+        enp.DBM([np.asarray(w) for w in ws], bs, sigma=1.0),
+        **dict(kw, smoothness=100.0, height_scale=3.0),
+    )
+    light_err_s, normal_err_s = errors(smooth)
+    true_n = np.repeat(normals(test["height"]), 2, 0)
+    flat_err = np.degrees(np.arccos(np.clip(true_n[..., 2], -1, 1))).mean()
+    prior_light_err = np.degrees(np.arccos(test["light"].reshape(-1, 3)[:, 2])).mean()
+    assert light_err < 0.75 * prior_light_err and light_err < light_err_s
+    assert normal_err < 0.5 * flat_err and normal_err < normal_err_s
 
 
 # ---- the generator and bad input ------------------------------------------------------------
