@@ -49,9 +49,50 @@ from ebm_ppl.datasets.tagged_digits import (
 from ebm_ppl.io import load_model, save_model
 from ebm_ppl.models.multimodal import combine_pretrained_pathways
 
+RECORDS: list = []  # every measurement of this run, for the summary
+
 
 def emit(**kw):
+    RECORDS.append(kw)
     print(json.dumps(kw), flush=True)
+
+
+def summary(records: list, args_line: str) -> dict:
+    """The headline numbers of a run (its JSON lines ``records``) for
+    ``benchmarks/paper_table.py``: the jointly inferred representation's accuracy, the
+    baselines and the trade-off rows. Also usable on a saved log:
+    ``summary([json.loads(line) for line in open(log)], ...)``."""
+    acc = {r["representation"]: r["test_accuracy"] for r in records if r["stage"] == "classify"}
+    trade = [r for r in records if r["stage"] == "tradeoff"]
+    last = trade[-1]
+    best_joint = max(trade, key=lambda r: r["accuracy_h2m_joint_h2t"])
+    return {
+        "ours": round(100 * acc["multimodal [h2m, joint, h2t], image + text"], 2),
+        "stderr": None,
+        "metric": (
+            "MNIST test accuracy, % (10,000 test digits with constructed tags; logistic "
+            "regression on 20,000 training codes): the multimodal DBM's [h2m, joint, h2t] "
+            "mean-field representation given image and tags, after joint SA-MLE"
+        ),
+        "baselines": {
+            name: round(100 * acc[name], 2)
+            for name in acc
+            if not name.startswith("multimodal [h2m, joint, h2t], image + text")
+        },
+        "tradeoff": [{k: v for k, v in r.items() if k != "stage"} for r in trade],
+        "best_snapshot": {
+            "epoch": best_joint["epoch"],
+            "accuracy_h2m_joint_h2t": round(100 * best_joint["accuracy_h2m_joint_h2t"], 2),
+        },
+        "tag_precision_at_1": last["tag_precision_at_1"],
+        "retrieval_map": {
+            k: r[k]
+            for r in records
+            if r["stage"] == "retrieval"
+            for k in ("map_joint_cosine", "map_word_probability", "map_random")
+        },
+        "command": "EBM_PPL_DATA=../shared/data python benchmarks/mnist_multimodal.py " + args_line,
+    }
 
 
 class SampledHidden:
@@ -156,7 +197,19 @@ def main():
     ap.add_argument("--n-train", type=int, default=60000)
     ap.add_argument("--n-eval", type=int, default=10000)
     ap.add_argument("--fill-words", type=int, default=3)
+    ap.add_argument(
+        "--summary",
+        default="benchmarks/checkpoints/multimodal.json",
+        help="where the headline numbers go (read by benchmarks/paper_table.py build)",
+    )
+    ap.add_argument(
+        "--snapshots",
+        default="0,1,3,10",
+        help="SA epochs (0: the composed pretrained model) whose parameters are kept and "
+        "evaluated in the trade-off experiment, next to the last epoch",
+    )
     args = ap.parse_args()
+    snapshots = sorted({int(e) for e in args.snapshots.split(",") if e.strip()})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
@@ -246,6 +299,8 @@ def main():
     state = trainer.load(ck, key, data[:100]) if ck.exists() else None
     probe = (jnp.asarray(xte[:500]), jnp.asarray(tte[:500]))
     done = 0 if state is None else int(state.optim_state[0]) // per_epoch
+    if done == 0 and 0 in snapshots:
+        save_model(out / f"mmdbm_{s}_epoch0.safetensors", build_mm(init, total, args.mf_iters))
     for epoch in range(done, args.epochs):
         t0 = time.time()
         state = trainer.run(
@@ -258,6 +313,12 @@ def main():
             progress_bar=False,
         )
         trainer.save(ck, state)
+        if epoch + 1 in snapshots:
+            save_model(
+                out / f"mmdbm_{s}_epoch{epoch + 1}.safetensors",
+                build_mm(trainer.get_params(state), total, args.mf_iters),
+                epochs=epoch + 1,
+            )
         # a health check: how much each upper layer's marginals vary across test images
         mus = build_mm(trainer.get_params(state), total, args.mf_iters).mean_field(*probe)
         emit(
@@ -385,6 +446,66 @@ def main():
         map_random=0.1,
     )
 
+    # the trade-off experiment: the same evaluations along joint training (snapshots), to
+    # see what SA-MLE does to the classification of each representation and to the tags
+    def layers_of(d, im, tx):
+        return batched(lambda a, b: mf_all(d, a, b), im, tx)
+
+    mf_all = jax.jit(lambda d, im, tx: d.mean_field(im, tx, num_iters=50, tol=1e-4))
+    late_all = (
+        np.concatenate(
+            [
+                np.asarray(r1.hidden_probs(jnp.asarray(xtr[:n_clf]))),
+                reps["late fusion: pretrained h2m + h2t (inferred separately)"][0],
+                np.asarray(t1.hidden_probs(jnp.asarray(ttr[:n_clf]))),
+            ],
+            1,
+        ),
+        np.concatenate(
+            [
+                np.asarray(r1.hidden_probs(jnp.asarray(xte))),
+                reps["late fusion: pretrained h2m + h2t (inferred separately)"][1],
+                np.asarray(t1.hidden_probs(jnp.asarray(tte))),
+            ],
+            1,
+        ),
+    )
+    clf = LogisticRegression(max_iter=2000, C=1.0).fit(late_all[0], ytr[:n_clf])
+    emit(
+        stage="classify",
+        representation="late fusion: every pretrained layer (h1m, h2m, h2t, h1t)",
+        n_train=n_clf,
+        test_accuracy=float(clf.score(late_all[1], yte)),
+    )
+    for e in snapshots + [args.epochs]:
+        path = out / f"mmdbm_{s}_epoch{e}.safetensors" if e != args.epochs else None
+        if path is not None and not path.exists():
+            continue
+        d = mm if path is None else load_model(path, backend="jax")
+        j = d.joint
+        tr_l, te_l = layers_of(d, xtr[:n_clf], ttr[:n_clf]), layers_of(d, xte, tte)
+        row = {"stage": "tradeoff", "epoch": e}
+        for name, sl in (
+            ("joint", slice(j, j + 1)),
+            ("h2m_joint_h2t", slice(j - 1, j + 2)),
+            ("all_hidden", slice(1, len(tr_l) - 1)),
+        ):
+            a, b = np.concatenate(tr_l[sl], 1), np.concatenate(te_l[sl], 1)
+            clf = LogisticRegression(max_iter=2000, C=1.0).fit(a, ytr[:n_clf])
+            row[f"accuracy_{name}"] = float(clf.score(b, yte))
+        im_only = batched(lambda a, d=d: mf_img(d, a), xte)
+        tx_only = batched(lambda b, d=d: mf_txt(d, b), tte)
+        for k in (1, 3):
+            row[f"tag_precision_at_{k}"] = precision_at_k(im_only[-1], rel, k)
+        # how much of the joint layer's response to image + text each modality explains
+        row["joint_r2_from_image_only"] = float(
+            1 - ((te_l[j] - im_only[j]) ** 2).sum() / ((te_l[j] - te_l[j].mean(0)) ** 2).sum()
+        )
+        row["joint_r2_from_text_only"] = float(
+            1 - ((te_l[j] - tx_only[j]) ** 2).sum() / ((te_l[j] - te_l[j].mean(0)) ** 2).sum()
+        )
+        emit(**row)
+
     # Figure 13: the top words every 50 sweeps for a few test images
     res = mm.fill_in(
         jax.random.PRNGKey(s + 20),
@@ -413,6 +534,13 @@ def main():
     ).numpy()
     emit(stage="backends", max_abs_diff_joint=float(np.abs(a - b).max()))
     emit(stage="total", seconds=round(time.time() - t_all, 1))
+    if args.summary:
+        import shlex
+        import sys
+
+        rec = summary(RECORDS, shlex.join(sys.argv[1:]))
+        rec["wall_s"] = round(time.time() - t_all, 1)
+        Path(args.summary).write_text(json.dumps(rec, indent=1) + "\n")
 
 
 if __name__ == "__main__":

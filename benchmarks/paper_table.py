@@ -81,6 +81,13 @@ EXTRA = {
         "slides: Yale B one-shot plot (faces; no comparable number for this stand-in)",
         "lambertian.json",
     ),
+    "multimodal_classification_pct": (
+        "multimodal DBM, joint representation [h2m, joint, h2t] (MNIST + constructed tags), "
+        "test accuracy %",
+        None,
+        "review, section 5 (MIR-Flickr mAP; no comparable number for this stand-in)",
+        "multimodal.json",
+    ),
 }
 
 
