@@ -127,6 +127,20 @@ def check_image(v: Array, d: int, name: str = "images") -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
+def check_init_mask(init_mask: Any) -> float | str:
+    """A mean-field start of the mask: a number in ``[0, 1]`` (returned as a float) or
+    ``"evidence"``; anything else is a ``ValueError``."""
+    if isinstance(init_mask, str):
+        if init_mask != "evidence":
+            raise ValueError(
+                f"init_mask must be a number in [0, 1] or 'evidence', got {init_mask!r}"
+            )
+        return init_mask
+    if not 0.0 <= float(init_mask) <= 1.0:
+        raise ValueError(f"init_mask must be in [0, 1], got {init_mask!r}")
+    return float(init_mask)
+
+
 def gibbs_sweep(
     key: Any, clean_params: tuple, mask_params: tuple, noise: Noise, v: Array, x: Array, s: Array
 ) -> tuple[Array, Array, Array, Array]:
@@ -200,11 +214,8 @@ def mean_field(
     ``Q(x_i)`` was pulled onto it. ``x_mean``/``x_var`` are then the moments of the
     two-component ``Q(x_i)``; the bound is :func:`mean_field_bound` with ``collapsed=True``."""
     check_mean_field_args(num_iters, damping, tol)
-    evidence = isinstance(init_mask, str)
-    if evidence and init_mask != "evidence":
-        raise ValueError(f"init_mask must be a number in [0, 1] or 'evidence', got {init_mask!r}")
-    if not evidence and not 0.0 <= float(init_mask) <= 1.0:
-        raise ValueError(f"init_mask must be in [0, 1], got {init_mask!r}")
+    init_mask = check_init_mask(init_mask)
+    evidence = init_mask == "evidence"
     w, b, c, sigma = clean_params
     u, d, e = mask_params
     var_prior = sigma**2 + 0.0 * v
@@ -568,14 +579,8 @@ class RobustVisibleMethods(VisibleSiteMethods):
     ) -> None:
         kind = "a RobustBM"
         self._init_site("robust", robust, self._robust_class, kind, num_iters, damping, tol)
-        if isinstance(init_mask, str) and init_mask != "evidence":
-            raise ValueError(
-                f"init_mask must be a number in [0, 1] or 'evidence', got {init_mask!r}"
-            )
-        if not isinstance(init_mask, str) and not 0.0 <= float(init_mask) <= 1.0:
-            raise ValueError(f"init_mask must be in [0, 1], got {init_mask!r}")
         self.collapsed = bool(collapsed)
-        self.init_mask = init_mask if isinstance(init_mask, str) else float(init_mask)
+        self.init_mask = check_init_mask(init_mask)
         self._finish_init((), (robust.n_pixels,), None)
 
     @property
