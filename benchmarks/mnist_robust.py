@@ -7,21 +7,30 @@ The data: MNIST digits in pixel space, occluded by the documented generator of
 global standard deviation (so that occluder values stay on the scale of ink). Stages, each
 checkpointed under ``--out`` so a rerun resumes:
 
-1. the clean-image model: a Gaussian RBM (sigma = 1) trained by CD-1 on *clean* training
-   digits (the analogue of training on clean faces);
+1. the clean-image model: a Gaussian RBM trained by CD-1 on *clean* training digits (the
+   analogue of training on clean faces), with a learned per-pixel sigma (``--learn-sigma``,
+   floor ``--sigma-min``): a sharp model of the background, so that an occluder there is
+   not explained as noise; and, as a second feature extractor, the previous benchmark's
+   fixed sigma = 1 Gaussian RBM (``--baseline-sigma``);
 2. the RoBM: that Gaussian RBM plus a binary mask RBM trained by SA-MLE on *occluded*
-   training digits (mixed kinds) through ``RobustBM.visible()``: mean-field positive phase,
-   persistent prior chains; the observation model is fixed. By default only the mask RBM
-   learns here (``--learn-clean`` fine-tunes the clean RBM too; a 10-epoch run that did so
-   at lr 0.001 / momentum 0.9 converged to a degenerate solution in which the mask RBM
-   switched off the digit strokes and the outlier distribution explained them);
-3. evaluation on occluded test digits, per kind: inferred masks (pixel accuracy and IoU of
-   the occluded region against the generator's masks) and clean images (mean field and
-   blocked Gibbs); recognition accuracy of logistic regressions trained on clean training
-   digits, applied to (a) the occluded pixels, (b) the plain Gaussian RBM's hidden
-   probabilities of the occluded image, (c) the robust BM's inferred clean image, (d) the
-   hidden probabilities of that image; the clean test digits as the ceiling; image grids;
-   a Pyro check that the trained model gives the same inference in both backends.
+   training digits (mixed kinds) through ``RobustBM.visible()``: structured mean-field
+   positive phase (``--collapsed``, ``--init-mask evidence``), persistent prior chains; the
+   observation model is fixed (shown pixels ``N(x, tau^2)``, occluded ``N(grey,
+   varsigma^2)``). No occlusion masks are used for training: the mask RBM learns from the
+   occluded images only. By default only the mask RBM learns here (``--learn-clean``
+   fine-tunes the clean RBM too; a 10-epoch run that did so at lr 0.001 / momentum 0.9
+   converged to a degenerate solution in which the mask RBM switched off the digit strokes
+   and the outlier distribution explained them);
+3. evaluation on occluded test digits, per kind: inferred masks (pixel accuracy, IoU,
+   recall and precision of the occluded region against the generator's masks) and clean
+   images (mean field and blocked Gibbs); recognition accuracy of logistic regressions
+   trained on clean training digits, applied to (a) the occluded pixels, (b) the plain
+   Gaussian RBM's hidden probabilities of the occluded image, (c) the robust BM's inferred
+   clean image, (d) the hidden probabilities of that image, (e) those of the clean image
+   inferred with the *true* mask (a ceiling for mask inference), and the sigma = 1 RBM's
+   features of the occluded and of the inferred image; the clean test digits as the
+   ceiling; image grids; a Pyro check that the trained model gives the same inference in
+   both backends.
 
 One JSON line per measurement on stdout. Example::
 
@@ -46,6 +55,9 @@ from ebm_ppl.datasets import load_mnist
 from ebm_ppl.datasets.occlusions import occlude
 from ebm_ppl.io import load_model, save_model
 
+# stage 2 (the mask RBM by SA from occluded digits): the defaults of the reported run
+MASK_HIDDEN, EPOCHS, LR, MOMENTUM, N_MASK = 200, 4, 0.01, 0.5, 60000
+
 
 def emit(**kw):
     print(json.dumps(kw), flush=True)
@@ -55,35 +67,59 @@ def scale(x, mean, std):
     return ((np.asarray(x, np.float32) - mean) / std).astype(np.float32)
 
 
-def train_clean(x, args, out):
-    path = out / f"clean_{args.hidden}.safetensors"
+def train_clean(x, args, out, learn_sigma, sigma=None):
+    """A Gaussian RBM by CD-1 on clean digits. ``learn_sigma`` > 0: per-pixel ``sigma_i =
+    max(exp(l_i), sigma_min)`` is learned too, its log at ``learn_sigma`` times the weights'
+    learning rate (from ``sigma``, default ``args.sigma``); 0: ``sigma`` stays fixed."""
+    sigma0 = args.sigma if sigma is None else sigma
+    tag = f"ls{learn_sigma:g}_min{args.sigma_min:g}" if learn_sigma else f"s{sigma0:g}"
+    path = out / f"clean_{args.hidden}_{tag}.safetensors"
     if path.exists():
         return load_model(path, backend="jax")
     rng = np.random.default_rng(args.seed)
     w0 = jnp.asarray(0.01 * rng.standard_normal((784, args.hidden)), jnp.float32)
 
+    def sigma_of(p):
+        if not learn_sigma:
+            return sigma0
+        return jnp.maximum(jnp.exp(p), args.sigma_min)
+
     def model(batch):
         w = numpyro.param("W", w0)
         b = numpyro.param("b", jnp.zeros(784))
         c = numpyro.param("c", jnp.zeros(args.hidden))
+        ls = numpyro.param("log_sigma", jnp.full(784, np.log(sigma0), jnp.float32))
         with numpyro.plate("data", batch.shape[0]):
-            numpyro.sample("v", enp.GaussianRBM(w, b, c, 1.0), obs=batch)
+            numpyro.sample("v", enp.GaussianRBM(w, b, c, sigma_of(ls)), obs=batch)
 
     steps = args.clean_epochs * (len(x) // 100)
+    sched = optax.linear_schedule(args.clean_lr, args.clean_lr * 0.1, steps)
     opt = optax.chain(
-        optax.add_decayed_weights(2e-4),
-        optax.sgd(optax.linear_schedule(args.clean_lr, args.clean_lr * 0.1, steps), momentum=0.9),
+        optax.add_decayed_weights(2e-4, mask=lambda p: {k: k == "W" for k in p}),
+        optax.multi_transform(
+            {
+                "rbm": optax.sgd(sched, momentum=0.9),
+                "sigma": optax.sgd(lambda t: learn_sigma * sched(t), momentum=0.9),
+            },
+            lambda p: {k: "sigma" if k == "log_sigma" else "rbm" for k in p},
+        ),
     )
     tr = enp.SAMLE(model, opt, num_gibbs_steps=1, persistent=False)
     t0 = time.time()
     st = tr.run(jax.random.PRNGKey(args.seed), jnp.asarray(x), num_epochs=args.clean_epochs)
     p = tr.get_params(st)
-    d = enp.GaussianRBM(p["W"], p["b"], p["c"], 1.0)
+    sigma = sigma_of(p["log_sigma"])
+    d = enp.GaussianRBM(p["W"], p["b"], p["c"], sigma)
     save_model(path, d, seconds=time.time() - t0)
     emit(
         stage="clean_rbm",
         hidden=args.hidden,
         epochs=args.clean_epochs,
+        learn_sigma=learn_sigma,
+        sigma_quantiles_0_10_50_90_100=[
+            round(float(a), 3)
+            for a in np.quantile(np.asarray(sigma) + np.zeros(784), [0, 0.1, 0.5, 0.9, 1])
+        ],
         recon=tr.history[-1]["recon_error"],
         seconds=round(time.time() - t0, 1),
     )
@@ -92,8 +128,8 @@ def train_clean(x, args, out):
 
 def noise_model(mean, std, args):
     """Shown pixels: N(x, tau^2); occluded: N(mu_i, varsigma^2) with mu_i the standardized
-    mid-grey 0.5 (occluders are ink bars or [0, 1] textures)."""
-    return args.tau, scale(np.full(784, 0.5, np.float32), mean, std), args.varsigma
+    grey level ``args.outlier_grey`` (occluders are ink bars or [0, 1] textures)."""
+    return args.tau, scale(np.full(784, args.outlier_grey, np.float32), mean, std), args.varsigma
 
 
 def train_robust(clean, x_occ, noise, args, out):
@@ -114,16 +150,24 @@ def train_robust(clean, x_occ, noise, args, out):
     }
 
     def build(q):
-        return enp.RobustBM(
-            enp.GaussianRBM(q["W"], q["b"], q["c"], 1.0), enp.RBM(q["U"], q["d"], q["e"]), *noise
-        )
+        if q["W"] is clean.weights:  # the clean RBM is held fixed
+            c_rbm = clean
+        else:  # its sigma stays fixed (tied to a parameter so that jit does not check it)
+            c_rbm = enp.GaussianRBM(q["W"], q["b"], q["c"], clean.sigma + 0.0 * q["b"])
+        return enp.RobustBM(c_rbm, enp.RBM(q["U"], q["d"], q["e"]), *noise)
 
     learned = ("W", "b", "c", "U", "d", "e") if args.learn_clean else ("U", "d", "e")
 
     def model(batch):
         q = {k: numpyro.param(k, v) if k in learned else v for k, v in init.items()}
         with numpyro.plate("data", batch.shape[0]):
-            numpyro.sample("v", build(q).visible(num_iters=args.mf_iters, tol=None), obs=batch)
+            site = build(q).visible(
+                num_iters=args.mf_iters,
+                tol=None,
+                collapsed=args.collapsed,
+                init_mask=init_mask(args),
+            )
+            numpyro.sample("v", site, obs=batch)
 
     per_epoch = len(x_occ) // 100
     opt = optax.chain(
@@ -152,6 +196,11 @@ def train_robust(clean, x_occ, noise, args, out):
         seconds=round(time.time() - t0, 1),
     )
     return robm
+
+
+def init_mask(args):
+    """``--init-mask``: a number in [0, 1] or 'evidence' (see ``RobustBM.mean_field``)."""
+    return args.init_mask if args.init_mask == "evidence" else float(args.init_mask)
 
 
 def logistic(xtr, ytr, xte, yte, seed):
@@ -185,19 +234,48 @@ def grid(rows, path, title):
     plt.close(fig)
 
 
+def oracle_clean(clean, tau, v, shown, num_iters=100):
+    """The clean image's mean field when the mask is *given* (the generator's): ``h`` and
+    ``Q(x)`` alternate with ``s`` fixed (a diagnostic ceiling for mask inference)."""
+    w, b, c, sigma = clean.weights, clean.visible_bias, clean.hidden_bias, clean.sigma
+
+    def body(_, x):
+        m = b + sigma * (jax.nn.sigmoid(c + (x / sigma) @ w) @ w.T)
+        prec = 1.0 / sigma**2 + shown / tau**2
+        return (m / sigma**2 + shown * v / tau**2) / prec
+
+    return jax.lax.fori_loop(0, num_iters, body, v)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/runs/robust")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hidden", type=int, default=500)
-    ap.add_argument("--mask-hidden", type=int, default=100)
-    ap.add_argument("--mask-bias", type=float, default=2.0)
+    ap.add_argument("--sigma", type=float, default=1.0, help="the clean RBM's (initial) sigma")
+    ap.add_argument(
+        "--learn-sigma",
+        type=float,
+        default=0.1,
+        help="learn a per-pixel sigma for the clean RBM, at this multiple of its learning "
+        "rate (0: sigma stays fixed)",
+    )
+    ap.add_argument("--sigma-min", type=float, default=0.3)
+    ap.add_argument(
+        "--baseline-sigma",
+        type=float,
+        default=1.0,
+        help="also train a fixed-sigma Gaussian RBM (the previous benchmark's clean model) as "
+        "a second feature extractor (0: skip)",
+    )
+    ap.add_argument("--mask-hidden", type=int, default=MASK_HIDDEN)
+    ap.add_argument("--mask-bias", type=float, default=0.0)
     ap.add_argument("--clean-epochs", type=int, default=20)
     ap.add_argument("--clean-lr", type=float, default=0.002)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--lr", type=float, default=0.0005)
-    ap.add_argument("--momentum", type=float, default=0.5)
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--lr", type=float, default=LR)
+    ap.add_argument("--momentum", type=float, default=MOMENTUM)
     ap.add_argument(
         "--learn-clean",
         action="store_true",
@@ -205,18 +283,32 @@ def main():
         "RBM is learned there; the clean RBM stays as trained on clean digits)",
     )
     ap.add_argument("--mf-iters", type=int, default=20)
+    ap.add_argument(
+        "--collapsed",
+        type=int,
+        default=1,
+        help="1: structured mean field Q(x_i | s_i) (each mask unit with its pixel's clean value "
+        "integrated out); 0: the factorial Q(x) Q(s)",
+    )
+    ap.add_argument(
+        "--init-mask", default="evidence", help="mean-field start of Q(s): a number or 'evidence'"
+    )
     ap.add_argument("--gibbs", type=int, default=5)
-    ap.add_argument("--tau", type=float, default=0.5)
-    ap.add_argument("--varsigma", type=float, default=1.5)
+    ap.add_argument("--tau", type=float, default=0.3)
+    ap.add_argument("--varsigma", type=float, default=1.0)
+    ap.add_argument("--outlier-grey", type=float, default=0.7)
     ap.add_argument("--n-train", type=int, default=60000)
+    ap.add_argument("--n-mask", type=int, default=N_MASK, help="occluded digits for stage 2")
     ap.add_argument("--n-clf", type=int, default=20000)
     ap.add_argument("--n-eval", type=int, default=2000)
     ap.add_argument("--eval-sweeps", type=int, default=50)
     ap.add_argument("--figures", default="benchmarks/figures")
     args = ap.parse_args()
+    args.collapsed = bool(args.collapsed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
+    emit(stage="settings", **vars(args))
 
     xtr_raw, ytr = load_mnist("train", root=args.data_root)
     xte_raw, yte = load_mnist("test", root=args.data_root)
@@ -227,51 +319,62 @@ def main():
     std = np.float32(xtr_raw.std())
     xtr = scale(xtr_raw, mean, std)
     noise = noise_model(mean, std, args)
-    occ_tr, _ = occlude(xtr_raw, "mixed", seed=args.seed + 10)
+    occ_tr, _ = occlude(xtr_raw[: args.n_mask], "mixed", seed=args.seed + 10)
     emit(
         stage="data",
         n_train=len(xtr),
+        n_mask=len(occ_tr),
         n_eval=len(xte_raw),
         global_std=float(std),
         occluded_fraction_train=float(1 - occlude(xtr_raw[:2000], "mixed", seed=0)[1].mean()),
     )
 
-    clean = train_clean(xtr, args, out)
+    clean = train_clean(xtr, args, out, args.learn_sigma)
+    base = None
+    if args.baseline_sigma:
+        base = train_clean(xtr, args, out, 0.0, args.baseline_sigma)
     robm = train_robust(clean, scale(occ_tr, mean, std), noise, args, out)
 
     # classifiers trained on clean training digits
     n = args.n_clf
     h_clean = jax.jit(lambda r, x: r.hidden_probs(x))
-    clf_pix, acc_pix_clean = logistic(xtr[:n], ytr[:n], scale(xte_raw, mean, std), yte, 0)
-    f_tr = np.asarray(h_clean(clean, jnp.asarray(xtr[:n])))
-    clf_rbm, acc_rbm_clean = logistic(
-        f_tr, ytr[:n], np.asarray(h_clean(clean, jnp.asarray(scale(xte_raw, mean, std)))), yte, 0
-    )
-    f_tr_r = np.asarray(h_clean(robm.clean, jnp.asarray(xtr[:n])))
-    clf_rob, acc_rob_clean = logistic(
-        f_tr_r,
-        ytr[:n],
-        np.asarray(h_clean(robm.clean, jnp.asarray(scale(xte_raw, mean, std)))),
-        yte,
-        0,
-    )
+    xte = scale(xte_raw, mean, std)
+
+    def feature_clf(rbm):
+        f_tr = np.asarray(h_clean(rbm, jnp.asarray(xtr[:n])))
+        return logistic(f_tr, ytr[:n], np.asarray(h_clean(rbm, jnp.asarray(xte))), yte, 0)
+
+    clf_pix, acc_pix_clean = logistic(xtr[:n], ytr[:n], xte, yte, 0)
+    clf_rbm, acc_rbm_clean = feature_clf(clean)
+    clf_rob, acc_rob_clean = feature_clf(robm.clean)
+    clf_base, acc_base_clean = feature_clf(base) if base is not None else (None, None)
     emit(
         stage="ceiling",
         split="clean test digits",
         pixels=acc_pix_clean,
         rbm_features=acc_rbm_clean,
         robust_rbm_features=acc_rob_clean,
+        baseline_rbm_features=acc_base_clean,
     )
 
-    mf = jax.jit(lambda r, v: r.mean_field(v, num_iters=100))
+    def acc(clf, rbm, x):
+        return float((clf.predict(np.asarray(h_clean(rbm, jnp.asarray(x)))) == yte).mean())
+
+    mf = jax.jit(
+        lambda r, v: r.mean_field(
+            v, num_iters=100, collapsed=args.collapsed, init_mask=init_mask(args)
+        )
+    )
+    oracle = jax.jit(lambda r, v, s: oracle_clean(r, args.tau, v, s))
     for kind in ("sunglasses", "scarf", "blocks", "bars"):
         occ, true_mask = occlude(xte_raw, kind, seed=args.seed + 20)
         v = jnp.asarray(scale(occ, mean, std))
         t0 = time.time()
-        q = mf(robm, v)
+        q = jax.block_until_ready(mf(robm, v))
         t_mf = time.time() - t0
         t0 = time.time()
         g = robm.infer(jax.random.PRNGKey(args.seed + 30), v, args.eval_sweeps, burn_in=20)
+        g = jax.block_until_ready(g)
         t_g = time.time() - t0
         x_mf, x_g = np.asarray(q.x_mean), np.asarray(g["clean_mean"])
         occ_true = true_mask < 0.5
@@ -285,20 +388,23 @@ def main():
                 inference=name,
                 pixel_accuracy=float((pred == occ_true).mean()),
                 occluded_iou=float(inter / union),
+                occluded_recall=float(inter / occ_true.sum()),
+                occluded_precision=float(inter / max(pred.sum(), 1)),
             )
+        x_or = np.asarray(oracle(robm.clean, v, jnp.asarray(true_mask)))
         row = {
             "kind": kind,
             "pixels": float((clf_pix.predict(np.asarray(v)) == yte).mean()),
-            "rbm_features": float((clf_rbm.predict(np.asarray(h_clean(clean, v))) == yte).mean()),
+            "rbm_features": acc(clf_rbm, clean, v),
             "robust_image_mf": float((clf_pix.predict(x_mf) == yte).mean()),
             "robust_image_gibbs": float((clf_pix.predict(x_g) == yte).mean()),
-            "robust_features_mf": float(
-                (clf_rob.predict(np.asarray(h_clean(robm.clean, jnp.asarray(x_mf)))) == yte).mean()
-            ),
-            "robust_features_gibbs": float(
-                (clf_rob.predict(np.asarray(h_clean(robm.clean, jnp.asarray(x_g)))) == yte).mean()
-            ),
+            "robust_features_mf": acc(clf_rob, robm.clean, x_mf),
+            "robust_features_gibbs": acc(clf_rob, robm.clean, x_g),
+            "true_mask_features": acc(clf_rob, robm.clean, x_or),
         }
+        if base is not None:
+            row["baseline_rbm_features"] = acc(clf_base, base, v)
+            row["baseline_rbm_features_of_robust_mf"] = acc(clf_base, base, x_mf)
         emit(
             stage="recognition",
             **row,
@@ -311,12 +417,12 @@ def main():
             {
                 "occluded": occ[:k],
                 "true mask": true_mask[:k],
-                "inferred mask": np.asarray(g["mask_mean"])[:k],
-                "inferred clean": x_g[:k] * std + mean,
+                "inferred mask": np.asarray(q.s)[:k],
+                "inferred clean": x_mf[:k] * std + mean,
                 "truth": xte_raw[:k],
             },
             Path(args.figures) / f"robust_{kind}.png",
-            f"Robust BM on '{kind}' occlusions (blocked Gibbs, {args.eval_sweeps} sweeps)",
+            f"Robust BM on '{kind}' occlusions (mean field, 100 iterations)",
         )
 
     # the learned occlusion prior: samples of the mask RBM
@@ -337,7 +443,7 @@ def main():
             torch.tensor(np.asarray(a))
             for a in (robm.clean.weights, robm.clean.visible_bias, robm.clean.hidden_bias)
         ),
-        sigma=1.0,
+        sigma=torch.tensor(np.asarray(robm.clean.sigma)),
     )
     tm = epp.RBM(
         *(
@@ -348,13 +454,22 @@ def main():
     tr = epp.RobustBM(tc, tm, noise[0], torch.tensor(noise[1]), noise[2])
     occ, _ = occlude(xte_raw[:200], "scarf", seed=1)
     v = scale(occ, mean, std)
-    qt = tr.mean_field(torch.tensor(v), num_iters=100)
-    qj = mf(robm, jnp.asarray(v))
-    emit(
-        stage="backend_agreement",
-        max_abs_diff_clean=float(np.abs(qt.x_mean.numpy() - np.asarray(qj.x_mean)).max()),
-        max_abs_diff_mask=float(np.abs(qt.s.numpy() - np.asarray(qj.s)).max()),
-    )
+    # per sweep the two agree to float32 rounding; over 100 sweeps of the (sharp, not
+    # contracting) fixed-point map a few pixels' rounding differences grow, so both are shown
+    for sweeps in (1, 100):
+        kw = {"num_iters": sweeps, "collapsed": args.collapsed, "init_mask": init_mask(args)}
+        qt = tr.mean_field(torch.tensor(v), **kw)
+        qj = jax.jit(lambda r, x, kw=kw: r.mean_field(x, **kw))(robm, jnp.asarray(v))
+        diff = np.abs(qt.x_mean.numpy() - np.asarray(qj.x_mean))
+        emit(
+            stage="backend_agreement",
+            sweeps=sweeps,
+            max_abs_diff_clean=float(diff.max()),
+            mean_abs_diff_clean=float(diff.mean()),
+            values_off_by_over_1e_3=int((diff > 1e-3).sum()),
+            values=int(diff.size),
+            max_abs_diff_mask=float(np.abs(qt.s.numpy() - np.asarray(qj.s)).max()),
+        )
     emit(stage="done", seconds=round(time.time() - t_all, 1))
 
 

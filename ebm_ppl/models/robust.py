@@ -127,6 +127,20 @@ def check_image(v: Array, d: int, name: str = "images") -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
+def check_init_mask(init_mask: Any) -> float | str:
+    """A mean-field start of the mask: a number in ``[0, 1]`` (returned as a float) or
+    ``"evidence"``; anything else is a ``ValueError``."""
+    if isinstance(init_mask, str):
+        if init_mask != "evidence":
+            raise ValueError(
+                f"init_mask must be a number in [0, 1] or 'evidence', got {init_mask!r}"
+            )
+        return init_mask
+    if not 0.0 <= float(init_mask) <= 1.0:
+        raise ValueError(f"init_mask must be in [0, 1], got {init_mask!r}")
+    return float(init_mask)
+
+
 def gibbs_sweep(
     key: Any, clean_params: tuple, mask_params: tuple, noise: Noise, v: Array, x: Array, s: Array
 ) -> tuple[Array, Array, Array, Array]:
@@ -171,7 +185,8 @@ def mean_field(
     num_iters: int = 50,
     damping: float = 0.0,
     tol: float | None = 1e-5,
-    init_mask: float = 0.0,
+    init_mask: float | str = 0.0,
+    collapsed: bool = False,
 ) -> MeanField:
     """The mean-field fixed point for observed ``v`` ``(..., D)``: coordinate updates
 
@@ -185,16 +200,33 @@ def mean_field(
     ``num_iters`` sweeps, stopping once no marginal moves by more than ``tol``. Starts from
     ``Q(s_i = 1) = init_mask``: the default 0 lets the clean model reconstruct the image
     first and then claim the pixels it explains, which avoids the poor fixed point where an
-    all-shown start pulls ``x`` onto the occluder."""
+    all-shown start pulls ``x`` onto the occluder. ``init_mask="evidence"`` starts each
+    ``Q(s_i)`` at its pixel's own likelihood ratio ``g(log N(v_i; r_i, sigma_i^2 + tau_i^2)
+    - log N(v_i; mu_i, varsigma_i^2))``, with ``r`` the clean RBM's reconstruction of ``v``
+    (no mask prior yet), and ``E_Q[x]`` at ``v`` where it is likely shown and at ``r``
+    elsewhere: the first updates then start from the observed occluder rather than from a
+    blank or full mask, and the clean hidden units see less of it.
+
+    ``collapsed=True`` uses the structured family ``Q(h) Q(g) prod_i Q(s_i) Q(x_i | s_i)``
+    instead (:func:`collapsed_update`): each pixel's mask is updated with its clean value
+    integrated out, as in :func:`gibbs_sweep`, so a pixel counts as shown only if the clean
+    model *predicts* it (``log N(v_i; m_i, sigma_i^2 + tau_i^2)``), not merely because
+    ``Q(x_i)`` was pulled onto it. ``x_mean``/``x_var`` are then the moments of the
+    two-component ``Q(x_i)``; the bound is :func:`mean_field_bound` with ``collapsed=True``."""
     check_mean_field_args(num_iters, damping, tol)
-    if not 0.0 <= float(init_mask) <= 1.0:
-        raise ValueError(f"init_mask must be in [0, 1], got {init_mask!r}")
+    init_mask = check_init_mask(init_mask)
+    evidence = init_mask == "evidence"
     w, b, c, sigma = clean_params
     u, d, e = mask_params
     var_prior = sigma**2 + 0.0 * v
     off = _outlier(v, noise)
 
     def update(q: MeanField) -> MeanField:
+        if collapsed:
+            new = collapsed_update(clean_params, mask_params, noise, v, q)
+            if damping == 0.0:
+                return new
+            return MeanField(*(damping * a + (1.0 - damping) * n for a, n in zip(q, new)))
         h = ops.sigmoid(hidden_input(w, c, sigma, q.x_mean))
         prior_mean = visible_mean(w, b, sigma, h)
         prec = 1.0 / var_prior + q.s / noise.tau**2
@@ -209,15 +241,56 @@ def mean_field(
         return MeanField(*(damping * a + (1.0 - damping) * n for a, n in zip(q, new)))
 
     lead = tuple(v.shape[:-1])
+    h0 = ops.sigmoid(hidden_input(w, c, sigma, v))
+    x0 = v + 0.0 * b
+    if evidence:  # each pixel's own likelihood ratio, the clean model reconstructing v
+        recon = visible_mean(w, b, sigma, h0)
+        s0 = ops.sigmoid(normal_log_prob(v, recon, (var_prior + noise.tau**2) ** 0.5) - off)
+        x0 = s0 * v + (1.0 - s0) * recon
+    else:
+        s0 = float(init_mask) + 0.0 * v
     q0 = MeanField(
-        v + 0.0 * b,
+        x0,
         var_prior,
-        ops.sigmoid(hidden_input(w, c, sigma, v)),
-        float(init_mask) + 0.0 * v,
+        h0,
+        s0,
         ops.broadcast_to(ops.sigmoid(e), lead + (int(e.shape[-1]),)) + 0.0,
     )
     q0 = update(q0)
     return ops.fixed_point(update, q0, num_iters, tol, max_abs_diff, v)
+
+
+def _shown_conditional(m: Array, var_prior: Array, v: Array, noise: Noise) -> tuple[Array, Array]:
+    """``Q(x_i | s_i = 1)``: the prior ``N(m_i, sigma_i^2)`` times ``N(v_i; x_i, tau_i^2)``;
+    returns its mean and variance."""
+    prec = 1.0 / var_prior + 1.0 / noise.tau**2
+    return (m / var_prior + v / noise.tau**2) / prec, 1.0 / prec + 0.0 * m
+
+
+def collapsed_update(
+    clean_params: tuple, mask_params: tuple, noise: Noise, v: Array, q: MeanField
+) -> MeanField:
+    """One sweep of the structured mean field ``Q(h) Q(g) prod_i Q(s_i) Q(x_i | s_i)``:
+
+    - ``h = g(c + W^T (E_Q[x] / sigma))``, ``m = b + sigma W h``; ``g = g(e + U^T s)``;
+    - ``s_i = g(d_i + (U g)_i + log N(v_i; m_i, sigma_i^2 + tau_i^2) - log N(v_i; mu_i,
+      varsigma_i^2))`` (``x_i`` integrated out: the optimal ``Q(x_i, s_i)`` given ``Q(h)``,
+      ``Q(g)``);
+    - ``Q(x_i | s_i = 1) = N(x_i; m_i, sigma_i^2) N(v_i; x_i, tau_i^2) / Z`` and
+      ``Q(x_i | s_i = 0) = N(m_i, sigma_i^2)``; ``x_mean``/``x_var`` are the moments of
+      their mixture with weights ``s``."""
+    w, b, c, sigma = clean_params
+    u, d, e = mask_params
+    var_prior = sigma**2 + 0.0 * v
+    h = ops.sigmoid(hidden_input(w, c, sigma, q.x_mean))
+    m = visible_mean(w, b, sigma, h)
+    g = ops.sigmoid(hidden_logits(u, e, q.s))
+    shown = normal_log_prob(v, m, (var_prior + noise.tau**2) ** 0.5)
+    s = ops.sigmoid(visible_logits(u, d, g) + shown - _outlier(v, noise))
+    x1, var1 = _shown_conditional(m, var_prior, v, noise)
+    x_mean = s * x1 + (1.0 - s) * m
+    second = s * (var1 + x1**2) + (1.0 - s) * (var_prior + m**2)
+    return MeanField(x_mean, second - x_mean**2, h, s, g)
 
 
 def expected_log_joint(
@@ -246,11 +319,28 @@ def mean_field_bound(
     q: MeanField,
     log_z_clean: Any = 0.0,
     log_z_mask: Any = 0.0,
+    collapsed: bool = False,
 ) -> Array:
     """The variational lower bound ``E_Q[log p(x, h, s, g, v)] + H(Q) <= log p(v)``, shape
-    ``(...,)`` (without the log partition functions when they are left at 0)."""
+    ``(...,)`` (without the log partition functions when they are left at 0).
+
+    ``collapsed=True``: ``q`` is a fixed point of the structured family of
+    :func:`collapsed_update` (``Q(x_i | s_i)`` are recomputed from ``q.h``): the clean and
+    mask terms as before (with the mixture's moments), the observation term
+    ``s_i E[log N(v_i; x_i, tau_i^2) | s_i = 1] + (1 - s_i) log N(v_i; mu_i, varsigma_i^2)``
+    and the entropy ``H(s_i) + s_i H(x_i | s_i = 1) + (1 - s_i) H(x_i | s_i = 0)``."""
     clean, mask, obs = expected_log_joint(clean_params, mask_params, noise, v, q)
-    h_x = (0.5 * ops.log(q.x_var) + 0.5 + _HALF_LOG_2PI).sum(-1)
+    if collapsed:
+        w, b, _, sigma = clean_params
+        var_prior = sigma**2 + 0.0 * v
+        m = visible_mean(w, b, sigma, q.h)
+        x1, var1 = _shown_conditional(m, var_prior, v, noise)
+        on = _expected_shown(v, x1, var1, noise)
+        obs = (q.s * on + (1.0 - q.s) * _outlier(v, noise)).sum(-1)
+        h_x = 0.5 * (q.s * ops.log(var1) + (1.0 - q.s) * ops.log(var_prior)) + 0.5 + _HALF_LOG_2PI
+        h_x = h_x.sum(-1)
+    else:
+        h_x = (0.5 * ops.log(q.x_var) + 0.5 + _HALF_LOG_2PI).sum(-1)
     ent = h_x + bernoulli_entropy(q.h) + bernoulli_entropy(q.s) + bernoulli_entropy(q.g)
     return clean + mask + obs + ent - log_z_clean - log_z_mask
 
@@ -378,21 +468,28 @@ class RobustBMMethods:
         num_iters: int = 50,
         damping: float = 0.0,
         tol: float | None = 1e-5,
-        init_mask: float = 0.0,
+        init_mask: float | str = 0.0,
+        collapsed: bool = False,
     ) -> MeanField:
         """The factorial posterior ``Q`` given observed ``images`` ``(..., D)``
-        (:func:`mean_field`); ``Q.x_mean`` is the denoised image, ``Q.s`` the inferred mask
-        (probability that each pixel shows the clean image)."""
+        (:func:`mean_field`; ``collapsed=True``: the structured ``Q(x_i | s_i)`` family);
+        ``Q.x_mean`` is the denoised image, ``Q.s`` the inferred mask (probability that each
+        pixel shows the clean image)."""
         check_image(images, self.n_pixels)
         cp, mp = self._params()
-        return mean_field(cp, mp, self.noise, images, num_iters, damping, tol, init_mask)
+        return mean_field(
+            cp, mp, self.noise, images, num_iters, damping, tol, init_mask, bool(collapsed)
+        )
 
     def bound(self, images: Array, log_z_clean: Any, log_z_mask: Any, **mean_field_kwargs):
         """The mean-field lower bound on ``log p(v)`` per image, given the two RBMs' log
         partition functions (exact, or AIS estimates)."""
         q = self.mean_field(images, **mean_field_kwargs)
         cp, mp = self._params()
-        return mean_field_bound(cp, mp, self.noise, images, q, log_z_clean, log_z_mask)
+        collapsed = bool(mean_field_kwargs.get("collapsed", False))
+        return mean_field_bound(
+            cp, mp, self.noise, images, q, log_z_clean, log_z_mask, collapsed=collapsed
+        )
 
     def _check_sweeps(self, num_sweeps: Any, burn_in: Any) -> None:
         for name, x, low in (("num_sweeps", num_sweeps, 1), ("burn_in", burn_in, 0)):
@@ -466,14 +563,24 @@ class RobustVisibleMethods(VisibleSiteMethods):
     num_iters: int
     damping: float
     tol: float | None
+    collapsed: bool = False
+    init_mask: float | str = 0.0
 
     _robust_class: type
 
     def __init__(
-        self, robust: Any, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
+        self,
+        robust: Any,
+        num_iters: int = 30,
+        damping: float = 0.0,
+        tol: float | None = 1e-5,
+        collapsed: bool = False,
+        init_mask: float | str = 0.0,
     ) -> None:
         kind = "a RobustBM"
         self._init_site("robust", robust, self._robust_class, kind, num_iters, damping, tol)
+        self.collapsed = bool(collapsed)
+        self.init_mask = check_init_mask(init_mask)
         self._finish_init((), (robust.n_pixels,), None)
 
     @property
@@ -486,7 +593,17 @@ class RobustVisibleMethods(VisibleSiteMethods):
     def _q(self, value: Array) -> MeanField:
         r = self.robust
         cp, mp = r._params()
-        q = mean_field(cp, mp, r.noise, value, self.num_iters, self.damping, self.tol)
+        q = mean_field(
+            cp,
+            mp,
+            r.noise,
+            value,
+            self.num_iters,
+            self.damping,
+            self.tol,
+            self.init_mask,
+            self.collapsed,
+        )
         return MeanField(*(ops.stop_gradient(a) for a in q))
 
     def log_prob(self, value: Array) -> Array:
@@ -497,7 +614,10 @@ class RobustVisibleMethods(VisibleSiteMethods):
     def log_prob_unchecked(self, value: Array) -> Array:
         r = self.robust
         q = self._q(value)
-        return self._out(mean_field_bound(r.clean.params, r.mask.params, r.noise, value, q), value)
+        bound = mean_field_bound(
+            r.clean.params, r.mask.params, r.noise, value, q, collapsed=self.collapsed
+        )
+        return self._out(bound, value)
 
     def contrast(self, data: Array, samples: Array, w_data, w_model, cache=None) -> Array:
         """The SA-MLE surrogate (gradient = model statistics - posterior statistics)."""

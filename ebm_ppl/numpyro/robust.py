@@ -91,10 +91,16 @@ class RobustBM(robust.RobustBMMethods):
         return run(self, rng_key, images)
 
     def visible(
-        self, num_iters: int = 30, damping: float = 0.0, tol: float | None = 1e-5
+        self,
+        num_iters: int = 30,
+        damping: float = 0.0,
+        tol: float | None = 1e-5,
+        collapsed: bool = False,
+        init_mask: float | str = 0.0,
     ) -> RobustBMVisible:
-        """The observed-image site for SA learning from occluded data."""
-        return RobustBMVisible(self, num_iters, damping, tol)
+        """The observed-image site for SA learning from occluded data (``collapsed`` and
+        ``init_mask`` as in :meth:`mean_field`)."""
+        return RobustBMVisible(self, num_iters, damping, tol, collapsed, init_mask)
 
 
 class RobustBMVisible(robust.RobustVisibleMethods, EnergyMethods, _Energy):
@@ -105,4 +111,4 @@ class RobustBMVisible(robust.RobustVisibleMethods, EnergyMethods, _Energy):
     support = constraints.real_vector
     _robust_class = RobustBM
     pytree_data_fields = ("robust",)
-    pytree_aux_fields = ("num_iters", "damping", "tol")
+    pytree_aux_fields = ("num_iters", "damping", "tol", "collapsed", "init_mask")

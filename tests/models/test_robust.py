@@ -527,3 +527,94 @@ def test_bad_input(backend):
             robm.infer(backend.key(0), a(np.ones((2, 3), np.float32)), num_sweeps=0)
     with pytest.raises(ValueError, match="num_images"):
         robm.model()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_collapsed_mean_field_is_a_fixed_point_and_a_bound(backend, seed):
+    """The structured mean field (Q(x_i | s_i), collapsed=True): a fixed point of its own
+    sweep; its bound equals the same bound written out in numpy and is below the exact
+    log p(v); its s is the exact conditional of a pixel given the clean hidden means (x_i
+    integrated out); from both starts of the mask and from the 'evidence' start."""
+    from ebm_ppl.models import robust as R
+
+    p = tiny(30 + seed)
+    robm = build(backend, p)
+    rng = np.random.default_rng(seed)
+    v = rng.normal(0, 1.5, (1, 3)).astype(np.float32)
+    va = backend.array(v)
+    ex = exact(backend, robm, v[0])
+    lzc, lzm = robm.clean.log_partition(), robm.mask.log_partition()
+    cp, mp = robm._params()
+    for init in (0.0, 1.0, "evidence"):
+        q = robm.mean_field(va, num_iters=500, tol=1e-7, init_mask=init, collapsed=True)
+        again = R.collapsed_update(cp, mp, robm.noise, va, q)
+        for a, b in zip(q, again):
+            np.testing.assert_allclose(backend.np(a), backend.np(b), atol=1e-4)
+        bound = float(
+            backend.np(R.mean_field_bound(cp, mp, robm.noise, va, q, lzc, lzm, collapsed=True))[0]
+        )
+        assert bound <= float(ex["log_marginal"]) + 1e-4
+        # the same bound written out by hand in numpy
+        w, b, c = (np.asarray(t, np.float64) for t in p["clean"])
+        sig, (tau, mu, vs) = float(p["sigma"]), NOISE
+        h, s, g = (backend.np(a).astype(np.float64)[0] for a in (q.h, q.s, q.g))
+        m = b + sig * w @ h
+        var1 = 1 / (1 / sig**2 + 1 / tau**2)
+        x1 = var1 * (m / sig**2 + v[0] / tau**2)
+        ex2 = s * (var1 + x1**2) + (1 - s) * (sig**2 + m**2)
+        ex1 = s * x1 + (1 - s) * m
+        clean = -((ex2 - 2 * ex1 * b + b**2) / (2 * sig**2)).sum() + ex1 / sig @ w @ h + c @ h
+        u, d, e = (np.asarray(t, np.float64) for t in p["mask"])
+        mask = s @ d + s @ u @ g + e @ g
+        on = stats.norm.logpdf(v[0], x1, tau) - var1 / (2 * tau**2)
+        obs = (s * on + (1 - s) * stats.norm.logpdf(v[0], mu, vs)).sum()
+
+        def hb(t):
+            t = np.clip(t, 1e-12, 1 - 1e-12)
+            return -(t * np.log(t) + (1 - t) * np.log(1 - t)).sum()
+
+        hx = (s * 0.5 * np.log(2 * np.pi * np.e * var1)).sum()
+        hx += ((1 - s) * 0.5 * np.log(2 * np.pi * np.e * sig**2)).sum()
+        by_hand = clean + mask + obs + hx + hb(h) + hb(s) + hb(g)
+        by_hand -= float(backend.np(lzc)) + float(backend.np(lzm))
+        assert abs(by_hand - bound) < 1e-3 * max(1.0, abs(bound))
+        # s is the exact P(s_i = 1 | h = E h, g = E g, v_i) with x_i integrated out
+        logit = d + u @ g + stats.norm.logpdf(v[0], m, np.sqrt(sig**2 + tau**2))
+        logit -= stats.norm.logpdf(v[0], mu, vs)
+        np.testing.assert_allclose(s, 1 / (1 + np.exp(-logit)), atol=1e-4)
+
+
+def test_collapsed_and_evidence_backends_agree():
+    import jax
+    import torch
+    from conftest import Backend
+
+    p = tiny(61)
+    t, j = build(Backend("torch"), p), build(Backend("jax"), p)
+    v = np.random.default_rng(1).normal(0, 1.5, size=(4, 3)).astype(np.float32)
+    for kw in (
+        {"collapsed": True},
+        {"init_mask": "evidence"},
+        {"collapsed": True, "init_mask": "evidence"},
+    ):
+        qt = t.mean_field(torch.tensor(v), **kw)
+        qj = j.mean_field(jax.numpy.asarray(v), **kw)
+        for a, b in zip(qt, qj):
+            np.testing.assert_allclose(a.numpy(), np.asarray(b), atol=1e-4)
+    lt = t.visible(collapsed=True, init_mask="evidence").log_prob(torch.tensor(v)).numpy()
+    lj = np.asarray(j.visible(collapsed=True, init_mask="evidence").log_prob(jax.numpy.asarray(v)))
+    np.testing.assert_allclose(lt, lj, atol=1e-3)
+    f = jax.jit(lambda r, x: r.visible(collapsed=True).log_prob(x))
+    np.testing.assert_allclose(np.asarray(f(j, jax.numpy.asarray(v))), lt, atol=1e-2)
+
+
+def test_bad_init_mask(backend):
+    p = tiny(71)
+    robm = build(backend, p)
+    x = backend.array(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match="init_mask"):
+        robm.mean_field(x, init_mask="data")
+    with pytest.raises(ValueError, match="init_mask"):
+        robm.visible(init_mask="data")
+    with pytest.raises(ValueError, match="init_mask"):
+        robm.visible(init_mask=-0.5)
