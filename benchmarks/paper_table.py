@@ -91,6 +91,10 @@ EXTRA = {
 }
 
 
+# files holding a list of finished rows each (written from a benchmark's run and analysis)
+ROW_LISTS = ["robust.json"]
+
+
 def command_of(row: str) -> list[str]:
     _, _, _, names, flags = ROWS[row]
     paths = [str((CKPT / f"{n}.safetensors").relative_to(HERE.parent)) for n in names]
@@ -273,6 +277,10 @@ def build(args) -> int:
         else:
             rec.update(json.loads(path.read_text()))
         table.append(rec)
+    for fname in ROW_LISTS:
+        path = CKPT / fname
+        if path.exists():
+            table.extend(json.loads(path.read_text()))
     TABLE.write_text(json.dumps(table, indent=1) + "\n")
     print(f"wrote {TABLE} ({len(table)} rows)")
     return 0
