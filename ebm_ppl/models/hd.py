@@ -476,9 +476,19 @@ def normal_predictive_log_prob(
     mean = mu[..., None, :, :] / tau2[..., None, :, :] + sums[:, None, :] / sigma2[..., None, :, :]
     mean = mean / prec
     var = 1.0 / prec + sigma2[..., None, :, :]
-    d = x[:, None, None, :] - mean[..., None, :, :, :]  # (..., N, Q, K, F)
-    lp = -0.5 * (_LOG_2PI + ops.log(var[..., None, :, :, :]) + d * d / var[..., None, :, :, :])
-    return ops.logsumexp(lp.sum(-1) + post[..., None, :, :], axis=-1)
+    # sum_f (x_f - mean_f)^2 / var_f expanded into matrix products: (..., N, Q * K)
+    shape = tuple(var.shape)
+    inv = (1.0 / var).reshape(shape[:-3] + (shape[-3] * shape[-2], shape[-1]))
+    mean = mean.reshape(inv.shape)
+    quad = (
+        (x * x) @ ops.transpose(inv)
+        - 2.0 * (x @ ops.transpose(mean * inv))
+        + (mean * mean * inv).sum(-1)[..., None, :]
+    )
+    log_det = (ops.log(var).sum(-1) + shape[-1] * _LOG_2PI).reshape(inv.shape[:-1])
+    lp = -0.5 * (quad + log_det[..., None, :])
+    lp = lp.reshape(tuple(lp.shape[:-1]) + shape[-3:-1])  # (..., N, Q, K)
+    return ops.logsumexp(lp + post[..., None, :, :], axis=-1)
 
 
 def _map_samples(fn: Callable, *per_sample: Array) -> Array:
@@ -498,17 +508,26 @@ def _map_samples(fn: Callable, *per_sample: Array) -> Array:
     return total - math.log(num)
 
 
+def _per_super(x: Array, mu: Array) -> Array:
+    """``x`` with a super-category axis: ``(..., F) -> (..., 1, F)`` when it has one axis
+    fewer than ``mu``."""
+    return x[..., None, :] if len(x.shape) == len(mu.shape) - 1 else x
+
+
 class HDNormalPosterior:
     """Posterior samples of the Normal HD prior's continuous sites (``v`` ``(S, K-1)``;
-    ``mu``, ``sigma``, ``tau`` ``(S, K, F)``; the global sites) with the discrete assignments
+    ``mu`` ``(S, K, F)``; ``sigma``, ``tau`` ``(S, K, F)``, or ``(S, F)`` when shared by all
+    super-categories; the global sites) with the discrete assignments
     enumerated exactly given each sample. Returned by ``fit_hd_normal_prior`` of either
     frontend; arrays stay in the backend they came from."""
 
     def __init__(self, samples: dict, counts: Array, sums: Array, sumsq: Array) -> None:
         self.samples, self.counts, self.sums, self.sumsq = samples, counts, sums, sumsq
         self.mu = samples["mu"]
-        self.sigma2 = samples["sigma"] ** 2
-        self.tau2 = samples["tau"] ** 2
+        shape = tuple(self.mu.shape)
+        # shared variances (``(S, F)``, one per feature) apply to every super-category
+        self.sigma2 = ops.broadcast_to(_per_super(samples["sigma"], self.mu) ** 2, shape)
+        self.tau2 = ops.broadcast_to(_per_super(samples["tau"], self.mu) ** 2, shape)
         k = int(self.mu.shape[-2])
         if k == 1:
             self.log_w = ops.zeros(tuple(self.mu.shape[:-2]) + (1,), self.mu)
@@ -574,12 +593,20 @@ class HDNormalPosterior:
         return np.stack(out)
 
 
-def normal_kmeans_init(counts: Any, sums: Any, sumsq: Any, num_super: int, seed: int = 0) -> dict:
+def normal_kmeans_init(
+    counts: Any,
+    sums: Any,
+    sumsq: Any,
+    num_super: int,
+    seed: int = 0,
+    shared_variances: bool = False,
+) -> dict:
     """Starting values (numpy) of the Normal HD program's sites: k-means of the category means
     into ``num_super`` groups (fewer if there are fewer categories); per group ``mu`` the mean
     of its categories' means, ``tau`` their spread, ``sigma`` the pooled within-category sd;
     ``v`` the stick fractions of the group sizes (largest first); the global sites their
-    averages. See :func:`kmeans_init` for why the sampler starts from a clustering."""
+    averages (with ``shared_variances``, ``sigma`` and ``tau`` ``(F,)``: the geometric means
+    over the groups). See :func:`kmeans_init` for why the sampler starts from a clustering."""
     # lazy: optional heavy dependency (sklearn), loaded only when needed
     from sklearn.cluster import KMeans
 
@@ -611,6 +638,16 @@ def normal_kmeans_init(counts: Any, sums: Any, sumsq: Any, num_super: int, seed:
     v = (w[:-1] / rest[:-1]).clip(1e-3, 1 - 1e-3)
     mu, sigma, tau = np.stack(mu), np.stack(sigma), np.stack(tau)
     f32 = np.float32
+    if shared_variances:
+        sigma, tau = (np.exp(np.log(a[:k]).mean(0)) for a in (sigma, tau))
+        return {
+            "v": v.astype(f32),
+            "m": mu.mean(0).astype(f32),
+            "lam": (mu.std(0) + floor).astype(f32),
+            "mu": mu.astype(f32),
+            "sigma": sigma.astype(f32),
+            "tau": tau.astype(f32),
+        }
     return {
         "v": v.astype(f32),
         "m": mu.mean(0).astype(f32),
@@ -632,6 +669,7 @@ def hd_normal_program(
     gamma: float = 1.0,
     spread: float = 0.5,
     assignments: Array | None = None,
+    shared_variances: bool = False,
 ) -> None:
     """The Normal HD prior over real-valued top-level features (standardised: about zero
     mean, unit variance per feature) as a program of the PPL ``ppl``. Sites:
@@ -643,6 +681,10 @@ def hd_normal_program(
       ``sigma``, ``tau`` ``(K, F)`` each super-category's, ``LogNormal(log s, spread)`` and
       ``LogNormal(log t, spread)`` (``tau`` plays the part of the Beta model's concentration
       ``alpha``, ``lam`` that of ``a``: both are learned here, not set).
+
+    With ``shared_variances=True`` the super-categories differ only in their means: ``sigma``
+    and ``tau`` are ``(F,)`` sites, ``LogNormal(0, 1)``, shared by all of them (no ``s``, ``t``
+    sites; ``spread`` unused).
 
     Each category's mean is integrated out (:func:`normal_category_log_likelihood`); its
     super-category is summed out in a ``factor`` (exact enumeration) unless ``assignments``
@@ -668,14 +710,18 @@ def hd_normal_program(
     m = ppl.sample("m", d.Normal(zero, one).expand([f]).to_event(1))
     lam = ppl.sample("lam", d.HalfNormal(one).expand([f]).to_event(1))
     mu = ppl.sample("mu", d.Normal(m, lam).expand([num_super, f]).to_event(2))
-    s = ppl.sample("s", d.LogNormal(zero, one).expand([f]).to_event(1))
-    sigma = ppl.sample(
-        "sigma", d.LogNormal(ops.log(s), spread * one).expand([num_super, f]).to_event(2)
-    )
-    t = ppl.sample("t", d.LogNormal(zero, one).expand([f]).to_event(1))
-    tau = ppl.sample(
-        "tau", d.LogNormal(ops.log(t), spread * one).expand([num_super, f]).to_event(2)
-    )
+    if shared_variances:
+        sigma = ppl.sample("sigma", d.LogNormal(zero, one).expand([f]).to_event(1))[None]
+        tau = ppl.sample("tau", d.LogNormal(zero, one).expand([f]).to_event(1))[None]
+    else:
+        s = ppl.sample("s", d.LogNormal(zero, one).expand([f]).to_event(1))
+        sigma = ppl.sample(
+            "sigma", d.LogNormal(ops.log(s), spread * one).expand([num_super, f]).to_event(2)
+        )
+        t = ppl.sample("t", d.LogNormal(zero, one).expand([f]).to_event(1))
+        tau = ppl.sample(
+            "tau", d.LogNormal(ops.log(t), spread * one).expand([num_super, f]).to_event(2)
+        )
     ll = normal_category_log_likelihood(counts, sums, sumsq, mu, sigma * sigma, tau * tau)
     if assignments is None:
         ppl.factor("x", marginal_log_likelihood(log_w, ll))
@@ -702,6 +748,7 @@ def fit_hd_normal(
     max_tree_depth: int = 10,
     init: str = "kmeans",
     progress_bar: bool = False,
+    shared_variances: bool = False,
 ) -> HDNormalPosterior:
     """NUTS (``ppl.run_nuts``) over the continuous sites of ``model`` (a frontend's
     ``hd_normal_prior``, i.e. :func:`hd_normal_program` for ``ppl``) with the assignments
@@ -713,12 +760,14 @@ def fit_hd_normal(
     sumsq = ppl.asarray(sumsq, "float32", like=sums)
     values = None
     if init == "kmeans":
-        values = normal_kmeans_init(counts, sums, sumsq, num_super)
+        values = normal_kmeans_init(
+            counts, sums, sumsq, num_super, shared_variances=shared_variances
+        )
         if num_super == 1:
             values.pop("v")
     samples = ppl.run_nuts(
         model,
-        (counts, sums, sumsq, num_super, gamma, spread),
+        (counts, sums, sumsq, num_super, gamma, spread, None, shared_variances),
         rng_key=rng_key,
         num_warmup=num_warmup,
         num_samples=num_samples,

@@ -52,14 +52,18 @@ def hd_normal_prior(
     gamma: float = 1.0,
     spread: float = 0.5,
     assignments: jax.Array | None = None,
+    shared_variances: bool = False,
 ) -> None:
     """The Normal HD prior over real-valued (standardised) top-level features, an ordinary
     NumPyro program: :func:`ebm_ppl.models.hd.hd_normal_program` (sites ``v``, ``m``, ``lam``,
     ``mu``, ``s``, ``sigma``, ``t``, ``tau``; each category's mean integrated out, its
     super-category summed out in a ``factor``, or an observed ``Categorical`` site ``s_c`` when
-    ``assignments`` is given). ``counts``, ``sums``, ``sumsq``:
+    ``assignments`` is given; ``shared_variances``: one ``sigma`` and ``tau`` for all
+    super-categories). ``counts``, ``sums``, ``sumsq``:
     :func:`ebm_ppl.models.hd.category_moments`."""
-    hd_normal_program(ppl, counts, sums, sumsq, num_super, gamma, spread, assignments)
+    hd_normal_program(
+        ppl, counts, sums, sumsq, num_super, gamma, spread, assignments, shared_variances
+    )
 
 
 def fit_hd_normal_prior(

@@ -354,10 +354,12 @@ def normal_program_log_density(backend, n, s1, s2, values, assignments=None, **k
     return float(lp)
 
 
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_normal_program_log_density_matches_enumeration(backend, seed):
+def test_normal_program_log_density_matches_enumeration(backend, seed, shared):
     """Fixed assignments: the priors + ``log w_s`` + the categories' marginal Gaussians;
-    assignments summed out: the log-sum-exp over all ``K^C`` joint assignments, enumerated."""
+    assignments summed out: the log-sum-exp over all ``K^C`` joint assignments, enumerated.
+    ``shared_variances``: one ``sigma`` and ``tau`` per feature for all super-categories."""
     import itertools
 
     from scipy.stats import halfnorm, lognorm, norm
@@ -367,7 +369,7 @@ def test_normal_program_log_density_matches_enumeration(backend, seed):
     x, y, values, s = normal_setup(seed)
     n, s1, s2 = category_moments(x, y, 4)
     gamma, spread = 1.5, 0.7
-    kw = dict(num_super=3, gamma=gamma, spread=spread)
+    kw = dict(num_super=3, gamma=gamma, spread=spread, shared_variances=shared)
     v, m, lam, mu = values["v"], values["m"], values["lam"], values["mu"]
     sd, sigma, t, tau = values["s"], values["sigma"], values["t"], values["tau"]
     prior = (
@@ -375,11 +377,20 @@ def test_normal_program_log_density_matches_enumeration(backend, seed):
         + norm.logpdf(m).sum()
         + halfnorm.logpdf(lam).sum()
         + norm.logpdf(mu, m, lam).sum()
-        + lognorm.logpdf(sd, 1.0).sum()
-        + lognorm.logpdf(sigma, spread, scale=sd).sum()
-        + lognorm.logpdf(t, 1.0).sum()
-        + lognorm.logpdf(tau, spread, scale=t).sum()
     )
+    if shared:
+        sigma, tau = sigma[0], tau[0]
+        values = {k: a for k, a in values.items() if k not in ("s", "t")}
+        values.update(sigma=sigma, tau=tau)
+        prior += lognorm.logpdf(sigma, 1.0).sum() + lognorm.logpdf(tau, 1.0).sum()
+        sigma, tau = np.broadcast_to(sigma, mu.shape), np.broadcast_to(tau, mu.shape)
+    else:
+        prior += (
+            lognorm.logpdf(sd, 1.0).sum()
+            + lognorm.logpdf(sigma, spread, scale=sd).sum()
+            + lognorm.logpdf(t, 1.0).sum()
+            + lognorm.logpdf(tau, spread, scale=t).sum()
+        )
     ll = hand_normal_loglik(x, y, 4, mu, sigma, tau)
     lw = hand_log_w(v)
     want = prior + lw[s].sum() + ll[np.arange(4), s].sum()
@@ -478,6 +489,25 @@ def test_normal_backends_agree_and_sample_new_category():
         jnp.asarray(test, jnp.float32), *(jnp.asarray(z[:2], jnp.float32) for z in (n, s1, s2))
     )
     np.testing.assert_allclose(a.numpy(), np.asarray(b), atol=1e-3)
+    shared = HDNormalPosterior(
+        {
+            "v": torch.tensor(samples["v"]),
+            "mu": torch.tensor(samples["mu"]),
+            "sigma": torch.tensor(samples["sigma"][:, 0]),
+            "tau": torch.tensor(samples["tau"][:, 0]),
+        },
+        *(torch.tensor(a) for a in (n, s1, s2)),
+    )
+    full = HDNormalPosterior(
+        {
+            "v": torch.tensor(samples["v"]),
+            "mu": torch.tensor(samples["mu"]),
+            "sigma": torch.tensor(samples["sigma"][:, :1]).expand(7, 4, 5),
+            "tau": torch.tensor(samples["tau"][:, :1]).expand(7, 4, 5),
+        },
+        *(torch.tensor(a) for a in (n, s1, s2)),
+    )
+    np.testing.assert_allclose(shared.assignment_probs().numpy(), full.assignment_probs().numpy())
     one = HDNormalPosterior(
         {
             "mu": torch.zeros(1, 1, 2),
@@ -492,9 +522,10 @@ def test_normal_backends_agree_and_sample_new_category():
     np.testing.assert_allclose(sims.var(0), [1.8, 1.8], rtol=0.1)
 
 
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("seed", [0])
 @pytest.mark.slow
-def test_normal_posterior_recovers_a_known_hierarchy(backend, seed):
+def test_normal_posterior_recovers_a_known_hierarchy(backend, seed, shared):
     """NUTS over the Normal prior's continuous sites groups six categories into their two
     super-categories (means +-2 on opposite halves of the features, 15 images each): moving
     a category to the wrong one costs hundreds of nats, so a misassignment is a sampler
@@ -511,7 +542,7 @@ def test_normal_posterior_recovers_a_known_hierarchy(backend, seed):
     )
     n, s1, s2 = category_moments(x, np.repeat(np.arange(6), 15), 6)
     fe = frontend(backend)
-    kw = dict(num_super=4, num_warmup=100, num_samples=50)
+    kw = dict(num_super=4, num_warmup=100, num_samples=50, shared_variances=shared)
     if backend.name == "torch":
         import pyro
 
