@@ -146,6 +146,31 @@ def dbm_features(dbm, x):
     return tuple(np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(2))
 
 
+class Whitening:
+    """The features' transform, learned from the known categories only: centre, and with
+    ``within=True`` rotate and scale so that the pooled within-category covariance is the
+    identity (an eigendecomposition, eigenvalues floored at 1e-3 of their mean); then scale
+    each output to unit sd over the known images. ``inverse`` maps back."""
+
+    def __init__(self, f, labels, within=True):
+        self.loc = f.mean(0)
+        if within:
+            cats = np.unique(labels)
+            means = np.stack([f[labels == c].mean(0) for c in cats])
+            r = f - means[np.searchsorted(cats, labels)]
+            ev, u = np.linalg.eigh(r.T @ r / len(r))
+            self.rot = u / np.sqrt(ev + 1e-3 * ev.mean())
+        else:
+            self.rot = np.eye(f.shape[1])
+        self.scale = ((f - self.loc) @ self.rot).std(0) + 1e-9
+
+    def __call__(self, f):
+        return (f - self.loc) @ self.rot / self.scale
+
+    def inverse(self, g):
+        return (g * self.scale) @ np.linalg.inv(self.rot) + self.loc
+
+
 def paired(a, b):
     """Paired comparison of per-trial accuracies ``a`` and ``b``: mean and sd of the
     difference, two-sided paired t-test and exact sign test (ties dropped)."""
@@ -167,9 +192,11 @@ def paired(a, b):
     )
 
 
-def tree_figure(groups, x, y, names, path, max_rows=10, cols=12):
+def tree_figure(groups, x, y, names, path, new=(), max_rows=10, cols=12, new_cols=4):
     """The learned tree: a root (the global prior), one node per super-category (largest
-    first), and a row of its member categories' silhouettes (one image per category)."""
+    first), and a row of its member categories' silhouettes (one image per category). ``new``:
+    ``(row, image, name)`` of held-out categories placed by the posterior, drawn (red labels)
+    right of the known members."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,8 +204,9 @@ def tree_figure(groups, x, y, names, path, max_rows=10, cols=12):
 
     rows = min(max_rows, len(groups))
     left = 3.0
-    fig, ax = plt.subplots(figsize=((cols + left) * 0.75, rows * 0.8 + 0.3))
-    ax.set_xlim(0, left + cols)
+    width = left + cols + (new_cols + 0.4 if len(new) else 0)
+    fig, ax = plt.subplots(figsize=(width * 0.75, rows * 0.8 + 0.3))
+    ax.set_xlim(0, width)
     ax.set_ylim(0, rows)
     ax.axis("off")
     root = (0.35, rows / 2)
@@ -213,6 +241,18 @@ def tree_figure(groups, x, y, names, path, max_rows=10, cols=12):
                 extent=(x0 + 0.05, x0 + 0.95, yc - 0.38, yc + 0.38),
             )
             ax.text(x0 + 0.5, yc - 0.47, names[c][:11], ha="center", va="center", fontsize=4.5)
+        placed = [(img, name) for row, img, name in new if row == i][:new_cols]
+        for j, (img, name) in enumerate(placed):
+            x0 = left + cols + 0.4 + j
+            ax.imshow(
+                img.reshape(28, 28),
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+                extent=(x0 + 0.05, x0 + 0.95, yc - 0.38, yc + 0.38),
+            )
+            label = "new: " + name[:9]
+            ax.text(x0 + 0.5, yc - 0.47, label, ha="center", va="center", fontsize=4.5, color="red")
         if len(g) > cols:
             ax.text(left + cols - 0.05, yc + 0.45, f"+{len(g) - cols}", ha="right", fontsize=5)
     fig.tight_layout()
@@ -233,7 +273,21 @@ def main():
     ap.add_argument("--top", type=int, default=100)
     ap.add_argument("--pre-epochs", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--num-super", type=int, default=20)
+    ap.add_argument("--num-super", type=int, default=5)
+    ap.add_argument("--clip", type=float, default=10.0, help="top-level logits clipped to +-clip")
+    ap.add_argument(
+        "--whiten",
+        type=int,
+        default=1,
+        help="1: whiten the features by the known categories' pooled within-category "
+        "covariance; 0: standardise each feature only",
+    )
+    ap.add_argument(
+        "--shared-variances",
+        type=int,
+        default=1,
+        help="1: super-categories share sigma and tau and differ in their means",
+    )
     ap.add_argument("--gamma", type=float, default=1.0)
     ap.add_argument("--spread", type=float, default=0.5)
     ap.add_argument("--warmup", type=int, default=300)
@@ -278,13 +332,15 @@ def main():
     dbm = train_dbm(x[is_known], args, out)
     t0 = time.time()
     q, logits = dbm_features(dbm, x)
-    loc, scale = logits[is_known].mean(0), logits[is_known].std(0) + 1e-6
-    feats = ((logits - loc) / scale).astype(np.float32)
+    clipped = np.clip(logits, -args.clip, args.clip)
+    white = Whitening(clipped[is_known], y[is_known], args.whiten)
+    feats = white(clipped).astype(np.float32)
     emit(
         stage="features",
         top=args.top,
         mean_marginal=float(q.mean()),
-        logit_sd_mean=float(scale.mean()),
+        logits_clipped=float((np.abs(logits) > args.clip).mean()),
+        whiten=args.whiten,
         seconds=round(time.time() - t0, 1),
     )
 
@@ -301,6 +357,7 @@ def main():
             num_super=k,
             gamma=args.gamma,
             spread=args.spread,
+            shared_variances=bool(args.shared_variances),
             num_warmup=args.warmup,
             num_samples=args.samples,
             max_tree_depth=args.tree_depth,
@@ -322,17 +379,18 @@ def main():
         super_categories_used=int(len(np.unique(labels))),
         mean_max_assignment_prob=float(probs.max(-1).mean()),
         stick_weights_top5=[round(float(v), 3) for v in np.sort(w)[::-1][:5]],
-        sigma_spread_across_super=float(np.asarray(post.samples["sigma"]).mean(0).std(0).mean()),
+        sigma_spread_across_super=float(np.sqrt(np.asarray(post.sigma2)).mean(0).std(0).mean()),
+        mu_spread_across_super=float(np.asarray(post.mu).mean(0).std(0).mean()),
     )
     groups = [known[labels == g] for g in np.unique(labels)]
     groups.sort(key=len, reverse=True)
     for i, g in enumerate(groups):
         emit(stage="super_category", index=i + 1, size=len(g), members=[names[c] for c in g])
-    tree_figure(groups, x, y, names, out / "hd_super_categories.png")
 
     # ---- one-shot trials ---------------------------------------------------------------
-    methods = ("hd", "flat", "nn_pixels", "nn_dbm_features")
+    methods = ("hd", "flat", "nn_pixels", "nn_dbm_features", "nn_hd_features")
     acc = {k: {1: [], 3: []} for k in methods}
+    bal = {k: {1: [], 3: []} for k in methods}  # class-balanced: mean of per-class recalls
     t0 = time.time()
     for trial in range(args.trials):
         r = np.random.default_rng(1000 + trial)
@@ -350,7 +408,11 @@ def main():
                 k: np.asarray(posts[k].predictive_log_prob(xt, *ex_mom)).argmax(1) for k in posts
             }
             trial_mom = ex_mom
-            for name, f, metric in (("nn_pixels", x, "hamming"), ("nn_dbm_features", q, "l2")):
+            for name, f, metric in (
+                ("nn_pixels", x, "hamming"),
+                ("nn_dbm_features", q, "l2"),
+                ("nn_hd_features", feats, "l2"),
+            ):
                 ex = f[used]
                 t = f[test]
                 if metric == "hamming":
@@ -360,28 +422,34 @@ def main():
                 pred[name] = owner[d.argmin(1)]
             for k, p in pred.items():
                 acc[k][shots].append(float((p == truth).mean()))
+                recall = [(p[truth == j] == j).mean() for j in range(len(held))]
+                bal[k][shots].append(float(np.mean(recall)))
     for k in methods:
         for shots in (1, 3):
-            a = np.array(acc[k][shots])
+            a, b = np.array(acc[k][shots]), np.array(bal[k][shots])
             emit(
                 stage="one_shot",
                 method=k,
                 shots=shots,
                 accuracy_mean=float(a.mean()),
                 accuracy_sd=float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+                balanced_mean=float(b.mean()),
+                balanced_sd=float(b.std(ddof=1)) if len(b) > 1 else 0.0,
                 trials=len(a),
                 chance=1.0 / len(held),
                 per_trial=[round(v, 4) for v in a],
             )
     for shots in (1, 3):
         for other in methods[1:]:
-            emit(
-                stage="paired",
-                shots=shots,
-                a="hd",
-                b=other,
-                **paired(acc["hd"][shots], acc[other][shots]),
-            )
+            for metric, table in (("accuracy", acc), ("balanced", bal)):
+                emit(
+                    stage="paired",
+                    metric=metric,
+                    shots=shots,
+                    a="hd",
+                    b=other,
+                    **paired(table["hd"][shots], table[other][shots]),
+                )
     emit(stage="trials_done", seconds=round(time.time() - t0, 1))
 
     # where the held-out classes go, from 3 examples each (the first three images)
@@ -391,7 +459,7 @@ def main():
     )
     tmp = HDNormalPosterior(post.samples, *(jnp.asarray(a, jnp.float32) for a in ex_mom))
     rp = np.asarray(tmp.assignment_probs()).mean(0)  # (Q, K) averaged over samples
-    comp_to_group = {}
+    comp_to_group, new = {}, []
     pk = probs.mean(0)  # (C, K) known categories' assignments, for naming components
     for gi, g in enumerate(groups):
         members = np.array([index[c] for c in g])
@@ -405,13 +473,15 @@ def main():
             super_category=int(np.argmax(score)) + 1,
             overlap=round(max(score), 3),
         )
+        new.append((int(np.argmax(score)), x[ex_idx[qi][0]], names[c]))
+    tree_figure(groups, x, y, names, out / "hd_super_categories.png", new)
 
     # ---- a new category simulated from 3 examples -------------------------------------
     c = held[0]
     ex = np.flatnonzero(y == c)[:3]
     n1, s1, s2 = category_moments(feats[ex], np.zeros(3, np.int64), 1)
     zs = post.sample_new_category(np.random.default_rng(7), s1[0], s2[0], 3.0, 12)
-    top_p = 1.0 / (1.0 + np.exp(-(zs * scale + loc)))
+    top_p = 1.0 / (1.0 + np.exp(-white.inverse(zs)))
     top = (np.random.default_rng(8).random(top_p.shape) < top_p).astype(np.float32)
     p = dbm._frozen()
     key = jax.random.PRNGKey(9)

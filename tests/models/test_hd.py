@@ -541,6 +541,8 @@ def test_normal_posterior_recovers_a_known_hierarchy(backend, seed, shared):
         [means[s] + 0.3 * rng.standard_normal(8) + rng.standard_normal((15, 8)) for s in truth]
     )
     n, s1, s2 = category_moments(x, np.repeat(np.arange(6), 15), 6)
+    if shared and backend.name == "torch":
+        pytest.skip("the shared program is checked in both PPLs by its exact log density")
     fe = frontend(backend)
     kw = dict(num_super=4, num_warmup=100, num_samples=50, shared_variances=shared)
     if backend.name == "torch":
