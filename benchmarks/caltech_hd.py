@@ -6,21 +6,26 @@
    greedy pretraining with the doubling trick, then SA-MLE with a mean-field positive phase.
    It is cached in ``--dbm`` (safetensors) and trained only when that file is missing.
 3. Top-level features: the logits of the top layer's mean-field marginals ``q(h2 | v)``
-   (``b2 + W2^T q(h1)``), standardised with the known images' mean and sd.
+   (``b2 + W2^T q(h1)``), clipped to ``+-clip``, then whitened by the known categories' pooled
+   within-category covariance (``--whiten 1``) and scaled to unit sd: a transform learned from
+   the known categories only.
 4. The Normal HD prior (:func:`ebm_ppl.numpyro.hd_normal_prior`: truncated stick-breaking
-   super-categories, each with a mean and its own within- and between-category variances,
-   learned in the program; every category's mean integrated out) is fit to the known
-   categories by NUTS (assignments enumerated exactly), from a k-means start. The flat prior is
-   the same program with one super-category, fit the same way.
+   super-categories, each with its own mean; within- and between-category variances learned in
+   the program, shared by the super-categories with ``--shared-variances 1``; every category's
+   mean integrated out) is fit to the known categories by NUTS (assignments enumerated
+   exactly), from a k-means start. The flat prior is the same program with one
+   super-category, fit the same way.
 5. One-shot test, repeated ``--trials`` times with fresh examples: each held-out class is
    given 1 or 3 examples; every other image of those classes is classified among them by
    (a) the HD posterior predictive (the new category's super-category inferred from its
    examples), (b) the flat prior's, (c) nearest neighbour in pixel space (Hamming), (d) nearest
-   neighbour in DBM feature space (Euclidean on the marginals). Chance is ``1 / held-out``.
-   Paired tests over the trials (paired t, exact sign test) compare (a) with (b), (c), (d).
+   neighbour in DBM feature space (Euclidean on the marginals), (e) nearest neighbour in the
+   HD's whitened features (Euclidean). Chance is ``1 / held-out``; the class-balanced accuracy
+   (mean of the per-class recalls) is reported too. Paired tests over the trials (paired t,
+   exact sign test) compare (a) with each of the others.
 6. Figures under ``--out``: the learned super-category tree (a row of member silhouettes per
-   super-category) and a new category simulated from 3 examples (HD features -> DBM Gibbs with
-   the top layer clamped).
+   super-category, and the held-out categories where the posterior places them) and a new
+   category simulated from 3 examples (HD features -> DBM Gibbs with the top layer clamped).
 
 One JSON line per measurement on stdout. Example::
 
