@@ -4,18 +4,28 @@
    images in the three splits pooled); the other classes are the "known" categories.
 2. A DBM (784-500-``--top``) learns generic features from the known classes' images only:
    greedy pretraining with the doubling trick, then SA-MLE with a mean-field positive phase.
-3. Top-level features: the mean-field marginals ``q(h2 | v)`` thresholded at 0.5.
-4. The HD prior (:func:`ebm_ppl.numpyro.hd_prior`: truncated stick-breaking super-categories,
-   each sharing a distribution over top-level features, categories drawn around them) is fit
-   to the known categories by NUTS (assignments enumerated exactly).
+   It is cached in ``--dbm`` (safetensors) and trained only when that file is missing.
+3. Top-level features: the logits of the top layer's mean-field marginals ``q(h2 | v)``
+   (``b2 + W2^T q(h1)``), clipped to ``+-clip``, then whitened by the known categories' pooled
+   within-category covariance (``--whiten 1``) and scaled to unit sd: a transform learned from
+   the known categories only.
+4. The Normal HD prior (:func:`ebm_ppl.numpyro.hd_normal_prior`: truncated stick-breaking
+   super-categories, each with its own mean; within- and between-category variances learned in
+   the program, shared by the super-categories with ``--shared-variances 1``; every category's
+   mean integrated out) is fit to the known categories by NUTS (assignments enumerated
+   exactly), from a k-means start. The flat prior is the same program with one
+   super-category, fit the same way.
 5. One-shot test, repeated ``--trials`` times with fresh examples: each held-out class is
    given 1 or 3 examples; every other image of those classes is classified among them by
-   (a) the HD posterior predictive, (b) the same Beta-Bernoulli model with one global prior
-   (no hierarchy), (c) nearest neighbour in pixel space (Hamming), (d) nearest neighbour in
-   DBM feature space (Euclidean on the marginals). Chance is ``1 / held-out``.
-6. Figures under ``--out``: the learned super-categories (one image per member category), and
-   a new category simulated from 3 examples (HD features -> DBM Gibbs with the top layer
-   clamped).
+   (a) the HD posterior predictive (the new category's super-category inferred from its
+   examples), (b) the flat prior's, (c) nearest neighbour in pixel space (Hamming), (d) nearest
+   neighbour in DBM feature space (Euclidean on the marginals), (e) nearest neighbour in the
+   HD's whitened features (Euclidean). Chance is ``1 / held-out``; the class-balanced accuracy
+   (mean of the per-class recalls) is reported too. Paired tests over the trials (paired t,
+   exact sign test) compare (a) with each of the others.
+6. Figures under ``--out``: the learned super-category tree (a row of member silhouettes per
+   super-category, and the held-out categories where the posterior places them) and a new
+   category simulated from 3 examples (HD features -> DBM Gibbs with the top layer clamped).
 
 One JSON line per measurement on stdout. Example::
 
@@ -45,8 +55,9 @@ def train_dbm(x, args, out):
     from ebm_ppl.io import load_model, save_model
     from ebm_ppl.numpyro import DBM, SAMLE, greedy_pretrain_dbm
 
-    path = out / "dbm.safetensors"
+    path = Path(args.dbm) if args.dbm else out / "dbm.safetensors"
     if path.exists():
+        emit(stage="dbm_cached", path=str(path))
         return load_model(path, backend="jax")
     steps = len(x) // 100
 
@@ -94,7 +105,8 @@ def train_dbm(x, args, out):
     )
     prm = tr.get_params(st)
     dbm = DBM([prm[n] for n in names_w], [prm[n] for n in names_b])
-    save_model(path, dbm, epochs=args.epochs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(path, dbm, epochs=args.epochs, pre_epochs=args.pre_epochs, seed=args.seed)
     emit(
         stage="dbm_sa",
         epochs=args.epochs,
@@ -123,29 +135,185 @@ def grid(images, rows, cols, path, titles=None):
     plt.close(fig)
 
 
+def dbm_features(dbm, x):
+    """``(q, logits)`` ``(N, top)``: the top layer's mean-field marginals and their logits
+    ``b2 + W2^T q(h1)`` at the fixed point."""
+    from ebm_ppl.models.dbm import layer_logits
+
+    p = dbm._frozen()
+
+    @jax.jit
+    def f(v):
+        mus = dbm.mean_field(v, num_iters=50, tol=1e-5)
+        return mus[-1], layer_logits(p, mus, len(mus) - 1)
+
+    outs = [f(jnp.asarray(x[i : i + 2000])) for i in range(0, len(x), 2000)]
+    return tuple(np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(2))
+
+
+class Whitening:
+    """The features' transform, learned from the known categories only: centre, and with
+    ``within=True`` rotate and scale so that the pooled within-category covariance is the
+    identity (an eigendecomposition, eigenvalues floored at 1e-3 of their mean); then scale
+    each output to unit sd over the known images. ``inverse`` maps back."""
+
+    def __init__(self, f, labels, within=True):
+        self.loc = f.mean(0)
+        if within:
+            cats = np.unique(labels)
+            means = np.stack([f[labels == c].mean(0) for c in cats])
+            r = f - means[np.searchsorted(cats, labels)]
+            ev, u = np.linalg.eigh(r.T @ r / len(r))
+            self.rot = u / np.sqrt(ev + 1e-3 * ev.mean())
+        else:
+            self.rot = np.eye(f.shape[1])
+        self.scale = ((f - self.loc) @ self.rot).std(0) + 1e-9
+
+    def __call__(self, f):
+        return (f - self.loc) @ self.rot / self.scale
+
+    def inverse(self, g):
+        return (g * self.scale) @ np.linalg.inv(self.rot) + self.loc
+
+
+def paired(a, b):
+    """Paired comparison of per-trial accuracies ``a`` and ``b``: mean and sd of the
+    difference, two-sided paired t-test and exact sign test (ties dropped)."""
+    from scipy.stats import binomtest, ttest_rel
+
+    a, b = np.asarray(a), np.asarray(b)
+    d = a - b
+    wins, losses = int((d > 0).sum()), int((d < 0).sum())
+    t = ttest_rel(a, b)
+    return dict(
+        mean_diff=float(d.mean()),
+        sd_diff=float(d.std(ddof=1)),
+        t=float(t.statistic),
+        p_t=float(t.pvalue),
+        wins=wins,
+        losses=losses,
+        ties=len(d) - wins - losses,
+        p_sign=float(binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else 1.0,
+    )
+
+
+def tree_figure(groups, x, y, names, path, new=(), max_rows=10, cols=12, new_cols=4):
+    """The learned tree: a root (the global prior), one node per super-category (largest
+    first), and a row of its member categories' silhouettes (one image per category). ``new``:
+    ``(row, image, name)`` of held-out categories placed by the posterior, drawn (red labels)
+    right of the known members."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = min(max_rows, len(groups))
+    left = 3.0
+    width = left + cols + (new_cols + 0.4 if len(new) else 0)
+    fig, ax = plt.subplots(figsize=(width * 0.75, rows * 0.8 + 0.3))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, rows)
+    ax.axis("off")
+    root = (0.35, rows / 2)
+    ax.text(
+        *root,
+        "global",
+        ha="center",
+        va="center",
+        fontsize=7,
+        bbox=dict(boxstyle="round", fc="lightyellow"),
+    )
+    for i, g in enumerate(groups[:rows]):
+        yc = rows - i - 0.5
+        node = (2.0, yc)
+        ax.plot([root[0] + 0.3, node[0] - 0.45], [root[1], yc], color="gray", lw=0.8)
+        ax.text(
+            *node,
+            f"S{i + 1}\n{len(g)} cat.",
+            ha="center",
+            va="center",
+            fontsize=6,
+            bbox=dict(boxstyle="round", fc="lightblue"),
+        )
+        for j, c in enumerate(g[:cols]):
+            x0 = left + j
+            img = x[np.flatnonzero(y == c)[0]].reshape(28, 28)
+            ax.imshow(
+                img,
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+                extent=(x0 + 0.05, x0 + 0.95, yc - 0.38, yc + 0.38),
+            )
+            ax.text(x0 + 0.5, yc - 0.47, names[c][:11], ha="center", va="center", fontsize=4.5)
+        placed = [(img, name) for row, img, name in new if row == i][:new_cols]
+        for j, (img, name) in enumerate(placed):
+            x0 = left + cols + 0.4 + j
+            ax.imshow(
+                img.reshape(28, 28),
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+                extent=(x0 + 0.05, x0 + 0.95, yc - 0.38, yc + 0.38),
+            )
+            label = "new: " + name[:9]
+            ax.text(x0 + 0.5, yc - 0.47, label, ha="center", va="center", fontsize=4.5, color="red")
+        if len(g) > cols:
+            ax.text(left + cols - 0.05, yc + 0.45, f"+{len(g) - cols}", ha="right", fontsize=5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/runs/hd")
+    ap.add_argument(
+        "--dbm",
+        default=None,
+        help="DBM cache (safetensors); default OUT/dbm_top{top}_pre{pre}_sa{epochs}_seed{seed}",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--held-out", type=int, default=10)
     ap.add_argument("--top", type=int, default=100)
     ap.add_argument("--pre-epochs", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--num-super", type=int, default=20)
-    ap.add_argument("--alpha", type=float, default=None, help="default: chosen by select_alpha")
-    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--num-super", type=int, default=5)
+    ap.add_argument("--clip", type=float, default=10.0, help="top-level logits clipped to +-clip")
+    ap.add_argument(
+        "--whiten",
+        type=int,
+        default=1,
+        help="1: whiten the features by the known categories' pooled within-category "
+        "covariance; 0: standardise each feature only",
+    )
+    ap.add_argument(
+        "--shared-variances",
+        type=int,
+        default=1,
+        help="1: super-categories share sigma and tau and differ in their means",
+    )
+    ap.add_argument("--gamma", type=float, default=1.0)
+    ap.add_argument("--spread", type=float, default=0.5)
+    ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--samples", type=int, default=100)
-    ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--tree-depth", type=int, default=7)
+    ap.add_argument("--trials", type=int, default=20)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.dbm is None:
+        args.dbm = str(
+            out / f"dbm_top{args.top}_pre{args.pre_epochs}_sa{args.epochs}_seed{args.seed}"
+            ".safetensors"
+        )
     t_all = time.time()
+    emit(stage="settings", **vars(args))
 
     import ebm_ppl.numpyro as enp
     from ebm_ppl.datasets import load_caltech101_silhouettes
     from ebm_ppl.models.dbm import layer_logits
-    from ebm_ppl.models.hd import HDPosterior, category_counts, select_alpha
+    from ebm_ppl.models.hd import HDNormalPosterior, category_moments
 
     parts = [load_caltech101_silhouettes(s) for s in ("train", "valid", "test")]
     x = np.concatenate([p[0] for p in parts])
@@ -167,69 +335,68 @@ def main():
 
     # ---- DBM features ------------------------------------------------------------------
     dbm = train_dbm(x[is_known], args, out)
-    mf = jax.jit(lambda v: dbm.mean_field(v, num_iters=50, tol=1e-5)[-1])
-    q = np.concatenate(
-        [np.asarray(mf(jnp.asarray(x[i : i + 2000]))) for i in range(0, len(x), 2000)]
+    t0 = time.time()
+    q, logits = dbm_features(dbm, x)
+    clipped = np.clip(logits, -args.clip, args.clip)
+    white = Whitening(clipped[is_known], y[is_known], args.whiten)
+    feats = white(clipped).astype(np.float32)
+    emit(
+        stage="features",
+        top=args.top,
+        mean_marginal=float(q.mean()),
+        logits_clipped=float((np.abs(logits) > args.clip).mean()),
+        whiten=args.whiten,
+        seconds=round(time.time() - t0, 1),
     )
-    z = (q > 0.5).astype(np.float32)
-    emit(stage="features", top=args.top, mean_active=float(z.mean()))
 
-    # ---- HD prior on the known categories ---------------------------------------------
+    # ---- HD prior and flat prior on the known categories --------------------------------
     index = {c: i for i, c in enumerate(known)}
     yk = np.array([index[c] for c in y[is_known]])
-    ones, counts = category_counts(z[is_known], yk, len(known))
-    if args.alpha is None:  # empirical Bayes on a grid, at the k-means start
-        args.alpha, scores = select_alpha(ones, counts, args.num_super)
-        emit(
-            stage="alpha",
-            chosen=args.alpha,
-            log_likelihood={str(k): round(v, 1) for k, v in scores.items()},
+    moments = category_moments(feats[is_known], yk, len(known))
+    posts = {}
+    for name, k in (("hd", args.num_super), ("flat", 1)):
+        t0 = time.time()
+        posts[name] = enp.fit_hd_normal_prior(
+            jax.random.PRNGKey(args.seed + 2),
+            *moments,
+            num_super=k,
+            gamma=args.gamma,
+            spread=args.spread,
+            shared_variances=bool(args.shared_variances),
+            num_warmup=args.warmup,
+            num_samples=args.samples,
+            max_tree_depth=args.tree_depth,
         )
-    t0 = time.time()
-    post = enp.fit_hd_prior(
-        jax.random.PRNGKey(args.seed + 2),
-        ones,
-        counts,
-        num_super=args.num_super,
-        alpha=args.alpha,
-        num_warmup=args.warmup,
-        num_samples=args.samples,
-        max_tree_depth=args.tree_depth,
-    )
+        emit(
+            stage="fit",
+            prior=name,
+            num_super=k,
+            warmup=args.warmup,
+            samples=args.samples,
+            seconds=round(time.time() - t0, 1),
+        )
+    post = posts["hd"]
     labels = post.clustering()
+    probs = np.asarray(post.assignment_probs())
+    w = np.exp(np.asarray(post.log_w)).mean(0)
     emit(
-        stage="hd_fit",
-        num_super=args.num_super,
-        alpha=args.alpha,
-        warmup=args.warmup,
-        samples=args.samples,
+        stage="hd_posterior",
         super_categories_used=int(len(np.unique(labels))),
-        seconds=round(time.time() - t0, 1),
+        mean_max_assignment_prob=float(probs.max(-1).mean()),
+        stick_weights_top5=[round(float(v), 3) for v in np.sort(w)[::-1][:5]],
+        sigma_spread_across_super=float(np.sqrt(np.asarray(post.sigma2)).mean(0).std(0).mean()),
+        mu_spread_across_super=float(np.asarray(post.mu).mean(0).std(0).mean()),
     )
     groups = [known[labels == g] for g in np.unique(labels)]
     groups.sort(key=len, reverse=True)
-    for g in groups[:8]:
-        emit(stage="super_category", size=len(g), members=[names[c] for c in g][:12])
-    # figure: one image per member category, a row per super-category
-    cols = 12
-    imgs, titles = [], []
-    for g in groups[:8]:
-        row = [x[np.flatnonzero(y == c)[0]] for c in g[:cols]]
-        t = [names[c][:10] for c in g[:cols]]
-        imgs += row + [np.ones(784)] * (cols - len(row))
-        titles += t + [""] * (cols - len(t))
-    grid(np.array(imgs), min(8, len(groups)), cols, out / "hd_super_categories.png", titles)
-    # the flat model: one global prior (the known features' mean), no super-categories
-    m = z[is_known].mean(0).clip(1e-3, 1 - 1e-3)
-    flat = HDPosterior(
-        {"theta": jnp.asarray(m[None, None]), "v": jnp.zeros((1, 0))},
-        jnp.asarray(ones),
-        jnp.asarray(counts),
-        args.alpha,
-    )
+    for i, g in enumerate(groups):
+        emit(stage="super_category", index=i + 1, size=len(g), members=[names[c] for c in g])
 
     # ---- one-shot trials ---------------------------------------------------------------
-    acc = {k: {1: [], 3: []} for k in ("hd", "flat", "nn_pixels", "nn_dbm_features")}
+    methods = ("hd", "flat", "nn_pixels", "nn_dbm_features", "nn_hd_features")
+    acc = {k: {1: [], 3: []} for k in methods}
+    bal = {k: {1: [], 3: []} for k in methods}  # class-balanced: mean of per-class recalls
+    t0 = time.time()
     for trial in range(args.trials):
         r = np.random.default_rng(1000 + trial)
         for shots in (1, 3):
@@ -237,17 +404,22 @@ def main():
             used = np.concatenate(ex_idx)
             test = np.setdiff1d(np.flatnonzero(~is_known), used)
             truth = np.searchsorted(held, y[test])
-            ex_ones = np.stack([z[i].sum(0) for i in ex_idx])
-            ex_n = np.full(len(held), float(shots))
-            args_j = (jnp.asarray(z[test]), jnp.asarray(ex_ones), jnp.asarray(ex_n))
+            owner = np.repeat(np.arange(len(held)), shots)
+            ex_mom = [
+                jnp.asarray(a, jnp.float32) for a in category_moments(feats[used], owner, len(held))
+            ]
+            xt = jnp.asarray(feats[test])
             pred = {
-                "hd": np.asarray(post.predictive_log_prob(*args_j)).argmax(1),
-                "flat": np.asarray(flat.predictive_log_prob(*args_j)).argmax(1),
+                k: np.asarray(posts[k].predictive_log_prob(xt, *ex_mom)).argmax(1) for k in posts
             }
-            for name, feats, metric in (("nn_pixels", x, "hamming"), ("nn_dbm_features", q, "l2")):
-                ex = feats[used]
-                owner = np.repeat(np.arange(len(held)), shots)
-                t = feats[test]
+            trial_mom = ex_mom
+            for name, f, metric in (
+                ("nn_pixels", x, "hamming"),
+                ("nn_dbm_features", q, "l2"),
+                ("nn_hd_features", feats, "l2"),
+            ):
+                ex = f[used]
+                t = f[test]
                 if metric == "hamming":
                     d = (t[:, None, :] != ex[None]).sum(-1)
                 else:
@@ -255,23 +427,67 @@ def main():
                 pred[name] = owner[d.argmin(1)]
             for k, p in pred.items():
                 acc[k][shots].append(float((p == truth).mean()))
-    for k, v in acc.items():
+                recall = [(p[truth == j] == j).mean() for j in range(len(held))]
+                bal[k][shots].append(float(np.mean(recall)))
+    for k in methods:
         for shots in (1, 3):
-            a = np.array(v[shots])
+            a, b = np.array(acc[k][shots]), np.array(bal[k][shots])
             emit(
                 stage="one_shot",
                 method=k,
                 shots=shots,
                 accuracy_mean=float(a.mean()),
                 accuracy_sd=float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+                balanced_mean=float(b.mean()),
+                balanced_sd=float(b.std(ddof=1)) if len(b) > 1 else 0.0,
                 trials=len(a),
                 chance=1.0 / len(held),
+                per_trial=[round(v, 4) for v in a],
             )
+    for shots in (1, 3):
+        for other in methods[1:]:
+            for metric, table in (("accuracy", acc), ("balanced", bal)):
+                emit(
+                    stage="paired",
+                    metric=metric,
+                    shots=shots,
+                    a="hd",
+                    b=other,
+                    **paired(table["hd"][shots], table[other][shots]),
+                )
+    emit(stage="trials_done", seconds=round(time.time() - t0, 1))
+
+    # where the held-out classes go, from 3 examples each (the first three images)
+    ex_idx = [np.flatnonzero(y == c)[:3] for c in held]
+    ex_mom = category_moments(
+        feats[np.concatenate(ex_idx)], np.repeat(np.arange(len(held)), 3), len(held)
+    )
+    tmp = HDNormalPosterior(post.samples, *(jnp.asarray(a, jnp.float32) for a in ex_mom))
+    rp = np.asarray(tmp.assignment_probs()).mean(0)  # (Q, K) averaged over samples
+    comp_to_group, new = {}, []
+    pk = probs.mean(0)  # (C, K) known categories' assignments, for naming components
+    for gi, g in enumerate(groups):
+        members = np.array([index[c] for c in g])
+        comp_to_group[gi] = pk[members].mean(0)
+    for qi, c in enumerate(held):
+        # the tree node whose members share the new category's components most
+        score = [float(rp[qi] @ comp_to_group[gi]) for gi in range(len(groups))]
+        emit(
+            stage="new_category_placement",
+            category=names[c],
+            super_category=int(np.argmax(score)) + 1,
+            overlap=round(max(score), 3),
+        )
+        new.append((int(np.argmax(score)), x[ex_idx[qi][0]], names[c]))
+    tree_figure(groups, x, y, names, out / "hd_super_categories.png", new)
 
     # ---- a new category simulated from 3 examples -------------------------------------
     c = held[0]
     ex = np.flatnonzero(y == c)[:3]
-    zs = post.sample_new_category(np.random.default_rng(7), z[ex].sum(0), 3.0, 12)
+    n1, s1, s2 = category_moments(feats[ex], np.zeros(3, np.int64), 1)
+    zs = post.sample_new_category(np.random.default_rng(7), s1[0], s2[0], 3.0, 12)
+    top_p = 1.0 / (1.0 + np.exp(-white.inverse(zs)))
+    top = (np.random.default_rng(8).random(top_p.shape) < top_p).astype(np.float32)
     p = dbm._frozen()
     key = jax.random.PRNGKey(9)
 
@@ -292,7 +508,7 @@ def main():
         (_, _), means = jax.lax.scan(step, (v, h1), jax.random.split(key, 300))
         return means[-1]
 
-    gen = np.asarray(clamped_gibbs(key, jnp.asarray(zs)))
+    gen = np.asarray(clamped_gibbs(key, jnp.asarray(top)))
     grid(
         np.concatenate([x[ex], gen]),
         3,
@@ -305,21 +521,13 @@ def main():
     # ---- the Pyro backend gives the same one-shot predictive from the same samples -------
     import torch
 
-    tp = HDPosterior(
+    tp = HDNormalPosterior(
         {k: torch.as_tensor(np.array(v)) for k, v in post.samples.items()},
-        torch.as_tensor(ones),
-        torch.as_tensor(counts),
-        args.alpha,
+        *(torch.as_tensor(np.asarray(a)) for a in (post.counts, post.sums, post.sumsq)),
     )
-    a = np.asarray(
-        post.predictive_log_prob(*(t[:50] if i == 0 else t for i, t in enumerate(args_j)))
-    )
-    b = tp.predictive_log_prob(
-        *(
-            torch.as_tensor(np.asarray(t))[:50] if i == 0 else torch.as_tensor(np.asarray(t))
-            for i, t in enumerate(args_j)
-        )
-    ).numpy()
+    args_t = [xt[:50]] + trial_mom
+    a = np.asarray(post.predictive_log_prob(*args_t))
+    b = tp.predictive_log_prob(*(torch.as_tensor(np.asarray(t)) for t in args_t)).numpy()
     emit(stage="backends", max_abs_diff_predictive=float(np.abs(a - b).max()))
     emit(stage="total", seconds=round(time.time() - t_all, 1))
 

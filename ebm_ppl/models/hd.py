@@ -29,6 +29,7 @@ the one-shot rule, where the super-category supplies the prior that one example 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -383,3 +384,396 @@ def fit_hd(
         max_tree_depth=max_tree_depth,
     )
     return HDPosterior(samples, ones, counts, alpha)
+
+
+# ---- real-valued top-level features: the conjugate Normal HD prior ---------------------------
+#
+# Each image ``n`` of category ``c`` is a real vector ``x_n in R^F`` (for instance the
+# standardised logits of a DBM's top-level mean-field marginals). Given its super-category
+# ``k``, a category has its own mean ``nu_c ~ N(mu_k, tau_k^2)`` (per feature) and its images
+# scatter around it, ``x_nf ~ N(nu_cf, sigma_kf^2)``: the super-category supplies both where a
+# category lies (``mu_k``) and how its images vary (``sigma_k``), the two things one example
+# cannot tell. ``nu_c`` is integrated out exactly (Normal-Normal conjugacy), so a category enters
+# only through ``n_c``, ``s1_c = sum_n x_n`` and ``s2_c = sum_n x_n^2``; per feature
+#
+#   ``log p(x_c | k) = -n/2 log 2pi - (n-1)/2 log sigma^2 - 1/2 log(sigma^2 + n tau^2)
+#                      - SS / (2 sigma^2) - (s1 - n mu)^2 / (2 n (sigma^2 + n tau^2))``
+#
+# with ``SS = s2 - s1^2 / n`` (:func:`normal_category_log_likelihood`). A new category known by
+# ``n`` examples predicts ``x ~ N(m_post, 1 / prec + sigma^2)`` with ``prec = 1 / tau^2 +
+# n / sigma^2`` and ``m_post = (mu / tau^2 + s1 / sigma^2) / prec``, its super-category summed
+# out with posterior ``∝ w_k p(examples | k)`` (:func:`normal_predictive_log_prob`).
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def category_moments(features: Array, labels: Array, num_categories: int) -> tuple:
+    """``(counts, sums, sumsq)`` of real features ``(N, F)`` per category: ``counts[c]`` the
+    number of images of category ``c`` ``(C,)``, ``sums[c]`` and ``sumsq[c]`` ``(C, F)`` the sum
+    of its images' features and of their squares. ``labels`` ``(N,)`` integers in
+    ``[0, num_categories)``. Returns numpy float64 arrays."""
+    x, y = _host(features, np.float64), _host(labels)
+    if x.ndim != 2:
+        raise ValueError(f"features must have shape (N, F), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("features must be finite")
+    if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be {x.shape[0]} integers, got shape {y.shape}")
+    if y.size and (y.min() < 0 or y.max() >= num_categories):
+        raise ValueError(f"labels must lie in [0, {num_categories})")
+    sums = np.zeros((num_categories, x.shape[1]))
+    sumsq = np.zeros((num_categories, x.shape[1]))
+    np.add.at(sums, y, x)
+    np.add.at(sumsq, y, x * x)
+    counts = np.bincount(y, minlength=num_categories).astype(np.float64)
+    return counts, sums, sumsq
+
+
+def normal_category_log_likelihood(
+    counts: Array, sums: Array, sumsq: Array, mu: Array, sigma2: Array, tau2: Array
+) -> Array:
+    """``log p(x_c | k)`` ``(..., C, K)`` of each category's images under each super-category,
+    the category mean integrated out (comment above): ``counts`` ``(C,)`` (each ``>= 1``),
+    ``sums``, ``sumsq`` ``(C, F)``; ``mu``, ``sigma2`` (within-category variance), ``tau2``
+    (between-category variance) ``(..., K, F)``."""
+    n = counts[:, None, None]  # (C, 1, 1)
+    s1, s2 = sums[:, None, :], sumsq[:, None, :]  # (C, 1, F)
+    mu, sigma2, tau2 = mu[..., None, :, :], sigma2[..., None, :, :], tau2[..., None, :, :]
+    big = sigma2 + n * tau2
+    ss = s2 - s1 * s1 / n  # within-category sum of squares
+    ss = ops.where(ss > 0, ss, ops.zeros_like(ss))  # rounding can make it slightly negative
+    d = s1 - n * mu
+    lp = (
+        -0.5 * n * _LOG_2PI
+        - 0.5 * (n - 1.0) * ops.log(sigma2)
+        - 0.5 * ops.log(big)
+        - 0.5 * ss / sigma2
+        - 0.5 * d * d / (n * big)
+    )
+    return lp.sum(-1)
+
+
+def normal_predictive_log_prob(
+    x: Array,
+    counts: Array,
+    sums: Array,
+    sumsq: Array,
+    mu: Array,
+    sigma2: Array,
+    tau2: Array,
+    log_w: Array,
+) -> Array:
+    """``log p(x_n | examples of new category q)`` ``(..., N, Q)`` for test features ``x``
+    ``(N, F)`` and new categories with example moments ``counts`` ``(Q,)``, ``sums``, ``sumsq``
+    ``(Q, F)`` (:func:`category_moments`): the super-category of each new category summed out
+    with its posterior ``∝ w_k p(examples | k)``; given it, ``x_f ~ N(m_post, 1 / prec +
+    sigma^2)`` (comment above). ``mu``, ``sigma2``, ``tau2`` ``(..., K, F)``, ``log_w``
+    ``(..., K)``."""
+    ll = normal_category_log_likelihood(counts, sums, sumsq, mu, sigma2, tau2)
+    post = assignment_log_probs(log_w, ll)  # (..., Q, K)
+    n = counts[:, None, None]
+    prec = 1.0 / tau2[..., None, :, :] + n / sigma2[..., None, :, :]  # (..., Q, K, F)
+    mean = mu[..., None, :, :] / tau2[..., None, :, :] + sums[:, None, :] / sigma2[..., None, :, :]
+    mean = mean / prec
+    var = 1.0 / prec + sigma2[..., None, :, :]
+    # sum_f (x_f - mean_f)^2 / var_f expanded into matrix products: (..., N, Q * K)
+    shape = tuple(var.shape)
+    inv = (1.0 / var).reshape(shape[:-3] + (shape[-3] * shape[-2], shape[-1]))
+    mean = mean.reshape(inv.shape)
+    quad = (
+        (x * x) @ ops.transpose(inv)
+        - 2.0 * (x @ ops.transpose(mean * inv))
+        + (mean * mean * inv).sum(-1)[..., None, :]
+    )
+    log_det = (ops.log(var).sum(-1) + shape[-1] * _LOG_2PI).reshape(inv.shape[:-1])
+    lp = -0.5 * (quad + log_det[..., None, :])
+    lp = lp.reshape(tuple(lp.shape[:-1]) + shape[-3:-1])  # (..., N, Q, K)
+    return ops.logsumexp(lp + post[..., None, :, :], axis=-1)
+
+
+def _map_samples(fn: Callable, *per_sample: Array) -> Array:
+    """``log mean_s exp fn(*(a[s] for a in per_sample))``: a compiled ``lax.map`` in JAX, a
+    loop in torch."""
+    num = int(per_sample[0].shape[0])
+    if ops.is_jax(per_sample[0]):
+        # lazy: keeps this module free of jax until that backend is used
+        import jax
+
+        per = jax.lax.map(lambda t: fn(*t), per_sample)
+        return ops.logsumexp(per, axis=0) - math.log(num)
+    total = None
+    for s in range(num):
+        lp = fn(*(a[s] for a in per_sample))
+        total = lp if total is None else ops.logsumexp(ops.concat([total[None], lp[None]]), 0)
+    return total - math.log(num)
+
+
+def _per_super(x: Array, mu: Array) -> Array:
+    """``x`` with a super-category axis: ``(..., F) -> (..., 1, F)`` when it has one axis
+    fewer than ``mu``."""
+    return x[..., None, :] if len(x.shape) == len(mu.shape) - 1 else x
+
+
+class HDNormalPosterior:
+    """Posterior samples of the Normal HD prior's continuous sites (``v`` ``(S, K-1)``;
+    ``mu`` ``(S, K, F)``; ``sigma``, ``tau`` ``(S, K, F)``, or ``(S, F)`` when shared by all
+    super-categories; the global sites) with the discrete assignments
+    enumerated exactly given each sample. Returned by ``fit_hd_normal_prior`` of either
+    frontend; arrays stay in the backend they came from."""
+
+    def __init__(self, samples: dict, counts: Array, sums: Array, sumsq: Array) -> None:
+        self.samples, self.counts, self.sums, self.sumsq = samples, counts, sums, sumsq
+        self.mu = samples["mu"]
+        shape = tuple(self.mu.shape)
+        # shared variances (``(S, F)``, one per feature) apply to every super-category
+        self.sigma2 = ops.broadcast_to(_per_super(samples["sigma"], self.mu) ** 2, shape)
+        self.tau2 = ops.broadcast_to(_per_super(samples["tau"], self.mu) ** 2, shape)
+        k = int(self.mu.shape[-2])
+        if k == 1:
+            self.log_w = ops.zeros(tuple(self.mu.shape[:-2]) + (1,), self.mu)
+        else:
+            self.log_w = stick_breaking_log_weights(samples["v"])
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.mu.shape[0])
+
+    def assignment_probs(self) -> Array:
+        """``p(s_c = k | parameters, data)`` per sample, ``(S, C, K)``."""
+        ll = normal_category_log_likelihood(
+            self.counts, self.sums, self.sumsq, self.mu, self.sigma2, self.tau2
+        )
+        return ops.softmax(assignment_log_probs(self.log_w, ll))
+
+    def coassignment(self) -> Any:
+        """Posterior probability that two categories share a super-category ``(C, C)``."""
+        return coassignment(self.assignment_probs())
+
+    def clustering(self) -> Any:
+        """A point estimate of the super-categories (:func:`point_clustering`), ``(C,)``."""
+        return point_clustering(self.assignment_probs())
+
+    def predictive_log_prob(self, x: Array, counts: Array, sums: Array, sumsq: Array) -> Array:
+        """``log p(x_n | examples of new category q)`` ``(N, Q)`` averaged over the posterior
+        samples (log-mean-exp of :func:`normal_predictive_log_prob`)."""
+        return _map_samples(
+            lambda mu, s2, t2, lw: normal_predictive_log_prob(
+                x, counts, sums, sumsq, mu, s2, t2, lw
+            ),
+            self.mu,
+            self.sigma2,
+            self.tau2,
+            self.log_w,
+        )
+
+    def sample_new_category(
+        self, rng: Any, sums: Array, sumsq: Array, count: float, num: int
+    ) -> Any:
+        """Features ``(num, F)`` of new members of a category known through ``count``
+        examples (``sums``, ``sumsq`` ``(F,)``): per draw a posterior sample, its
+        super-category ``∝ w_k p(examples | k)``, the category mean from its conjugate
+        posterior and ``x ~ N(nu, sigma_k^2)``. ``rng`` a ``numpy.random.Generator``; numpy
+        output."""
+        mu, s2, t2, log_w = (
+            _host(a, np.float64) for a in (self.mu, self.sigma2, self.tau2, self.log_w)
+        )
+        n = np.full(1, float(count))
+        s1 = _host(sums, np.float64).reshape(1, -1)
+        sq = _host(sumsq, np.float64).reshape(1, -1)
+        out = []
+        for _ in range(num):
+            s = rng.integers(self.num_samples)
+            ll = normal_category_log_likelihood(n, s1, sq, mu[s], s2[s], t2[s])[0] + log_w[s]
+            p = np.exp(ll - ll.max())
+            k = rng.choice(len(p), p=p / p.sum())
+            prec = 1.0 / t2[s, k] + n[0] / s2[s, k]
+            mean = (mu[s, k] / t2[s, k] + s1[0] / s2[s, k]) / prec
+            nu = mean + rng.standard_normal(mean.shape) / np.sqrt(prec)
+            out.append(nu + rng.standard_normal(mean.shape) * np.sqrt(s2[s, k]))
+        return np.stack(out)
+
+
+def normal_kmeans_init(
+    counts: Any,
+    sums: Any,
+    sumsq: Any,
+    num_super: int,
+    seed: int = 0,
+    shared_variances: bool = False,
+) -> dict:
+    """Starting values (numpy) of the Normal HD program's sites: k-means of the category means
+    into ``num_super`` groups (fewer if there are fewer categories); per group ``mu`` the mean
+    of its categories' means, ``tau`` their spread, ``sigma`` the pooled within-category sd;
+    ``v`` the stick fractions of the group sizes (largest first); the global sites their
+    averages (with ``shared_variances``, ``sigma`` and ``tau`` ``(F,)``: the geometric means
+    over the groups). See :func:`kmeans_init` for why the sampler starts from a clustering."""
+    # lazy: optional heavy dependency (sklearn), loaded only when needed
+    from sklearn.cluster import KMeans
+
+    n = _host(counts, float)
+    s1, s2 = _host(sums, float), _host(sumsq, float)
+    means = s1 / n[:, None]
+    within = np.maximum(s2 - s1 * s1 / n[:, None], 0.0)  # (C, F) sums of squares
+    k = min(num_super, len(means))
+    labels = KMeans(k, n_init=5, random_state=seed).fit(means).labels_
+    sizes = np.bincount(labels, minlength=k)
+    order = np.argsort(-sizes)
+    floor = 0.05 * means.std(0).mean() + 1e-3
+    glob_tau = np.maximum(means.std(0), floor)
+    glob_sigma = np.sqrt(within.sum(0) / max(n.sum() - len(n), 1.0)) + 1e-3
+    mu, sigma, tau = [], [], []
+    for j in order:
+        g = labels == j
+        mu.append(means[g].mean(0))
+        tau.append(np.sqrt((means[g].var(0) * g.sum() + glob_tau**2) / (g.sum() + 1.0)))
+        dof = max(n[g].sum() - g.sum(), 0.0)
+        sigma.append(np.sqrt((within[g].sum(0) + glob_sigma**2) / (dof + 1.0)) + 1e-3)
+    for _ in range(num_super - k):  # unused components start at the global values
+        mu.append(means.mean(0))
+        tau.append(glob_tau)
+        sigma.append(glob_sigma)
+    w = np.concatenate([sizes[order], np.zeros(num_super - k)]) + 0.5
+    w = w / w.sum()
+    rest = 1.0 - np.concatenate([[0.0], np.cumsum(w)[:-1]])
+    v = (w[:-1] / rest[:-1]).clip(1e-3, 1 - 1e-3)
+    mu, sigma, tau = np.stack(mu), np.stack(sigma), np.stack(tau)
+    f32 = np.float32
+    if shared_variances:
+        sigma, tau = (np.exp(np.log(a[:k]).mean(0)) for a in (sigma, tau))
+        return {
+            "v": v.astype(f32),
+            "m": mu.mean(0).astype(f32),
+            "lam": (mu.std(0) + floor).astype(f32),
+            "mu": mu.astype(f32),
+            "sigma": sigma.astype(f32),
+            "tau": tau.astype(f32),
+        }
+    return {
+        "v": v.astype(f32),
+        "m": mu.mean(0).astype(f32),
+        "lam": (mu.std(0) + floor).astype(f32),
+        "mu": mu.astype(f32),
+        "s": np.exp(np.log(sigma).mean(0)).astype(f32),
+        "sigma": sigma.astype(f32),
+        "t": np.exp(np.log(tau).mean(0)).astype(f32),
+        "tau": tau.astype(f32),
+    }
+
+
+def hd_normal_program(
+    ppl: Any,
+    counts: Array,
+    sums: Array,
+    sumsq: Array,
+    num_super: int = 10,
+    gamma: float = 1.0,
+    spread: float = 0.5,
+    assignments: Array | None = None,
+    shared_variances: bool = False,
+) -> None:
+    """The Normal HD prior over real-valued top-level features (standardised: about zero
+    mean, unit variance per feature) as a program of the PPL ``ppl``. Sites:
+
+    * ``v`` ``(K-1,)`` stick-breaking fractions, ``Beta(1, gamma)``;
+    * ``m`` ``(F,)`` global mean, ``N(0, 1)``; ``lam`` ``(F,)`` how far super-categories lie
+      from it, ``HalfNormal(1)``; ``mu`` ``(K, F)`` super-category means, ``N(m, lam^2)``;
+    * ``s``, ``t`` ``(F,)`` typical within- and between-category sd, ``LogNormal(0, 1)``;
+      ``sigma``, ``tau`` ``(K, F)`` each super-category's, ``LogNormal(log s, spread)`` and
+      ``LogNormal(log t, spread)`` (``tau`` plays the part of the Beta model's concentration
+      ``alpha``, ``lam`` that of ``a``: both are learned here, not set).
+
+    With ``shared_variances=True`` the super-categories differ only in their means: ``sigma``
+    and ``tau`` are ``(F,)`` sites, ``LogNormal(0, 1)``, shared by all of them (no ``s``, ``t``
+    sites; ``spread`` unused).
+
+    Each category's mean is integrated out (:func:`normal_category_log_likelihood`); its
+    super-category is summed out in a ``factor`` (exact enumeration) unless ``assignments``
+    ``(C,)`` fixes it (then ``s`` is an observed ``Categorical`` site). ``counts``, ``sums``,
+    ``sumsq``: :func:`category_moments`."""
+    check_hd_args(num_super, 1.0, 1.0, gamma)
+    if not isinstance(spread, (int, float)) or isinstance(spread, bool) or not spread > 0:
+        raise ValueError(f"spread must be a positive number, got {spread!r}")
+    sums = ppl.asarray(sums, None)
+    counts = ppl.asarray(counts, None, like=sums)
+    sumsq = ppl.asarray(sumsq, None, like=sums)
+    if ops.is_concrete(counts) and float(ops.to_numpy(counts).min()) < 1:
+        raise ValueError("every category needs at least one image (counts >= 1)")
+    c, f = sums.shape
+    zero = ops.zeros((), like=sums)
+    one = zero + 1.0
+    d = ppl.dist
+    if num_super > 1:
+        v = ppl.sample("v", d.Beta(one, gamma * one).expand([num_super - 1]).to_event(1))
+        log_w = stick_breaking_log_weights(v)
+    else:
+        log_w = ops.zeros((1,), like=sums)
+    m = ppl.sample("m", d.Normal(zero, one).expand([f]).to_event(1))
+    lam = ppl.sample("lam", d.HalfNormal(one).expand([f]).to_event(1))
+    mu = ppl.sample("mu", d.Normal(m, lam).expand([num_super, f]).to_event(2))
+    if shared_variances:
+        sigma = ppl.sample("sigma", d.LogNormal(zero, one).expand([f]).to_event(1))[None]
+        tau = ppl.sample("tau", d.LogNormal(zero, one).expand([f]).to_event(1))[None]
+    else:
+        s = ppl.sample("s", d.LogNormal(zero, one).expand([f]).to_event(1))
+        sigma = ppl.sample(
+            "sigma", d.LogNormal(ops.log(s), spread * one).expand([num_super, f]).to_event(2)
+        )
+        t = ppl.sample("t", d.LogNormal(zero, one).expand([f]).to_event(1))
+        tau = ppl.sample(
+            "tau", d.LogNormal(ops.log(t), spread * one).expand([num_super, f]).to_event(2)
+        )
+    ll = normal_category_log_likelihood(counts, sums, sumsq, mu, sigma * sigma, tau * tau)
+    if assignments is None:
+        ppl.factor("x", marginal_log_likelihood(log_w, ll))
+        return
+    a = ppl.asarray(assignments, "int", like=sums)
+    with ppl.plate("categories", c):
+        ppl.sample("s_c", d.Categorical(logits=log_w), obs=a)
+    ppl.factor("x", ll[ops.arange(c, like=a), a].sum())
+
+
+def fit_hd_normal(
+    ppl: Any,
+    model: Any,
+    rng_key: Any,
+    counts: Any,
+    sums: Any,
+    sumsq: Any,
+    num_super: int = 10,
+    gamma: float = 1.0,
+    spread: float = 0.5,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 1,
+    max_tree_depth: int = 10,
+    init: str = "kmeans",
+    progress_bar: bool = False,
+    shared_variances: bool = False,
+) -> HDNormalPosterior:
+    """NUTS (``ppl.run_nuts``) over the continuous sites of ``model`` (a frontend's
+    ``hd_normal_prior``, i.e. :func:`hd_normal_program` for ``ppl``) with the assignments
+    enumerated out, started at :func:`normal_kmeans_init` (``init="kmeans"``) or uniformly
+    (``"prior"``); returns an :class:`HDNormalPosterior`."""
+    check_init(init)
+    sums = ppl.asarray(sums, "float32")
+    counts = ppl.asarray(counts, "float32", like=sums)
+    sumsq = ppl.asarray(sumsq, "float32", like=sums)
+    values = None
+    if init == "kmeans":
+        values = normal_kmeans_init(
+            counts, sums, sumsq, num_super, shared_variances=shared_variances
+        )
+        if num_super == 1:
+            values.pop("v")
+    samples = ppl.run_nuts(
+        model,
+        (counts, sums, sumsq, num_super, gamma, spread, None, shared_variances),
+        rng_key=rng_key,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        init_values=values,
+        progress_bar=progress_bar,
+        max_tree_depth=max_tree_depth,
+    )
+    return HDNormalPosterior(samples, counts, sums, sumsq)

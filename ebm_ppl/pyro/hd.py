@@ -7,10 +7,17 @@ from typing import Any
 
 import torch
 
-from ebm_ppl.models.hd import HDPosterior, fit_hd, hd_program
+from ebm_ppl.models.hd import (
+    HDNormalPosterior,
+    HDPosterior,
+    fit_hd,
+    fit_hd_normal,
+    hd_normal_program,
+    hd_program,
+)
 from ebm_ppl.pyro import ppl
 
-__all__ = ["fit_hd_prior", "hd_prior"]
+__all__ = ["fit_hd_normal_prior", "fit_hd_prior", "hd_normal_prior", "hd_prior"]
 
 
 def hd_prior(
@@ -36,3 +43,33 @@ def fit_hd_prior(ones: Any, counts: Any, **kwargs: Any) -> HDPosterior:
     ``gamma``, ``num_warmup``, ``num_samples``, ``num_chains``, ``max_tree_depth``, ``init``,
     ``progress_bar``). Seed with ``pyro.set_rng_seed``."""
     return fit_hd(ppl, hd_prior, None, ones, counts, **kwargs)
+
+
+def hd_normal_prior(
+    counts: torch.Tensor,
+    sums: torch.Tensor,
+    sumsq: torch.Tensor,
+    num_super: int = 10,
+    gamma: float = 1.0,
+    spread: float = 0.5,
+    assignments: torch.Tensor | None = None,
+    shared_variances: bool = False,
+) -> None:
+    """The Normal HD prior over real-valued (standardised) top-level features, an ordinary
+    Pyro program: :func:`ebm_ppl.models.hd.hd_normal_program` (sites ``v``, ``m``, ``lam``,
+    ``mu``, ``s``, ``sigma``, ``t``, ``tau``; each category's mean integrated out, its
+    super-category summed out in a ``factor``, or an observed ``Categorical`` site ``s_c`` when
+    ``assignments`` is given; ``shared_variances``: one ``sigma`` and ``tau`` for all
+    super-categories). ``counts``, ``sums``, ``sumsq``:
+    :func:`ebm_ppl.models.hd.category_moments`."""
+    hd_normal_program(
+        ppl, counts, sums, sumsq, num_super, gamma, spread, assignments, shared_variances
+    )
+
+
+def fit_hd_normal_prior(counts: Any, sums: Any, sumsq: Any, **kwargs: Any) -> HDNormalPosterior:
+    """NUTS (``pyro.infer.MCMC``) over the continuous sites of :func:`hd_normal_prior` with
+    the assignments enumerated out; returns an
+    :class:`~ebm_ppl.models.hd.HDNormalPosterior`. Keyword arguments as
+    :func:`ebm_ppl.models.hd.fit_hd_normal`. Seed with ``pyro.set_rng_seed``."""
+    return fit_hd_normal(ppl, hd_normal_prior, None, counts, sums, sumsq, **kwargs)

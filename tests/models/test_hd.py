@@ -280,3 +280,296 @@ def test_kmeans_init_and_select_alpha():
         ).sum()
         assert scores[a] == pytest.approx(want, rel=1e-6)
     assert best == max(scores, key=scores.get)
+
+
+# ---- the Normal HD prior over real-valued features ------------------------------------------
+
+
+def normal_setup(seed, c=4, f=3, k=3):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 5, c)
+    x = rng.normal(0.0, 1.5, (int(sizes.sum()), f))
+    y = np.repeat(np.arange(c), sizes)
+    values = {
+        "v": rng.uniform(0.2, 0.8, k - 1),
+        "m": rng.normal(0.0, 1.0, f),
+        "lam": rng.uniform(0.5, 2.0, f),
+        "mu": rng.normal(0.0, 1.0, (k, f)),
+        "s": rng.uniform(0.5, 2.0, f),
+        "sigma": rng.uniform(0.5, 2.0, (k, f)),
+        "t": rng.uniform(0.5, 2.0, f),
+        "tau": rng.uniform(0.3, 2.0, (k, f)),
+    }
+    return x, y, values, rng.integers(0, k, c)
+
+
+def hand_normal_loglik(x, y, c, mu, sigma, tau):
+    """``log p(x_c | k)`` ``(C, K)`` from the multivariate Normal of each category's images,
+    feature by feature: covariance ``sigma^2 I + tau^2 1 1^T`` (the mean integrated out)."""
+    from scipy.stats import multivariate_normal
+
+    out = np.zeros((c, mu.shape[0]))
+    for cat in range(c):
+        xc = x[y == cat]
+        n = len(xc)
+        for k in range(mu.shape[0]):
+            for f in range(mu.shape[1]):
+                cov = sigma[k, f] ** 2 * np.eye(n) + tau[k, f] ** 2 * np.ones((n, n))
+                out[cat, k] += multivariate_normal(np.full(n, mu[k, f]), cov).logpdf(xc[:, f])
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_normal_category_likelihood_is_the_marginal_gaussian(backend, seed):
+    from ebm_ppl.models.hd import category_moments, normal_category_log_likelihood
+
+    x, y, values, _ = normal_setup(seed)
+    n, s1, s2 = category_moments(x, y, 4)
+    mu, sigma, tau = values["mu"], values["sigma"], values["tau"]
+    got = backend.np(
+        normal_category_log_likelihood(
+            *(backend.array(t, np.float64) for t in (n, s1, s2, mu, sigma**2, tau**2))
+        )
+    )
+    want = hand_normal_loglik(x, y, 4, mu, sigma, tau)
+    np.testing.assert_allclose(got, want, rtol=1e-9 if backend.name == "torch" else 1e-5)
+
+
+def normal_program_log_density(backend, n, s1, s2, values, assignments=None, **kw):
+    fe = frontend(backend)
+    arr = {k: backend.array(v, np.float64) for k, v in values.items()}
+    args = tuple(backend.array(t, np.float64) for t in (n, s1, s2))
+    if backend.name == "torch":
+        import pyro.poutine as poutine
+
+        a = None if assignments is None else backend.array(assignments, np.int64)
+        tr = poutine.trace(poutine.condition(fe.hd_normal_prior, data=arr)).get_trace(
+            *args, assignments=a, **kw
+        )
+        return float(tr.log_prob_sum())
+    from numpyro.infer.util import log_density
+
+    a = None if assignments is None else backend.array(assignments, np.int32)
+    lp, _ = log_density(fe.hd_normal_prior, args, dict(assignments=a, **kw), arr)
+    return float(lp)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_normal_program_log_density_matches_enumeration(backend, seed, shared):
+    """Fixed assignments: the priors + ``log w_s`` + the categories' marginal Gaussians;
+    assignments summed out: the log-sum-exp over all ``K^C`` joint assignments, enumerated.
+    ``shared_variances``: one ``sigma`` and ``tau`` per feature for all super-categories."""
+    import itertools
+
+    from scipy.stats import halfnorm, lognorm, norm
+
+    from ebm_ppl.models.hd import category_moments
+
+    x, y, values, s = normal_setup(seed)
+    n, s1, s2 = category_moments(x, y, 4)
+    gamma, spread = 1.5, 0.7
+    kw = dict(num_super=3, gamma=gamma, spread=spread, shared_variances=shared)
+    v, m, lam, mu = values["v"], values["m"], values["lam"], values["mu"]
+    sd, sigma, t, tau = values["s"], values["sigma"], values["t"], values["tau"]
+    prior = (
+        beta_dist.logpdf(v, 1.0, gamma).sum()
+        + norm.logpdf(m).sum()
+        + halfnorm.logpdf(lam).sum()
+        + norm.logpdf(mu, m, lam).sum()
+    )
+    if shared:
+        sigma, tau = sigma[0], tau[0]
+        values = {k: a for k, a in values.items() if k not in ("s", "t")}
+        values.update(sigma=sigma, tau=tau)
+        prior += lognorm.logpdf(sigma, 1.0).sum() + lognorm.logpdf(tau, 1.0).sum()
+        sigma, tau = np.broadcast_to(sigma, mu.shape), np.broadcast_to(tau, mu.shape)
+    else:
+        prior += (
+            lognorm.logpdf(sd, 1.0).sum()
+            + lognorm.logpdf(sigma, spread, scale=sd).sum()
+            + lognorm.logpdf(t, 1.0).sum()
+            + lognorm.logpdf(tau, spread, scale=t).sum()
+        )
+    ll = hand_normal_loglik(x, y, 4, mu, sigma, tau)
+    lw = hand_log_w(v)
+    want = prior + lw[s].sum() + ll[np.arange(4), s].sum()
+    rel = 1e-9 if backend.name == "torch" else 1e-5
+    got = normal_program_log_density(backend, n, s1, s2, values, s, **kw)
+    assert got == pytest.approx(want, rel=rel)
+    joint = [
+        sum(lw[a[c]] + ll[c, a[c]] for c in range(4)) for a in itertools.product(range(3), repeat=4)
+    ]
+    got = normal_program_log_density(backend, n, s1, s2, values, None, **kw)
+    assert got == pytest.approx(prior + logsumexp(joint), rel=rel)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_normal_assignment_posterior_matches_enumeration(backend, seed):
+    """Given the parameters, ``p(s_c = k | data)`` from :class:`HDNormalPosterior` equals the
+    marginal of the joint posterior over all ``K^C`` assignments, enumerated."""
+    import itertools
+
+    from ebm_ppl.models.hd import HDNormalPosterior, category_moments
+
+    x, y, values, _ = normal_setup(seed)
+    n, s1, s2 = category_moments(x, y, 4)
+    post = HDNormalPosterior(
+        {k: backend.array(values[k][None], np.float64) for k in ("v", "mu", "sigma", "tau")},
+        *(backend.array(t, np.float64) for t in (n, s1, s2)),
+    )
+    got = backend.np(post.assignment_probs())[0]
+    ll = hand_normal_loglik(x, y, 4, values["mu"], values["sigma"], values["tau"])
+    lw = hand_log_w(values["v"])
+    want = np.zeros((4, 3))
+    states = list(itertools.product(range(3), repeat=4))
+    logp = np.array([sum(lw[a[c]] + ll[c, a[c]] for c in range(4)) for a in states])
+    p = np.exp(logp - logsumexp(logp))
+    for a, pa in zip(states, p):
+        want[np.arange(4), list(a)] += pa
+    np.testing.assert_allclose(got, want, atol=1e-9 if backend.name == "torch" else 1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_normal_predictive_equals_ratio_of_marginals(backend, seed):
+    """``p(x | examples) = sum_k w_k p(examples + x | k) / sum_k w_k p(examples | k)``, from
+    the multivariate Normal marginals alone (an independent route)."""
+    from ebm_ppl.models.hd import category_moments, normal_predictive_log_prob
+
+    x, y, values, _ = normal_setup(seed)
+    n, s1, s2 = category_moments(x, y, 4)
+    mu, sigma, tau = values["mu"], values["sigma"], values["tau"]
+    lw = hand_log_w(values["v"])
+    test = np.random.default_rng(seed + 10).normal(0.0, 1.5, (3, x.shape[1]))
+    got = backend.np(
+        normal_predictive_log_prob(
+            *(backend.array(t, np.float64) for t in (test, n, s1, s2, mu, sigma**2, tau**2, lw))
+        )
+    )
+    base = hand_normal_loglik(x, y, 4, mu, sigma, tau)
+    for i in range(3):
+        for q in range(4):
+            xs = np.concatenate([x[y == q], test[i : i + 1]])
+            with_x = hand_normal_loglik(xs, np.zeros(len(xs), int), 1, mu, sigma, tau)[0]
+            want = logsumexp(lw + with_x) - logsumexp(lw + base[q])
+            assert got[i, q] == pytest.approx(want, abs=1e-8 if backend.name == "torch" else 1e-4)
+
+
+def test_normal_backends_agree_and_sample_new_category():
+    """The same posterior samples give the same assignment probabilities and one-shot
+    predictive in both backends; simulated members of a new category have the predictive's
+    mean and variance (one super-category, so the predictive is one Gaussian)."""
+    import jax.numpy as jnp
+    import torch
+
+    from ebm_ppl.models.hd import HDNormalPosterior, category_moments
+
+    rng = np.random.default_rng(3)
+    x, y, _, _ = normal_setup(3, c=6, f=5)
+    n, s1, s2 = category_moments(x, y, 6)
+    samples = {
+        "v": rng.uniform(0.2, 0.8, (7, 3)),
+        "mu": rng.normal(0.0, 1.0, (7, 4, 5)),
+        "sigma": rng.uniform(0.5, 2.0, (7, 4, 5)),
+        "tau": rng.uniform(0.5, 2.0, (7, 4, 5)),
+    }
+    t = HDNormalPosterior(
+        {k: torch.tensor(v) for k, v in samples.items()}, *(torch.tensor(a) for a in (n, s1, s2))
+    )
+    j = HDNormalPosterior(
+        {k: jnp.asarray(v, jnp.float32) for k, v in samples.items()},
+        *(jnp.asarray(a, jnp.float32) for a in (n, s1, s2)),
+    )
+    np.testing.assert_allclose(
+        t.assignment_probs().numpy(), np.asarray(j.assignment_probs()), atol=1e-4
+    )
+    test = rng.normal(0.0, 1.0, (3, 5))
+    a = t.predictive_log_prob(torch.tensor(test), *(torch.tensor(z[:2]) for z in (n, s1, s2)))
+    b = j.predictive_log_prob(
+        jnp.asarray(test, jnp.float32), *(jnp.asarray(z[:2], jnp.float32) for z in (n, s1, s2))
+    )
+    np.testing.assert_allclose(a.numpy(), np.asarray(b), atol=1e-3)
+    shared = HDNormalPosterior(
+        {
+            "v": torch.tensor(samples["v"]),
+            "mu": torch.tensor(samples["mu"]),
+            "sigma": torch.tensor(samples["sigma"][:, 0]),
+            "tau": torch.tensor(samples["tau"][:, 0]),
+        },
+        *(torch.tensor(a) for a in (n, s1, s2)),
+    )
+    full = HDNormalPosterior(
+        {
+            "v": torch.tensor(samples["v"]),
+            "mu": torch.tensor(samples["mu"]),
+            "sigma": torch.tensor(samples["sigma"][:, :1]).expand(7, 4, 5),
+            "tau": torch.tensor(samples["tau"][:, :1]).expand(7, 4, 5),
+        },
+        *(torch.tensor(a) for a in (n, s1, s2)),
+    )
+    np.testing.assert_allclose(shared.assignment_probs().numpy(), full.assignment_probs().numpy())
+    one = HDNormalPosterior(
+        {
+            "mu": torch.zeros(1, 1, 2),
+            "sigma": torch.ones(1, 1, 2),
+            "tau": torch.full((1, 1, 2), 2.0),
+        },
+        *(torch.tensor(a) for a in (n, s1, s2)),
+    )
+    sims = one.sample_new_category(np.random.default_rng(0), np.array([3.0, -3.0]), 0.0, 1.0, 4000)
+    # prec = 1/4 + 1 = 1.25: mean 0.8 * (3, -3), variance 0.8 + 1
+    np.testing.assert_allclose(sims.mean(0), [2.4, -2.4], atol=0.1)
+    np.testing.assert_allclose(sims.var(0), [1.8, 1.8], rtol=0.1)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("seed", [0])
+@pytest.mark.slow
+def test_normal_posterior_recovers_a_known_hierarchy(backend, seed, shared):
+    """NUTS over the Normal prior's continuous sites groups six categories into their two
+    super-categories (means +-2 on opposite halves of the features, 15 images each): moving
+    a category to the wrong one costs hundreds of nats, so a misassignment is a sampler
+    failure."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from ebm_ppl.models.hd import category_moments
+
+    rng = np.random.default_rng(seed)
+    truth = np.array([0, 0, 0, 1, 1, 1])
+    means = np.array([[2.0] * 4 + [-2.0] * 4, [-2.0] * 4 + [2.0] * 4])
+    x = np.concatenate(
+        [means[s] + 0.3 * rng.standard_normal(8) + rng.standard_normal((15, 8)) for s in truth]
+    )
+    n, s1, s2 = category_moments(x, np.repeat(np.arange(6), 15), 6)
+    if shared and backend.name == "torch":
+        pytest.skip("the shared program is checked in both PPLs by its exact log density")
+    fe = frontend(backend)
+    kw = dict(num_super=4, num_warmup=100, num_samples=50, shared_variances=shared)
+    if backend.name == "torch":
+        import pyro
+
+        pyro.set_rng_seed(seed)
+        post = fe.fit_hd_normal_prior(*(backend.array(t) for t in (n, s1, s2)), **kw)
+    else:
+        post = fe.fit_hd_normal_prior(backend.key(seed), n, s1, s2, **kw)
+    assert adjusted_rand_score(truth, post.clustering()) == 1.0
+    co = post.coassignment()
+    assert co[0, 1] > 0.95 and co[0, 5] < 0.05
+
+
+def test_normal_bad_arguments(backend):
+    from ebm_ppl.models.hd import category_moments
+
+    x, y, values, _ = normal_setup(0)
+    with pytest.raises(ValueError, match="finite"):
+        category_moments(np.full((2, 2), np.nan), np.zeros(2, np.int64), 1)
+    with pytest.raises(ValueError, match="labels"):
+        category_moments(x, np.full(len(x), 9), 4)
+    n, s1, s2 = category_moments(x, y, 5)  # category 4 has no images
+    with pytest.raises(ValueError, match="counts"):
+        normal_program_log_density(backend, n, s1, s2, values, None, num_super=3)
+    n, s1, s2 = category_moments(x, y, 4)
+    with pytest.raises(ValueError, match="spread"):
+        normal_program_log_density(backend, n, s1, s2, values, None, num_super=3, spread=0.0)
+    with pytest.raises(ValueError, match="num_super"):
+        normal_program_log_density(backend, n, s1, s2, values, None, num_super=0)
