@@ -367,23 +367,31 @@ def fit_hd(
     check_init(init)
     ones = ppl.asarray(ones, "float32")
     counts = ppl.asarray(counts, "float32", like=ones)
-    values = None
-    if init == "kmeans":
-        values = kmeans_init(ones, counts, num_super)
-        if num_super == 1:
-            values.pop("v")
-    samples = ppl.run_nuts(
+    values = kmeans_init(ones, counts, num_super) if init == "kmeans" else None
+    samples = _run_nuts(
+        ppl,
         model,
         (ones, counts, num_super, alpha, a, gamma),
-        rng_key=rng_key,
+        rng_key,
+        values,
+        num_super,
         num_warmup=num_warmup,
         num_samples=num_samples,
         num_chains=num_chains,
-        init_values=values,
         progress_bar=progress_bar,
         max_tree_depth=max_tree_depth,
     )
     return HDPosterior(samples, ones, counts, alpha)
+
+
+def _run_nuts(
+    ppl: Any, model: Any, args: tuple, rng_key: Any, values: dict | None, num_super: int, **nuts
+) -> dict:
+    """``ppl.run_nuts`` of ``model(*args)`` from ``values`` (a k-means start, or ``None`` for
+    the sampler's own), which with one super-category has no stick-breaking site ``v``."""
+    if values is not None and num_super == 1:
+        values.pop("v", None)
+    return ppl.run_nuts(model, args, rng_key=rng_key, init_values=values, **nuts)
 
 
 # ---- real-valued top-level features: the conjugate Normal HD prior ---------------------------
@@ -763,16 +771,16 @@ def fit_hd_normal(
         values = normal_kmeans_init(
             counts, sums, sumsq, num_super, shared_variances=shared_variances
         )
-        if num_super == 1:
-            values.pop("v")
-    samples = ppl.run_nuts(
+    samples = _run_nuts(
+        ppl,
         model,
         (counts, sums, sumsq, num_super, gamma, spread, None, shared_variances),
-        rng_key=rng_key,
+        rng_key,
+        values,
+        num_super,
         num_warmup=num_warmup,
         num_samples=num_samples,
         num_chains=num_chains,
-        init_values=values,
         progress_bar=progress_bar,
         max_tree_depth=max_tree_depth,
     )
