@@ -88,6 +88,20 @@ def numpy_dbm_energy(p, layers):
     return e
 
 
+def program_log_joint(backend, lam, values, images):
+    """The program's log joint at ``values`` with ``images`` observed, by the host PPL."""
+    if backend.name == "torch":
+        import pyro.poutine as poutine
+
+        tr = poutine.trace(poutine.condition(lam.model, data=values)).get_trace(
+            backend.array(images)
+        )
+        return float(tr.log_prob_sum())
+    from numpyro.infer.util import log_density
+
+    return float(log_density(lam.model, (backend.array(images),), {}, values)[0])
+
+
 def test_program_log_joint_by_hand(backend):
     """log p(albedo state, height, light, image) of the program = -E_DBM + the Gaussian
     height prior + smoothness + the light prior + the Lambertian observation, by hand."""
@@ -106,17 +120,7 @@ def test_program_log_joint_by_hand(backend):
         "height": backend.array(z[None]),
         "light": backend.array(light[None]),
     }
-    if backend.name == "torch":
-        import pyro.poutine as poutine
-
-        tr = poutine.trace(poutine.condition(lam.model, data=values)).get_trace(
-            backend.array(y[None])
-        )
-        got = float(tr.log_prob_sum())
-    else:
-        from numpyro.infer.util import log_density
-
-        got = float(log_density(lam.model, (backend.array(y[None]),), {}, values)[0])
+    got = program_log_joint(backend, lam, values, y[None])
     pr = PRIORS
     dx = np.diff(z, axis=1)
     dy = np.diff(z, axis=0)
@@ -167,17 +171,7 @@ def test_program_log_joint_with_a_learned_height_prior(backend, seed):
         "height": backend.array(z.reshape(1, 4)),
         "light": backend.array(light[None]),
     }
-    if backend.name == "torch":
-        import pyro.poutine as poutine
-
-        tr = poutine.trace(poutine.condition(lam.model, data=values)).get_trace(
-            backend.array(y[None])
-        )
-        got = float(tr.log_prob_sum())
-    else:
-        from numpyro.infer.util import log_density
-
-        got = float(log_density(lam.model, (backend.array(y[None]),), {}, values)[0])
+    got = program_log_joint(backend, lam, values, y[None])
     pr = PRIORS
     dx, dy = np.diff(z, axis=1), np.diff(z, axis=0)
     rest = (
