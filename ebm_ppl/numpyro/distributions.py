@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution, constraints
 
+from ebm_ppl import ops
 from ebm_ppl.inference import frontend_classes as fc
 from ebm_ppl.models import specs
 from ebm_ppl.models.categorical_rbm import CategoricalRBMMethods
@@ -63,7 +67,40 @@ class _Energy(Distribution):
             raise ValueError(
                 f"{type(self).__name__}.sample needs a JAX PRNG key (use numpyro.handlers.seed)"
             )
-        return self._sample(key, tuple(sample_shape))
+        return _compiled_sample(_static_word_bound(self), key, tuple(sample_shape))
+
+
+def _static_word_bound(dist: _Energy) -> _Energy:
+    """``dist``, or a copy whose ``max_words`` is its longest concrete ``total_count`` (also
+    inside a ``dbm`` it wraps), so the compiled draw counts words one by one rather than
+    splitting them by binomial draws (exact both ways; the binomial split is many times larger
+    to compile). Nothing changes for models without document lengths or with traced ones."""
+    inner = getattr(dist, "dbm", None)
+    if isinstance(inner, _Energy):
+        bounded = _static_word_bound(inner)
+        if bounded is inner:
+            return dist
+        new = copy.copy(dist)
+        new.dbm = bounded
+        return new
+    total = getattr(dist, "total_count", None)
+    if getattr(dist, "max_words", 0) is not None or total is None or not ops.is_concrete(total):
+        return dist
+    new = copy.copy(dist)
+    new.max_words = max(1, math.ceil(float(np.max(np.asarray(total)))))
+    return new
+
+
+@jax.jit(static_argnums=2)
+def _compiled_sample(dist: _Energy, key: jax.Array, sample_shape: tuple) -> jax.Array:
+    """``dist._sample(key, sample_shape)`` compiled once per distribution structure and shape.
+
+    The distribution crosses ``jit`` as a pytree (its parameters are traced leaves, its static
+    settings part of the cache key), so repeated draws reuse one executable instead of
+    compiling every ``lax.scan`` of the chain again at each call (tens of small compilations).
+    Inside a traced program (NumPyro's MCMC, ``Predictive`` under ``jit``) it is inlined.
+    """
+    return dist._sample(key, sample_shape)
 
 
 @fc.doc_head(fc.RBM_DOC)
