@@ -558,7 +558,22 @@ def main():
     )
 
     def acc(clf, rbm, x):
-        return float((clf.predict(np.asarray(h_clean(rbm, jnp.asarray(x)))) == yte).mean())
+        return float(correct(clf, rbm, x).mean())
+
+    def correct(clf, rbm, x):
+        return clf.predict(np.asarray(h_clean(rbm, jnp.asarray(x)))) == yte
+
+    def paired(a, b, n_boot=2000):
+        """The paired difference of two 0/1 correctness vectors on the same digits, in
+        points: mean, bootstrap sd (``n_boot`` resamples of the digits), digits gained / lost."""
+        diff = a.astype(np.float64) - b.astype(np.float64)
+        idx = np.random.default_rng(args.seed).integers(0, len(diff), (n_boot, len(diff)))
+        return {
+            "diff": round(100 * float(diff.mean()), 2),
+            "sd": round(100 * float(diff[idx].mean(1).std()), 2),
+            "gained": int((a & ~b).sum()),
+            "lost": int((~a & b).sum()),
+        }
 
     mf = jax.jit(
         lambda r, v: r.mean_field(
@@ -602,9 +617,15 @@ def main():
             "robust_features_gibbs": acc(clf_rob, robm.clean, x_g),
             "true_mask_features": acc(clf_rob, robm.clean, x_or),
         }
+        row["paired_robust_mf_vs_rbm_features"] = paired(
+            correct(clf_rob, robm.clean, x_mf), correct(clf_rbm, clean, v)
+        )
         if base is not None:
             row["baseline_rbm_features"] = acc(clf_base, base, v)
             row["baseline_rbm_features_of_robust_mf"] = acc(clf_base, base, x_mf)
+            row["paired_baseline_of_robust_mf_vs_occluded"] = paired(
+                correct(clf_base, base, x_mf), correct(clf_base, base, v)
+            )
         emit(
             stage="recognition",
             **row,
