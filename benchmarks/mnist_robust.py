@@ -12,7 +12,14 @@ checkpointed under ``--out`` so a rerun resumes:
    floor ``--sigma-min``): a sharp model of the background, so that an occluder there is
    not explained as noise; and, as a second feature extractor, the previous benchmark's
    fixed sigma = 1 Gaussian RBM (``--baseline-sigma``);
-2. the RoBM: that Gaussian RBM plus a binary mask RBM trained by SA-MLE on *occluded*
+2. the RoBM: that Gaussian RBM plus a binary mask RBM learned from *occluded* training
+   digits only (no generator masks). By default (``--mask-prior regions``,
+   :func:`train_region_prior`) the mask RBM is fitted by PCD to the occluded *regions* of the
+   flat-prior evidence masks (holes closed, specks dropped); its hidden units sit on 4x4
+   patches (hole filling) plus 200 fully connected ones (whole shapes), and one setting, the
+   offset of its visible bias, is chosen on validation digits (test digits 5000-5499, outside
+   the evaluation set). ``--mask-prior sa`` is the previous recipe: a mask RBM trained by
+   SA-MLE on *occluded*
    training digits (mixed kinds) through ``RobustBM.visible()``: structured mean-field
    positive phase (``--collapsed``, ``--init-mask evidence``), persistent prior chains; the
    observation model is fixed (shown pixels ``N(x, tau^2)``, occluded ``N(grey,
@@ -198,6 +205,154 @@ def train_robust(clean, x_occ, noise, args, out):
     return robm
 
 
+def patch_connectivity(k: int, stride: int, side: int = 28) -> np.ndarray:
+    """The 0/1 connectivity ``(side*side, P)`` of a locally connected mask RBM: one hidden
+    unit per ``k x k`` patch of the image, patches ``stride`` apart (``P = ((side - k) //
+    stride + 1)^2``)."""
+    cols = []
+    for r in range(0, side - k + 1, stride):
+        for c in range(0, side - k + 1, stride):
+            z = np.zeros((side, side), np.float32)
+            z[r : r + k, c : c + k] = 1.0
+            cols.append(z.reshape(-1))
+    return np.stack(cols, 1)
+
+
+def region_masks(p_shown: np.ndarray, close: int = 1, min_size: int = 6, side: int = 28):
+    """Occluded *regions* from per-pixel mask posteriors ``p_shown`` ``(n, side*side)``: the
+    pixels with ``p_shown < 0.5``, closed by a 3x3 square ``close`` times (the image edge
+    replicated, so regions touching it are not eroded), holes filled, connected regions
+    smaller than ``min_size`` pixels dropped. Returns shown-masks ``(n, side*side)`` (1 =
+    shown). This is how the mask prior's training masks are made from occluded images
+    alone: the evidence marks most of an occluder, and the occluder is a region."""
+    from scipy import ndimage
+
+    out = np.empty(p_shown.shape, np.float32)
+    square = np.ones((3, 3), bool)
+    for i, row in enumerate(np.asarray(p_shown)):
+        o = (row < 0.5).reshape(side, side)
+        if close:
+            pad = close + 1
+            o = ndimage.binary_closing(np.pad(o, pad, mode="edge"), square, iterations=close)
+            o = o[pad:-pad, pad:-pad]
+        o = ndimage.binary_fill_holes(o)
+        lab, n = ndimage.label(o)
+        if n:
+            sizes = ndimage.sum(o, lab, range(1, n + 1))
+            o = np.isin(lab, 1 + np.flatnonzero(np.asarray(sizes) >= min_size))
+        out[i] = 1.0 - o.reshape(-1)
+    return out
+
+
+def mask_iou(p_shown, shown) -> dict:
+    """IoU, recall and precision of the occluded region (``p_shown < 0.5``) against the
+    generator's masks ``shown`` (1 = shown), over all pixels of all images."""
+    pred, occ = np.asarray(p_shown) < 0.5, np.asarray(shown) < 0.5
+    inter = float((pred & occ).sum())
+    return {
+        "iou": inter / max(float((pred | occ).sum()), 1.0),
+        "recall": inter / max(float(occ.sum()), 1.0),
+        "precision": inter / max(float(pred.sum()), 1.0),
+    }
+
+
+def train_region_prior(clean, x_occ, noise, val, args, out):
+    """The mask RBM from the *regions* of evidence masks (``--mask-prior regions``), learned
+    from occluded training digits only:
+
+    1. the mask posterior of each occluded training digit under a flat mask prior
+       (structured mean field, evidence start, 100 iterations);
+    2. :func:`region_masks` of those posteriors: the occluders as regions, holes closed;
+    3. a mask RBM fitted to them by PCD (SAMLE, 5 Gibbs steps, 100 chains): hidden units on
+       ``k x k`` patches (:func:`patch_connectivity`, the weights outside a unit's patch held
+       at 0) plus ``--prior-dense`` fully connected ones;
+    4. one setting, the offset of the prior's visible bias (its log-odds of a pixel being
+       shown; the region masks under-count occluders), chosen from ``--prior-offsets`` on
+       the validation digits ``val`` (``{kind: (scaled occluded, true masks)}``, test digits
+       outside the evaluation set) as the offset with the best worst-kind mask IoU.
+    """
+    path_m = out / "robust_mask.safetensors"
+    if path_m.exists():
+        return enp.RobustBM(clean, load_model(path_m, backend="jax"), *noise)
+    t0 = time.time()
+    conn = patch_connectivity(args.prior_k, args.prior_stride)
+    if args.prior_dense:
+        conn = np.concatenate([conn, np.ones((784, args.prior_dense), np.float32)], 1)
+    conn = jnp.asarray(conn)
+    n_hidden = int(conn.shape[1])
+    flat = enp.RobustBM(
+        clean, enp.RBM(jnp.zeros((784, 1)), jnp.full((784,), args.mask_bias), jnp.zeros(1)), *noise
+    )
+    mf = jax.jit(
+        lambda r, v: (
+            r.mean_field(v, num_iters=100, tol=None, collapsed=True, init_mask="evidence").s
+        )
+    )
+    x_occ = jnp.asarray(x_occ)
+    p_shown = np.concatenate(
+        [np.asarray(mf(flat, x_occ[i : i + 2000])) for i in range(0, len(x_occ), 2000)]
+    )
+    regions = region_masks(p_shown, args.prior_close, args.prior_min_size)
+    t_e = time.time() - t0
+    rng = np.random.default_rng(args.seed + 3)
+    init = {
+        "U": jnp.asarray(0.01 * rng.standard_normal((784, n_hidden)), jnp.float32),
+        "d": jnp.zeros(784),
+        "e": jnp.zeros(n_hidden),
+    }
+
+    def model(batch):
+        p = {k: numpyro.param(k, v) for k, v in init.items()}
+        with numpyro.plate("data", batch.shape[0]):
+            numpyro.sample("s", enp.RBM(conn * p["U"], p["d"], p["e"]), obs=batch)
+
+    steps = args.prior_epochs * (len(regions) // 100)
+    opt = optax.chain(
+        optax.add_decayed_weights(2e-4, mask=lambda p: {k: k == "U" for k in p}),
+        optax.sgd(
+            optax.linear_schedule(args.prior_lr, args.prior_lr * 0.1, steps),
+            momentum=args.momentum,
+        ),
+    )
+    tr = enp.SAMLE(model, opt, num_gibbs_steps=args.gibbs, num_chains=100)
+    t1 = time.time()
+    st = tr.run(
+        jax.random.PRNGKey(args.seed + 2),
+        jnp.asarray(regions),
+        num_epochs=args.prior_epochs,
+        progress_bar=False,
+    )
+    p = tr.get_params(st)
+    t_m = time.time() - t1
+    u, d, e = conn * p["U"], p["d"], p["e"]
+    scores = {}
+    for off in args.prior_offsets:
+        r = enp.RobustBM(clean, enp.RBM(u, d + off, e), *noise)
+        ious = {k: mask_iou(mf(r, jnp.asarray(v)), m)["iou"] for k, (v, m) in val.items()}
+        scores[off] = ious
+        emit(
+            stage="mask_prior_validation",
+            offset=off,
+            iou={k: round(x, 3) for k, x in ious.items()},
+            worst=round(min(ious.values()), 3),
+        )
+    best = max(args.prior_offsets, key=lambda o: min(scores[o].values()))
+    mask = enp.RBM(u, d + best, e)
+    save_model(path_m, mask, seconds=time.time() - t0)
+    emit(
+        stage="mask_prior",
+        recipe="regions of flat-prior evidence masks, PCD",
+        n_images=len(regions),
+        hidden=n_hidden,
+        occluded_fraction_posterior=round(float((p_shown < 0.5).mean()), 4),
+        occluded_fraction_regions=round(float(1.0 - regions.mean()), 4),
+        chosen_offset=best,
+        seconds_posteriors_and_regions=round(t_e, 1),
+        seconds_pcd=round(t_m, 1),
+    )
+    return enp.RobustBM(clean, mask, *noise)
+
+
 def init_mask(args):
     """``--init-mask``: a number in [0, 1] or 'evidence' (see ``RobustBM.mean_field``)."""
     return args.init_mask if args.init_mask == "evidence" else float(args.init_mask)
@@ -271,6 +426,37 @@ def main():
     )
     ap.add_argument("--mask-hidden", type=int, default=MASK_HIDDEN)
     ap.add_argument("--mask-bias", type=float, default=0.0)
+    ap.add_argument(
+        "--mask-prior",
+        choices=("regions", "sa"),
+        default="regions",
+        help="regions: the mask RBM fitted by PCD to the occluded regions of flat-prior "
+        "evidence masks (train_region_prior); sa: SA-MLE through RobustBM.visible() (the "
+        "2026-12-06 recipe)",
+    )
+    ap.add_argument("--prior-n", type=int, default=20000, help="occluded digits for 'regions'")
+    ap.add_argument("--prior-k", type=int, default=4, help="patch side of the local hidden units")
+    ap.add_argument("--prior-stride", type=int, default=2)
+    ap.add_argument("--prior-dense", type=int, default=200, help="fully connected hidden units")
+    ap.add_argument("--prior-epochs", type=int, default=30)
+    ap.add_argument("--prior-lr", type=float, default=0.2)
+    ap.add_argument("--prior-close", type=int, default=1)
+    ap.add_argument("--prior-min-size", type=int, default=6)
+    ap.add_argument(
+        "--prior-offsets",
+        type=lambda t: [float(x) for x in t.split(",")],
+        default=[0.0, -0.5, -1.0, -1.25, -1.5, -1.75, -2.0],
+        help="offsets of the mask prior's visible bias to choose from on the validation digits",
+    )
+    ap.add_argument(
+        "--val-start",
+        type=int,
+        default=5000,
+        help="validation digits: test digits [val-start, val-start + n-val), outside the "
+        "evaluation set [0, n-eval)",
+    )
+    ap.add_argument("--n-val", type=int, default=500)
+    ap.add_argument("--val-seed", type=int, default=123)
     ap.add_argument("--clean-epochs", type=int, default=20)
     ap.add_argument("--clean-lr", type=float, default=0.002)
     ap.add_argument("--epochs", type=int, default=EPOCHS)
@@ -333,7 +519,21 @@ def main():
     base = None
     if args.baseline_sigma:
         base = train_clean(xtr, args, out, 0.0, args.baseline_sigma)
-    robm = train_robust(clean, scale(occ_tr, mean, std), noise, args, out)
+    if args.mask_prior == "sa":
+        robm = train_robust(clean, scale(occ_tr, mean, std), noise, args, out)
+    else:
+        if args.val_start < args.n_eval:
+            raise ValueError("the validation digits must lie outside the evaluation set")
+        xval_raw = load_mnist("test", root=args.data_root)[0][
+            args.val_start : args.val_start + args.n_val
+        ]
+        val = {}
+        for kind in ("sunglasses", "scarf", "blocks", "bars"):
+            occ_v, m_v = occlude(xval_raw, kind, seed=args.val_seed)
+            val[kind] = (scale(occ_v, mean, std), m_v)
+        robm = train_region_prior(
+            clean, scale(occ_tr[: args.prior_n], mean, std), noise, val, args, out
+        )
 
     # classifiers trained on clean training digits
     n = args.n_clf
@@ -358,7 +558,22 @@ def main():
     )
 
     def acc(clf, rbm, x):
-        return float((clf.predict(np.asarray(h_clean(rbm, jnp.asarray(x)))) == yte).mean())
+        return float(correct(clf, rbm, x).mean())
+
+    def correct(clf, rbm, x):
+        return clf.predict(np.asarray(h_clean(rbm, jnp.asarray(x)))) == yte
+
+    def paired(a, b, n_boot=2000):
+        """The paired difference of two 0/1 correctness vectors on the same digits, in
+        points: mean, bootstrap sd (``n_boot`` resamples of the digits), digits gained / lost."""
+        diff = a.astype(np.float64) - b.astype(np.float64)
+        idx = np.random.default_rng(args.seed).integers(0, len(diff), (n_boot, len(diff)))
+        return {
+            "diff": round(100 * float(diff.mean()), 2),
+            "sd": round(100 * float(diff[idx].mean(1).std()), 2),
+            "gained": int((a & ~b).sum()),
+            "lost": int((~a & b).sum()),
+        }
 
     mf = jax.jit(
         lambda r, v: r.mean_field(
@@ -402,9 +617,15 @@ def main():
             "robust_features_gibbs": acc(clf_rob, robm.clean, x_g),
             "true_mask_features": acc(clf_rob, robm.clean, x_or),
         }
+        row["paired_robust_mf_vs_rbm_features"] = paired(
+            correct(clf_rob, robm.clean, x_mf), correct(clf_rbm, clean, v)
+        )
         if base is not None:
             row["baseline_rbm_features"] = acc(clf_base, base, v)
             row["baseline_rbm_features_of_robust_mf"] = acc(clf_base, base, x_mf)
+            row["paired_baseline_of_robust_mf_vs_occluded"] = paired(
+                correct(clf_base, base, x_mf), correct(clf_base, base, v)
+            )
         emit(
             stage="recognition",
             **row,
