@@ -40,6 +40,7 @@ import ebm_ppl.numpyro as enp
 from ebm_ppl.datasets.tagged_digits import (
     VOCABULARY,
     average_precision,
+    cosine_retrieval_map,
     load_tagged_mnist,
     precision_at_k,
     relevant_words,
@@ -159,28 +160,6 @@ def pretrain(kind, data, n_hidden, args, seed, out):
         seconds=round(time.time() - t0, 1),
     )
     return d
-
-
-def cosine_map(rep: np.ndarray, labels: np.ndarray, chunk: int = 500) -> float:
-    """Mean average precision when each row of ``rep`` ``(N, F)`` queries the other ``N - 1``
-    rows, ranked by cosine similarity after centring at the mean row; relevant = the same
-    label. Rows of zero norm (after centring) score 0 against everything."""
-    x = np.asarray(rep, np.float64)
-    x = x - x.mean(0)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    x = np.where(norm > 0, x / np.where(norm > 0, norm, 1.0), 0.0)
-    labels = np.asarray(labels)
-    n = len(labels)
-    aps = []
-    for i in range(0, n, chunk):
-        sims = x[i : i + chunk] @ x.T
-        rows = np.arange(i, min(i + chunk, n))
-        sims[rows - i, rows] = -np.inf  # the query itself is not in its database
-        order = np.argsort(-sims, axis=1, kind="stable")[:, :-1]
-        hits = labels[order] == labels[rows, None]
-        prec = np.cumsum(hits, 1) / np.arange(1, n)
-        aps.append((prec * hits).sum(1) / np.maximum(hits.sum(1), 1))
-    return float(np.concatenate(aps).mean())
 
 
 def chance_map(labels: np.ndarray) -> float:
@@ -583,7 +562,7 @@ def main():
             stage="retrieval_multimodal",
             representation=name,
             queries=len(yte),
-            map=cosine_map(rep, yte),
+            map=cosine_retrieval_map(rep, yte),
             seconds=round(time.time() - t0, 1),
         )
     emit(stage="retrieval_multimodal", representation="random", map=float(chance_map(yte)))
