@@ -226,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         "metric": (
             "MNIST test accuracy, % (10,000 test digits with constructed tags) of the "
             "multimodal DBM's Figure-8 network (softmax on the joint layer, input image + tags "
-            f"+ mean-field marginals) after discriminative fine-tuning ({args.epochs} epochs, SGD momentum 0.9, lr decayed "
-            "linearly, minibatch 100, on the 50,000-item training split)"
+            f"+ mean-field marginals) after discriminative fine-tuning ({args.epochs} epochs, "
+            "SGD momentum 0.9, lr decayed linearly, minibatch 100, on the training split)"
         ),
         "dbm_sa_epochs": chosen["epoch"],
         "accuracy": acc,
