@@ -13,6 +13,7 @@ from ebm_ppl.models.multimodal import (
     MultimodalDBMMethods,
     MultimodalVisibleMethods,
     multimodal_classifier_params,
+    readout_size,
 )
 from ebm_ppl.numpyro.distributions import _as_jax, _Energy
 
@@ -55,17 +56,21 @@ class MultimodalDBMVisible(MultimodalVisibleMethods, EnergyMethods, _Energy):
 MultimodalDBM._visible_cls, MultimodalDBMVisible._dbm_cls = MultimodalDBMVisible, MultimodalDBM
 
 
-def multimodal_classifier_init(dbm: MultimodalDBM, num_classes: int, rng_key: jax.Array) -> dict:
+def multimodal_classifier_init(
+    dbm: MultimodalDBM, num_classes: int, rng_key: jax.Array, readout: str = "joint"
+) -> dict:
     """Parameters of the fine-tuning network made from a multimodal DBM
     (:func:`~ebm_ppl.models.multimodal.multimodal_augmented_logits`; the JAX twin of
     :class:`ebm_ppl.pyro.MultimodalDBMClassifier`): ``{"weights", "image_down", "text_down",
     "biases"}`` for :func:`~ebm_ppl.numpyro.fine_tune`,
     :func:`~ebm_ppl.numpyro.classifier_logits` and
     :func:`~ebm_ppl.numpyro.classification_error`, whose inputs are
-    ``dbm.augment(image, text)``. The softmax layer on the joint layer starts from
-    ``N(0, 0.01^2)``."""
+    ``dbm.augment(image, text)``. The softmax layer reads the joint layer (``readout="joint"``)
+    or the top image layer, the joint layer and the top text layer (``"tops"``), and starts
+    from ``N(0, 0.01^2)``."""
     if not isinstance(dbm, MultimodalDBM):
         raise TypeError(f"dbm must be an ebm_ppl.numpyro.MultimodalDBM, got {type(dbm).__name__}")
     check_num_classes(num_classes)
-    out_w = 0.01 * jax.random.normal(rng_key, (dbm.sizes[dbm.joint], num_classes))
+    n_read = readout_size(dbm.mm_params, readout)
+    out_w = 0.01 * jax.random.normal(rng_key, (n_read, num_classes))
     return multimodal_classifier_params(dbm._frozen(), out_w, num_classes)

@@ -15,6 +15,7 @@ from ebm_ppl.models.multimodal import (
     multimodal_augmented_input_size,
     multimodal_augmented_logits,
     multimodal_classifier_params,
+    readout_size,
 )
 from ebm_ppl.pyro.device import randn_like as _randn
 from ebm_ppl.pyro.distributions import _as_tensor, _Energy
@@ -63,18 +64,24 @@ class MultimodalDBMClassifier(torch.nn.Module):
     """The fine-tuning network made from a multimodal DBM, for
     :func:`~ebm_ppl.pyro.fine_tune`: Figure 8's augmented-input network carried over to the
     two pathways (:func:`~ebm_ppl.models.multimodal.multimodal_augmented_logits`), a softmax
-    layer from ``N(0, 0.01^2)`` on the joint layer. Its input is ``dbm.augment(image,
+    layer from ``N(0, 0.01^2)`` on the joint layer (``readout="joint"``) or on the top image
+    layer, the joint layer and the top text layer (``"tops"``). Its input is ``dbm.augment(image,
     text)``; initialised from the DBM, its hidden layers start at the mean-field marginals.
     ``forward(x)`` returns ``(n, num_classes)`` logits."""
 
     def __init__(
-        self, dbm: MultimodalDBM, num_classes: int, generator: torch.Generator | None = None
+        self,
+        dbm: MultimodalDBM,
+        num_classes: int,
+        generator: torch.Generator | None = None,
+        readout: str = "joint",
     ):
         super().__init__()
         if not isinstance(dbm, MultimodalDBM):
             raise TypeError(f"dbm must be an ebm_ppl.pyro.MultimodalDBM, got {type(dbm).__name__}")
         check_num_classes(num_classes)
-        out_w = 0.01 * _randn((dbm.sizes[dbm.joint], num_classes), generator, dbm.weights[0])
+        n_read = readout_size(dbm.mm_params, readout)
+        out_w = 0.01 * _randn((n_read, num_classes), generator, dbm.weights[0])
         p = multimodal_classifier_params(dbm._frozen(), out_w, num_classes)
         self.weights, self.image_down, self.text_down, self.biases = (
             torch.nn.ParameterList([torch.nn.Parameter(t.detach().clone()) for t in p[k]])

@@ -18,7 +18,7 @@ def sig(x):
     return 1 / (1 + np.exp(-x))
 
 
-def hand_logits(pw, sigma, down_img, down_txt, out_w, out_b, vm, vt, q_img, q_txt):
+def hand_logits(pw, sigma, down_img, down_txt, out_w, out_b, vm, vt, q_img, q_txt, tops=False):
     """The network written in pathway form, float64. ``q_img[i]`` is the marginal that image
     layer ``i`` (0-based, bottom up) reads from above (the next image layer, or the joint
     layer for the top one); ``q_txt`` likewise for the text layers; ``down_*[i]`` the
@@ -38,7 +38,8 @@ def hand_logits(pw, sigma, down_img, down_txt, out_w, out_b, vm, vt, q_img, q_tx
         h = sig(h @ w + q_txt[i] @ down_txt[i] + scale * f["text_biases"][i + 1])
     h_txt = h
     h_joint = sig(h_img @ f["joint_weights"][0] + h_txt @ f["joint_weights"][1] + f["joint_bias"])
-    return h_joint @ out_w + out_b
+    read = np.concatenate([h_img, h_joint, h_txt], -1) if tops else h_joint
+    return read @ out_w + out_b
 
 
 def random_case(seed, sizes):
@@ -56,9 +57,10 @@ def random_case(seed, sizes):
     return pw, down_img, down_txt, vm, vt, rng
 
 
+@pytest.mark.parametrize("readout", ["joint", "tops"])
 @pytest.mark.parametrize("sizes", [SIZES_1, SIZES_2, SIZES_3])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_logits_match_hand_written_network(backend, sizes, seed):
+def test_logits_match_hand_written_network(backend, sizes, seed, readout):
     """Arbitrary down weights and marginals (not a fixed point): the chain-form network
     equals the pathway-form one written out by hand, untagged rows included."""
     from ebm_ppl.models.multimodal import (
@@ -75,7 +77,8 @@ def test_logits_match_hand_written_network(backend, sizes, seed):
     n = vm.shape[0]
     # one marginal per hidden chain layer that the network reads
     q = {i: rng.uniform(size=(n, d.sizes[i])) for i in augmented_layers(j, top)}
-    out_w, out_b = rng.standard_normal((d.sizes[j], 4)), rng.standard_normal(4)
+    n_read = d.sizes[j] if readout == "joint" else sum(d.sizes[j - 1 : j + 2])
+    out_w, out_b = rng.standard_normal((n_read, 4)), rng.standard_normal(4)
     # chain form: image D_i reads q_(i+1); text D_i (chain index i > J) reads q_(i-1)
     image_down = [down_img[i - 1] for i in range(1, j)]
     text_down = [down_txt[top - 1 - i] for i in range(j + 1, top)]
@@ -94,31 +97,39 @@ def test_logits_match_hand_written_network(backend, sizes, seed):
     )
     q_img = [q[i + 1] for i in range(1, j)]
     q_txt = [q[i - 1] for i in range(top - 1, j, -1)]
-    want = hand_logits(pw, sigma, down_img, down_txt, out_w, out_b, vm, vt, q_img, q_txt)
+    want = hand_logits(
+        pw, sigma, down_img, down_txt, out_w, out_b, vm, vt, q_img, q_txt, readout == "tops"
+    )
     np.testing.assert_allclose(backend.np(got), want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("readout", ["joint", "tops"])
 @pytest.mark.parametrize("sizes", [SIZES_1, SIZES_2, SIZES_3])
 @pytest.mark.parametrize("seed", [3, 4, 5])
-def test_starts_at_the_mean_field_fixed_point(backend, sizes, seed):
+def test_starts_at_the_mean_field_fixed_point(backend, sizes, seed, readout):
     """Initialised from the DBM and fed ``dbm.augment(image, text)`` at the converged fixed
     point, the network's joint layer equals the mean-field joint marginals (identity output
     weights read the joint layer itself)."""
-    from ebm_ppl.models.multimodal import multimodal_augmented_logits, multimodal_classifier_params
+    from ebm_ppl.models.multimodal import (
+        multimodal_augmented_logits,
+        multimodal_classifier_params,
+        readout_size,
+    )
 
     pw, _, _, vm, vt, _ = random_case(seed, sizes)
     d = build(backend, pw, sigma=1.3)
     a = backend.array
     kw = {"num_iters": 2000, "tol": None}
     x = d.augment(a(vm), a(vt), **kw)
-    n_j = d.sizes[d.joint]
-    p = multimodal_classifier_params(d.mm_params, a(np.eye(n_j)), n_j)
+    n_read = readout_size(d.mm_params, readout)
+    p = multimodal_classifier_params(d.mm_params, a(np.eye(n_read)), n_read)
     got = multimodal_augmented_logits(p["weights"], p["image_down"], p["text_down"], p["biases"], x)
-    want = d.representation(a(vm), a(vt), **kw)
+    want = d.representation(a(vm), a(vt), with_pathway_tops=readout == "tops", **kw)
     np.testing.assert_allclose(backend.np(got), backend.np(want), atol=2e-5)
 
 
-def test_backends_agree_and_fine_tune_lowers_the_loss():
+@pytest.mark.parametrize("readout", ["joint", "tops"])
+def test_backends_agree_and_fine_tune_lowers_the_loss(readout):
     """The same model in both frontends: the same augmented input, the same initial logits
     (same output weights), and SGD fine-tuning that takes the training error down in both,
     by the same updates."""
@@ -154,8 +165,10 @@ def test_backends_agree_and_fine_tune_lowers_the_loss():
     xt = t.augment(torch.tensor(vm, dtype=torch.float32), torch.tensor(vt, dtype=torch.float32))
     xj = j.augment(jnp.asarray(vm, jnp.float32), jnp.asarray(vt, jnp.float32))
     np.testing.assert_allclose(xt.numpy(), np.asarray(xj), atol=1e-5)
-    clf = pfe.MultimodalDBMClassifier(t, 3, generator=torch.Generator().manual_seed(0))
-    params = nfe.multimodal_classifier_init(j, 3, jax.random.PRNGKey(0))
+    clf = pfe.MultimodalDBMClassifier(
+        t, 3, generator=torch.Generator().manual_seed(0), readout=readout
+    )
+    params = nfe.multimodal_classifier_init(j, 3, jax.random.PRNGKey(0), readout=readout)
     assert clf.input_size == xt.shape[1]
     params["weights"][-1] = jnp.asarray(clf.weights[-1].detach().numpy())
     np.testing.assert_allclose(
@@ -187,7 +200,7 @@ def test_backends_agree_and_fine_tune_lowers_the_loss():
 
 
 def test_bad_input(backend):
-    from ebm_ppl.models.multimodal import multimodal_classifier_params
+    from ebm_ppl.models.multimodal import multimodal_classifier_params, readout_size
 
     fe = frontend(backend)
     d = build(backend, tiny(0), sigma=1.0)
@@ -195,6 +208,8 @@ def test_bad_input(backend):
         multimodal_classifier_params(d.mm_params, backend.array(np.zeros((2, 1))), 1)
     with pytest.raises(ValueError, match="out_weights"):
         multimodal_classifier_params(d.mm_params, backend.array(np.zeros((3, 2))), 2)
+    with pytest.raises(ValueError, match="readout"):
+        readout_size(d.mm_params, "every")
     if backend.name == "torch":
         with pytest.raises(TypeError, match="MultimodalDBM"):
             fe.MultimodalDBMClassifier(object(), 2)

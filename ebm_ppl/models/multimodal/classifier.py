@@ -13,7 +13,9 @@ layers read from above, ``i`` in :func:`augmented_layers`):
   ``i = L-1, ..., J+1`` (``h_L = v^t``; ``s_(L-1) = M``, the document length, else ``1``;
   ``D_i`` starts at ``W_(i-1)``);
 * the joint layer from both, ``h_J = g(h_(J-1) W_(J-1) + h_(J+1) W_J^T + b_J)``;
-* logits ``h_J U + c``.
+* logits ``h_J U + c`` (``readout="joint"``), or ``[h_(J-1), h_J, h_(J+1)] U + c``
+  (``readout="tops"``: the top image layer, the joint layer and the top text layer; the
+  readout follows from the number of rows of ``U``).
 
 At that initialisation and with the ``q_i`` at the mean-field fixed point given both
 modalities, every ``h_i`` equals the mean-field marginal ``q_i`` (each is then exactly one
@@ -38,6 +40,7 @@ __all__ = [
     "multimodal_augmented_input_size",
     "multimodal_augmented_logits",
     "multimodal_classifier_params",
+    "readout_size",
 ]
 
 
@@ -77,7 +80,8 @@ def multimodal_augmented_logits(
 ) -> Array:
     """The network of the module docstring, ``x.shape[:-1] + (num_classes,)`` logits.
 
-    ``weights`` are the chain weights ``[W_0, ..., W_(L-1)]`` then ``U`` ``(n_J, classes)``;
+    ``weights`` are the chain weights ``[W_0, ..., W_(L-1)]`` then ``U`` ``(n_J, classes)``
+    (or ``(n_(J-1) + n_J + n_(J+1), classes)``: the ``"tops"`` readout);
     ``image_down`` ``[D_1, ..., D_(J-1)]`` with ``D_i`` ``(n_(i+1), n_i)``; ``text_down``
     ``[D_(J+1), ..., D_(L-1)]`` with ``D_i`` ``(n_(i-1), n_i)``; ``biases``
     ``[b_1, ..., b_(L-1), c]``; ``x`` ``(..., n_0 + n_L + sum n_q)`` is
@@ -107,7 +111,36 @@ def multimodal_augmented_logits(
         + hidden_to_visible(h, weights[joint])
         + biases[joint - 1]
     )
-    return visible_to_hidden(h_joint, weights[top]) + biases[top - 1]
+    n_read = int(weights[top].shape[0])
+    if n_read == int(h_joint.shape[-1]):
+        read = h_joint
+    elif (
+        joint > 1
+        and top - joint > 1
+        and n_read == sum(int(h.shape[-1]) for h in (h_image, h_joint, h))
+    ):
+        read = ops.concat([h_image, h_joint, h], axis=-1)
+    else:
+        raise ValueError(
+            f"the output weights have {n_read} rows: expected the joint layer's size or, with "
+            "readout='tops', the sizes of the top image layer, the joint layer and the top "
+            "text layer together"
+        )
+    return visible_to_hidden(read, weights[top]) + biases[top - 1]
+
+
+def readout_size(params: MultimodalParams, readout: str = "joint") -> int:
+    """The number of units the softmax layer reads: the joint layer's (``"joint"``) or the
+    top image layer's, the joint layer's and the top text layer's together (``"tops"``)."""
+    j, top = params.joint, len(params.weights)
+    n = [int(b.shape[0]) for b in params.biases]
+    if readout == "joint":
+        return n[j]
+    if readout == "tops":
+        if j < 2 or top - j < 2:
+            raise ValueError("readout='tops' needs a hidden layer on each pathway below the joint")
+        return n[j - 1] + n[j] + n[j + 1]
+    raise ValueError(f"readout must be 'joint' or 'tops', got {readout!r}")
 
 
 def multimodal_classifier_params(
@@ -116,14 +149,22 @@ def multimodal_classifier_params(
     """Initial parameters of :func:`multimodal_augmented_logits` from a multimodal DBM:
     ``{"weights": [W_0, ..., W_(L-1), out_weights], "image_down": [W_1^T, ..., W_(J-1)^T],
     "text_down": [W_J, ..., W_(L-2)], "biases": [b_1, ..., b_(L-1), 0]}``; ``out_weights``
-    ``(n_J, num_classes)``."""
+    ``(n_J, num_classes)``, or ``(readout_size(params, "tops"), num_classes)`` for the
+    ``"tops"`` readout."""
     check_num_classes(num_classes)
     w, b, joint = params.weights, params.biases, params.joint
     top = len(w)
-    n_joint = int(b[joint].shape[0])
-    if tuple(out_weights.shape) != (n_joint, num_classes):
+    sizes = {readout_size(params, "joint")}
+    if joint > 1 and top - joint > 1:
+        sizes.add(readout_size(params, "tops"))
+    if (
+        out_weights.ndim != 2
+        or int(out_weights.shape[1]) != num_classes
+        or int(out_weights.shape[0]) not in sizes
+    ):
         raise ValueError(
-            f"out_weights must have shape {(n_joint, num_classes)}, got {tuple(out_weights.shape)}"
+            f"out_weights must have shape (n, {num_classes}) with n in {sorted(sizes)} (the "
+            f"joint readout, or the tops readout), got {tuple(out_weights.shape)}"
         )
     return {
         "weights": list(w) + [out_weights],
