@@ -236,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         "metric": (
             "MNIST test accuracy, % (10,000 test digits with constructed tags) of the "
             "multimodal DBM's Figure-8 network (input image + tags + mean-field marginals; "
-            "readout and lr chosen on validation) after discriminative fine-tuning ({args.epochs} epochs, "
-            "SGD momentum 0.9, lr decayed linearly, minibatch 100, on the training split)"
+            "readout and lr chosen on validation) after discriminative fine-tuning "
+            f"({args.epochs} epochs, SGD momentum 0.9, lr decayed linearly, minibatch 100, on "
+            "the training split)"
         ),
         "dbm_sa_epochs": chosen["epoch"],
         "accuracy": acc,
