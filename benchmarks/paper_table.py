@@ -89,8 +89,8 @@ EXTRA = {
         "multimodal.json",
     ),
     "multimodal_finetune_pct": (
-        "multimodal DBM fine-tuned (Figure-8 network, softmax on the joint layer; MNIST + "
-        "constructed tags), test accuracy %",
+        "multimodal DBM fine-tuned (Figure-8 network on both pathways, readout chosen on "
+        "validation; MNIST + constructed tags), test accuracy %",
         None,
         "review, section 5 / Srivastava & Salakhutdinov (no comparable number for this stand-in)",
         "multimodal_finetune.json",
