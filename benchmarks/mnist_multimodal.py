@@ -3,24 +3,36 @@ the evaluation of the review's section 5 (classification, tag generation, retrie
 
 The data: MNIST digits as standardized intensities (a Gaussian pathway with sigma = 1) and a
 bag of tags from the documented tagging process of :mod:`ebm_ppl.datasets.tagged_digits`
-(constructed, not real tagging). Stages, each checkpointed under ``--out`` so a rerun resumes:
+(constructed, not real tagging). The last ``--n-val`` (10,000) of the ``--n-train`` training
+items are a validation split that no stage trains on. Stages, each checkpointed under ``--out``
+so a rerun resumes:
 
 1. pretraining, CD-1 with ``SAMLE(persistent=False)``: a GaussianRBM on the images, an RBM on
    its hidden probabilities; a ReplicatedSoftmax on the tags, an RBM on its hidden
    probabilities; an RBM on the two top layers (the joint layer);
 2. the multimodal DBM from those weights (interior weights halved, since every interior layer
    of the DBM has two neighbours), trained jointly by SA-MLE (mean-field positive phase,
-   100 persistent chains whose document lengths are drawn from the training lengths);
-3. evaluation on the test set: linear classifiers (scikit-learn logistic regression) on each
+   100 persistent chains whose document lengths are drawn from the training lengths), at most
+   ``--epochs`` (5) epochs, every epoch's parameters kept;
+3. early stopping: for each kept epoch (0 = the composed pretrained model) a logistic
+   regression on three jointly inferred representations, scored on the validation split (and
+   on the test set, reported only), with the tag precision and the R² of the joint layer from
+   one modality (the trade-off experiment); the best (epoch, representation) on validation is
+   the model evaluated next (``mmdbm_<seed>_chosen.safetensors``, ``chosen.json``);
+4. evaluation on the test set: linear classifiers (scikit-learn logistic regression) on each
    representation, with and without the text; precision@k of generated tags against the
-   tagging process; mean average precision of image retrieval from one-word queries; a
+   tagging process; mean average precision of image retrieval from one-word queries and from
+   multimodal queries (every test image + its tags queries the other test items, ranked by
+   the cosine of their representations: joint vs image-only vs text-only codes); a
    Figure-13-style listing of the top words every 50 Gibbs sweeps; a Pyro check that the
    trained model gives the same representations in both backends.
 
 One JSON line per measurement on stdout. Example::
 
     EBM_PPL_DATA=../shared/data python benchmarks/mnist_multimodal.py \\
-        --out benchmarks/runs/mm --epochs 30
+        --out benchmarks/runs/mm5 --epochs 5
+
+``benchmarks/finetune_multimodal.py`` then fine-tunes the chosen model and its peers.
 """
 
 from __future__ import annotations
