@@ -3,24 +3,36 @@ the evaluation of the review's section 5 (classification, tag generation, retrie
 
 The data: MNIST digits as standardized intensities (a Gaussian pathway with sigma = 1) and a
 bag of tags from the documented tagging process of :mod:`ebm_ppl.datasets.tagged_digits`
-(constructed, not real tagging). Stages, each checkpointed under ``--out`` so a rerun resumes:
+(constructed, not real tagging). The last ``--n-val`` (10,000) of the ``--n-train`` training
+items are a validation split that no stage trains on. Stages, each checkpointed under ``--out``
+so a rerun resumes:
 
 1. pretraining, CD-1 with ``SAMLE(persistent=False)``: a GaussianRBM on the images, an RBM on
    its hidden probabilities; a ReplicatedSoftmax on the tags, an RBM on its hidden
    probabilities; an RBM on the two top layers (the joint layer);
 2. the multimodal DBM from those weights (interior weights halved, since every interior layer
    of the DBM has two neighbours), trained jointly by SA-MLE (mean-field positive phase,
-   100 persistent chains whose document lengths are drawn from the training lengths);
-3. evaluation on the test set: linear classifiers (scikit-learn logistic regression) on each
+   100 persistent chains whose document lengths are drawn from the training lengths), at most
+   ``--epochs`` (5) epochs, every epoch's parameters kept;
+3. early stopping: for each kept epoch (0 = the composed pretrained model) a logistic
+   regression on three jointly inferred representations, scored on the validation split (and
+   on the test set, reported only), with the tag precision and the R² of the joint layer from
+   one modality (the trade-off experiment); the best (epoch, representation) on validation is
+   the model evaluated next (``mmdbm_<seed>_chosen.safetensors``, ``chosen.json``);
+4. evaluation on the test set: linear classifiers (scikit-learn logistic regression) on each
    representation, with and without the text; precision@k of generated tags against the
-   tagging process; mean average precision of image retrieval from one-word queries; a
+   tagging process; mean average precision of image retrieval from one-word queries and from
+   multimodal queries (every test image + its tags queries the other test items, ranked by
+   the cosine of their representations: joint vs image-only vs text-only codes); a
    Figure-13-style listing of the top words every 50 Gibbs sweeps; a Pyro check that the
    trained model gives the same representations in both backends.
 
 One JSON line per measurement on stdout. Example::
 
     EBM_PPL_DATA=../shared/data python benchmarks/mnist_multimodal.py \\
-        --out benchmarks/runs/mm --epochs 30
+        --out benchmarks/runs/mm5 --epochs 5
+
+``benchmarks/finetune_multimodal.py`` then fine-tunes the chosen model and its peers.
 """
 
 from __future__ import annotations
@@ -40,6 +52,7 @@ import ebm_ppl.numpyro as enp
 from ebm_ppl.datasets.tagged_digits import (
     VOCABULARY,
     average_precision,
+    cosine_retrieval_map,
     load_tagged_mnist,
     precision_at_k,
     relevant_words,
@@ -59,37 +72,42 @@ def emit(**kw):
 
 def summary(records: list, args_line: str) -> dict:
     """The headline numbers of a run (its JSON lines ``records``) for
-    ``benchmarks/paper_table.py``: the jointly inferred representation's accuracy, the
-    baselines and the trade-off rows. Also usable on a saved log:
+    ``benchmarks/paper_table.py``: the accuracy of the jointly inferred representation chosen
+    on the validation split (SA epoch and representation), the baselines, the snapshots along
+    training and the retrieval MAPs. Also usable on a saved log:
     ``summary([json.loads(line) for line in open(log)], ...)``."""
     acc = {r["representation"]: r["test_accuracy"] for r in records if r["stage"] == "classify"}
     trade = [r for r in records if r["stage"] == "tradeoff"]
-    last = trade[-1]
-    best_joint = max(trade, key=lambda r: r["accuracy_h2m_joint_h2t"])
+    choice = next(r for r in records if r["stage"] == "choice")
+    names = {
+        "joint": "joint layer",
+        "h2m_joint_h2t": "[h2m, joint, h2t]",
+        "all_hidden": "every hidden layer",
+    }
     return {
-        "ours": round(100 * acc["multimodal [h2m, joint, h2t], image + text"], 2),
+        "ours": round(100 * choice["test_accuracy"], 2),
         "stderr": None,
         "metric": (
             "MNIST test accuracy, % (10,000 test digits with constructed tags; logistic "
-            "regression on 20,000 training codes): the multimodal DBM's [h2m, joint, h2t] "
-            "mean-field representation given image and tags, after joint SA-MLE"
+            "regression on 20,000 training codes): the multimodal DBM's mean-field "
+            f"representation ({names[choice['representation']]}) given image and tags, after "
+            f"{choice['epoch']} epochs of joint SA-MLE (epoch and representation chosen on a "
+            "10,000-item validation split of the training set)"
         ),
-        "baselines": {
-            name: round(100 * acc[name], 2)
-            for name in acc
-            if not name.startswith("multimodal [h2m, joint, h2t], image + text")
-        },
+        "baselines": {name: round(100 * acc[name], 2) for name in acc},
+        "choice": {k: v for k, v in choice.items() if k != "stage"},
         "tradeoff": [{k: v for k, v in r.items() if k != "stage"} for r in trade],
-        "best_snapshot": {
-            "epoch": best_joint["epoch"],
-            "accuracy_h2m_joint_h2t": round(100 * best_joint["accuracy_h2m_joint_h2t"], 2),
-        },
-        "tag_precision_at_1": last["tag_precision_at_1"],
+        "tag_precision_at_1": next(
+            r["precision_model"] for r in records if r["stage"] == "tag_generation" and r["k"] == 1
+        ),
         "retrieval_map": {
             k: r[k]
             for r in records
             if r["stage"] == "retrieval"
             for k in ("map_joint_cosine", "map_word_probability", "map_random")
+        },
+        "retrieval_multimodal_map": {
+            r["representation"]: r["map"] for r in records if r["stage"] == "retrieval_multimodal"
         },
         "command": "EBM_PPL_DATA=../shared/data python benchmarks/mnist_multimodal.py " + args_line,
     }
@@ -156,6 +174,14 @@ def pretrain(kind, data, n_hidden, args, seed, out):
     return d
 
 
+def chance_map(labels: np.ndarray) -> float:
+    """The expected MAP of a random ranking, approximated by the fraction of relevant items
+    in each query's database (``(n_c - 1) / (N - 1)``), averaged over the queries."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels)
+    return float(np.mean((counts[labels] - 1) / (len(labels) - 1)))
+
+
 def up(rbm, probs):
     """``p(h = 1 | v)`` of a binary RBM at real-valued inputs (mean-field propagation)."""
     return jax.nn.sigmoid(jnp.asarray(probs) @ rbm.weights + rbm.hidden_bias)
@@ -190,12 +216,24 @@ def main():
     ap.add_argument("--pre-epochs", type=int, default=20)
     ap.add_argument("--pre-lr", type=float, default=0.05)
     ap.add_argument("--pre-lr-gauss", type=float, default=0.002)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=5,
+        help="SA-MLE epochs at most; the snapshot used is chosen on the validation split",
+    )
     ap.add_argument("--lr", type=float, default=0.0005)
     ap.add_argument("--mf-iters", type=int, default=10)
     ap.add_argument("--gibbs", type=int, default=5)
     ap.add_argument("--n-train", type=int, default=60000)
     ap.add_argument("--n-eval", type=int, default=10000)
+    ap.add_argument(
+        "--n-val",
+        type=int,
+        default=10000,
+        help="the last N of the --n-train training items: a validation split, used by no "
+        "training stage; the SA epoch and the representation are chosen on it",
+    )
     ap.add_argument("--fill-words", type=int, default=3)
     ap.add_argument(
         "--summary",
@@ -204,26 +242,36 @@ def main():
     )
     ap.add_argument(
         "--snapshots",
-        default="0,1,3,10",
+        default="all",
         help="SA epochs (0: the composed pretrained model) whose parameters are kept and "
-        "evaluated in the trade-off experiment, next to the last epoch",
+        "evaluated (validation and test) next to the last epoch; 'all': every epoch",
     )
     args = ap.parse_args()
-    snapshots = sorted({int(e) for e in args.snapshots.split(",") if e.strip()})
+    if args.snapshots == "all":
+        snapshots = list(range(args.epochs + 1))
+    else:
+        snapshots = sorted({int(e) for e in args.snapshots.split(",") if e.strip()})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
 
     tr_d = load_tagged_mnist("train", seed=args.seed, root=args.data_root)
     te_d = load_tagged_mnist("test", seed=args.seed, root=args.data_root)
-    xtr, mean, std = standardize(tr_d["images"][: args.n_train])
+    n_fit = args.n_train - args.n_val
+    if not 0 < args.n_val < args.n_train:
+        raise SystemExit(f"--n-val must be in (0, --n-train), got {args.n_val}")
+    xtr, mean, std = standardize(tr_d["images"][:n_fit])
+    xva, _, _ = standardize(tr_d["images"][n_fit : args.n_train], mean, std)
     xte, _, _ = standardize(te_d["images"][: args.n_eval], mean, std)
-    ttr, tte = tr_d["tags"][: args.n_train], te_d["tags"][: args.n_eval]
-    ytr, yte = tr_d["labels"][: args.n_train], te_d["labels"][: args.n_eval]
+    ttr, tva = tr_d["tags"][:n_fit], tr_d["tags"][n_fit : args.n_train]
+    tte = te_d["tags"][: args.n_eval]
+    ytr, yva = tr_d["labels"][:n_fit], tr_d["labels"][n_fit : args.n_train]
+    yte = te_d["labels"][: args.n_eval]
     lengths = ttr.sum(1)
     emit(
         stage="data",
         n_train=len(xtr),
+        n_val=len(xva),
         n_test=len(xte),
         vocabulary=len(VOCABULARY),
         untagged_train=float((lengths == 0).mean()),
@@ -329,8 +377,8 @@ def main():
             epoch_s=round(time.time() - t0, 1),
         )
     prm = trainer.get_params(state)
-    mm = build_mm(prm, total, args.mf_iters)
-    save_model(out / f"mmdbm_{s}.safetensors", mm, epochs=args.epochs)
+    last = build_mm(prm, total, args.mf_iters)
+    save_model(out / f"mmdbm_{s}.safetensors", last, epochs=args.epochs)
 
     # ---- 3. evaluation ---------------------------------------------------------------------
     from sklearn.linear_model import LogisticRegression
@@ -338,6 +386,7 @@ def main():
     mf = jax.jit(lambda d, im, tx: d.representation(im, tx, num_iters=50, tol=1e-4))
     mf_img = jax.jit(lambda d, im: d.mean_field(im, None, args.fill_words, num_iters=50, tol=1e-4))
     mf_txt = jax.jit(lambda d, tx: d.mean_field(None, tx, num_iters=50, tol=1e-4))
+    mf_all = jax.jit(lambda d, im, tx: d.mean_field(im, tx, num_iters=50, tol=1e-4))
 
     def batched(fn, *xs, size=1000):
         outs = [fn(*(jnp.asarray(x[i : i + size]) for x in xs)) for i in range(0, len(xs[0]), size)]
@@ -345,58 +394,117 @@ def main():
             return [np.concatenate([np.asarray(o[k]) for o in outs]) for k in range(len(outs[0]))]
         return np.concatenate([np.asarray(o) for o in outs])
 
+    def layers_of(d, im, tx):
+        return batched(lambda a, b: mf_all(d, a, b), im, tx)
+
     n_clf = min(len(xtr), 20000)
-    mf_top = jax.jit(
-        lambda d, im, tx: d.representation(im, tx, with_pathway_tops=True, num_iters=50, tol=1e-4)
+    rel = relevant_words(yte)
+
+    def pathway(rbm_lo, rbm_hi, x):
+        return np.asarray(up(rbm_hi, rbm_lo.hidden_probs(jnp.asarray(x))))
+
+    h2m = {n: pathway(r1, r2, x) for n, x in (("tr", xtr[:n_clf]), ("va", xva), ("te", xte))}
+    h2t = {n: pathway(t1, t2, x) for n, x in (("tr", ttr[:n_clf]), ("va", tva), ("te", tte))}
+    late = {n: np.concatenate([h2m[n], h2t[n]], 1) for n in h2m}
+    clf = LogisticRegression(max_iter=2000, C=1.0).fit(late["tr"], ytr[:n_clf])
+    late_val = float(clf.score(late["va"], yva))
+    emit(stage="validation", representation="late fusion: pretrained h2m + h2t", accuracy=late_val)
+
+    # the snapshots along joint SA-MLE: classification (validation and test) of three jointly
+    # inferred representations, tags from images, and how much of the joint layer's response
+    # to image + tags each modality explains alone (the trade-off experiment). The SA epoch
+    # and the representation are chosen on the validation split, never on the test set.
+    choice = None
+    for e in sorted(set(snapshots) | {args.epochs}):
+        path = out / f"mmdbm_{s}_epoch{e}.safetensors"
+        if e != args.epochs and not path.exists():
+            continue
+        d = last if e == args.epochs else load_model(path, backend="jax")
+        j = d.joint
+        rep_slices = {
+            "joint": slice(j, j + 1),
+            "h2m_joint_h2t": slice(j - 1, j + 2),
+            "all_hidden": slice(1, len(d.sizes) - 1),
+        }
+        tr_l, te_l = layers_of(d, xtr[:n_clf], ttr[:n_clf]), layers_of(d, xte, tte)
+        va_l = layers_of(d, xva, tva)
+        row = {"stage": "tradeoff", "epoch": e}
+        for name in ("joint", "h2m_joint_h2t", "all_hidden"):
+            sl = rep_slices[name]
+            a, v, b = (np.concatenate(ls[sl], 1) for ls in (tr_l, va_l, te_l))
+            clf = LogisticRegression(max_iter=2000, C=1.0).fit(a, ytr[:n_clf])
+            row[f"val_accuracy_{name}"] = float(clf.score(v, yva))
+            row[f"accuracy_{name}"] = float(clf.score(b, yte))
+            if choice is None or row[f"val_accuracy_{name}"] > choice["val_accuracy"]:
+                choice = {
+                    "epoch": e,
+                    "representation": name,
+                    "val_accuracy": row[f"val_accuracy_{name}"],
+                    "test_accuracy": row[f"accuracy_{name}"],
+                }
+        im_only = batched(lambda a, d=d: mf_img(d, a), xte)
+        tx_only = batched(lambda b, d=d: mf_txt(d, b), tte)
+        for k in (1, 3):
+            row[f"tag_precision_at_{k}"] = precision_at_k(im_only[-1], rel, k)
+        # how much of the joint layer's response to image + text each modality explains
+        row["joint_r2_from_image_only"] = float(
+            1 - ((te_l[j] - im_only[j]) ** 2).sum() / ((te_l[j] - te_l[j].mean(0)) ** 2).sum()
+        )
+        row["joint_r2_from_text_only"] = float(
+            1 - ((te_l[j] - tx_only[j]) ** 2).sum() / ((te_l[j] - te_l[j].mean(0)) ** 2).sum()
+        )
+        emit(**row)
+    emit(stage="choice", late_fusion_val_accuracy=late_val, **choice)
+    ce = choice["epoch"]
+    mm = (
+        last
+        if ce == args.epochs
+        else load_model(out / f"mmdbm_{s}_epoch{ce}.safetensors", backend="jax")
     )
+    save_model(out / f"mmdbm_{s}_chosen.safetensors", mm, epochs=ce)
+    (out / "chosen.json").write_text(json.dumps(choice) + "\n")
+
+    # the chosen model: the classification table
     mus_tr = batched(lambda a: mf_img(mm, a), xtr[:n_clf])
     mus_te = batched(lambda a: mf_img(mm, a), xte)
+    both_tr = layers_of(mm, xtr[:n_clf], ttr[:n_clf])
+    both_te = layers_of(mm, xte, tte)
+    j = mm.joint
     reps = {
         "raw pixels": (xtr[:n_clf], xte),
         "raw tags": (ttr[:n_clf], tte),
-        "image pathway (pretrained h2m)": (
-            np.asarray(up(r2, r1.hidden_probs(jnp.asarray(xtr[:n_clf])))),
-            np.asarray(up(r2, r1.hidden_probs(jnp.asarray(xte)))),
-        ),
-        "text pathway (pretrained h2t)": (
-            np.asarray(up(t2, t1.hidden_probs(jnp.asarray(ttr[:n_clf])))),
-            np.asarray(up(t2, t1.hidden_probs(jnp.asarray(tte)))),
-        ),
+        "image pathway (pretrained h2m)": (h2m["tr"], h2m["te"]),
+        "text pathway (pretrained h2t)": (h2t["tr"], h2t["te"]),
         "late fusion: raw pixels + raw tags": (
             np.concatenate([xtr[:n_clf], ttr[:n_clf]], 1),
             np.concatenate([xte, tte], 1),
         ),
-        "late fusion: pretrained h2m + h2t (inferred separately)": (
-            np.concatenate(
-                [
-                    np.asarray(up(r2, r1.hidden_probs(jnp.asarray(xtr[:n_clf])))),
-                    np.asarray(up(t2, t1.hidden_probs(jnp.asarray(ttr[:n_clf])))),
-                ],
-                1,
-            ),
-            np.concatenate(
-                [
-                    np.asarray(up(r2, r1.hidden_probs(jnp.asarray(xte)))),
-                    np.asarray(up(t2, t1.hidden_probs(jnp.asarray(tte)))),
-                ],
-                1,
-            ),
-        ),
-        "multimodal joint, image + text": (
-            batched(lambda a, b: mf(mm, a, b), xtr[:n_clf], ttr[:n_clf]),
-            batched(lambda a, b: mf(mm, a, b), xte, tte),
-        ),
+        "late fusion: pretrained h2m + h2t (inferred separately)": (late["tr"], late["te"]),
+        "multimodal joint, image + text": (both_tr[j], both_te[j]),
         "multimodal [h2m, joint, h2t], image + text": (
-            batched(lambda a, b: mf_top(mm, a, b), xtr[:n_clf], ttr[:n_clf]),
-            batched(lambda a, b: mf_top(mm, a, b), xte, tte),
+            np.concatenate(both_tr[j - 1 : j + 2], 1),
+            np.concatenate(both_te[j - 1 : j + 2], 1),
+        ),
+        "multimodal every hidden layer, image + text": (
+            np.concatenate(both_tr[1:-1], 1),
+            np.concatenate(both_te[1:-1], 1),
         ),
         "multimodal [h2m, joint, h2t], image only (text inferred)": (
-            np.concatenate([mus_tr[mm.joint - 1], mus_tr[mm.joint], mus_tr[mm.joint + 1]], 1),
-            np.concatenate([mus_te[mm.joint - 1], mus_te[mm.joint], mus_te[mm.joint + 1]], 1),
+            np.concatenate([mus_tr[j - 1], mus_tr[j], mus_tr[j + 1]], 1),
+            np.concatenate([mus_te[j - 1], mus_te[j], mus_te[j + 1]], 1),
         ),
-        "multimodal joint, image only (text inferred)": (
-            mus_tr[mm.joint],
-            mus_te[mm.joint],
+        "multimodal joint, image only (text inferred)": (mus_tr[j], mus_te[j]),
+        "late fusion: every pretrained layer (h1m, h2m, h2t, h1t)": (
+            np.concatenate(
+                [np.asarray(r1.hidden_probs(jnp.asarray(xtr[:n_clf]))), late["tr"]]
+                + [np.asarray(t1.hidden_probs(jnp.asarray(ttr[:n_clf])))],
+                1,
+            ),
+            np.concatenate(
+                [np.asarray(r1.hidden_probs(jnp.asarray(xte))), late["te"]]
+                + [np.asarray(t1.hidden_probs(jnp.asarray(tte)))],
+                1,
+            ),
         ),
     }
     for name, (a, b) in reps.items():
@@ -406,6 +514,7 @@ def main():
             stage="classify",
             representation=name,
             n_train=n_clf,
+            epoch=ce,
             test_accuracy=float(clf.score(b, yte)),
             seconds=round(time.time() - t0, 1),
         )
@@ -413,7 +522,6 @@ def main():
     # tag generation: word probabilities of the mean-field text given the image only
     mus = mus_te
     word_scores = mus[-1]
-    rel = relevant_words(yte)
     prior = np.tile(ttr.mean(0), (len(yte), 1))  # peer: the most frequent tags overall
     for k in (1, 3, 5):
         emit(
@@ -446,65 +554,30 @@ def main():
         map_random=0.1,
     )
 
-    # the trade-off experiment: the same evaluations along joint training (snapshots), to
-    # see what SA-MLE does to the classification of each representation and to the tags
-    def layers_of(d, im, tx):
-        return batched(lambda a, b: mf_all(d, a, b), im, tx)
-
-    mf_all = jax.jit(lambda d, im, tx: d.mean_field(im, tx, num_iters=50, tol=1e-4))
-    late_all = (
-        np.concatenate(
-            [
-                np.asarray(r1.hidden_probs(jnp.asarray(xtr[:n_clf]))),
-                reps["late fusion: pretrained h2m + h2t (inferred separately)"][0],
-                np.asarray(t1.hidden_probs(jnp.asarray(ttr[:n_clf]))),
-            ],
-            1,
-        ),
-        np.concatenate(
-            [
-                np.asarray(r1.hidden_probs(jnp.asarray(xte))),
-                reps["late fusion: pretrained h2m + h2t (inferred separately)"][1],
-                np.asarray(t1.hidden_probs(jnp.asarray(tte))),
-            ],
-            1,
-        ),
-    )
-    clf = LogisticRegression(max_iter=2000, C=1.0).fit(late_all[0], ytr[:n_clf])
-    emit(
-        stage="classify",
-        representation="late fusion: every pretrained layer (h1m, h2m, h2t, h1t)",
-        n_train=n_clf,
-        test_accuracy=float(clf.score(late_all[1], yte)),
-    )
-    for e in snapshots + [args.epochs]:
-        path = out / f"mmdbm_{s}_epoch{e}.safetensors" if e != args.epochs else None
-        if path is not None and not path.exists():
-            continue
-        d = mm if path is None else load_model(path, backend="jax")
-        j = d.joint
-        tr_l, te_l = layers_of(d, xtr[:n_clf], ttr[:n_clf]), layers_of(d, xte, tte)
-        row = {"stage": "tradeoff", "epoch": e}
-        for name, sl in (
-            ("joint", slice(j, j + 1)),
-            ("h2m_joint_h2t", slice(j - 1, j + 2)),
-            ("all_hidden", slice(1, len(tr_l) - 1)),
-        ):
-            a, b = np.concatenate(tr_l[sl], 1), np.concatenate(te_l[sl], 1)
-            clf = LogisticRegression(max_iter=2000, C=1.0).fit(a, ytr[:n_clf])
-            row[f"accuracy_{name}"] = float(clf.score(b, yte))
-        im_only = batched(lambda a, d=d: mf_img(d, a), xte)
-        tx_only = batched(lambda b, d=d: mf_txt(d, b), tte)
-        for k in (1, 3):
-            row[f"tag_precision_at_{k}"] = precision_at_k(im_only[-1], rel, k)
-        # how much of the joint layer's response to image + text each modality explains
-        row["joint_r2_from_image_only"] = float(
-            1 - ((te_l[j] - im_only[j]) ** 2).sum() / ((te_l[j] - te_l[j].mean(0)) ** 2).sum()
+    # multimodal queries (Srivastava & Salakhutdinov 2012): every test item (image + its tags)
+    # queries the other test items; ranked by the cosine between representations (centred at
+    # the test set's mean); relevant = the same digit. The joint representations are inferred
+    # from image + tags; the unimodal ones from one modality's pathway alone.
+    retrieval_reps = {
+        "multimodal joint": both_te[j],
+        "multimodal [h2m, joint, h2t]": np.concatenate(both_te[j - 1 : j + 2], 1),
+        "multimodal every hidden layer": np.concatenate(both_te[1:-1], 1),
+        "image pathway (pretrained h2m)": h2m["te"],
+        "text pathway (pretrained h2t)": h2t["te"],
+        "late fusion: pretrained h2m + h2t": late["te"],
+        "raw pixels": xte,
+        "raw tags": tte,
+    }
+    for name, rep in retrieval_reps.items():
+        t0 = time.time()
+        emit(
+            stage="retrieval_multimodal",
+            representation=name,
+            queries=len(yte),
+            map=cosine_retrieval_map(rep, yte),
+            seconds=round(time.time() - t0, 1),
         )
-        row["joint_r2_from_text_only"] = float(
-            1 - ((te_l[j] - tx_only[j]) ** 2).sum() / ((te_l[j] - te_l[j].mean(0)) ** 2).sum()
-        )
-        emit(**row)
+    emit(stage="retrieval_multimodal", representation="random", map=float(chance_map(yte)))
 
     # Figure 13: the top words every 50 sweeps for a few test images
     res = mm.fill_in(
@@ -527,7 +600,7 @@ def main():
     # both backends give the same representation of the trained model
     import torch
 
-    pm = load_model(out / f"mmdbm_{s}.safetensors", backend="torch")
+    pm = load_model(out / f"mmdbm_{s}_chosen.safetensors", backend="torch")
     a = np.asarray(mf(mm, jnp.asarray(xte[:200]), jnp.asarray(tte[:200])))
     b = pm.representation(
         torch.as_tensor(xte[:200]), torch.as_tensor(tte[:200]), num_iters=50, tol=1e-4

@@ -12,6 +12,7 @@ from ebm_ppl.datasets.tagged_digits import (
     VOCABULARY,
     TaggingProcess,
     average_precision,
+    cosine_retrieval_map,
     make_tags,
     precision_at_k,
     relevant_words,
@@ -93,9 +94,37 @@ def test_relevant_words_and_metrics():
     np.testing.assert_allclose(x, [[0.0, -1.0], [0.0, 1.0]])
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("centre", [True, False])
+def test_cosine_retrieval_map_matches_query_by_query(seed, centre):
+    """Against a loop over queries with :func:`average_precision` on the other items, with
+    ties (repeated rows) and a zero row."""
+    rng = np.random.default_rng(seed)
+    n = 37
+    y = rng.integers(0, 4, n)
+    x = rng.standard_normal((n, 5))
+    x[3] = x[7]  # a tie
+    if not centre:
+        x[5] = 0.0  # a row of zero norm
+    want = []
+    z = x - x.mean(0) if centre else x
+    for i in range(n):
+        others = np.delete(np.arange(n), i)
+        q = z[i] / (np.linalg.norm(z[i]) or 1.0)
+        d = z[others] / np.maximum(np.linalg.norm(z[others], axis=1, keepdims=True), 1e-300)
+        d[np.linalg.norm(z[others], axis=1) == 0] = 0.0
+        want.append(average_precision(d @ q, y[others] == y[i]))
+    got = cosine_retrieval_map(x, y, centre=centre, chunk=8)
+    assert got == pytest.approx(np.mean(want), abs=1e-12)
+    # a representation that is the label one-hot retrieves perfectly
+    assert cosine_retrieval_map(np.eye(4)[y], y, centre=False) == pytest.approx(1.0)
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="labels"):
         make_tags(np.array([0, 10]))
+    with pytest.raises(ValueError, match="representations"):
+        cosine_retrieval_map(np.zeros((3, 2)), np.array([0, 1]))
     with pytest.raises(ValueError, match="p_untagged"):
         TaggingProcess(p_untagged=1.5)
     with pytest.raises(ValueError, match="at most 1"):

@@ -244,3 +244,39 @@ def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
         return 0.0
     prec = np.cumsum(hits) / np.arange(1, len(hits) + 1)
     return float(prec[hits].mean())
+
+
+def cosine_retrieval_map(
+    representations: np.ndarray, labels: Any, centre: bool = True, chunk: int = 500
+) -> float:
+    """Mean average precision of retrieval in which every item queries all the others
+    (Srivastava & Salakhutdinov 2012's multimodal queries when the rows are representations
+    inferred from image + tags): the database of query ``i`` is the other ``N - 1`` rows,
+    ranked by the cosine similarity of ``representations`` ``(N, F)`` (after subtracting the
+    mean row when ``centre``; otherwise units on for every item dominate), and an item is
+    relevant when it has the query's label. A row of zero norm scores 0 against every item;
+    ties keep the database order (as :func:`average_precision`)."""
+    x = np.asarray(representations, np.float64)
+    labels = _check_labels(labels)
+    if x.ndim != 2 or x.shape[0] != labels.shape[0] or x.shape[0] < 2:
+        raise ValueError(
+            f"representations must have shape (N, F) with N = len(labels) >= 2, got {x.shape}"
+        )
+    if centre:
+        x = x - x.mean(0)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    x = np.where(norm > 0, x / np.where(norm > 0, norm, 1.0), 0.0)
+    n, aps = x.shape[0], []
+    for i in range(0, n, chunk):
+        rows = np.arange(i, min(i + chunk, n))
+        sims = x[rows] @ x.T
+        # the query itself leaves its database: drop its column, keep the others' order
+        keep = np.ones((len(rows), n), bool)
+        keep[np.arange(len(rows)), rows] = False
+        sims = sims[keep].reshape(len(rows), n - 1)
+        lab = np.broadcast_to(labels, (len(rows), n))[keep].reshape(len(rows), n - 1)
+        order = np.argsort(-sims, axis=1, kind="stable")
+        hits = np.take_along_axis(lab, order, 1) == labels[rows, None]
+        prec = np.cumsum(hits, 1) / np.arange(1, n)
+        aps.append((prec * hits).sum(1) / np.maximum(hits.sum(1), 1))
+    return float(np.concatenate(aps).mean())

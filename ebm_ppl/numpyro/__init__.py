@@ -36,7 +36,11 @@ from ebm_ppl.numpyro.mixture import (
     fit_bernoulli_mixture,
 )
 from ebm_ppl.numpyro.multilinear import MeanFieldGuide
-from ebm_ppl.numpyro.multimodal import MultimodalDBM, MultimodalDBMVisible
+from ebm_ppl.numpyro.multimodal import (
+    MultimodalDBM,
+    MultimodalDBMVisible,
+    multimodal_classifier_init,
+)
 from ebm_ppl.numpyro.robust import RobustBM, RobustBMVisible, RobustLikelihood
 from ebm_ppl.numpyro.samle import SAMLE, SAMLEState
 from ebm_ppl.numpyro.sharding import make_mesh
@@ -84,6 +88,7 @@ __all__ = [
     "classifier_init",
     "classifier_logits",
     "dbm_classifier_init",
+    "multimodal_classifier_init",
     "dbn_guide",
     "dbn_model",
     "fine_tune",

@@ -30,6 +30,10 @@ from ebm_ppl.models.dbn import (
     propagate_up,
     variational_bound,
 )
+from ebm_ppl.models.multimodal.classifier import (
+    multimodal_augmented_input_size,
+    multimodal_augmented_logits,
+)
 from ebm_ppl.numpyro import ppl
 from ebm_ppl.numpyro.distributions import RBM
 from ebm_ppl.numpyro.samle import SAMLE
@@ -240,13 +244,23 @@ def classifier_logits(params: dict, x: jax.Array) -> jax.Array:
     """``(n, num_classes)`` logits: :func:`~ebm_ppl.models.dbn.feedforward_logits` for
     :func:`classifier_init` parameters, :func:`~ebm_ppl.models.dbm.augmented_logits` (Figure 8)
     for :func:`~ebm_ppl.numpyro.dbm_classifier_init` parameters (then ``x`` is
-    ``dbm.augment(v)``)."""
+    ``dbm.augment(v)``), :func:`~ebm_ppl.models.multimodal.multimodal_augmented_logits` for
+    :func:`~ebm_ppl.numpyro.multimodal_classifier_init` parameters (then ``x`` is
+    ``dbm.augment(image, text)``)."""
+    if "text_down" in params:
+        return multimodal_augmented_logits(
+            params["weights"], params["image_down"], params["text_down"], params["biases"], x
+        )
     if "down" in params:
         return augmented_logits(params["weights"], params["down"], params["biases"], x)
     return feedforward_logits(params["weights"], params["biases"], x)
 
 
 def _input_size(params: dict) -> int:
+    if "text_down" in params:
+        return multimodal_augmented_input_size(
+            params["weights"], params["image_down"], params["text_down"]
+        )
     if "down" in params:
         return augmented_input_size(params["weights"], params["down"])
     return int(params["weights"][0].shape[0])

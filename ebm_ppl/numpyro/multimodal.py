@@ -3,14 +3,21 @@ math)."""
 
 from __future__ import annotations
 
+import jax
 from numpyro.distributions import constraints
 
 from ebm_ppl.inference import frontend_classes as fc
+from ebm_ppl.models.dbm.classifier import check_num_classes
 from ebm_ppl.models.family import EnergyMethods
-from ebm_ppl.models.multimodal import MultimodalDBMMethods, MultimodalVisibleMethods
+from ebm_ppl.models.multimodal import (
+    MultimodalDBMMethods,
+    MultimodalVisibleMethods,
+    multimodal_classifier_params,
+    readout_size,
+)
 from ebm_ppl.numpyro.distributions import _as_jax, _Energy
 
-__all__ = ["MultimodalDBM", "MultimodalDBMVisible"]
+__all__ = ["MultimodalDBM", "MultimodalDBMVisible", "multimodal_classifier_init"]
 
 
 @fc.doc_head(fc.MULTIMODAL_DBM_DOC)
@@ -47,3 +54,23 @@ class MultimodalDBMVisible(MultimodalVisibleMethods, EnergyMethods, _Energy):
 
 
 MultimodalDBM._visible_cls, MultimodalDBMVisible._dbm_cls = MultimodalDBMVisible, MultimodalDBM
+
+
+def multimodal_classifier_init(
+    dbm: MultimodalDBM, num_classes: int, rng_key: jax.Array, readout: str = "joint"
+) -> dict:
+    """Parameters of the fine-tuning network made from a multimodal DBM
+    (:func:`~ebm_ppl.models.multimodal.multimodal_augmented_logits`; the JAX twin of
+    :class:`ebm_ppl.pyro.MultimodalDBMClassifier`): ``{"weights", "image_down", "text_down",
+    "biases"}`` for :func:`~ebm_ppl.numpyro.fine_tune`,
+    :func:`~ebm_ppl.numpyro.classifier_logits` and
+    :func:`~ebm_ppl.numpyro.classification_error`, whose inputs are
+    ``dbm.augment(image, text)``. The softmax layer reads the joint layer (``readout="joint"``)
+    or the top image layer, the joint layer and the top text layer (``"tops"``), and starts
+    from ``N(0, 0.01^2)``."""
+    if not isinstance(dbm, MultimodalDBM):
+        raise TypeError(f"dbm must be an ebm_ppl.numpyro.MultimodalDBM, got {type(dbm).__name__}")
+    check_num_classes(num_classes)
+    n_read = readout_size(dbm.mm_params, readout)
+    out_w = 0.01 * jax.random.normal(rng_key, (n_read, num_classes))
+    return multimodal_classifier_params(dbm._frozen(), out_w, num_classes)

@@ -30,7 +30,7 @@ from ebm_ppl.pyro.mixture import (
     fit_bernoulli_mixture,
 )
 from ebm_ppl.pyro.multilinear import MeanFieldGuide
-from ebm_ppl.pyro.multimodal import MultimodalDBM, MultimodalDBMVisible
+from ebm_ppl.pyro.multimodal import MultimodalDBM, MultimodalDBMClassifier, MultimodalDBMVisible
 from ebm_ppl.pyro.robust import RobustBM, RobustBMVisible, RobustLikelihood
 from ebm_ppl.pyro.samle import SAMLE
 
@@ -43,6 +43,7 @@ __all__ = [
     "CategoricalRBM",
     "DBM",
     "DBMClassifier",
+    "MultimodalDBMClassifier",
     "DBMVisible",
     "DBN",
     "DBNClassifier",

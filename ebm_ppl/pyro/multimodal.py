@@ -3,14 +3,24 @@ math)."""
 
 from __future__ import annotations
 
+import torch
 from pyro.distributions import constraints
 
 from ebm_ppl.inference import frontend_classes as fc
+from ebm_ppl.models.dbm.classifier import check_num_classes
 from ebm_ppl.models.family import EnergyMethods
-from ebm_ppl.models.multimodal import MultimodalDBMMethods, MultimodalVisibleMethods
+from ebm_ppl.models.multimodal import (
+    MultimodalDBMMethods,
+    MultimodalVisibleMethods,
+    multimodal_augmented_input_size,
+    multimodal_augmented_logits,
+    multimodal_classifier_params,
+    readout_size,
+)
+from ebm_ppl.pyro.device import randn_like as _randn
 from ebm_ppl.pyro.distributions import _as_tensor, _Energy
 
-__all__ = ["MultimodalDBM", "MultimodalDBMVisible"]
+__all__ = ["MultimodalDBM", "MultimodalDBMClassifier", "MultimodalDBMVisible"]
 
 
 @fc.doc_head(fc.MULTIMODAL_DBM_DOC)
@@ -48,3 +58,47 @@ class MultimodalDBMVisible(MultimodalVisibleMethods, EnergyMethods, _Energy):
 
 
 MultimodalDBM._visible_cls, MultimodalDBMVisible._dbm_cls = MultimodalDBMVisible, MultimodalDBM
+
+
+class MultimodalDBMClassifier(torch.nn.Module):
+    """The fine-tuning network made from a multimodal DBM, for
+    :func:`~ebm_ppl.pyro.fine_tune`: Figure 8's augmented-input network carried over to the
+    two pathways (:func:`~ebm_ppl.models.multimodal.multimodal_augmented_logits`), a softmax
+    layer from ``N(0, 0.01^2)`` on the joint layer (``readout="joint"``) or on the top image
+    layer, the joint layer and the top text layer (``"tops"``). Its input is ``dbm.augment(image,
+    text)``; initialised from the DBM, its hidden layers start at the mean-field marginals.
+    ``forward(x)`` returns ``(n, num_classes)`` logits."""
+
+    def __init__(
+        self,
+        dbm: MultimodalDBM,
+        num_classes: int,
+        generator: torch.Generator | None = None,
+        readout: str = "joint",
+    ):
+        super().__init__()
+        if not isinstance(dbm, MultimodalDBM):
+            raise TypeError(f"dbm must be an ebm_ppl.pyro.MultimodalDBM, got {type(dbm).__name__}")
+        check_num_classes(num_classes)
+        n_read = readout_size(dbm.mm_params, readout)
+        out_w = 0.01 * _randn((n_read, num_classes), generator, dbm.weights[0])
+        p = multimodal_classifier_params(dbm._frozen(), out_w, num_classes)
+        self.weights, self.image_down, self.text_down, self.biases = (
+            torch.nn.ParameterList([torch.nn.Parameter(t.detach().clone()) for t in p[k]])
+            for k in ("weights", "image_down", "text_down", "biases")
+        )
+
+    @property
+    def input_size(self) -> int:
+        return multimodal_augmented_input_size(
+            list(self.weights), list(self.image_down), list(self.text_down)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return multimodal_augmented_logits(
+            list(self.weights),
+            list(self.image_down),
+            list(self.text_down),
+            list(self.biases),
+            x,
+        )

@@ -40,7 +40,9 @@ The package holds that by concern, and each submodule imports only the ones name
 conditionals, exact ``log Z(M)`` and block Gibbs), :mod:`~ebm_ppl.models.multimodal.pathways`
 (the parameters in pathway form and their composition from greedily pretrained RBMs),
 :mod:`~ebm_ppl.models.multimodal.mean_field` (mean field with missing modalities) and
-:mod:`~ebm_ppl.models.multimodal.distributions` (what both frontends' distributions share).
+:mod:`~ebm_ppl.models.multimodal.classifier` (the fine-tuning network of Figure 8 carried
+over to the two pathways) and :mod:`~ebm_ppl.models.multimodal.distributions` (what both
+frontends' distributions share).
 This module re-exports all their names: ``from ebm_ppl.models.multimodal import X`` works as
 it did when the package was one module.
 """
@@ -49,10 +51,12 @@ from __future__ import annotations
 
 # the submodules first, under private names: several share a name with a function
 # (``energy``, ``mean_field``) that the star imports below bind in this namespace
+from ebm_ppl.models.multimodal import classifier as _classifier
 from ebm_ppl.models.multimodal import distributions as _distributions
 from ebm_ppl.models.multimodal import energy as _energy
 from ebm_ppl.models.multimodal import mean_field as _mean_field
 from ebm_ppl.models.multimodal import pathways as _pathways
+from ebm_ppl.models.multimodal.classifier import *  # noqa: F403
 from ebm_ppl.models.multimodal.distributions import *  # noqa: F403
 from ebm_ppl.models.multimodal.energy import *  # noqa: F403
 from ebm_ppl.models.multimodal.mean_field import *  # noqa: F403
@@ -64,10 +68,11 @@ __all__ = [
     "_entropy",
     "check_mean_field_args",
     "max_abs_diff",
+    *_classifier.__all__,
     *_distributions.__all__,
     *_energy.__all__,
     *_mean_field.__all__,
     *_pathways.__all__,
 ]
 
-del _distributions, _energy, _mean_field, _pathways
+del _classifier, _distributions, _energy, _mean_field, _pathways

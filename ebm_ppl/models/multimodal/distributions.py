@@ -19,6 +19,7 @@ from ebm_ppl.models.family import (
     check_values,
     checks_enabled,
 )
+from ebm_ppl.models.multimodal.classifier import augmented_input
 from ebm_ppl.models.multimodal.energy import (
     MultimodalParams,
     check_total_count,
@@ -443,6 +444,15 @@ class MultimodalDBMMethods(LayerChainMethods):
         if with_pathway_tops:
             return ops.concat([mus[j - 1], mus[j], mus[j + 1]], axis=-1)
         return mus[j]
+
+    def augment(self, image: Array, text: Array, **mean_field_kwargs) -> Array:
+        """The input of the fine-tuning network
+        (:func:`~ebm_ppl.models.multimodal.multimodal_augmented_logits`): ``[v^m / sigma,
+        v^t, q_a, ..., q_b]`` ``(..., D + K + sum n_q)`` with the mean-field marginals given
+        both modalities (no gradient; ``mean_field_kwargs`` as :meth:`mean_field`)."""
+        mus = self.mean_field(image, text, **mean_field_kwargs)
+        p = self._frozen()
+        return ops.stop_gradient(augmented_input(p, image, text, mus))
 
     def mean_field_bound(
         self, image: Array, text: Array, log_z: Any = 0.0, **mean_field_kwargs
