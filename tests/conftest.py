@@ -43,6 +43,19 @@ def _share_a_jax_compilation_cache() -> str | None:
 
 _JAX_CACHE = _share_a_jax_compilation_cache()
 
+
+def _compile_fast_run_slow() -> None:
+    """Most of the suite's JAX time is XLA compiling small programs that then run for
+    milliseconds, so the tests ask XLA for little optimization (``jax_disable_most_optimizations``,
+    JAX's switch for when "the cost of optimization is greater than that of running a
+    less-optimized program"): the same computations, compiled faster. Set in the environment, so
+    xdist workers, notebook kernels and subprocesses inherit it; an explicit
+    ``JAX_DISABLE_MOST_OPTIMIZATIONS`` wins (``=0`` restores the default)."""
+    os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+
+
+_compile_fast_run_slow()
+
 import itertools  # noqa: E402
 from pathlib import Path  # noqa: E402
 
