@@ -194,6 +194,25 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _optimized_jax_for_long_loops(request):
+    """Tests marked ``jax_optimized`` run long JAX loops (thousands of scan steps) rather than
+    compiling many small programs: for them XLA's full optimization (fusion) is worth its compile
+    time, so the suite-wide ``jax_disable_most_optimizations`` is lifted while they run (the switch
+    is read when a program is compiled)."""
+    if request.node.get_closest_marker("jax_optimized") is None:
+        yield
+        return
+    import jax
+
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_pyro_param_store():
     import pyro
 
@@ -253,8 +272,16 @@ def pytest_addoption(parser) -> None:
     )
 
 
+# the longest tests, started first so that no xdist worker is left alone with one at the end
+_LONG_FIRST = ("tests/test_tutorials.py::test_notebook_runs",)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
+    """``--smoke`` keeps the first test of each module that is not marked slow. Otherwise the
+    tutorial executions (20-130 s each, the bulk of ``-m slow``) move to the front: collected
+    last, they used to start last and leave one worker running alone at the end."""
     if not config.getoption("--smoke"):
+        items.sort(key=lambda item: not item.nodeid.startswith(_LONG_FIRST))
         return
     seen: set = set()
     keep, drop = [], []

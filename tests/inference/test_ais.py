@@ -118,6 +118,7 @@ def test_backends_agree():
     assert abs(out[0].log_z - out[1].log_z) <= tol
 
 
+@pytest.mark.jax_optimized
 def test_sm_schedule_many_runs_stays_finite(backend):
     """14,501 betas x 1,000 runs, large weights: log-weights stay finite."""
     rng = np.random.default_rng(4)

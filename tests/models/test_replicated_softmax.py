@@ -118,6 +118,7 @@ def test_gibbs_chains_match_exact_distribution_and_keep_lengths(rsm_backend, see
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.jax_optimized
 def test_ais_matches_exact_log_z(rsm_backend, seed):
     from ebm_ppl.numpyro import AIS as JAIS
     from ebm_ppl.pyro import AIS as TAIS

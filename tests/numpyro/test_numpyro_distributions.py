@@ -146,3 +146,21 @@ def test_repeated_draws_reuse_one_compiled_chain():
     np.testing.assert_array_equal(np.asarray(x.sum(-1)), 6.0)
     np.testing.assert_array_equal(np.asarray(y.sum(-1)), 6.0)
     assert not np.array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_ais_anneals_known_document_lengths_word_by_word():
+    """``AIS`` and ``RAISE`` hand a replicated softmax with concrete document lengths to the
+    compiled annealing loop with its word bound (``max_words`` = the longest document), so its
+    words are drawn one by one rather than by the binomial split a traced length needs; the
+    caller's distribution is not changed, and other targets pass through as they are."""
+    from ebm_ppl.numpyro import RBM, ReplicatedSoftmax
+    from ebm_ppl.numpyro.ais import _word_bound
+
+    r = np.random.default_rng(0)
+    w, b, c = (jnp.asarray(r.normal(size=s)) for s in ((5, 3), 5, 3))
+    d = ReplicatedSoftmax(w, b, c, total_count=jnp.asarray([4.0, 7.0]))
+    bounded = _word_bound(d)
+    assert bounded.max_words == 7 and d.max_words is None
+    assert _word_bound(bounded) is bounded
+    rbm = RBM(w, b, c)
+    assert _word_bound(rbm) is rbm
