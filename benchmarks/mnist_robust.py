@@ -15,14 +15,18 @@ checkpointed under ``--out`` so a rerun resumes:
 2. the RoBM: that Gaussian RBM plus a binary mask RBM learned from *occluded* training
    digits only (no generator masks). By default (``--mask-prior regions``,
    :func:`train_region_prior`) the mask RBM is fitted by PCD to the occluded *regions* of the
-   flat-prior evidence masks (holes closed, specks dropped); its hidden units sit on 4x4
-   patches (hole filling) plus 200 fully connected ones (whole shapes), and one setting, the
-   offset of its visible bias, is chosen on validation digits (test digits 5000-5499, outside
-   the evaluation set). ``--mask-prior sa`` is the previous recipe: a mask RBM trained by
-   SA-MLE on *occluded*
-   training digits (mixed kinds) through ``RobustBM.visible()``: structured mean-field
-   positive phase (``--collapsed``, ``--init-mask evidence``), persistent prior chains; the
-   observation model is fixed (shown pixels ``N(x, tau^2)``, occluded ``N(grey,
+   flat-prior evidence masks (holes closed, specks dropped) of 10,000 occluded training
+   digits; its hidden units sit on 6x6 patches, 2 pixels apart (hole filling in blocks; a
+   2-3 pixel bar covers at most half a patch) plus 200 fully connected ones (whole shapes),
+   and one setting, the offset of its visible bias, is chosen on validation digits (test
+   digits 5000-5499, outside the evaluation set); the patch side, the number of digits and
+   the offset grid were chosen on the same validation digits (RESULTS.md, 2026-12-07).
+   ``--outlier mixture`` replaces the Gaussian outlier density by a Gaussian mixture fitted
+   by EM to the pixels inside the regions (tried; not better). ``--mask-prior sa`` is the
+   previous recipe: a mask RBM trained by SA-MLE on *occluded* training digits (mixed
+   kinds) through ``RobustBM.visible()``: structured mean-field positive phase
+   (``--collapsed``, ``--init-mask evidence``), persistent prior chains; the observation
+   model is fixed (shown pixels ``N(x, tau^2)``, occluded ``N(grey,
    varsigma^2)``). No occlusion masks are used for training: the mask RBM learns from the
    occluded images only. By default only the mask RBM learns here (``--learn-clean``
    fine-tunes the clean RBM too; a 10-epoch run that did so at lr 0.001 / momentum 0.9
@@ -497,8 +501,8 @@ def main():
         "evidence masks (train_region_prior); sa: SA-MLE through RobustBM.visible() (the "
         "2026-12-06 recipe)",
     )
-    ap.add_argument("--prior-n", type=int, default=20000, help="occluded digits for 'regions'")
-    ap.add_argument("--prior-k", type=int, default=4, help="patch side of the local hidden units")
+    ap.add_argument("--prior-n", type=int, default=10000, help="occluded digits for 'regions'")
+    ap.add_argument("--prior-k", type=int, default=6, help="patch side of the local hidden units")
     ap.add_argument("--prior-stride", type=int, default=2)
     ap.add_argument("--prior-dense", type=int, default=200, help="fully connected hidden units")
     ap.add_argument("--prior-epochs", type=int, default=30)
@@ -508,7 +512,7 @@ def main():
     ap.add_argument(
         "--prior-offsets",
         type=lambda t: [float(x) for x in t.split(",")],
-        default=[0.0, -0.5, -1.0, -1.25, -1.5, -1.75, -2.0],
+        default=[0.0, -0.5, -1.0, -1.125, -1.25, -1.375, -1.5, -1.75, -2.0],
         help="offsets of the mask prior's visible bias to choose from on the validation digits",
     )
     ap.add_argument(
@@ -570,6 +574,7 @@ def main():
     args.collapsed = bool(args.collapsed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    Path(args.figures).mkdir(parents=True, exist_ok=True)
     t_all = time.time()
     emit(stage="settings", **vars(args))
 
