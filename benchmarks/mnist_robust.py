@@ -15,14 +15,18 @@ checkpointed under ``--out`` so a rerun resumes:
 2. the RoBM: that Gaussian RBM plus a binary mask RBM learned from *occluded* training
    digits only (no generator masks). By default (``--mask-prior regions``,
    :func:`train_region_prior`) the mask RBM is fitted by PCD to the occluded *regions* of the
-   flat-prior evidence masks (holes closed, specks dropped); its hidden units sit on 4x4
-   patches (hole filling) plus 200 fully connected ones (whole shapes), and one setting, the
-   offset of its visible bias, is chosen on validation digits (test digits 5000-5499, outside
-   the evaluation set). ``--mask-prior sa`` is the previous recipe: a mask RBM trained by
-   SA-MLE on *occluded*
-   training digits (mixed kinds) through ``RobustBM.visible()``: structured mean-field
-   positive phase (``--collapsed``, ``--init-mask evidence``), persistent prior chains; the
-   observation model is fixed (shown pixels ``N(x, tau^2)``, occluded ``N(grey,
+   flat-prior evidence masks (holes closed, specks dropped) of 10,000 occluded training
+   digits; its hidden units sit on 6x6 patches, 2 pixels apart (hole filling in blocks; a
+   2-3 pixel bar covers at most half a patch) plus 200 fully connected ones (whole shapes),
+   and one setting, the offset of its visible bias, is chosen on validation digits (test
+   digits 5000-5499, outside the evaluation set); the patch side, the number of digits and
+   the offset grid were chosen on the same validation digits (RESULTS.md, 2026-12-07).
+   ``--outlier mixture`` replaces the Gaussian outlier density by a Gaussian mixture fitted
+   by EM to the pixels inside the regions (tried; not better). ``--mask-prior sa`` is the
+   previous recipe: a mask RBM trained by SA-MLE on *occluded* training digits (mixed
+   kinds) through ``RobustBM.visible()``: structured mean-field positive phase
+   (``--collapsed``, ``--init-mask evidence``), persistent prior chains; the observation
+   model is fixed (shown pixels ``N(x, tau^2)``, occluded ``N(grey,
    varsigma^2)``). No occlusion masks are used for training: the mask RBM learns from the
    occluded images only. By default only the mask RBM learns here (``--learn-clean``
    fine-tunes the clean RBM too; a 10-epoch run that did so at lr 0.001 / momentum 0.9
@@ -137,6 +141,40 @@ def noise_model(mean, std, args):
     """Shown pixels: N(x, tau^2); occluded: N(mu_i, varsigma^2) with mu_i the standardized
     grey level ``args.outlier_grey`` (occluders are ink bars or [0, 1] textures)."""
     return args.tau, scale(np.full(784, args.outlier_grey, np.float32), mean, std), args.varsigma
+
+
+def fit_outlier_mixture(values, k, floor, iters=200, seed=0):
+    """A ``k``-component Gaussian mixture fitted by EM to pixel ``values`` ``(n,)`` (pixel
+    space): the occluded pixels' values. Returns ``(weights, loc, scale)``, each ``(k,)``;
+    each scale is held at least ``floor`` (a narrow component on the ink value 1 would
+    otherwise shrink to a spike and claim every saturated stroke pixel). Starts from locs
+    spread over ``[0.1, 1]``, scales 0.3, equal weights; ``seed`` only for ties."""
+    x = np.asarray(values, np.float64)
+    del seed
+    loc, scale, w = np.linspace(0.1, 1.0, k), np.full(k, 0.3), np.full(k, 1.0 / k)
+    for _ in range(iters):
+        lp = np.log(w) - 0.5 * ((x[:, None] - loc) / scale) ** 2 - np.log(scale)
+        lp -= lp.max(1, keepdims=True)
+        r = np.exp(lp)
+        r /= r.sum(1, keepdims=True)
+        nk = r.sum(0) + 1e-12
+        w, loc = nk / nk.sum(), (r * x[:, None]).sum(0) / nk
+        scale = np.maximum(np.sqrt((r * (x[:, None] - loc) ** 2).sum(0) / nk), floor)
+    return w.astype(np.float32), loc.astype(np.float32), scale.astype(np.float32)
+
+
+def mixture_noise(mix, mean, std, tau):
+    """The observation model with the pixel-space mixture ``mix = (weights, loc, scale)`` as
+    the outlier density, in the standardized units of the data (per-pixel locs ``(K, 784)``,
+    scales ``(K, 1)``): ``(tau, loc, scale, weights)``, the arguments of ``RobustBM`` after
+    the two RBMs."""
+    w, loc, sc = (np.asarray(a, np.float32) for a in mix)
+    return (
+        tau,
+        ((loc[:, None] - mean[None]) / std).astype(np.float32),
+        (sc[:, None] / std).astype(np.float32),
+        w,
+    )
 
 
 def train_robust(clean, x_occ, noise, args, out):
@@ -256,13 +294,17 @@ def mask_iou(p_shown, shown) -> dict:
     }
 
 
-def train_region_prior(clean, x_occ, noise, val, args, out):
+def train_region_prior(clean, x_occ, noise, val, args, out, x_occ_raw=None, mean=None, std=None):
     """The mask RBM from the *regions* of evidence masks (``--mask-prior regions``), learned
     from occluded training digits only:
 
     1. the mask posterior of each occluded training digit under a flat mask prior
        (structured mean field, evidence start, 100 iterations);
     2. :func:`region_masks` of those posteriors: the occluders as regions, holes closed;
+       with ``--outlier mixture``, a ``--outlier-k``-component Gaussian mixture is then
+       fitted by EM (:func:`fit_outlier_mixture`) to the pixel values of ``x_occ_raw``
+       (the same digits in pixel space) inside those regions; it replaces the Gaussian
+       outlier density, and steps 1-2 are repeated with it;
     3. a mask RBM fitted to them by PCD (SAMLE, 5 Gibbs steps, 100 chains): hidden units on
        ``k x k`` patches (:func:`patch_connectivity`, the weights outside a unit's patch held
        at 0) plus ``--prior-dense`` fully connected ones;
@@ -272,7 +314,10 @@ def train_region_prior(clean, x_occ, noise, val, args, out):
        outside the evaluation set) as the offset with the best worst-kind mask IoU.
     """
     path_m = out / "robust_mask.safetensors"
-    if path_m.exists():
+    path_o = out / "outlier_mixture.json"
+    if path_m.exists() and (args.outlier == "gaussian" or path_o.exists()):
+        if args.outlier == "mixture":
+            noise = mixture_noise(json.loads(path_o.read_text())["mixture"], mean, std, args.tau)
         return enp.RobustBM(clean, load_model(path_m, backend="jax"), *noise)
     t0 = time.time()
     conn = patch_connectivity(args.prior_k, args.prior_stride)
@@ -293,6 +338,27 @@ def train_region_prior(clean, x_occ, noise, val, args, out):
         [np.asarray(mf(flat, x_occ[i : i + 2000])) for i in range(0, len(x_occ), 2000)]
     )
     regions = region_masks(p_shown, args.prior_close, args.prior_min_size)
+    mix_info = {}
+    if args.outlier == "mixture":
+        inside = np.asarray(x_occ_raw)[regions < 0.5]
+        pick = np.random.default_rng(args.seed + 4).choice(
+            len(inside), min(args.outlier_values, len(inside)), replace=False
+        )
+        mix = fit_outlier_mixture(inside[pick], args.outlier_k, args.outlier_floor)
+        path_o.write_text(json.dumps({"mixture": [a.tolist() for a in mix]}))
+        noise = mixture_noise(mix, mean, std, args.tau)
+        mix_info = {
+            "outlier_mixture_weights": [round(float(a), 4) for a in mix[0]],
+            "outlier_mixture_loc": [round(float(a), 4) for a in mix[1]],
+            "outlier_mixture_scale": [round(float(a), 4) for a in mix[2]],
+            "occluded_fraction_posterior_gaussian": round(float((p_shown < 0.5).mean()), 4),
+            "occluded_fraction_regions_gaussian": round(float(1.0 - regions.mean()), 4),
+        }
+        flat = enp.RobustBM(flat.clean, flat.mask, *noise)
+        p_shown = np.concatenate(
+            [np.asarray(mf(flat, x_occ[i : i + 2000])) for i in range(0, len(x_occ), 2000)]
+        )
+        regions = region_masks(p_shown, args.prior_close, args.prior_min_size)
     t_e = time.time() - t0
     rng = np.random.default_rng(args.seed + 3)
     init = {
@@ -349,6 +415,7 @@ def train_region_prior(clean, x_occ, noise, val, args, out):
         chosen_offset=best,
         seconds_posteriors_and_regions=round(t_e, 1),
         seconds_pcd=round(t_m, 1),
+        **mix_info,
     )
     return enp.RobustBM(clean, mask, *noise)
 
@@ -434,8 +501,8 @@ def main():
         "evidence masks (train_region_prior); sa: SA-MLE through RobustBM.visible() (the "
         "2026-12-06 recipe)",
     )
-    ap.add_argument("--prior-n", type=int, default=20000, help="occluded digits for 'regions'")
-    ap.add_argument("--prior-k", type=int, default=4, help="patch side of the local hidden units")
+    ap.add_argument("--prior-n", type=int, default=10000, help="occluded digits for 'regions'")
+    ap.add_argument("--prior-k", type=int, default=6, help="patch side of the local hidden units")
     ap.add_argument("--prior-stride", type=int, default=2)
     ap.add_argument("--prior-dense", type=int, default=200, help="fully connected hidden units")
     ap.add_argument("--prior-epochs", type=int, default=30)
@@ -445,7 +512,7 @@ def main():
     ap.add_argument(
         "--prior-offsets",
         type=lambda t: [float(x) for x in t.split(",")],
-        default=[0.0, -0.5, -1.0, -1.25, -1.5, -1.75, -2.0],
+        default=[0.0, -0.5, -1.0, -1.125, -1.25, -1.375, -1.5, -1.75, -2.0],
         help="offsets of the mask prior's visible bias to choose from on the validation digits",
     )
     ap.add_argument(
@@ -483,6 +550,20 @@ def main():
     ap.add_argument("--tau", type=float, default=0.3)
     ap.add_argument("--varsigma", type=float, default=1.0)
     ap.add_argument("--outlier-grey", type=float, default=0.7)
+    ap.add_argument(
+        "--outlier",
+        choices=("gaussian", "mixture"),
+        default="gaussian",
+        help="the outlier density of occluded pixels (with --mask-prior regions): 'gaussian', "
+        "N(--outlier-grey, --varsigma^2) fixed; 'mixture', a Gaussian mixture fitted by EM to "
+        "the pixel values inside the flat-prior regions of occluded training digits (tried "
+        "2026-12-07: lower validation IoU on blocks, see RESULTS.md)",
+    )
+    ap.add_argument("--outlier-k", type=int, default=3, help="mixture components")
+    ap.add_argument(
+        "--outlier-floor", type=float, default=0.05, help="the components' least scale (pixels)"
+    )
+    ap.add_argument("--outlier-values", type=int, default=300000, help="pixels the EM sees")
     ap.add_argument("--n-train", type=int, default=60000)
     ap.add_argument("--n-mask", type=int, default=N_MASK, help="occluded digits for stage 2")
     ap.add_argument("--n-clf", type=int, default=20000)
@@ -493,6 +574,7 @@ def main():
     args.collapsed = bool(args.collapsed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    Path(args.figures).mkdir(parents=True, exist_ok=True)
     t_all = time.time()
     emit(stage="settings", **vars(args))
 
@@ -532,8 +614,17 @@ def main():
             occ_v, m_v = occlude(xval_raw, kind, seed=args.val_seed)
             val[kind] = (scale(occ_v, mean, std), m_v)
         robm = train_region_prior(
-            clean, scale(occ_tr[: args.prior_n], mean, std), noise, val, args, out
+            clean,
+            scale(occ_tr[: args.prior_n], mean, std),
+            noise,
+            val,
+            args,
+            out,
+            occ_tr[: args.prior_n],
+            mean,
+            std,
         )
+        noise = tuple(robm.noise)
 
     # classifiers trained on clean training digits
     n = args.n_clf
@@ -672,7 +763,9 @@ def main():
             for a in (robm.mask.weights, robm.mask.visible_bias, robm.mask.hidden_bias)
         )
     )
-    tr = epp.RobustBM(tc, tm, noise[0], torch.tensor(noise[1]), noise[2])
+    tr = epp.RobustBM(
+        tc, tm, *(None if a is None else torch.tensor(np.asarray(a)) for a in robm.noise)
+    )
     occ, _ = occlude(xte_raw[:200], "scarf", seed=1)
     v = scale(occ, mean, std)
     # per sweep the two agree to float32 rounding; over 100 sweeps of the (sharp, not

@@ -7,7 +7,13 @@ from a binary RBM (hidden ``g``; the mask has shape structure, not independent p
 the observed image
 
     ``v_i | x_i, s_i = 1 ~ N(x_i, tau_i^2)``   (the pixel shows the clean image),
-    ``v_i | s_i = 0     ~ N(mu_i, varsigma_i^2)``   (occluded: a broad outlier distribution).
+    ``v_i | s_i = 0     ~ N(mu_i, varsigma_i^2)``   (occluded: a broad outlier distribution),
+
+or, with mixture weights ``w`` ``(K,)`` (:class:`Noise`), the outlier density is a Gaussian
+mixture ``v_i | s_i = 0 ~ sum_k w_k N(mu_ki, varsigma_ki^2)`` (e.g. one component for an
+occluder's ink and others for a texture). Every formula below uses the outlier density only
+through ``log p_out(v_i)`` of the *observed* pixel, so the mixture's component is summed out
+exactly and all conditionals stay closed form.
 
 Written with normalized observation densities, this directed reading is the RoBM of the
 paper (whose energy has the same conditionals; the Gaussian normalizers there are absorbed
@@ -54,12 +60,20 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class Noise(NamedTuple):
-    """The observation model: ``tau`` (noise of shown pixels), ``mu`` and ``varsigma`` (the
-    outlier distribution of occluded pixels); each broadcasts to ``(D,)``."""
+    """The observation model: ``tau`` (noise of shown pixels, a number or ``(D,)``) and the
+    outlier density of occluded pixels.
+
+    - ``weights`` ``None`` (the default): one Gaussian ``N(mu_i, varsigma_i^2)``; ``mu`` and
+      ``varsigma`` are numbers or ``(D,)``.
+    - ``weights`` ``(K,)`` (positive; normalized to sum to 1 where used): a Gaussian mixture
+      ``sum_k w_k N(mu_ki, varsigma_ki^2)``; ``mu`` and ``varsigma`` have shape ``(K,)``
+      (each component shared by all pixels), ``(K, 1)`` or ``(K, D)``.
+    """
 
     tau: Array
     mu: Array
     varsigma: Array
+    weights: Array | None = None
 
 
 class MeanField(NamedTuple):
@@ -78,9 +92,23 @@ def normal_log_prob(v: Array, loc: Array, scale: Array) -> Array:
     return -(((v - loc) / scale) ** 2) / 2.0 - ops.log(scale + 0.0 * v) - _HALF_LOG_2PI
 
 
+def _mixture(noise: Noise) -> tuple[Array, Array, Array]:
+    """A mixture outlier's ``(loc, scale, log_weights)``: ``(K, 1)`` or ``(K, D)``, the same,
+    and ``(K, 1)`` normalized log weights."""
+    w = noise.weights
+    k = int(w.shape[-1])
+    log_w = ops.log(w / w.sum())[:, None]
+    return noise.mu.reshape(k, -1), noise.varsigma.reshape(k, -1), log_w
+
+
 def _outlier(v: Array, noise: Noise) -> Array:
-    """``log N(v; mu, varsigma^2)``, elementwise: an occluded pixel's density."""
-    return normal_log_prob(v, noise.mu, noise.varsigma)
+    """``log p_out(v)``, elementwise, shape of ``v`` ``(..., D)``: an occluded pixel's
+    density, ``log N(v; mu, varsigma^2)`` or, for a mixture, ``log sum_k w_k N(v; mu_k,
+    varsigma_k^2)``."""
+    if noise.weights is None:
+        return normal_log_prob(v, noise.mu, noise.varsigma)
+    loc, scale, log_w = _mixture(noise)
+    return ops.logsumexp(log_w + normal_log_prob(v[..., None, :], loc, scale), axis=-2)
 
 
 def _expected_shown(v: Array, x_mean: Array, x_var: Array, noise: Noise) -> Array:
@@ -90,17 +118,28 @@ def _expected_shown(v: Array, x_mean: Array, x_var: Array, noise: Noise) -> Arra
 
 
 def log_likelihood(v: Array, x: Array, s: Array, noise: Noise) -> Array:
-    """``log p(v | x, s) = sum_i s_i log N(v_i; x_i, tau_i^2) + (1 - s_i) log N(v_i; mu_i,
-    varsigma_i^2)``, shape ``(...,)``."""
+    """``log p(v | x, s) = sum_i s_i log N(v_i; x_i, tau_i^2) + (1 - s_i) log p_out(v_i)``
+    (``p_out`` the outlier density of :class:`Noise`), shape ``(...,)``."""
     on = normal_log_prob(v, x, noise.tau)
     off = _outlier(v, noise)
     return (s * on + (1.0 - s) * off).sum(-1)
 
 
 def sample_observation(key: Any, x: Array, s: Array, noise: Noise) -> Array:
-    """A draw of ``v ~ p(v | x, s)``, shape of ``x``."""
-    z = ops.normal(key, tuple(x.shape), x)
-    return ops.where(s > 0.5, x + noise.tau * z, noise.mu + noise.varsigma * z)
+    """A draw of ``v ~ p(v | x, s)``, shape of ``x`` (a mixture outlier: each occluded pixel's
+    component drawn first, from the weights)."""
+    k_z, k_c = ops.split(key, 2)
+    z = ops.normal(k_z, tuple(x.shape), x)
+    if noise.weights is None:
+        loc, scale = noise.mu, noise.varsigma
+    else:
+        mu, vs, log_w = _mixture(noise)
+        k = int(log_w.shape[0])
+        comp = ops.categorical(k_c, log_w[:, 0] + 0.0 * x[..., None])  # (..., D)
+        pick = ops.one_hot(comp, k, x)  # (..., D, K)
+        loc = (pick * ops.transpose(mu + 0.0 * x[..., None, :])).sum(-1)
+        scale = (pick * ops.transpose(vs + 0.0 * x[..., None, :])).sum(-1)
+    return ops.where(s > 0.5, x + noise.tau * z, loc + scale * z)
 
 
 def clean_field(v: Array, s: Array, noise: Noise) -> Field:
@@ -110,11 +149,29 @@ def clean_field(v: Array, s: Array, noise: Noise) -> Field:
 
 
 def check_noise(noise: Noise, d: int) -> None:
-    """Each noise parameter must be a positive (scales) / finite number or ``(D,)`` array."""
-    for name, x in zip(("noise_scale", "outlier_loc", "outlier_scale"), noise):
+    """Each noise parameter must be a positive (scales) / finite number or ``(D,)`` array;
+    with mixture ``weights`` ``(K,)`` (positive), the outlier's ``mu`` and ``varsigma`` must
+    have shape ``(K,)``, ``(K, 1)`` or ``(K, D)`` (:class:`Noise`)."""
+    shapes = {"noise_scale": ((), (1,), (d,))}
+    if noise.weights is None:
+        shapes["outlier_loc"] = shapes["outlier_scale"] = ((), (1,), (d,))
+        what = f"be a number or have shape ({d},)"
+    else:
+        w = noise.weights
+        w_shape = tuple(getattr(w, "shape", ()))
+        if len(w_shape) != 1 or w_shape[0] < 1:
+            raise ValueError(f"outlier_weights must have shape (K,), K >= 1, got {w_shape}")
+        if ops.is_concrete(w) and (not ops.all_finite(w) or float(ops.to_numpy(w).min()) <= 0):
+            raise ValueError("outlier_weights must be positive and finite")
+        k = int(w.shape[0])
+        shapes["outlier_loc"] = shapes["outlier_scale"] = ((k,), (k, 1), (k, d))
+        what = f"have shape ({k},), ({k}, 1) or ({k}, {d}) (K = {k} mixture weights)"
+    for name, x in zip(("noise_scale", "outlier_loc", "outlier_scale"), noise[:3]):
         shape = tuple(getattr(x, "shape", ()))
-        if shape not in ((), (1,), (d,)):
-            raise ValueError(f"{name} must be a number or have shape ({d},), got shape {shape}")
+        if shape not in shapes[name]:
+            if name == "noise_scale":
+                raise ValueError(f"{name} must be a number or have shape ({d},), got {shape}")
+            raise ValueError(f"{name} must {what}, got shape {shape}")
         if ops.is_concrete(x) and not ops.all_finite(x):
             raise ValueError(f"{name} must be finite")
         if name != "outlier_loc" and ops.is_concrete(x) and float(ops.to_numpy(x).min()) <= 0:
@@ -148,8 +205,8 @@ def gibbs_sweep(
 
     1. ``h ~ p(h | x)`` and ``g ~ p(g | s)`` (independent given ``(x, s)``);
     2. ``(x, s) ~ p(x, s | h, g, v)``, exactly: first ``s_i`` with ``x_i`` integrated out,
-       logits ``d_i + (U g)_i + log N(v_i; m_i, sigma_i^2 + tau_i^2) - log N(v_i; mu_i,
-       varsigma_i^2)`` with ``m = b + sigma W h``, then ``x ~ p(x | h, s, v)``
+       logits ``d_i + (U g)_i + log N(v_i; m_i, sigma_i^2 + tau_i^2) - log p_out(v_i)``
+       with ``m = b + sigma W h``, then ``x ~ p(x | h, s, v)``
        (:func:`clean_field`).
 
     Sampling ``x`` and ``s`` jointly mixes far better than alternating them (a pixel whose
@@ -386,7 +443,9 @@ def exact_posterior(clean: Any, mask: Any, noise: Noise, v: Array) -> dict:
 class RobustLikelihoodMethods:
     r"""What the Pyro and NumPyro ``RobustLikelihood`` share: the RoBM observation model
     ``p(v | x, s)``, per pixel ``N(x_i, noise_scale_i^2)`` where the mask ``s_i = 1`` and
-    ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0`` (:func:`log_likelihood`). A
+    ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0``, or the mixture
+    ``sum_k w_k N(outlier_loc_ki, outlier_scale_ki^2)`` given ``outlier_weights`` ``w``
+    ``(K,)`` (:class:`Noise`, :func:`log_likelihood`). A
     subclass stores ``clean`` ``(..., D)``, ``shown`` (the mask, ``(..., D)``) and exposes
     ``noise`` (a :class:`Noise`)."""
 
@@ -432,9 +491,10 @@ class RobustBMMethods:
         noise_scale: float | Array = 0.1,
         outlier_loc: float | Array = 0.0,
         outlier_scale: float | Array = 1.0,
+        outlier_weights: Array | None = None,
     ) -> None:
         like = getattr(clean, "weights", None)  # None: not an RBM, refused below
-        noise = self._noise(noise_scale, outlier_loc, outlier_scale, like)
+        noise = self._noise(noise_scale, outlier_loc, outlier_scale, like, outlier_weights)
         self._init_robust(clean, mask, noise, self._clean_class, self._mask_class)
 
     def _init_robust(self, clean, mask, noise: Noise, clean_cls: type, mask_cls: type) -> None:
@@ -545,7 +605,8 @@ class RobustBMMethods:
         with ppl.plate("images", n):
             x = ppl.sample("clean", self.clean.expand((n,)))
             s = ppl.sample("mask", self.mask.expand((n,)))
-            return ppl.sample("image", self._likelihood_cls(x, s, *self.noise), obs=images)
+            like = self._likelihood_cls(x, s, *self.noise[:3], outlier_weights=self.noise.weights)
+            return ppl.sample("image", like, obs=images)
 
 
 class RobustVisibleMethods(VisibleSiteMethods):

@@ -15,15 +15,20 @@ from ebm_ppl.numpyro.distributions import RBM, GaussianRBM, _Energy
 __all__ = ["MeanField", "RobustBM", "RobustBMVisible", "RobustLikelihood"]
 
 
-def _noise(noise_scale, outlier_loc, outlier_scale, like=None) -> Noise:
+def _noise(noise_scale, outlier_loc, outlier_scale, like=None, outlier_weights=None) -> Noise:
     del like  # JAX places arrays itself
-    return Noise(*(jnp.asarray(a, jnp.float32) for a in (noise_scale, outlier_loc, outlier_scale)))
+    w = None if outlier_weights is None else jnp.asarray(outlier_weights, jnp.float32)
+    return Noise(
+        *(jnp.asarray(a, jnp.float32) for a in (noise_scale, outlier_loc, outlier_scale)), w
+    )
 
 
 class RobustLikelihood(robust.RobustLikelihoodMethods, Distribution):
     r"""The RoBM observation model ``p(v | x, s)``: per pixel ``N(x_i, noise_scale_i^2)``
-    where the mask ``s_i = 1`` and ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0``
-    (``shown`` holds the mask; normalized; event shape ``(D,)``). A jit-safe pytree."""
+    where the mask ``s_i = 1`` and ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0``,
+    or the Gaussian mixture ``sum_k w_k N(outlier_loc_ki, outlier_scale_ki^2)`` given
+    ``outlier_weights`` ``w`` ``(K,)`` (:class:`~ebm_ppl.models.robust.Noise`) (``shown``
+    holds the mask; normalized; event shape ``(D,)``). A jit-safe pytree."""
 
     arg_constraints = {
         "noise_scale": constraints.positive,
@@ -31,20 +36,35 @@ class RobustLikelihood(robust.RobustLikelihoodMethods, Distribution):
         "outlier_scale": constraints.positive,
     }
     support = constraints.real_vector
-    pytree_data_fields = ("clean", "shown", "noise_scale", "outlier_loc", "outlier_scale")
+    pytree_data_fields = (
+        "clean",
+        "shown",
+        "noise_scale",
+        "outlier_loc",
+        "outlier_scale",
+        "outlier_weights",
+    )
 
     def __init__(
-        self, clean, mask, noise_scale, outlier_loc, outlier_scale, validate_args=None
+        self,
+        clean,
+        mask,
+        noise_scale,
+        outlier_loc,
+        outlier_scale,
+        validate_args=None,
+        *,
+        outlier_weights=None,
     ) -> None:
         self.clean, self.shown = jnp.asarray(clean), jnp.asarray(mask)
-        noise = _noise(noise_scale, outlier_loc, outlier_scale)
-        self.noise_scale, self.outlier_loc, self.outlier_scale = noise
+        noise = _noise(noise_scale, outlier_loc, outlier_scale, None, outlier_weights)
+        self.noise_scale, self.outlier_loc, self.outlier_scale, self.outlier_weights = noise
         batch, event = self._likelihood_shapes(noise)
         super().__init__(batch, event, validate_args=validate_args)
 
     @property
     def noise(self) -> Noise:
-        return Noise(self.noise_scale, self.outlier_loc, self.outlier_scale)
+        return Noise(self.noise_scale, self.outlier_loc, self.outlier_scale, self.outlier_weights)
 
     def sample(self, key, sample_shape=()):
         shape = tuple(sample_shape) + tuple(self.batch_shape) + tuple(self.event_shape)
@@ -59,7 +79,8 @@ class RobustBM(robust.RobustBMMethods):
     (a pytree: it may cross ``jax.jit``).
 
     ``RobustBM(clean=GaussianRBM(...), mask=RBM(...), noise_scale=0.1, outlier_loc=0.0,
-    outlier_scale=1.0)``; :meth:`model` is the program (sites ``clean``, ``mask``,
+    outlier_scale=1.0, outlier_weights=None)`` (weights ``(K,)``: a Gaussian-mixture outlier
+    density); :meth:`model` is the program (sites ``clean``, ``mask``,
     ``image``), which :class:`~ebm_ppl.numpyro.BlockGibbs` samples under
     ``numpyro.infer.MCMC``; :meth:`infer` runs the same block Gibbs compiled;
     :meth:`mean_field`, :meth:`bound`, :meth:`visible` as in Pyro.

@@ -14,21 +14,25 @@ from ebm_ppl.pyro.distributions import RBM, GaussianRBM, _Energy
 __all__ = ["MeanField", "RobustBM", "RobustBMVisible", "RobustLikelihood"]
 
 
-def _noise(noise_scale, outlier_loc, outlier_scale, like: torch.Tensor | None = None) -> Noise:
+def _noise(
+    noise_scale, outlier_loc, outlier_scale, like: torch.Tensor | None = None, outlier_weights=None
+) -> Noise:
     if like is None:  # not an RBM: refused by the checks
         like = torch.zeros(())  # device: default
-    return Noise(
-        *(
-            torch.as_tensor(a, dtype=like.dtype, device=like.device)
-            for a in (noise_scale, outlier_loc, outlier_scale)
-        )
-    )
+
+    def cast(a):
+        return torch.as_tensor(a, dtype=like.dtype, device=like.device)
+
+    w = None if outlier_weights is None else cast(outlier_weights)
+    return Noise(*(cast(a) for a in (noise_scale, outlier_loc, outlier_scale)), w)
 
 
 class RobustLikelihood(robust.RobustLikelihoodMethods, TorchDistribution):
     r"""The RoBM observation model ``p(v | x, s)``: per pixel ``N(x_i, noise_scale_i^2)``
-    where the mask ``s_i = 1`` and ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0``
-    (``shown`` holds the mask; normalized; event shape ``(D,)``, batch shape that of the
+    where the mask ``s_i = 1`` and ``N(outlier_loc_i, outlier_scale_i^2)`` where ``s_i = 0``,
+    or the Gaussian mixture ``sum_k w_k N(outlier_loc_ki, outlier_scale_ki^2)`` given
+    ``outlier_weights`` ``w`` ``(K,)`` (:class:`~ebm_ppl.models.robust.Noise`) (``shown``
+    holds the mask; normalized; event shape ``(D,)``, batch shape that of the
     ``clean``/``mask`` arrays)."""
 
     arg_constraints = {
@@ -40,18 +44,29 @@ class RobustLikelihood(robust.RobustLikelihoodMethods, TorchDistribution):
     has_rsample = False
 
     def __init__(
-        self, clean, mask, noise_scale, outlier_loc, outlier_scale, validate_args=None
+        self,
+        clean,
+        mask,
+        noise_scale,
+        outlier_loc,
+        outlier_scale,
+        validate_args=None,
+        *,
+        outlier_weights=None,
     ) -> None:
         self.clean = torch.as_tensor(clean)  # device: data (a tensor keeps its own)
         self.shown = torch.as_tensor(mask, device=self.clean.device)
-        self.noise = _noise(noise_scale, outlier_loc, outlier_scale, self.clean)
-        self.noise_scale, self.outlier_loc, self.outlier_scale = self.noise
+        self.noise = _noise(noise_scale, outlier_loc, outlier_scale, self.clean, outlier_weights)
+        self.noise_scale, self.outlier_loc, self.outlier_scale, self.outlier_weights = self.noise
         batch, event = self._likelihood_shapes(self.noise)
         super().__init__(torch.Size(batch), torch.Size(event), validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         shape = torch.Size(batch_shape) + self.event_shape
-        return RobustLikelihood(self.clean.expand(shape), self.shown.expand(shape), *self.noise)
+        n = self.noise
+        return RobustLikelihood(
+            self.clean.expand(shape), self.shown.expand(shape), *n[:3], outlier_weights=n.weights
+        )
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
@@ -68,7 +83,10 @@ class RobustBM(robust.RobustBMMethods):
     from ``N(outlier_loc, outlier_scale^2)`` where it is off.
 
     ``RobustBM(clean=GaussianRBM(...), mask=RBM(...), noise_scale=0.1, outlier_loc=0.0,
-    outlier_scale=1.0)`` (noise parameters: numbers or ``(D,)`` tensors).
+    outlier_scale=1.0, outlier_weights=None)`` (noise parameters: numbers or ``(D,)``
+    tensors; ``outlier_weights`` ``(K,)`` makes the outlier density a Gaussian mixture with
+    ``outlier_loc``/``outlier_scale`` of shape ``(K,)`` or ``(K, D)``,
+    :class:`~ebm_ppl.models.robust.Noise`).
 
     - :meth:`model` is the generative program (sites ``clean``, ``mask``, ``image`` in a
       plate ``images``): ``Predictive`` generates occluded images, ``condition`` /

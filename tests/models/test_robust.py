@@ -10,6 +10,14 @@ from conftest import chi2_pvalue, state_index
 from scipy import stats
 
 NOISE = (0.3, 0.0, 2.0)  # tau, mu, varsigma
+# tau, mixture outlier locs, scales (K,), weights (K,): an "ink" and a broad component
+MIX = (
+    0.3,
+    np.array([2.0, -0.5], np.float32),
+    np.array([0.4, 1.5], np.float32),
+    np.array([0.3, 0.7], np.float32),
+)
+NOISES = pytest.mark.parametrize("noise", [NOISE, MIX], ids=["gaussian", "mixture"])
 
 
 def tiny(seed: int, d: int = 3, f: int = 2, g: int = 2, scale: float = 1.0) -> dict:
@@ -47,6 +55,19 @@ def numpy_free_energies(p: dict, x: np.ndarray, s: np.ndarray):
     return fx, fs
 
 
+def numpy_outlier(v: np.ndarray, noise=NOISE) -> np.ndarray:
+    """log p_out(v) elementwise, float64: one Gaussian, or the mixture sum_k w_k N(mu_k,
+    vs_k^2) (weights normalized), written out with scipy."""
+    if len(noise) == 3:
+        return stats.norm.logpdf(v, noise[1], noise[2])
+    mu, vs, w = (np.asarray(a, np.float64) for a in noise[1:])
+    k = len(w)
+    lw = np.log(w / w.sum()).reshape(k, 1)
+    vv = np.asarray(v, np.float64)[..., None, :]
+    comp = stats.norm.logpdf(vv, mu.reshape(k, -1), vs.reshape(k, -1))
+    return np.logaddexp.reduce(lw + comp, axis=-2)
+
+
 def numpy_log_marginal(p: dict, v: np.ndarray, noise=NOISE) -> np.ndarray:
     """Exact log p(v) per row by brute force in float64: every clean hidden state h (x
     integrated: N(b + sigma W h, sigma^2 + tau^2) where shown) and every mask s."""
@@ -54,7 +75,7 @@ def numpy_log_marginal(p: dict, v: np.ndarray, noise=NOISE) -> np.ndarray:
 
     w, b, c = (np.asarray(t, np.float64) for t in p["clean"])
     sig = float(p["sigma"])
-    tau, mu, vs = noise
+    tau = noise[0]
     hs = all_states(w.shape[1]).astype(np.float64)
     m = b + sig * hs @ w.T  # (H, D)
     log_ph = hs @ c + (((m**2) - b**2) / (2 * sig**2)).sum(-1)  # log int exp(-E) dx + const
@@ -63,7 +84,7 @@ def numpy_log_marginal(p: dict, v: np.ndarray, noise=NOISE) -> np.ndarray:
     _, fs = numpy_free_energies(p, np.zeros((1, w.shape[0])), ss)
     log_ps = -fs - np.logaddexp.reduce(-fs)
     on = stats.norm.logpdf(v[:, None, :], m[None], np.sqrt(sig**2 + tau**2))  # (N, H, D)
-    off = stats.norm.logpdf(v, mu, vs)  # (N, D)
+    off = numpy_outlier(v, noise)  # (N, D)
     lik = np.einsum("sd,nhd->nsh", ss, on) + ((1 - ss) @ off.T).T[:, :, None]
     return np.logaddexp.reduce(
         (lik + log_ps[None, :, None] + log_ph[None, None]).reshape(len(v), -1), axis=1
@@ -71,20 +92,20 @@ def numpy_log_marginal(p: dict, v: np.ndarray, noise=NOISE) -> np.ndarray:
 
 
 def numpy_loglik(v, x, s, noise=NOISE):
-    tau, mu, vs = noise
-    on = stats.norm.logpdf(v, x, tau)
-    off = stats.norm.logpdf(v, mu, vs)
+    on = stats.norm.logpdf(v, x, noise[0])
+    off = numpy_outlier(v, noise)
     return (s * on + (1 - s) * off).sum(-1)
 
 
 # ---- the program ------------------------------------------------------------------------
 
 
-def test_program_log_joint_by_hand(backend):
+@NOISES
+def test_program_log_joint_by_hand(backend, noise):
     """log p of model(images) at given clean/mask values = -F_clean(x) - F_mask(s) + the
-    observation log-density, all by hand in float64."""
+    observation log-density, all by hand in float64 (Gaussian and mixture outliers)."""
     p = tiny(0)
-    robm = build(backend, p)
+    robm = build(backend, p, noise)
     rng = np.random.default_rng(1)
     v = rng.normal(size=(5, 3)).astype(np.float32)
     x = rng.normal(size=(5, 3)).astype(np.float32)
@@ -100,7 +121,7 @@ def test_program_log_joint_by_hand(backend):
 
         got = float(log_density(robm.model, (backend.array(v),), {}, values)[0])
     fx, fs = numpy_free_energies(p, x, s)
-    want = (-fx - fs + numpy_loglik(v, x, s)).sum()
+    want = (-fx - fs + numpy_loglik(v, x, s, noise)).sum()
     assert got == pytest.approx(want, rel=1e-5, abs=1e-3)
 
 
@@ -143,16 +164,18 @@ def test_predictive_generates_images():
 # ---- exact inference: an independent check of the oracle ---------------------------------
 
 
-def test_exact_posterior_by_quadrature():
+@NOISES
+def test_exact_posterior_by_quadrature(noise):
     """exact_posterior (enumeration of h and s with x integrated analytically) against a
-    brute-force grid over x for a 2-pixel model: log p(v) and E[x | v]."""
+    brute-force grid over x for a 2-pixel model: log p(v) and E[x | v] (Gaussian and
+    mixture outliers)."""
     import torch
     from conftest import Backend
 
     from ebm_ppl.models.robust import exact_posterior
 
     p = tiny(3, d=2)
-    robm = build(Backend("torch"), p)
+    robm = build(Backend("torch"), p, noise)
     v = np.array([0.4, 2.8], np.float32)
     ex = exact_posterior(robm.clean, robm.mask, robm.noise, torch.tensor(v))
     grid = np.linspace(-9, 9, 1201)
@@ -166,14 +189,16 @@ def test_exact_posterior_by_quadrature():
     total, ex_x = -np.inf, np.zeros(2)
     terms = []
     for m, lps in zip(masks, log_ps):
-        lj = log_px + lps + numpy_loglik(v[None], xx, m[None])
+        lj = log_px + lps + numpy_loglik(v[None], xx, m[None], noise)
         terms.append(lj)
     lj = np.stack(terms)  # (4, G)
     total = np.logaddexp.reduce(lj.reshape(-1)) + 2 * np.log(dx)
     w = np.exp(lj - lj.max()).sum(0)
     ex_x = (w[:, None] * xx).sum(0) / w.sum()
     assert float(ex["log_marginal"]) == pytest.approx(total, abs=2e-3)
-    assert numpy_log_marginal(p, v[None].astype(np.float64))[0] == pytest.approx(total, abs=2e-3)
+    assert numpy_log_marginal(p, v[None].astype(np.float64), noise)[0] == pytest.approx(
+        total, abs=2e-3
+    )
     np.testing.assert_allclose(ex["clean_mean"].numpy(), ex_x, atol=2e-3)
     post_s = np.exp(np.logaddexp.reduce(lj, axis=1) - np.logaddexp.reduce(lj.reshape(-1)))
     got = ex["mask_probs"].numpy()[state_index(ex["mask_states"].numpy())]
@@ -190,12 +215,13 @@ def exact(backend, robm, v):
     return {k: backend.np(x) for k, x in ex.items()}
 
 
+@NOISES
 @pytest.mark.parametrize("seed", [0, 1])
-def test_direct_gibbs_matches_exact_posterior(backend, seed):
+def test_direct_gibbs_matches_exact_posterior(backend, seed, noise):
     """RobustBM.infer on N copies of one image (N independent chains): the per-chain
     Rao-Blackwellised means of x and s agree with exact E[x | v], E[s | v] within 4.5 SE."""
     p = tiny(10 + seed)
-    robm = build(backend, p)
+    robm = build(backend, p, noise)
     v = np.array([0.3, -1.2, 2.5], np.float32)
     ex = exact(backend, robm, v)
     n = 1500
@@ -236,14 +262,15 @@ def run_kernel(backend, robm, images, seed, warmup=25, samples=10):
     return {k: backend.np(x) for k, x in m.get_samples().items()}
 
 
+@NOISES
 @pytest.mark.parametrize("seed", [0, 1])
-def test_block_gibbs_kernel_samples_the_exact_posterior(backend, seed):
+def test_block_gibbs_kernel_samples_the_exact_posterior(backend, seed, noise):
     """BlockGibbs on the plain program model(images) (the observation folded into each RBM's
     conditional by autodiff): mask-state frequencies of the last draw of 600 independent
     chains (plate copies) pass a chi-square test against exact p(s | v); x's mean is within
     4.5 SE of E[x | v]."""
     p = tiny(20 + seed)
-    robm = build(backend, p)
+    robm = build(backend, p, noise)
     v = np.array([1.1, -0.4, -2.6], np.float32)
     ex = exact(backend, robm, v)
     n = 600
@@ -291,15 +318,16 @@ def test_kernel_rejects_a_non_conjugate_observation(backend):
 # ---- mean field ----------------------------------------------------------------------------
 
 
+@NOISES
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_mean_field_is_a_fixed_point_and_a_bound(backend, seed):
+def test_mean_field_is_a_fixed_point_and_a_bound(backend, seed, noise):
     """The mean-field Q is a fixed point (one more sweep moves nothing), a local maximum of
     the bound (random perturbations lower it), and the bound is below the exact log p(v)
     for both starts of the mask."""
     from ebm_ppl.models import robust as R
 
     p = tiny(30 + seed)
-    robm = build(backend, p)
+    robm = build(backend, p, noise)
     rng = np.random.default_rng(seed)
     v = rng.normal(0, 1.5, (1, 3)).astype(np.float32)
     ex = exact(backend, robm, v[0])
@@ -529,8 +557,9 @@ def test_bad_input(backend):
         robm.model()
 
 
+@NOISES
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_collapsed_mean_field_is_a_fixed_point_and_a_bound(backend, seed):
+def test_collapsed_mean_field_is_a_fixed_point_and_a_bound(backend, seed, noise):
     """The structured mean field (Q(x_i | s_i), collapsed=True): a fixed point of its own
     sweep; its bound equals the same bound written out in numpy and is below the exact
     log p(v); its s is the exact conditional of a pixel given the clean hidden means (x_i
@@ -538,7 +567,7 @@ def test_collapsed_mean_field_is_a_fixed_point_and_a_bound(backend, seed):
     from ebm_ppl.models import robust as R
 
     p = tiny(30 + seed)
-    robm = build(backend, p)
+    robm = build(backend, p, noise)
     rng = np.random.default_rng(seed)
     v = rng.normal(0, 1.5, (1, 3)).astype(np.float32)
     va = backend.array(v)
@@ -556,7 +585,7 @@ def test_collapsed_mean_field_is_a_fixed_point_and_a_bound(backend, seed):
         assert bound <= float(ex["log_marginal"]) + 1e-4
         # the same bound written out by hand in numpy
         w, b, c = (np.asarray(t, np.float64) for t in p["clean"])
-        sig, (tau, mu, vs) = float(p["sigma"]), NOISE
+        sig, tau = float(p["sigma"]), noise[0]
         h, s, g = (backend.np(a).astype(np.float64)[0] for a in (q.h, q.s, q.g))
         m = b + sig * w @ h
         var1 = 1 / (1 / sig**2 + 1 / tau**2)
@@ -567,7 +596,7 @@ def test_collapsed_mean_field_is_a_fixed_point_and_a_bound(backend, seed):
         u, d, e = (np.asarray(t, np.float64) for t in p["mask"])
         mask = s @ d + s @ u @ g + e @ g
         on = stats.norm.logpdf(v[0], x1, tau) - var1 / (2 * tau**2)
-        obs = (s * on + (1 - s) * stats.norm.logpdf(v[0], mu, vs)).sum()
+        obs = (s * on + (1 - s) * numpy_outlier(v[0], noise)).sum()
 
         def hb(t):
             t = np.clip(t, 1e-12, 1 - 1e-12)
@@ -580,7 +609,7 @@ def test_collapsed_mean_field_is_a_fixed_point_and_a_bound(backend, seed):
         assert abs(by_hand - bound) < 1e-3 * max(1.0, abs(bound))
         # s is the exact P(s_i = 1 | h = E h, g = E g, v_i) with x_i integrated out
         logit = d + u @ g + stats.norm.logpdf(v[0], m, np.sqrt(sig**2 + tau**2))
-        logit -= stats.norm.logpdf(v[0], mu, vs)
+        logit -= numpy_outlier(v[0], noise)
         np.testing.assert_allclose(s, 1 / (1 + np.exp(-logit)), atol=1e-4)
 
 
@@ -618,3 +647,129 @@ def test_bad_init_mask(backend):
         robm.visible(init_mask="data")
     with pytest.raises(ValueError, match="init_mask"):
         robm.visible(init_mask=-0.5)
+
+
+# ---- a Gaussian-mixture outlier density ---------------------------------------------------
+
+
+def test_mixture_likelihood_sampling_moments(backend):
+    """RobustLikelihood with outlier_weights: occluded draws have the mixture's mean and
+    variance (per-pixel components (K, D)), shown draws N(x, tau), and the mass near the
+    narrow component is the mixture's; log_prob is the mixture's, written out in scipy."""
+    fe = frontend(backend)
+    x = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
+    s = np.array([1.0, 0.0, 0.0, 0.0], np.float32)
+    mu = np.array([[2.0, 2.0, -1.0, 0.0], [-0.5, 1.0, 1.0, 4.0]], np.float32)  # (K, D)
+    vs = np.array([[0.4], [1.5]], np.float32)  # (K, 1)
+    w = np.array([0.3, 0.7], np.float32)
+    a = backend.array
+    lik = fe.RobustLikelihood(a(x), a(s), 0.3, a(mu), a(vs), outlier_weights=a(w))
+    n = 40000
+    draws = backend.np(
+        lik.sample((n,)) if backend.name == "torch" else lik.sample(backend.key(0), (n,))
+    )
+    mix_mean = (w[:, None] * mu).sum(0)
+    mix_var = (w[:, None] * (vs**2 + mu**2)).sum(0) - mix_mean**2
+    want_mean = np.where(s > 0.5, x, mix_mean)
+    want_sd = np.where(s > 0.5, 0.3, np.sqrt(mix_var))
+    assert (np.abs(draws.mean(0) - want_mean) < 4.5 * want_sd / np.sqrt(n)).all()
+    np.testing.assert_allclose(draws.std(0), want_sd, rtol=0.03)
+    near = np.abs(draws[:, 2] - mu[0, 2]) < 0.2
+    cdf = stats.norm.cdf
+    p_near = w[0] * (cdf(0.5) - cdf(-0.5)) + w[1] * (
+        cdf((mu[0, 2] + 0.2 - mu[1, 2]) / 1.5) - cdf((mu[0, 2] - 0.2 - mu[1, 2]) / 1.5)
+    )
+    assert abs(near.mean() - p_near) < 4.5 * np.sqrt(p_near * (1 - p_near) / n)
+    lp = backend.np(lik.log_prob(a(draws[:3])))
+    np.testing.assert_allclose(lp, numpy_loglik(draws[:3], x, s, (0.3, mu, vs, w)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mixture_of_identical_components_is_the_gaussian(backend, seed):
+    """A mixture whose components are all N(mu, vs) (any weights) gives the same mean
+    field and exact posterior as the single Gaussian outlier."""
+    from ebm_ppl.models.robust import exact_posterior
+
+    p = tiny(40 + seed)
+    one = build(backend, p, NOISE)
+    w = np.random.default_rng(seed).uniform(0.1, 1.0, 3).astype(np.float32)
+    mix = build(backend, p, (0.3, np.zeros(3, np.float32), np.full(3, 2.0, np.float32), w))
+    v = backend.array(np.random.default_rng(seed).normal(0, 1.5, (4, 3)).astype(np.float32))
+    for kw in ({}, {"collapsed": True, "init_mask": "evidence"}):
+        for a, b in zip(one.mean_field(v, **kw), mix.mean_field(v, **kw)):
+            np.testing.assert_allclose(backend.np(a), backend.np(b), atol=1e-5)
+    e1 = exact_posterior(one.clean, one.mask, one.noise, v[0])
+    e2 = exact_posterior(mix.clean, mix.mask, mix.noise, v[0])
+    for k in e1:
+        np.testing.assert_allclose(backend.np(e1[k]), backend.np(e2[k]), atol=1e-5)
+
+
+def test_mixture_backends_agree():
+    """Pyro = NumPyro with a per-pixel (K, D) mixture outlier: likelihood, mean field (both
+    families), the exact posterior (and it against numpy), the SA site's bound, and jit."""
+    import jax
+    import torch
+    from conftest import Backend
+
+    from ebm_ppl.models.robust import exact_posterior, log_likelihood
+
+    p = tiny(62)
+    rng = np.random.default_rng(3)
+    noise = (
+        0.3,
+        rng.normal(0, 1, (3, 3)).astype(np.float32),
+        rng.uniform(0.3, 2.0, (3, 1)).astype(np.float32),
+        np.array([0.2, 0.5, 0.3], np.float32),
+    )
+    t, j = build(Backend("torch"), p, noise), build(Backend("jax"), p, noise)
+    v = rng.normal(0, 1.5, size=(4, 3)).astype(np.float32)
+    s = (rng.uniform(size=(4, 3)) < 0.5).astype(np.float32)
+    jv = jax.numpy.asarray(v)
+    np.testing.assert_allclose(
+        log_likelihood(torch.tensor(v), torch.tensor(v[::-1].copy()), torch.tensor(s), t.noise),
+        np.asarray(log_likelihood(jv, jax.numpy.asarray(v[::-1]), jax.numpy.asarray(s), j.noise)),
+        rtol=1e-5,
+    )
+    for kw in ({}, {"collapsed": True, "init_mask": "evidence"}):
+        qt, qj = t.mean_field(torch.tensor(v), **kw), j.mean_field(jv, **kw)
+        for a, b in zip(qt, qj):
+            np.testing.assert_allclose(a.numpy(), np.asarray(b), atol=1e-4)
+    et = exact_posterior(t.clean, t.mask, t.noise, torch.tensor(v[0]))
+    ej = exact_posterior(j.clean, j.mask, j.noise, jv[0])
+    for k in et:
+        np.testing.assert_allclose(et[k].numpy(), np.asarray(ej[k]), atol=1e-4)
+    assert float(et["log_marginal"]) == pytest.approx(
+        numpy_log_marginal(p, v[:1].astype(np.float64), noise)[0], abs=1e-3
+    )
+    lt = t.visible(collapsed=True).log_prob(torch.tensor(v)).numpy()
+    lj = np.asarray(j.visible(collapsed=True).log_prob(jv))
+    np.testing.assert_allclose(lt, lj, atol=1e-3)
+    f = jax.jit(lambda r, x: r.mean_field(x, collapsed=True).x_mean)
+    np.testing.assert_allclose(
+        np.asarray(f(j, jv)), t.mean_field(torch.tensor(v), collapsed=True).x_mean, atol=1e-4
+    )
+
+
+def test_mixture_bad_input(backend):
+    fe = frontend(backend)
+    p = tiny(72)
+    a = backend.array
+    clean = fe.GaussianRBM(*(a(x) for x in p["clean"]), sigma=0.8)
+    mask = fe.RBM(*(a(x) for x in p["mask"]))
+    two = np.ones(2, np.float32)
+    with pytest.raises(ValueError, match="outlier_weights must have shape"):
+        fe.RobustBM(clean, mask, 0.3, two, two, np.ones((2, 1), np.float32))
+    with pytest.raises(ValueError, match="outlier_weights must be positive"):
+        fe.RobustBM(clean, mask, 0.3, two, two, np.array([0.5, -0.5], np.float32))
+    with pytest.raises(ValueError, match="outlier_weights must be positive"):
+        fe.RobustBM(clean, mask, 0.3, two, two, np.array([0.5, np.nan], np.float32))
+    with pytest.raises(ValueError, match=r"outlier_loc must have shape \(2,\)"):
+        fe.RobustBM(clean, mask, 0.3, np.ones(3, np.float32), two, two)
+    with pytest.raises(ValueError, match=r"outlier_scale must have shape \(2,\)"):
+        fe.RobustBM(clean, mask, 0.3, two, np.ones((2, 4), np.float32), two)
+    with pytest.raises(ValueError, match="outlier_scale must be positive"):
+        fe.RobustBM(clean, mask, 0.3, two, np.array([1.0, 0.0], np.float32), two)
+    with pytest.raises(ValueError, match="outlier_loc must be finite"):
+        fe.RobustBM(clean, mask, 0.3, np.array([1.0, np.inf], np.float32), two, two)
+    with pytest.raises(ValueError, match="outlier_weights must have shape"):
+        fe.RobustLikelihood(a(np.zeros(3)), a(np.ones(3)), 0.3, two, two, outlier_weights=1.0)
