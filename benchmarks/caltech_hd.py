@@ -8,7 +8,8 @@
 3. Top-level features: the logits of the top layer's mean-field marginals ``q(h2 | v)``
    (``b2 + W2^T q(h1)``), clipped to ``+-clip``, then whitened by the known categories' pooled
    within-category covariance (``--whiten 1``) and scaled to unit sd: a transform learned from
-   the known categories only.
+   the known categories only. ``--pixel-pca D`` concatenates the first ``D`` principal
+   components of the pixels (learned on the known categories) before the whitening.
 4. The Normal HD prior (:func:`ebm_ppl.numpyro.hd_normal_prior`: truncated stick-breaking
    super-categories, each with its own mean; within- and between-category variances learned in
    the program, shared by the super-categories with ``--shared-variances 1``; every category's
@@ -23,7 +24,13 @@
    HD's whitened features (Euclidean). Chance is ``1 / held-out``; the class-balanced accuracy
    (mean of the per-class recalls) is reported too. Paired tests over the trials (paired t,
    exact sign test) compare (a) with each of the others.
-6. Figures under ``--out``: the learned super-category tree (a row of member silhouettes per
+6. ``--validate S1 S2 ...``: instead of the held-out classes, for each seed 10 of the KNOWN
+   classes (drawn with that seed) play the new classes and everything downstream of the DBM
+   (PCA, whitening, priors) is learned from the other known classes: the validation splits on
+   which settings are chosen (the DBM has seen the validation classes' images, which flatters
+   only the DBM-feature baseline). ``--extra-hd`` fits further HD priors next to the default
+   one and compares each with the flat prior (paired).
+7. Figures under ``--out``: the learned super-category tree (a row of member silhouettes per
    super-category, and the held-out categories where the posterior places them) and a new
    category simulated from 3 examples (HD features -> DBM Gibbs with the top layer clamped).
 
