@@ -8,8 +8,9 @@
 3. Top-level features: the logits of the top layer's mean-field marginals ``q(h2 | v)``
    (``b2 + W2^T q(h1)``), clipped to ``+-clip``, then whitened by the known categories' pooled
    within-category covariance (``--whiten 1``) and scaled to unit sd: a transform learned from
-   the known categories only. ``--pixel-pca D`` concatenates the first ``D`` principal
-   components of the pixels (learned on the known categories) before the whitening.
+   the known categories only. ``--pixel-pca D`` (default 50, chosen on validation splits)
+   concatenates the first ``D`` principal components of the pixels (learned on the known
+   categories) before the whitening.
 4. The Normal HD prior (:func:`ebm_ppl.numpyro.hd_normal_prior`: truncated stick-breaking
    super-categories, each with its own mean; within- and between-category variances learned in
    the program, shared by the super-categories with ``--shared-variances 1``; every category's
@@ -490,9 +491,10 @@ def main():
     ap.add_argument(
         "--pixel-pca",
         type=int,
-        default=0,
+        default=50,
         help="concatenate this many principal components of the pixels (learned on the known "
-        "classes) to the top-level logits before whitening; 0: logits only",
+        "classes) to the top-level logits before whitening; 0: logits only (the 2026-12-06 "
+        "recipe)",
     )
     ap.add_argument(
         "--validate",
