@@ -601,7 +601,8 @@ def main():
     ex = np.flatnonzero(y == c)[:3]
     n1, s1, s2 = category_moments(feats[ex], np.zeros(3, np.int64), 1)
     zs = post.sample_new_category(np.random.default_rng(7), s1[0], s2[0], 3.0, 12)
-    top_p = 1.0 / (1.0 + np.exp(-white.inverse(zs)))
+    # back to the top-level logits (the first ``top`` features; the pixel components drop)
+    top_p = 1.0 / (1.0 + np.exp(-white.inverse(zs)[:, : logits.shape[1]]))
     top = (np.random.default_rng(8).random(top_p.shape) < top_p).astype(np.float32)
     p = dbm._frozen()
     key = jax.random.PRNGKey(9)
