@@ -8,7 +8,9 @@
 3. Top-level features: the logits of the top layer's mean-field marginals ``q(h2 | v)``
    (``b2 + W2^T q(h1)``), clipped to ``+-clip``, then whitened by the known categories' pooled
    within-category covariance (``--whiten 1``) and scaled to unit sd: a transform learned from
-   the known categories only.
+   the known categories only. ``--pixel-pca D`` (default 50, chosen on validation splits)
+   concatenates the first ``D`` principal components of the pixels (learned on the known
+   categories) before the whitening.
 4. The Normal HD prior (:func:`ebm_ppl.numpyro.hd_normal_prior`: truncated stick-breaking
    super-categories, each with its own mean; within- and between-category variances learned in
    the program, shared by the super-categories with ``--shared-variances 1``; every category's
@@ -23,7 +25,13 @@
    HD's whitened features (Euclidean). Chance is ``1 / held-out``; the class-balanced accuracy
    (mean of the per-class recalls) is reported too. Paired tests over the trials (paired t,
    exact sign test) compare (a) with each of the others.
-6. Figures under ``--out``: the learned super-category tree (a row of member silhouettes per
+6. ``--validate S1 S2 ...``: instead of the held-out classes, for each seed 10 of the KNOWN
+   classes (drawn with that seed) play the new classes and everything downstream of the DBM
+   (PCA, whitening, priors) is learned from the other known classes: the validation splits on
+   which settings are chosen (the DBM has seen the validation classes' images, which flatters
+   only the DBM-feature baseline). ``--extra-hd`` fits further HD priors next to the default
+   one and compares each with the flat prior (paired).
+7. Figures under ``--out``: the learned super-category tree (a row of member silhouettes per
    super-category, and the held-out categories where the posterior places them) and a new
    category simulated from 3 examples (HD features -> DBM Gibbs with the top layer clamped).
 
@@ -176,6 +184,33 @@ class Whitening:
         return (g * self.scale) @ np.linalg.inv(self.rot) + self.loc
 
 
+def validation_split(y, known, seed, num, min_images=40):
+    """``(fit, val)``: ``num`` of the ``known`` classes (those with at least ``min_images``
+    images), drawn with their own ``seed``, play the new classes; the prior, the whitening and
+    the pixel PCA are then learned from the other known classes only (``fit``). The held-out
+    classes of the split are never touched."""
+    sizes = np.bincount(y, minlength=int(known.max()) + 1)
+    pool = known[sizes[known] >= min_images]
+    val = np.sort(np.random.default_rng(seed).choice(pool, num, replace=False))
+    return np.setdiff1d(known, val), val
+
+
+def make_features(logits, x, y, fit_classes, clip, whiten, pixel_pca):
+    """Real-valued features ``(N, F)`` for the HD prior and the transform behind them, learned
+    from the images of ``fit_classes`` only: the top-level logits clipped to ``+-clip``, with
+    ``pixel_pca > 0`` concatenated with the first ``pixel_pca`` principal components of the
+    pixels, then :class:`Whitening`. Returns ``(features float32, whitening)``."""
+    is_fit = np.isin(y, fit_classes)
+    f = np.clip(logits, -clip, clip)
+    if pixel_pca > 0:
+        xc = x.astype(np.float64)
+        loc = xc[is_fit].mean(0)
+        _, _, vt = np.linalg.svd(xc[is_fit] - loc, full_matrices=False)
+        f = np.concatenate([f, (xc - loc) @ vt[:pixel_pca].T], axis=1)
+    white = Whitening(f[is_fit], y[is_fit], whiten)
+    return white(f).astype(np.float32), white
+
+
 def paired(a, b):
     """Paired comparison of per-trial accuracies ``a`` and ``b``: mean and sd of the
     difference, two-sided paired t-test and exact sign test (ties dropped)."""
@@ -265,112 +300,49 @@ def tree_figure(groups, x, y, names, path, new=(), max_rows=10, cols=12, new_col
     plt.close(fig)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="benchmarks/runs/hd")
-    ap.add_argument(
-        "--dbm",
-        default=None,
-        help="DBM cache (safetensors); default OUT/dbm_top{top}_pre{pre}_sa{epochs}_seed{seed}",
-    )
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--held-out", type=int, default=10)
-    ap.add_argument("--top", type=int, default=100)
-    ap.add_argument("--pre-epochs", type=int, default=100)
-    ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--num-super", type=int, default=5)
-    ap.add_argument("--clip", type=float, default=10.0, help="top-level logits clipped to +-clip")
-    ap.add_argument(
-        "--whiten",
-        type=int,
-        default=1,
-        help="1: whiten the features by the known categories' pooled within-category "
-        "covariance; 0: standardise each feature only",
-    )
-    ap.add_argument(
-        "--shared-variances",
-        type=int,
-        default=1,
-        help="1: super-categories share sigma and tau and differ in their means",
-    )
-    ap.add_argument("--gamma", type=float, default=1.0)
-    ap.add_argument("--spread", type=float, default=0.5)
-    ap.add_argument("--warmup", type=int, default=300)
-    ap.add_argument("--samples", type=int, default=100)
-    ap.add_argument("--tree-depth", type=int, default=7)
-    ap.add_argument("--trials", type=int, default=20)
-    args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.dbm is None:
-        args.dbm = str(
-            out / f"dbm_top{args.top}_pre{args.pre_epochs}_sa{args.epochs}_seed{args.seed}"
-            ".safetensors"
-        )
-    t_all = time.time()
-    emit(stage="settings", **vars(args))
-
+def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
+    """Features learned on the ``known`` classes, the HD and flat priors fit to them, and the
+    one-shot trials on the ``held`` classes (every method, paired tests). Emits the results
+    (``tag``: ``test``, or ``val<seed>`` for a validation split) and returns
+    ``(hd posterior, features, whitening, last trial's example moments, last trial's test
+    features)``."""
     import ebm_ppl.numpyro as enp
-    from ebm_ppl.datasets import load_caltech101_silhouettes
-    from ebm_ppl.models.dbm import layer_logits
-    from ebm_ppl.models.hd import HDNormalPosterior, category_moments
+    from ebm_ppl.models.hd import category_moments
 
-    parts = [load_caltech101_silhouettes(s) for s in ("train", "valid", "test")]
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
-    names = parts[0][2]
-    rng = np.random.default_rng(args.seed)
-    sizes = np.bincount(y, minlength=101)
-    held = np.sort(rng.choice(np.flatnonzero(sizes >= 40), args.held_out, replace=False))
-    known = np.setdiff1d(np.arange(101), held)
-    is_known = np.isin(y, known)
-    emit(
-        stage="data",
-        images=len(x),
-        known_classes=len(known),
-        known_images=int(is_known.sum()),
-        held_out=[names[c] for c in held],
-        held_out_images=int((~is_known).sum()),
-    )
+    feats, white = make_features(logits, x, y, known, args.clip, args.whiten, args.pixel_pca)
+    is_fit = np.isin(y, known)
 
-    # ---- DBM features ------------------------------------------------------------------
-    dbm = train_dbm(x[is_known], args, out)
-    t0 = time.time()
-    q, logits = dbm_features(dbm, x)
-    clipped = np.clip(logits, -args.clip, args.clip)
-    white = Whitening(clipped[is_known], y[is_known], args.whiten)
-    feats = white(clipped).astype(np.float32)
-    emit(
-        stage="features",
-        top=args.top,
-        mean_marginal=float(q.mean()),
-        logits_clipped=float((np.abs(logits) > args.clip).mean()),
-        whiten=args.whiten,
-        seconds=round(time.time() - t0, 1),
-    )
+    def log(**kw):
+        emit(tag=tag, **kw)
 
     # ---- HD prior and flat prior on the known categories --------------------------------
     index = {c: i for i, c in enumerate(known)}
-    yk = np.array([index[c] for c in y[is_known]])
-    moments = category_moments(feats[is_known], yk, len(known))
+    yk = np.array([index[c] for c in y[is_fit]])
+    moments = category_moments(feats[is_fit], yk, len(known))
     posts = {}
-    for name, k in (("hd", args.num_super), ("flat", 1)):
+    base = dict(
+        num_super=args.num_super,
+        gamma=args.gamma,
+        spread=args.spread,
+        shared_variances=bool(args.shared_variances),
+        learn_spread=bool(args.learn_spread),
+    )
+    fits = [("hd", base), ("flat", {**base, "num_super": 1})]
+    fits += [(f"hd_extra{i}", {**base, **kw}) for i, kw in enumerate(args.extra_hd)]
+    for name, kw in fits:
         t0 = time.time()
         posts[name] = enp.fit_hd_normal_prior(
             jax.random.PRNGKey(args.seed + 2),
             *moments,
-            num_super=k,
-            gamma=args.gamma,
-            spread=args.spread,
-            shared_variances=bool(args.shared_variances),
             num_warmup=args.warmup,
             num_samples=args.samples,
             max_tree_depth=args.tree_depth,
+            **kw,
         )
-        emit(
+        log(
             stage="fit",
             prior=name,
-            num_super=k,
+            **kw,
             warmup=args.warmup,
             samples=args.samples,
             seconds=round(time.time() - t0, 1),
@@ -379,7 +351,7 @@ def main():
     labels = post.clustering()
     probs = np.asarray(post.assignment_probs())
     w = np.exp(np.asarray(post.log_w)).mean(0)
-    emit(
+    log(
         stage="hd_posterior",
         super_categories_used=int(len(np.unique(labels))),
         mean_max_assignment_prob=float(probs.max(-1).mean()),
@@ -390,10 +362,10 @@ def main():
     groups = [known[labels == g] for g in np.unique(labels)]
     groups.sort(key=len, reverse=True)
     for i, g in enumerate(groups):
-        emit(stage="super_category", index=i + 1, size=len(g), members=[names[c] for c in g])
+        log(stage="super_category", index=i + 1, size=len(g), members=[names[c] for c in g])
 
     # ---- one-shot trials ---------------------------------------------------------------
-    methods = ("hd", "flat", "nn_pixels", "nn_dbm_features", "nn_hd_features")
+    methods = tuple(posts) + ("nn_pixels", "nn_dbm_features", "nn_hd_features")
     acc = {k: {1: [], 3: []} for k in methods}
     bal = {k: {1: [], 3: []} for k in methods}  # class-balanced: mean of per-class recalls
     t0 = time.time()
@@ -402,7 +374,7 @@ def main():
         for shots in (1, 3):
             ex_idx = [r.choice(np.flatnonzero(y == c), shots, replace=False) for c in held]
             used = np.concatenate(ex_idx)
-            test = np.setdiff1d(np.flatnonzero(~is_known), used)
+            test = np.setdiff1d(np.flatnonzero(np.isin(y, held)), used)
             truth = np.searchsorted(held, y[test])
             owner = np.repeat(np.arange(len(held)), shots)
             ex_mom = [
@@ -432,7 +404,7 @@ def main():
     for k in methods:
         for shots in (1, 3):
             a, b = np.array(acc[k][shots]), np.array(bal[k][shots])
-            emit(
+            log(
                 stage="one_shot",
                 method=k,
                 shots=shots,
@@ -444,18 +416,166 @@ def main():
                 chance=1.0 / len(held),
                 per_trial=[round(v, 4) for v in a],
             )
+    pairs = [("hd", other) for other in methods[1:]]
+    pairs += [(k, "flat") for k in posts if k.startswith("hd_extra")]
     for shots in (1, 3):
-        for other in methods[1:]:
+        for one, other in pairs:
             for metric, table in (("accuracy", acc), ("balanced", bal)):
-                emit(
+                log(
                     stage="paired",
                     metric=metric,
                     shots=shots,
-                    a="hd",
+                    a=one,
                     b=other,
-                    **paired(table["hd"][shots], table[other][shots]),
+                    **paired(table[one][shots], table[other][shots]),
                 )
-    emit(stage="trials_done", seconds=round(time.time() - t0, 1))
+    log(stage="trials_done", seconds=round(time.time() - t0, 1))
+    return dict(
+        post=post,
+        feats=feats,
+        white=white,
+        trial_mom=trial_mom,
+        xt=xt,
+        groups=groups,
+        probs=probs,
+        index=index,
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="benchmarks/runs/hd")
+    ap.add_argument(
+        "--dbm",
+        default=None,
+        help="DBM cache (safetensors); default OUT/dbm_top{top}_pre{pre}_sa{epochs}_seed{seed}",
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--held-out", type=int, default=10)
+    ap.add_argument("--top", type=int, default=100)
+    ap.add_argument("--pre-epochs", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument(
+        "--num-super",
+        type=int,
+        default=10,
+        help="truncation level K (10: chosen on validation splits with the pixel components)",
+    )
+    ap.add_argument("--clip", type=float, default=10.0, help="top-level logits clipped to +-clip")
+    ap.add_argument(
+        "--whiten",
+        type=int,
+        default=1,
+        help="1: whiten the features by the known categories' pooled within-category "
+        "covariance; 0: standardise each feature only",
+    )
+    ap.add_argument(
+        "--shared-variances",
+        type=int,
+        default=1,
+        help="1: super-categories share sigma and tau and differ in their means",
+    )
+    ap.add_argument("--gamma", type=float, default=1.0)
+    ap.add_argument(
+        "--spread",
+        type=float,
+        default=0.5,
+        help="free variances: sd of log sigma_k, log tau_k around the typical ones (with "
+        "--learn-spread 1: the HalfNormal scale of that sd)",
+    )
+    ap.add_argument(
+        "--learn-spread",
+        type=int,
+        default=0,
+        help="1: the spread of the super-categories' variances is learned (free variances only)",
+    )
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--tree-depth", type=int, default=7)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument(
+        "--pixel-pca",
+        type=int,
+        default=50,
+        help="concatenate this many principal components of the pixels (learned on the known "
+        "classes) to the top-level logits before whitening; 0: logits only (the 2026-12-06 "
+        "recipe)",
+    )
+    ap.add_argument(
+        "--validate",
+        type=int,
+        nargs="*",
+        default=None,
+        help="validation seeds: for each, 10 (--held-out) of the KNOWN classes drawn with that "
+        "seed play the new classes, and the prior, whitening and PCA are learned from the other "
+        "known classes; the split's held-out classes are not used (no figures)",
+    )
+    ap.add_argument(
+        "--extra-hd",
+        type=json.loads,
+        default=[],
+        help="JSON list of extra HD priors fit and tested next to the default one, each a dict "
+        "overriding num_super, gamma, spread, shared_variances, learn_spread "
+        "(e.g. '[{\"num_super\": 10}]')",
+    )
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.dbm is None:
+        args.dbm = str(
+            out / f"dbm_top{args.top}_pre{args.pre_epochs}_sa{args.epochs}_seed{args.seed}"
+            ".safetensors"
+        )
+    t_all = time.time()
+    emit(stage="settings", **vars(args))
+
+    from ebm_ppl.datasets import load_caltech101_silhouettes
+    from ebm_ppl.models.dbm import layer_logits
+    from ebm_ppl.models.hd import HDNormalPosterior, category_moments
+
+    parts = [load_caltech101_silhouettes(s) for s in ("train", "valid", "test")]
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    names = parts[0][2]
+    rng = np.random.default_rng(args.seed)
+    sizes = np.bincount(y, minlength=101)
+    held = np.sort(rng.choice(np.flatnonzero(sizes >= 40), args.held_out, replace=False))
+    known = np.setdiff1d(np.arange(101), held)
+    is_known = np.isin(y, known)
+    emit(
+        stage="data",
+        images=len(x),
+        known_classes=len(known),
+        known_images=int(is_known.sum()),
+        held_out=[names[c] for c in held],
+        held_out_images=int((~is_known).sum()),
+    )
+
+    # ---- DBM features ------------------------------------------------------------------
+    dbm = train_dbm(x[is_known], args, out)
+    t0 = time.time()
+    q, logits = dbm_features(dbm, x)
+    emit(
+        stage="features",
+        top=args.top,
+        mean_marginal=float(q.mean()),
+        logits_clipped=float((np.abs(logits) > args.clip).mean()),
+        whiten=args.whiten,
+        pixel_pca=args.pixel_pca,
+        seconds=round(time.time() - t0, 1),
+    )
+    if args.validate is not None:
+        for vseed in args.validate:
+            fit_cls, val = validation_split(y, known, vseed, args.held_out)
+            emit(stage="validation", seed=vseed, new=[names[c] for c in val])
+            evaluate(args, x, y, q, logits, fit_cls, val, names, f"val{vseed}")
+        emit(stage="total", seconds=round(time.time() - t_all, 1))
+        return
+    res = evaluate(args, x, y, q, logits, known, held, names)
+    post, feats, white, trial_mom, xt = (
+        res[k] for k in ("post", "feats", "white", "trial_mom", "xt")
+    )
+    groups, probs, index = res["groups"], res["probs"], res["index"]
 
     # where the held-out classes go, from 3 examples each (the first three images)
     ex_idx = [np.flatnonzero(y == c)[:3] for c in held]
@@ -486,7 +606,8 @@ def main():
     ex = np.flatnonzero(y == c)[:3]
     n1, s1, s2 = category_moments(feats[ex], np.zeros(3, np.int64), 1)
     zs = post.sample_new_category(np.random.default_rng(7), s1[0], s2[0], 3.0, 12)
-    top_p = 1.0 / (1.0 + np.exp(-white.inverse(zs)))
+    # back to the top-level logits (the first ``top`` features; the pixel components drop)
+    top_p = 1.0 / (1.0 + np.exp(-white.inverse(zs)[:, : logits.shape[1]]))
     top = (np.random.default_rng(8).random(top_p.shape) < top_p).astype(np.float32)
     p = dbm._frozen()
     key = jax.random.PRNGKey(9)

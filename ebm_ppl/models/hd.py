@@ -678,6 +678,7 @@ def hd_normal_program(
     spread: float = 0.5,
     assignments: Array | None = None,
     shared_variances: bool = False,
+    learn_spread: bool = False,
 ) -> None:
     """The Normal HD prior over real-valued top-level features (standardised: about zero
     mean, unit variance per feature) as a program of the PPL ``ppl``. Sites:
@@ -694,6 +695,12 @@ def hd_normal_program(
     and ``tau`` are ``(F,)`` sites, ``LogNormal(0, 1)``, shared by all of them (no ``s``, ``t``
     sites; ``spread`` unused).
 
+    With ``learn_spread=True`` (free variances only) how far a super-category's variances may
+    stray from the typical ones is learned too: scalar sites ``spread_sigma``, ``spread_tau``
+    ``~ HalfNormal(spread)`` replace the fixed ``spread`` as the scales of ``log sigma`` and
+    ``log tau`` around ``log s`` and ``log t`` (a small learned spread shrinks every
+    super-category's metric to the global one; a large one lets them differ).
+
     Each category's mean is integrated out (:func:`normal_category_log_likelihood`); its
     super-category is summed out in a ``factor`` (exact enumeration) unless ``assignments``
     ``(C,)`` fixes it (then ``s`` is an observed ``Categorical`` site). ``counts``, ``sums``,
@@ -701,6 +708,8 @@ def hd_normal_program(
     check_hd_args(num_super, 1.0, 1.0, gamma)
     if not isinstance(spread, (int, float)) or isinstance(spread, bool) or not spread > 0:
         raise ValueError(f"spread must be a positive number, got {spread!r}")
+    if learn_spread and shared_variances:
+        raise ValueError("learn_spread needs shared_variances=False (shared variances have none)")
     sums = ppl.asarray(sums, None)
     counts = ppl.asarray(counts, None, like=sums)
     sumsq = ppl.asarray(sumsq, None, like=sums)
@@ -722,14 +731,17 @@ def hd_normal_program(
         sigma = ppl.sample("sigma", d.LogNormal(zero, one).expand([f]).to_event(1))[None]
         tau = ppl.sample("tau", d.LogNormal(zero, one).expand([f]).to_event(1))[None]
     else:
+        if learn_spread:
+            sp_sigma = ppl.sample("spread_sigma", d.HalfNormal(spread * one))
+            sp_tau = ppl.sample("spread_tau", d.HalfNormal(spread * one))
+        else:
+            sp_sigma = sp_tau = spread * one
         s = ppl.sample("s", d.LogNormal(zero, one).expand([f]).to_event(1))
         sigma = ppl.sample(
-            "sigma", d.LogNormal(ops.log(s), spread * one).expand([num_super, f]).to_event(2)
+            "sigma", d.LogNormal(ops.log(s), sp_sigma).expand([num_super, f]).to_event(2)
         )
         t = ppl.sample("t", d.LogNormal(zero, one).expand([f]).to_event(1))
-        tau = ppl.sample(
-            "tau", d.LogNormal(ops.log(t), spread * one).expand([num_super, f]).to_event(2)
-        )
+        tau = ppl.sample("tau", d.LogNormal(ops.log(t), sp_tau).expand([num_super, f]).to_event(2))
     ll = normal_category_log_likelihood(counts, sums, sumsq, mu, sigma * sigma, tau * tau)
     if assignments is None:
         ppl.factor("x", marginal_log_likelihood(log_w, ll))
@@ -757,11 +769,14 @@ def fit_hd_normal(
     init: str = "kmeans",
     progress_bar: bool = False,
     shared_variances: bool = False,
+    learn_spread: bool = False,
 ) -> HDNormalPosterior:
     """NUTS (``ppl.run_nuts``) over the continuous sites of ``model`` (a frontend's
     ``hd_normal_prior``, i.e. :func:`hd_normal_program` for ``ppl``) with the assignments
     enumerated out, started at :func:`normal_kmeans_init` (``init="kmeans"``) or uniformly
-    (``"prior"``); returns an :class:`HDNormalPosterior`."""
+    (``"prior"``); returns an :class:`HDNormalPosterior`. ``learn_spread``: see
+    :func:`hd_normal_program` (the k-means start puts ``spread_sigma`` and ``spread_tau`` at
+    the spread of the groups' log variances around their geometric mean)."""
     check_init(init)
     sums = ppl.asarray(sums, "float32")
     counts = ppl.asarray(counts, "float32", like=sums)
@@ -771,10 +786,14 @@ def fit_hd_normal(
         values = normal_kmeans_init(
             counts, sums, sumsq, num_super, shared_variances=shared_variances
         )
+        if learn_spread and not shared_variances:
+            for site, typical in (("spread_sigma", "s"), ("spread_tau", "t")):
+                dev = np.log(values[site[7:]]) - np.log(values[typical])
+                values[site] = np.float32(np.clip(np.sqrt((dev**2).mean()), 0.05, 2.0 * spread))
     samples = _run_nuts(
         ppl,
         model,
-        (counts, sums, sumsq, num_super, gamma, spread, None, shared_variances),
+        (counts, sums, sumsq, num_super, gamma, spread, None, shared_variances, learn_spread),
         rng_key,
         values,
         num_super,

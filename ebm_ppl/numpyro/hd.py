@@ -53,16 +53,27 @@ def hd_normal_prior(
     spread: float = 0.5,
     assignments: jax.Array | None = None,
     shared_variances: bool = False,
+    learn_spread: bool = False,
 ) -> None:
     """The Normal HD prior over real-valued (standardised) top-level features, an ordinary
     NumPyro program: :func:`ebm_ppl.models.hd.hd_normal_program` (sites ``v``, ``m``, ``lam``,
     ``mu``, ``s``, ``sigma``, ``t``, ``tau``; each category's mean integrated out, its
     super-category summed out in a ``factor``, or an observed ``Categorical`` site ``s_c`` when
     ``assignments`` is given; ``shared_variances``: one ``sigma`` and ``tau`` for all
-    super-categories). ``counts``, ``sums``, ``sumsq``:
-    :func:`ebm_ppl.models.hd.category_moments`."""
+    super-categories; ``learn_spread``: how far the super-categories' variances stray from the
+    typical ones is learned, sites ``spread_sigma``, ``spread_tau``). ``counts``, ``sums``,
+    ``sumsq``: :func:`ebm_ppl.models.hd.category_moments`."""
     hd_normal_program(
-        ppl, counts, sums, sumsq, num_super, gamma, spread, assignments, shared_variances
+        ppl,
+        counts,
+        sums,
+        sumsq,
+        num_super,
+        gamma,
+        spread,
+        assignments,
+        shared_variances,
+        learn_spread,
     )
 
 

@@ -358,12 +358,13 @@ def normal_program_log_density(backend, n, s1, s2, values, assignments=None, **k
     return float(lp)
 
 
-@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("shared", [False, True, "learn_spread"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_normal_program_log_density_matches_enumeration(backend, seed, shared):
     """Fixed assignments: the priors + ``log w_s`` + the categories' marginal Gaussians;
     assignments summed out: the log-sum-exp over all ``K^C`` joint assignments, enumerated.
-    ``shared_variances``: one ``sigma`` and ``tau`` per feature for all super-categories."""
+    ``shared_variances``: one ``sigma`` and ``tau`` per feature for all super-categories;
+    ``learn_spread``: free variances whose spread around ``s``, ``t`` is a site too."""
     import itertools
 
     from scipy.stats import halfnorm, lognorm, norm
@@ -373,7 +374,11 @@ def test_normal_program_log_density_matches_enumeration(backend, seed, shared):
     x, y, values, s = normal_setup(seed)
     n, s1, s2 = category_moments(x, y, 4)
     gamma, spread = 1.5, 0.7
+    learn = shared == "learn_spread"
+    shared = shared is True
     kw = dict(num_super=3, gamma=gamma, spread=spread, shared_variances=shared)
+    if learn:
+        kw["learn_spread"] = True
     v, m, lam, mu = values["v"], values["m"], values["lam"], values["mu"]
     sd, sigma, t, tau = values["s"], values["sigma"], values["t"], values["tau"]
     prior = (
@@ -389,11 +394,15 @@ def test_normal_program_log_density_matches_enumeration(backend, seed, shared):
         prior += lognorm.logpdf(sigma, 1.0).sum() + lognorm.logpdf(tau, 1.0).sum()
         sigma, tau = np.broadcast_to(sigma, mu.shape), np.broadcast_to(tau, mu.shape)
     else:
+        sp_sigma = sp_tau = spread
+        if learn:  # the spreads are sites, HalfNormal(spread)
+            sp_sigma, sp_tau = values["spread_sigma"], values["spread_tau"] = 0.3 + seed, 1.1
+            prior += halfnorm.logpdf(sp_sigma, scale=spread) + halfnorm.logpdf(sp_tau, scale=spread)
         prior += (
             lognorm.logpdf(sd, 1.0).sum()
-            + lognorm.logpdf(sigma, spread, scale=sd).sum()
+            + lognorm.logpdf(sigma, sp_sigma, scale=sd).sum()
             + lognorm.logpdf(t, 1.0).sum()
-            + lognorm.logpdf(tau, spread, scale=t).sum()
+            + lognorm.logpdf(tau, sp_tau, scale=t).sum()
         )
     ll = hand_normal_loglik(x, y, 4, mu, sigma, tau)
     lw = hand_log_w(v)
@@ -526,7 +535,7 @@ def test_normal_backends_agree_and_sample_new_category():
     np.testing.assert_allclose(sims.var(0), [1.8, 1.8], rtol=0.1)
 
 
-@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("shared", [False, True, "learn_spread"])
 @pytest.mark.parametrize("seed", [0])
 @pytest.mark.slow
 def test_normal_posterior_recovers_a_known_hierarchy(backend, seed, shared):
@@ -550,8 +559,14 @@ def test_normal_posterior_recovers_a_known_hierarchy(backend, seed, shared):
     fe = frontend(backend)
     # trees capped at depth 5 (recovery checked on seeds 0-3 in both backends)
     kw = dict(
-        num_super=4, num_warmup=100, num_samples=50, shared_variances=shared, max_tree_depth=5
+        num_super=4,
+        num_warmup=100,
+        num_samples=50,
+        shared_variances=shared is True,
+        max_tree_depth=5,
     )
+    if shared == "learn_spread":
+        kw["learn_spread"] = True
     if backend.name == "torch":
         import pyro
 
@@ -580,3 +595,7 @@ def test_normal_bad_arguments(backend):
         normal_program_log_density(backend, n, s1, s2, values, None, num_super=3, spread=0.0)
     with pytest.raises(ValueError, match="num_super"):
         normal_program_log_density(backend, n, s1, s2, values, None, num_super=0)
+    with pytest.raises(ValueError, match="learn_spread"):
+        normal_program_log_density(
+            backend, n, s1, s2, values, None, num_super=3, shared_variances=True, learn_spread=True
+        )
