@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,19 @@ from ebm_ppl.inference import dependence as dep
 from ebm_ppl.numpyro.handlers import quick_energy_draws
 
 __all__ = ["check_model", "energy_dependencies"]
+
+
+def concrete_eval() -> contextlib.AbstractContextManager:
+    """``jax.ensure_compile_time_eval()`` when called under a JAX trace (our set-up checks run
+    inside ``pmap`` when ``MCMC(chain_method="parallel")`` calls a kernel's ``init``, and they
+    need concrete values), else a no-op. Outside a trace values are concrete anyway, and the
+    context would only cost time: under it JAX evaluates the operations on constants inside
+    every ``jit`` eagerly, compiling each one on its own (seconds for a small model)."""
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # pragma: no cover - a JAX without it: always safe to enter
+        return jax.ensure_compile_time_eval()
+    return contextlib.nullcontext() if trace_state_clean() else jax.ensure_compile_time_eval()
 
 
 def _trace(model: Callable, key: Any, values: dict | None, args: tuple, kwargs: dict):
@@ -32,7 +46,7 @@ def energy_dependencies(
     parameters (:func:`ebm_ppl.inference.dependence.by_perturbation`)."""
     kwargs = {} if kwargs is None else kwargs
     key = jax.random.PRNGKey(0)
-    with jax.ensure_compile_time_eval():
+    with concrete_eval():
         tr = _trace(model, key, None, args, kwargs)
 
         def provenance():
@@ -60,7 +74,7 @@ def check_model(model: Callable, *args: Any, **kwargs: Any) -> None:
     guides and trainers run this check themselves.
     """
     kwargs = dict(kwargs)
-    with jax.ensure_compile_time_eval():
+    with concrete_eval():
         tr = _trace(model, jax.random.PRNGKey(0), None, args, kwargs)
     dep.check_energy_dependence(
         tr, energy_dependencies(model, args, kwargs), "NUTS/HMC/SVI on this model", "numpyro"

@@ -18,7 +18,7 @@ from numpyro.util import is_prng_key
 from ebm_ppl.inference import exchange as ex
 from ebm_ppl.inference import frontend_classes as fc
 from ebm_ppl.inference.dependence import latent_sites
-from ebm_ppl.numpyro.dependence import energy_dependencies
+from ebm_ppl.numpyro.dependence import concrete_eval, energy_dependencies
 from ebm_ppl.numpyro.handlers import quick_energy_draws
 from ebm_ppl.numpyro.kernels import BlockGibbs, ZKernel
 
@@ -112,7 +112,7 @@ class Exchange(ZKernel, ex.ExchangeSettings, MCMCKernel):
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         model_kwargs = {} if model_kwargs is None else model_kwargs
         self._num_warmup = int(num_warmup)
-        with jax.ensure_compile_time_eval():
+        with concrete_eval():
             start = self._setup(model_args, model_kwargs)
 
         if init_params is not None:

@@ -29,7 +29,7 @@ from ebm_ppl.inference.gibbs import (
     tempered_block_step,
 )
 from ebm_ppl.inference.multilinear import binary_sites
-from ebm_ppl.numpyro.dependence import energy_dependencies
+from ebm_ppl.numpyro.dependence import concrete_eval, energy_dependencies
 from ebm_ppl.numpyro.handlers import quick_energy_draws
 from ebm_ppl.numpyro.multilinear import Multilinear
 
@@ -245,7 +245,7 @@ class BlockGibbs(ZKernel, BlockGibbsSettings, MCMCKernel):
         model_kwargs = {} if model_kwargs is None else model_kwargs
         # the set-up checks need concrete values; chain_method="parallel" calls init inside
         # a pmap trace, where even constants would otherwise be traced
-        with jax.ensure_compile_time_eval():
+        with concrete_eval():
             self._setup(model_args, model_kwargs)
         if is_prng_key(rng_key):
             return self._init_one(rng_key, init_params, model_args, model_kwargs)
@@ -350,7 +350,7 @@ class BlockGibbs(ZKernel, BlockGibbsSettings, MCMCKernel):
         tr = self._trace(jax.random.PRNGKey(0), None, model_args, model_kwargs)
         latent, _, other = classify_sites(tr)
         if check_dependence:
-            with jax.ensure_compile_time_eval():
+            with concrete_eval():
                 deps = energy_dependencies(self._model, model_args, model_kwargs)
             check_energy_dependence(tr, deps, "HMCGibbs with this gibbs_fn", "numpyro")
         # everything fn needs is built here, once, and closed over: the kernel is not changed

@@ -34,9 +34,10 @@ class Multilinear:
         key = jax.random.PRNGKey(0) if key is None else key
         k1, k2, k3 = jax.random.split(key, 3)
         lj, grad = (jax.jit(f) for f in self.fns(args, kwargs))  # the checks call them often
-        states = [self.random_state(k) for k in (k1, k2)]
+        draw = jax.jit(self.random_state)  # eager, every op would compile once per shape
+        states = [draw(k) for k in (k1, k2)]
         ml.check_multilinear(lj, grad, states, self.names)
-        pairs = ml.interactions(grad, k3, self.shapes, self.like)
+        pairs = ml.interactions(grad, k3, self.shapes, self.like, draw=draw)
         self.blocks = ml.make_blocks(self.names, pairs, blocks)
 
     def fns(self, args, kwargs) -> tuple[Callable, Callable]:

@@ -33,7 +33,7 @@ from ebm_ppl.inference.samle import (
     validate_observed,
 )
 from ebm_ppl.numpyro import sharding
-from ebm_ppl.numpyro.dependence import energy_dependencies
+from ebm_ppl.numpyro.dependence import concrete_eval, energy_dependencies
 
 __all__ = ["SAMLE", "SAMLEState"]
 
@@ -151,7 +151,7 @@ class SAMLE:
         key_trace, key_chains, key_next = jax.random.split(rng_key, 3)
         tr = self._trace(key_trace, None, args, kwargs)
         validate_observed(tr)
-        with jax.ensure_compile_time_eval():
+        with concrete_eval():
             deps = energy_dependencies(self.model, args, kwargs)
         check_energy_dependence(tr, deps, SAMLE_WHERE, "numpyro", allow_normalized=False)
         params = self._read_params(tr)
