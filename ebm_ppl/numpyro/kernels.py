@@ -248,7 +248,11 @@ class BlockGibbs(ZKernel, BlockGibbsSettings, MCMCKernel):
         with concrete_eval():
             self._setup(model_args, model_kwargs)
         if is_prng_key(rng_key):
-            return self._init_one(rng_key, init_params, model_args, model_kwargs)
+            # compiled as one program (the data closed over, as in MCMC's own sampler): run
+            # eagerly, every operation of the first sweep would compile on its own
+            return jax.jit(lambda k, p: self._init_one(k, p, model_args, model_kwargs))(
+                rng_key, init_params
+            )
         if init_params is None:
             return jax.vmap(lambda k: self._init_one(k, None, model_args, model_kwargs))(rng_key)
         return jax.vmap(lambda k, p: self._init_one(k, p, model_args, model_kwargs))(
