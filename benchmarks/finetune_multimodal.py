@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="the mnist_multimodal.py run folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--data-seed",
+        type=int,
+        default=0,
+        help="seed of the constructed tags (the dataset); --seed varies the model only",
+    )
     p.add_argument("--n-train", type=int, default=60000)
     p.add_argument("--n-val", type=int, default=10000)
     p.add_argument("--n-eval", type=int, default=10000)
@@ -73,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t_all = time.perf_counter()
     out, s = Path(args.out), args.seed
-    tr = load_tagged_mnist("train", seed=s, root=args.data_root)
-    te = load_tagged_mnist("test", seed=s, root=args.data_root)
+    tr = load_tagged_mnist("train", seed=args.data_seed, root=args.data_root)
+    te = load_tagged_mnist("test", seed=args.data_seed, root=args.data_root)
     n_fit = args.n_train - args.n_val
     x, mean, std = standardize(tr["images"][:n_fit])
     xv, _, _ = standardize(tr["images"][n_fit : args.n_train], mean, std)

@@ -210,6 +210,12 @@ def main():
         help="folder holding the MNIST .gz files (default: $EBM_PPL_DATA, then the cache)",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--data-seed",
+        type=int,
+        default=0,
+        help="seed of the constructed tags (the dataset); --seed varies the model only",
+    )
     ap.add_argument("--image-sizes", type=int, nargs=2, default=[256, 256])
     ap.add_argument("--text-sizes", type=int, nargs=2, default=[64, 64])
     ap.add_argument("--joint", type=int, default=256)
@@ -255,8 +261,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
 
-    tr_d = load_tagged_mnist("train", seed=args.seed, root=args.data_root)
-    te_d = load_tagged_mnist("test", seed=args.seed, root=args.data_root)
+    tr_d = load_tagged_mnist("train", seed=args.data_seed, root=args.data_root)
+    te_d = load_tagged_mnist("test", seed=args.data_seed, root=args.data_root)
     n_fit = args.n_train - args.n_val
     if not 0 < args.n_val < args.n_train:
         raise SystemExit(f"--n-val must be in (0, --n-train), got {args.n_val}")
