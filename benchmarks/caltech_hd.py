@@ -308,6 +308,7 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
     features)``."""
     import ebm_ppl.numpyro as enp
     from ebm_ppl.models.hd import category_moments
+    from ebm_ppl.models.hd_cov import HDCovPosterior, category_scatter
 
     feats, white = make_features(logits, x, y, known, args.clip, args.whiten, args.pixel_pca)
     is_fit = np.isin(y, known)
@@ -347,6 +348,30 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
             samples=args.samples,
             seconds=round(time.time() - t0, 1),
         )
+    # ---- full-covariance super-categories on the same posterior samples -----------------
+    covs = {}
+    if args.full_cov:
+        t0 = time.time()
+        scatter = category_scatter(feats[is_fit], yk, len(known))
+        for nu0 in args.full_cov:
+            for base in ("hd", "flat"):
+                name = f"{base}_cov{nu0:g}"
+                covs[name] = HDCovPosterior(
+                    posts[base], scatter, nu0=nu0, max_samples=args.cov_samples
+                )
+                cv = np.asarray(covs[name].cov)  # (S, K, F, F)
+                pooled = np.asarray(covs[name].cov.mean(0)).mean(0)
+                resp = np.asarray(posts[base].assignment_probs())[covs[name].keep].mean(0)
+                used = resp.sum(0) > 0.5
+                dist = np.linalg.norm(cv.mean(0) - pooled, axis=(-2, -1)) / np.linalg.norm(pooled)
+                log(
+                    stage="fit_cov",
+                    prior=name,
+                    nu0=nu0,
+                    samples=covs[name].num_samples,
+                    rel_dist_from_mean_cov_used=[round(float(d), 3) for d in dist[used]],
+                )
+        log(stage="fit_cov_done", seconds=round(time.time() - t0, 1))
     post = posts["hd"]
     labels = post.clustering()
     probs = np.asarray(post.assignment_probs())
@@ -365,7 +390,7 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
         log(stage="super_category", index=i + 1, size=len(g), members=[names[c] for c in g])
 
     # ---- one-shot trials ---------------------------------------------------------------
-    methods = tuple(posts) + ("nn_pixels", "nn_dbm_features", "nn_hd_features")
+    methods = tuple(posts) + tuple(covs) + ("nn_pixels", "nn_dbm_features", "nn_hd_features")
     acc = {k: {1: [], 3: []} for k in methods}
     bal = {k: {1: [], 3: []} for k in methods}  # class-balanced: mean of per-class recalls
     t0 = time.time()
@@ -384,6 +409,11 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
             pred = {
                 k: np.asarray(posts[k].predictive_log_prob(xt, *ex_mom)).argmax(1) for k in posts
             }
+            if covs:
+                ex_sc = jnp.asarray(category_scatter(feats[used], owner, len(held)), jnp.float32)
+                for k, cp in covs.items():
+                    lp = cp.predictive_log_prob(xt, ex_mom[0], ex_mom[1], ex_sc)
+                    pred[k] = np.asarray(lp).argmax(1)
             trial_mom = ex_mom
             for name, f, metric in (
                 ("nn_pixels", x, "hamming"),
@@ -418,6 +448,12 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
             )
     pairs = [("hd", other) for other in methods[1:]]
     pairs += [(k, "flat") for k in posts if k.startswith("hd_extra")]
+    for k in covs:
+        if k.startswith("hd_cov"):
+            others = ("flat_cov" + k[6:], "flat", "hd", "nn_pixels", "nn_dbm_features")
+            pairs += [(k, other) for other in others]
+        else:
+            pairs += [(k, "flat")]
     for shots in (1, 3):
         for one, other in pairs:
             for metric, table in (("accuracy", acc), ("balanced", bal)):
@@ -517,6 +553,22 @@ def main():
         help="JSON list of extra HD priors fit and tested next to the default one, each a dict "
         "overriding num_super, gamma, spread, shared_variances, learn_spread "
         "(e.g. '[{\"num_super\": 10}]')",
+    )
+    ap.add_argument(
+        "--full-cov",
+        type=float,
+        nargs="*",
+        default=[],
+        help="full-covariance super-categories (ebm_ppl.models.hd_cov.HDCovPosterior) on the HD "
+        "and flat posteriors' samples, one pair per inverse-Wishart weight nu0 (pseudo-images; "
+        "inf: the pooled covariance for every super-category); methods hd_cov<nu0>, "
+        "flat_cov<nu0>",
+    )
+    ap.add_argument(
+        "--cov-samples",
+        type=int,
+        default=25,
+        help="posterior samples kept (evenly spaced) for the full-covariance predictive",
     )
     args = ap.parse_args()
     out = Path(args.out)
