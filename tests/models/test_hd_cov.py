@@ -266,3 +266,112 @@ def test_bad_arguments(backend):
         )
     with pytest.raises(ValueError, match="labels"):
         category_scatter(np.zeros((3, 2)), np.array([0, 1, 5]), 2)
+
+
+def exact_assignment_posterior(n, s1, sc, m, lam2, tau2, sigma2, k, alpha, nu0, p0):
+    """p(z | data) over all k^C assignments, written out: Dirichlet-multinomial prior, the
+    inverse-Wishart marginal of each group's scatter, and per feature the joint Gaussian of
+    the group's category means (mu_k ~ N(m, lam2) integrated out)."""
+    import itertools
+
+    from scipy.special import gammaln, multigammaln
+
+    c, f = s1.shape
+    xbar = s1 / n[:, None]
+    v = tau2[None] + sigma2[None] / n[:, None]
+
+    def iw_log_norm(psi, nu):
+        return (
+            0.5 * nu * f * np.log(2)
+            + multigammaln(0.5 * nu, f)
+            - 0.5 * nu * np.linalg.slogdet(psi)[1]
+        )
+
+    out = {}
+    for z in itertools.product(range(k), repeat=c):
+        z = np.array(z)
+        sizes = np.bincount(z, minlength=k)
+        lp = gammaln(alpha) - gammaln(c + alpha)
+        lp += sum(gammaln(s + alpha / k) - gammaln(alpha / k) for s in sizes)
+        for j in range(k):
+            g = z == j
+            if not g.any():
+                continue
+            dof = (n[g] - 1).sum()
+            lp += iw_log_norm(nu0 * p0 + sc[g].sum(0), nu0 + f + 1 + dof)
+            lp -= iw_log_norm(nu0 * p0, nu0 + f + 1) + 0.5 * dof * f * np.log(2 * np.pi)
+            for t in range(f):
+                cov = lam2[t] * np.ones((g.sum(), g.sum())) + np.diag(v[g, t])
+                lp += multivariate_normal(np.full(g.sum(), m[t]), cov).logpdf(xbar[g, t])
+        out[tuple(z)] = lp
+    keys = list(out)
+    lps = np.array([out[key] for key in keys])
+    return dict(zip(keys, np.exp(lps - logsumexp(lps))))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gibbs_samples_the_exact_assignment_posterior(seed):
+    """3 categories, 2 super-categories: the chain's visit frequencies of the 8 assignments
+    match the enumerated posterior (Monte Carlo tolerance)."""
+    from ebm_ppl.models.hd_cov import gibbs_super_categories
+
+    rng = np.random.default_rng(seed)
+    c, f, k = 3, 2, 2
+    sizes = np.array([3, 4, 3])
+    covs = [random_spd(rng, f, s) for s in (0.3, 1.0, 3.0)]
+    feats = np.concatenate(
+        [rng.multivariate_normal(rng.normal(0, 0.5, f), covs[i], sizes[i]) for i in range(c)]
+    )
+    labels = np.repeat(np.arange(c), sizes)
+    n, s1, _ = category_moments(feats, labels, c)
+    sc = category_scatter(feats, labels, c)
+    m, lam2 = np.zeros(f), np.full(f, 0.5)
+    tau2, sigma2 = np.full(f, 0.3), np.full(f, 1.0)
+    p0 = np.eye(f)
+    z = gibbs_super_categories(
+        n, s1, sc, np.zeros(c, int), m, lam2, tau2, sigma2, k, 1.0, 3.0, p0, 6000, 6000, seed
+    )
+    want = exact_assignment_posterior(n, s1, sc, m, lam2, tau2, sigma2, k, 1.0, 3.0, p0)
+    for key, p in want.items():
+        freq = (z == np.array(key)).all(1).mean()
+        assert abs(freq - p) < 0.03, (key, freq, p)
+
+
+def test_from_gibbs_and_equal_volume(backend):
+    """from_gibbs: hard assignments -> conjugate mu_k, Sigma_k and Dirichlet predictive
+    weights, by hand; with_equal_volume keeps each Sigma_k's shape at the pooled determinant."""
+    rng = np.random.default_rng(4)
+    (n, s1, s2), scatter = known_categories(rng, c=6, f=3)
+    samples = posterior_samples(rng)
+    samples["m"] = rng.normal(0.0, 0.3, (4, 3))
+    samples["lam"] = rng.uniform(0.5, 1.5, (4, 3))
+    base = HDNormalPosterior(
+        {k: backend.array(v) for k, v in samples.items()}, *(backend.array(a) for a in (n, s1, s2))
+    )
+    post = HDCovPosterior.from_gibbs(base, scatter, nu0=4.0, num_sweeps=4, num_keep=2, seed=1)
+    z = post.assignments
+    assert z.shape == (2, 6)
+    m = samples["m"].mean(0)
+    lam2 = (samples["lam"] ** 2).mean(0)
+    tau2 = (samples["tau"] ** 2).mean(0)
+    sigma2 = (samples["sigma"] ** 2).mean(0)
+    p0 = pooled_covariance(scatter, n)
+    v = tau2 + sigma2 / n[:, None]
+    for s in range(2):
+        for j in range(3):
+            g = z[s] == j
+            prec = 1 / lam2 + (1 / v[g]).sum(0)
+            mu = (m / lam2 + (s1[g] / n[g, None] / v[g]).sum(0)) / prec
+            np.testing.assert_allclose(backend.np(post.mu)[s, j], mu, rtol=1e-4, atol=1e-5)
+            cov = (4.0 * p0 + scatter[g].sum(0)) / (4.0 + (n[g] - 1).sum())
+            np.testing.assert_allclose(backend.np(post.cov)[s, j], cov, rtol=1e-4, atol=1e-6)
+            w = (g.sum() + 1.0 / 3) / (6 + 1.0)
+            assert backend.np(post.log_w)[s, j] == pytest.approx(np.log(w), rel=1e-5)
+    eq = post.with_equal_volume()
+    ld0 = np.linalg.slogdet(p0)[1]
+    cov, cov_eq = backend.np(post.cov), backend.np(eq.cov)
+    np.testing.assert_allclose(np.linalg.slogdet(cov_eq)[1], ld0, rtol=1e-4, atol=1e-4)
+    ratio = cov_eq / cov
+    np.testing.assert_allclose(ratio, ratio[..., :1, :1] * np.ones_like(ratio), rtol=1e-4)
+    with pytest.raises(ValueError, match="finite"):
+        HDCovPosterior.from_gibbs(base, scatter, nu0=math.inf)
