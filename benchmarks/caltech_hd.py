@@ -31,6 +31,13 @@
    which settings are chosen (the DBM has seen the validation classes' images, which flatters
    only the DBM-feature baseline). ``--extra-hd`` fits further HD priors next to the default
    one and compares each with the flat prior (paired).
+   ``--full-cov NU0 ...`` (issue 25, branch hd27) adds full-covariance super-categories on the
+   same posterior samples (:class:`ebm_ppl.models.hd_cov.HDCovPosterior`: each super-category's
+   within-category covariance from its known categories' scatter, inverse-Wishart prior of
+   weight ``NU0`` images around the pooled covariance) for the HD and the flat prior (methods
+   ``hd_cov<NU0>``, ``flat_cov<NU0>``); ``--gibbs-cov`` regroups the known categories by
+   collapsed Gibbs with that marginal first, ``--equal-volume 1`` also tests the covariances
+   rescaled to the pooled determinant. None of these beat the default on the validation splits.
 7. Figures under ``--out``: the learned super-category tree (a row of member silhouettes per
    super-category, and the held-out categories where the posterior places them) and a new
    category simulated from 3 examples (HD features -> DBM Gibbs with the top layer clamped).
@@ -307,7 +314,8 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
     ``(hd posterior, features, whitening, last trial's example moments, last trial's test
     features)``."""
     import ebm_ppl.numpyro as enp
-    from ebm_ppl.models.hd import category_moments
+    from ebm_ppl.models.hd import HDNormalPosterior, category_moments
+    from ebm_ppl.models.hd_cov import HDCovPosterior, category_scatter
 
     feats, white = make_features(logits, x, y, known, args.clip, args.whiten, args.pixel_pca)
     is_fit = np.isin(y, known)
@@ -347,6 +355,78 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
             samples=args.samples,
             seconds=round(time.time() - t0, 1),
         )
+    # ---- full-covariance super-categories on the same posterior samples -----------------
+    covs = {}
+    if args.full_cov or args.gibbs_cov:
+        import torch
+
+        t0 = time.time()
+        scatter = category_scatter(feats[is_fit], yk, len(known))
+
+        def torch64(p):  # the same posterior samples as float64 torch arrays (fast on CPU)
+            return HDNormalPosterior(
+                {
+                    k: torch.as_tensor(np.array(v), dtype=torch.float64)
+                    for k, v in p.samples.items()
+                },
+                *(
+                    torch.as_tensor(np.asarray(a), dtype=torch.float64)
+                    for a in (p.counts, p.sums, p.sumsq)
+                ),
+            )
+
+        bases = {base: torch64(posts[base]) for base in ("hd", "flat")}
+        for nu0 in args.full_cov:
+            for base in ("hd", "flat"):
+                name = f"{base}_cov{nu0:g}"
+                covs[name] = HDCovPosterior(
+                    bases[base], scatter, nu0=nu0, max_samples=args.cov_samples
+                )
+                cv = np.asarray(covs[name].cov)  # (S, K, F, F)
+                pooled = np.asarray(covs[name].cov.mean(0)).mean(0)
+                resp = np.asarray(bases[base].assignment_probs())[covs[name].keep].mean(0)
+                used = resp.sum(0) > 0.5
+                dist = np.linalg.norm(cv.mean(0) - pooled, axis=(-2, -1)) / np.linalg.norm(pooled)
+                log(
+                    stage="fit_cov",
+                    prior=name,
+                    nu0=nu0,
+                    samples=covs[name].num_samples,
+                    rel_dist_from_mean_cov_used=[round(float(d), 3) for d in dist[used]],
+                )
+                if args.equal_volume and base == "hd":
+                    covs[name + "v"] = covs[name].with_equal_volume()
+        for nu0 in args.gibbs_cov:
+            t1 = time.time()
+            name = f"hd_gibbs{nu0:g}"
+            covs[name] = HDCovPosterior.from_gibbs(
+                bases["hd"],
+                scatter,
+                nu0=nu0,
+                num_sweeps=args.gibbs_sweeps,
+                num_keep=args.gibbs_keep,
+                seed=args.seed,
+            )
+            z = covs[name].assignments
+            sizes = [int(v) for v in np.sort(np.bincount(z[-1]))[::-1] if v > 0]
+            groups_g = [
+                [names[known[c]] for c in np.flatnonzero(z[-1] == g)] for g in np.unique(z[-1])
+            ]
+            log(
+                stage="fit_gibbs",
+                prior=name,
+                nu0=nu0,
+                sizes_last=sizes,
+                changed_last_sweeps=int((z[1:] != z[:-1]).sum()),
+                groups_last=sorted(groups_g, key=len, reverse=True),
+                seconds=round(time.time() - t1, 1),
+            )
+            if args.equal_volume:
+                covs[name + "v"] = covs[name].with_equal_volume()
+            covs[f"flat_gibbs{nu0:g}"] = HDCovPosterior(
+                bases["flat"], scatter, nu0=nu0, max_samples=args.cov_samples
+            )
+        log(stage="fit_cov_done", seconds=round(time.time() - t0, 1))
     post = posts["hd"]
     labels = post.clustering()
     probs = np.asarray(post.assignment_probs())
@@ -365,7 +445,7 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
         log(stage="super_category", index=i + 1, size=len(g), members=[names[c] for c in g])
 
     # ---- one-shot trials ---------------------------------------------------------------
-    methods = tuple(posts) + ("nn_pixels", "nn_dbm_features", "nn_hd_features")
+    methods = tuple(posts) + tuple(covs) + ("nn_pixels", "nn_dbm_features", "nn_hd_features")
     acc = {k: {1: [], 3: []} for k in methods}
     bal = {k: {1: [], 3: []} for k in methods}  # class-balanced: mean of per-class recalls
     t0 = time.time()
@@ -384,6 +464,12 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
             pred = {
                 k: np.asarray(posts[k].predictive_log_prob(xt, *ex_mom)).argmax(1) for k in posts
             }
+            if covs:
+                ex_sc = category_scatter(feats[used], owner, len(held))
+                n_ex, s_ex = (np.asarray(a, np.float64) for a in ex_mom[:2])
+                for k, cp in covs.items():
+                    lp = cp.predictive_log_prob(feats[test], n_ex, s_ex, ex_sc)
+                    pred[k] = np.asarray(lp).argmax(1)
             trial_mom = ex_mom
             for name, f, metric in (
                 ("nn_pixels", x, "hamming"),
@@ -418,6 +504,13 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
             )
     pairs = [("hd", other) for other in methods[1:]]
     pairs += [(k, "flat") for k in posts if k.startswith("hd_extra")]
+    for k in covs:
+        if k.startswith("hd_cov") or k.startswith("hd_gibbs"):
+            flat_k = "flat_" + k[3:].rstrip("v")
+            others = (flat_k, "flat", "hd", "nn_pixels", "nn_dbm_features")
+            pairs += [(k, other) for other in others]
+        else:
+            pairs += [(k, "flat")]
     for shots in (1, 3):
         for one, other in pairs:
             for metric, table in (("accuracy", acc), ("balanced", bal)):
@@ -517,6 +610,40 @@ def main():
         help="JSON list of extra HD priors fit and tested next to the default one, each a dict "
         "overriding num_super, gamma, spread, shared_variances, learn_spread "
         "(e.g. '[{\"num_super\": 10}]')",
+    )
+    ap.add_argument(
+        "--full-cov",
+        type=float,
+        nargs="*",
+        default=[],
+        help="full-covariance super-categories (ebm_ppl.models.hd_cov.HDCovPosterior) on the HD "
+        "and flat posteriors' samples, one pair per inverse-Wishart weight nu0 (pseudo-images; "
+        "inf: the pooled covariance for every super-category); methods hd_cov<nu0>, "
+        "flat_cov<nu0>",
+    )
+    ap.add_argument(
+        "--gibbs-cov",
+        type=float,
+        nargs="*",
+        default=[],
+        help="like --full-cov, but the known categories' super-categories are regrouped by "
+        "collapsed Gibbs with the inverse-Wishart marginal (HDCovPosterior.from_gibbs; "
+        "methods hd_gibbs<nu0>, and flat_gibbs<nu0> = flat_cov<nu0>)",
+    )
+    ap.add_argument("--gibbs-sweeps", type=int, default=20)
+    ap.add_argument("--gibbs-keep", type=int, default=10)
+    ap.add_argument(
+        "--equal-volume",
+        type=int,
+        default=0,
+        help="1: also test each full-covariance HD prior with its covariances rescaled to the "
+        "pooled one's determinant (methods ...v: the metric's shape without its volume)",
+    )
+    ap.add_argument(
+        "--cov-samples",
+        type=int,
+        default=25,
+        help="posterior samples kept (evenly spaced) for the full-covariance predictive",
     )
     args = ap.parse_args()
     out = Path(args.out)

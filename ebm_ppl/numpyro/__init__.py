@@ -25,7 +25,13 @@ from ebm_ppl.numpyro.dbn import (
 from ebm_ppl.numpyro.dependence import check_model, energy_dependencies
 from ebm_ppl.numpyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.numpyro.exchange import Exchange, ExchangeState
-from ebm_ppl.numpyro.hd import fit_hd_normal_prior, fit_hd_prior, hd_normal_prior, hd_prior
+from ebm_ppl.numpyro.hd import (
+    fit_hd_cov_prior,
+    fit_hd_normal_prior,
+    fit_hd_prior,
+    hd_normal_prior,
+    hd_prior,
+)
 from ebm_ppl.numpyro.ising import Ising
 from ebm_ppl.numpyro.kernels import BlockGibbs, BlockGibbsState
 from ebm_ppl.numpyro.lambertian import DeepLambertian
@@ -93,6 +99,7 @@ __all__ = [
     "dbn_model",
     "fine_tune",
     "fit_bernoulli_mixture",
+    "fit_hd_cov_prior",
     "fit_hd_normal_prior",
     "fit_hd_prior",
     "greedy_pretrain",

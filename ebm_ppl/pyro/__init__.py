@@ -18,7 +18,13 @@ from ebm_ppl.pyro.dependence import check_model, energy_dependencies
 from ebm_ppl.pyro.distributed import init_distributed
 from ebm_ppl.pyro.distributions import RBM, CategoricalRBM, GaussianRBM, ReplicatedSoftmax
 from ebm_ppl.pyro.exchange import Exchange
-from ebm_ppl.pyro.hd import fit_hd_normal_prior, fit_hd_prior, hd_normal_prior, hd_prior
+from ebm_ppl.pyro.hd import (
+    fit_hd_cov_prior,
+    fit_hd_normal_prior,
+    fit_hd_prior,
+    hd_normal_prior,
+    hd_prior,
+)
 from ebm_ppl.pyro.hmc_gibbs import HMCGibbs
 from ebm_ppl.pyro.ising import Ising
 from ebm_ppl.pyro.kernels import BlockGibbs
@@ -72,6 +78,7 @@ __all__ = [
     "dbn_model",
     "fine_tune",
     "fit_bernoulli_mixture",
+    "fit_hd_cov_prior",
     "fit_hd_normal_prior",
     "fit_hd_prior",
     "greedy_pretrain",

@@ -15,9 +15,10 @@ from ebm_ppl.models.hd import (
     hd_normal_program,
     hd_program,
 )
+from ebm_ppl.models.hd_cov import HDCovPosterior, fit_hd_cov
 from ebm_ppl.pyro import ppl
 
-__all__ = ["fit_hd_normal_prior", "fit_hd_prior", "hd_normal_prior", "hd_prior"]
+__all__ = ["fit_hd_cov_prior", "fit_hd_normal_prior", "fit_hd_prior", "hd_normal_prior", "hd_prior"]
 
 
 def hd_prior(
@@ -84,3 +85,18 @@ def fit_hd_normal_prior(counts: Any, sums: Any, sumsq: Any, **kwargs: Any) -> HD
     :class:`~ebm_ppl.models.hd.HDNormalPosterior`. Keyword arguments as
     :func:`ebm_ppl.models.hd.fit_hd_normal`. Seed with ``pyro.set_rng_seed``."""
     return fit_hd_normal(ppl, hd_normal_prior, None, counts, sums, sumsq, **kwargs)
+
+
+def fit_hd_cov_prior(
+    counts: Any, sums: Any, sumsq: Any, scatter: Any, **kwargs: Any
+) -> HDCovPosterior:
+    """:func:`fit_hd_normal_prior` (seed with ``pyro.set_rng_seed``) on the known
+    categories' moments, then
+    full-covariance super-categories: each gets the conjugate inverse-Wishart posterior mean of
+    its within-category covariance from the ``scatter`` matrices ``(C, F, F)`` of the
+    categories assigned to it (:func:`ebm_ppl.models.hd_cov.category_scatter`), and a new
+    category is scored with its super-category's metric. Returns an
+    :class:`~ebm_ppl.models.hd_cov.HDCovPosterior`; keyword arguments ``nu0``, ``prior_cov``,
+    ``max_samples`` as :func:`ebm_ppl.models.hd_cov.fit_hd_cov`, the rest as
+    :func:`ebm_ppl.models.hd.fit_hd_normal`."""
+    return fit_hd_cov(fit_hd_normal_prior, None, counts, sums, sumsq, scatter, **kwargs)
