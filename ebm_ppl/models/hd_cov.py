@@ -40,6 +40,7 @@ the same treatment: its ``Sigma`` is the pooled covariance.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -438,8 +439,6 @@ class HDCovPosterior:
         """A copy whose covariances are rescaled to the determinant of ``prior_cov``
         (``None``: the known categories' pooled covariance): the super-categories keep the shape
         of their metrics, not their volumes."""
-        import copy
-
         if prior_cov is None:
             base = self.base
             prior_cov = pooled_covariance(self._scatter, base.counts)
