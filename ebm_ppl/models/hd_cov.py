@@ -64,6 +64,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 def _cholesky(a: Array) -> Array:
     """Lower Cholesky factor of the symmetric positive-definite ``a`` ``(..., F, F)``."""
     if ops.is_torch(a):
+        # lazy: torch only for torch arrays (the other backend may not be installed)
         import torch
 
         return torch.linalg.cholesky(a)
@@ -74,12 +75,14 @@ def _solve_lower(chol: Array, b: Array) -> Array:
     """``chol^-1 b`` for a lower-triangular ``chol`` ``(..., F, F)`` and ``b`` ``(..., F, M)``
     (batch axes broadcast)."""
     if ops.is_torch(chol):
+        # lazy: torch only for torch arrays (the other backend may not be installed)
         import torch
 
         shape = torch.broadcast_shapes(chol.shape[:-2], b.shape[:-2])
         return torch.linalg.solve_triangular(
             chol.expand(shape + chol.shape[-2:]), b.expand(shape + b.shape[-2:]), upper=False
         )
+    # lazy: jax only for JAX arrays (the other backend may not be installed)
     import jax
 
     jnp = ops._jnp()
@@ -100,6 +103,7 @@ def _diagonal(a: Array) -> Array:
 def _diag_embed(v: Array) -> Array:
     """``(..., F) -> (..., F, F)`` diagonal matrices."""
     if ops.is_torch(v):
+        # lazy: torch only for torch arrays (the other backend may not be installed)
         import torch
 
         return torch.diag_embed(v)
@@ -113,6 +117,7 @@ def _eye_like(f: int, like: Array) -> Array:
 
 def _einsum(spec: str, *xs: Array) -> Array:
     if ops.is_torch(xs[0]):
+        # lazy: torch only for torch arrays (the other backend may not be installed)
         import torch
 
         return torch.einsum(spec, *xs)
@@ -510,6 +515,7 @@ def fit_hd_cov(
 def _iw_log_norm(log_det_psi: float, nu: float, f: int) -> float:
     """``log`` of the inverse-Wishart normaliser
     ``2^(nu F / 2) Gamma_F(nu / 2) |Psi|^(-nu / 2)``."""
+    # lazy: scipy (heavy) only for the collapsed Gibbs regrouping, an optional step
     from scipy.special import multigammaln
 
     return 0.5 * nu * f * math.log(2.0) + float(multigammaln(0.5 * nu, f)) - 0.5 * nu * log_det_psi

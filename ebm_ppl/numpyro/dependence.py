@@ -13,6 +13,11 @@ from numpyro.infer.inspect import get_dependencies
 from ebm_ppl.inference import dependence as dep
 from ebm_ppl.numpyro.handlers import quick_energy_draws
 
+try:  # private API (JAX 0.4-0.10): True when no trace is active
+    from jax._src.core import trace_state_clean as _trace_state_clean
+except ImportError:  # pragma: no cover
+    _trace_state_clean = None
+
 __all__ = ["check_model", "energy_dependencies"]
 
 
@@ -22,11 +27,9 @@ def concrete_eval() -> contextlib.AbstractContextManager:
     need concrete values), else a no-op. Outside a trace values are concrete anyway, and the
     context would only cost time: under it JAX evaluates the operations on constants inside
     every ``jit`` eagerly, compiling each one on its own (seconds for a small model)."""
-    try:
-        from jax._src.core import trace_state_clean
-    except ImportError:  # pragma: no cover - a JAX without it: always safe to enter
+    if _trace_state_clean is None:  # pragma: no cover - a JAX without it: always safe to enter
         return jax.ensure_compile_time_eval()
-    return contextlib.nullcontext() if trace_state_clean() else jax.ensure_compile_time_eval()
+    return contextlib.nullcontext() if _trace_state_clean() else jax.ensure_compile_time_eval()
 
 
 def _trace(model: Callable, key: Any, values: dict | None, args: tuple, kwargs: dict):
