@@ -17,7 +17,8 @@
    mean integrated out) is fit to the known categories by NUTS (assignments enumerated
    exactly), from a k-means start. The flat prior is the same program with one
    super-category, fit the same way.
-5. One-shot test, repeated ``--trials`` times with fresh examples: each held-out class is
+5. One-shot test, repeated ``--trials`` times with fresh examples (trial ``t`` drawn with
+   seed ``--trial-seed + t``): each held-out class is
    given 1 or 3 examples; every other image of those classes is classified among them by
    (a) the HD posterior predictive (the new category's super-category inferred from its
    examples), (b) the flat prior's, (c) nearest neighbour in pixel space (Hamming), (d) nearest
@@ -450,7 +451,7 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
     bal = {k: {1: [], 3: []} for k in methods}  # class-balanced: mean of per-class recalls
     t0 = time.time()
     for trial in range(args.trials):
-        r = np.random.default_rng(1000 + trial)
+        r = np.random.default_rng(args.trial_seed + trial)
         for shots in (1, 3):
             ex_idx = [r.choice(np.flatnonzero(y == c), shots, replace=False) for c in held]
             used = np.concatenate(ex_idx)
@@ -586,6 +587,13 @@ def main():
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--tree-depth", type=int, default=7)
     ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument(
+        "--trial-seed",
+        type=int,
+        default=1000,
+        help="trial t draws its examples with numpy seed trial_seed + t (a fresh value gives "
+        "fresh trials on the same split, e.g. for a confirmatory run)",
+    )
     ap.add_argument(
         "--pixel-pca",
         type=int,
