@@ -415,11 +415,11 @@ def _run_nuts(
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def category_moments(features: Array, labels: Array, num_categories: int) -> tuple:
-    """``(counts, sums, sumsq)`` of real features ``(N, F)`` per category: ``counts[c]`` the
-    number of images of category ``c`` ``(C,)``, ``sums[c]`` and ``sumsq[c]`` ``(C, F)`` the sum
-    of its images' features and of their squares. ``labels`` ``(N,)`` integers in
-    ``[0, num_categories)``. Returns numpy float64 arrays."""
+def _features_and_labels(
+    features: Array, labels: Array, num_categories: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)``: real ``features`` ``(N, F)`` as numpy float64 and integer ``labels`` ``(N,)``
+    in ``[0, num_categories)`` as numpy, checked (``ValueError`` naming the argument)."""
     x, y = _host(features, np.float64), _host(labels)
     if x.ndim != 2:
         raise ValueError(f"features must have shape (N, F), got {x.shape}")
@@ -429,6 +429,15 @@ def category_moments(features: Array, labels: Array, num_categories: int) -> tup
         raise ValueError(f"labels must be {x.shape[0]} integers, got shape {y.shape}")
     if y.size and (y.min() < 0 or y.max() >= num_categories):
         raise ValueError(f"labels must lie in [0, {num_categories})")
+    return x, y
+
+
+def category_moments(features: Array, labels: Array, num_categories: int) -> tuple:
+    """``(counts, sums, sumsq)`` of real features ``(N, F)`` per category: ``counts[c]`` the
+    number of images of category ``c`` ``(C,)``, ``sums[c]`` and ``sumsq[c]`` ``(C, F)`` the sum
+    of its images' features and of their squares. ``labels`` ``(N,)`` integers in
+    ``[0, num_categories)``. Returns numpy float64 arrays."""
+    x, y = _features_and_labels(features, labels, num_categories)
     sums = np.zeros((num_categories, x.shape[1]))
     sumsq = np.zeros((num_categories, x.shape[1]))
     np.add.at(sums, y, x)

@@ -50,6 +50,7 @@ import numpy as np
 from ebm_ppl import ops
 from ebm_ppl.models.hd import (
     HDNormalPosterior,
+    _features_and_labels,
     _host,
     assignment_log_probs,
 )
@@ -136,15 +137,7 @@ def category_scatter(features: Array, labels: Array, num_categories: int) -> np.
     """Within-category scatter matrices ``S_c = sum_(n in c) (x_n - xbar_c)(x_n - xbar_c)^T``
     ``(C, F, F)`` (numpy float64) of real features ``(N, F)`` with integer ``labels`` ``(N,)``
     in ``[0, num_categories)``; zero for a category with fewer than two images."""
-    x, y = _host(features, np.float64), _host(labels)
-    if x.ndim != 2:
-        raise ValueError(f"features must have shape (N, F), got {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("features must be finite")
-    if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels must be {x.shape[0]} integers, got shape {y.shape}")
-    if y.size and (y.min() < 0 or y.max() >= num_categories):
-        raise ValueError(f"labels must lie in [0, {num_categories})")
+    x, y = _features_and_labels(features, labels, num_categories)
     out = np.zeros((num_categories, x.shape[1], x.shape[1]))
     for c in np.unique(y):
         r = x[y == c] - x[y == c].mean(0)
