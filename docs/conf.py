@@ -36,7 +36,8 @@ suppress_warnings = ["myst.header"]
 
 def _copy_tutorials(app) -> None:
     """The notebooks live in ``tutorials/`` at the top of the repository (where users look for
-    them); Sphinx reads them from ``docs/tutorials/`` (generated, ignored by git)."""
+    them); Sphinx reads them from ``docs/tutorials/`` (generated, ignored by git), and the
+    benchmark figures they embed from ``docs/benchmarks/figures/`` (generated, ignored)."""
     dest = HERE / "tutorials"
     dest.mkdir(exist_ok=True)
     for nb in sorted((ROOT / "tutorials").glob("*.ipynb")):
@@ -45,6 +46,12 @@ def _copy_tutorials(app) -> None:
             shutil.copyfile(nb, target)
     for png in (ROOT / "tutorials").glob("*.png"):
         shutil.copyfile(png, dest / png.name)
+    # the notebooks embed the benchmark figures as ``../benchmarks/figures/X.png``: the same
+    # relative link resolves from docs/tutorials/ once they are copied here (generated, ignored)
+    figures = HERE / "benchmarks" / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    for png in (ROOT / "benchmarks" / "figures").glob("*.png"):
+        shutil.copyfile(png, figures / png.name)
 
 
 FRONTENDS = {
