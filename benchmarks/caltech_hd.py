@@ -219,6 +219,21 @@ def make_features(logits, x, y, fit_classes, clip, whiten, pixel_pca):
     return white(f).astype(np.float32), white
 
 
+def parse_gamma(value):
+    """``--gamma`` (and ``gamma`` in ``--extra-hd``): a positive number fixes the
+    stick-breaking concentration; ``learn`` (or JSON ``null``) learns it in the program,
+    ``gamma ~ Gamma(1, 1)`` (returned as ``None``)."""
+    if value is None or (isinstance(value, str) and value.lower() in ("learn", "none", "null")):
+        return None
+    try:
+        g = float(value)
+    except (TypeError, ValueError):
+        g = float("nan")
+    if not g > 0:
+        raise argparse.ArgumentTypeError(f"gamma must be a positive number or 'learn': {value!r}")
+    return g
+
+
 def paired(a, b):
     """Paired comparison of per-trial accuracies ``a`` and ``b``: mean and sd of the
     difference, two-sided paired t-test and exact sign test (ties dropped)."""
@@ -337,7 +352,10 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
         learn_spread=bool(args.learn_spread),
     )
     fits = [("hd", base), ("flat", {**base, "num_super": 1})]
-    fits += [(f"hd_extra{i}", {**base, **kw}) for i, kw in enumerate(args.extra_hd)]
+    fits += [
+        (f"hd_extra{i}", {**base, **kw, "gamma": parse_gamma(kw.get("gamma", base["gamma"]))})
+        for i, kw in enumerate(args.extra_hd)
+    ]
     for name, kw in fits:
         t0 = time.time()
         posts[name] = enp.fit_hd_normal_prior(
@@ -348,13 +366,25 @@ def evaluate(args, x, y, q, logits, known, held, names, tag="test"):
             max_tree_depth=args.tree_depth,
             **kw,
         )
+        seconds = round(time.time() - t0, 1)
+        extra = {}
+        if "gamma" in posts[name].samples:  # learned: its posterior
+            g = np.asarray(posts[name].samples["gamma"], np.float64)
+            extra = dict(
+                gamma_mean=float(g.mean()),
+                gamma_sd=float(g.std()),
+                gamma_q05_q95=[round(float(v), 3) for v in np.quantile(g, [0.05, 0.95])],
+            )
+        if kw["num_super"] > 1:
+            extra["super_categories_used"] = int(len(np.unique(posts[name].clustering())))
         log(
             stage="fit",
             prior=name,
-            **kw,
+            **{**kw, "gamma": "learn" if kw["gamma"] is None else kw["gamma"]},
+            **extra,
             warmup=args.warmup,
             samples=args.samples,
-            seconds=round(time.time() - t0, 1),
+            seconds=seconds,
         )
     # ---- full-covariance super-categories on the same posterior samples -----------------
     covs = {}
@@ -569,7 +599,14 @@ def main():
         default=1,
         help="1: super-categories share sigma and tau and differ in their means",
     )
-    ap.add_argument("--gamma", type=float, default=1.0)
+    ap.add_argument(
+        "--gamma",
+        type=parse_gamma,
+        default=1.0,
+        help="stick-breaking concentration of the super-categories, v_k ~ Beta(1, gamma); "
+        "'learn': learned inside the program, gamma ~ Gamma(1, 1) (its posterior mean is "
+        "emitted with the fit)",
+    )
     ap.add_argument(
         "--spread",
         type=float,
@@ -617,7 +654,7 @@ def main():
         default=[],
         help="JSON list of extra HD priors fit and tested next to the default one, each a dict "
         "overriding num_super, gamma, spread, shared_variances, learn_spread "
-        "(e.g. '[{\"num_super\": 10}]')",
+        '(e.g. \'[{"num_super": 10}]\'; \'[{"gamma": "learn"}]\' learns gamma)',
     )
     ap.add_argument(
         "--full-cov",

@@ -7,8 +7,9 @@ Each image ``n`` of category ``c`` is represented by binary top-level DBM featur
 * a global feature mean ``m in (0, 1)^F``, ``m_f ~ Beta(1, 1)``;
 * super-categories ``k = 1..K`` (a truncated stick-breaking Dirichlet process, the
   two-level nested CRP's truncated equivalent): weights ``w = stick(v)``,
-  ``v_k ~ Beta(1, gamma)`` (eq. of Sethuraman 1994); each super-category shares a
-  distribution over features, ``theta_kf ~ Beta(a m_f, a (1 - m_f))``;
+  ``v_k ~ Beta(1, gamma)`` (eq. of Sethuraman 1994); the concentration ``gamma`` is either
+  fixed or (``gamma=None``) learned inside the program, ``gamma ~ Gamma(1, 1)``; each
+  super-category shares a distribution over features, ``theta_kf ~ Beta(a m_f, a (1 - m_f))``;
 * each category ``c`` belongs to one super-category ``s_c ~ Categorical(w)`` and has its own
   feature probabilities drawn around its super-category's,
   ``phi_cf ~ Beta(alpha theta_(s_c) f, alpha (1 - theta_(s_c) f))``;
@@ -124,13 +125,46 @@ def predictive_log_prob(
 
 
 def check_hd_args(num_super: Any, alpha: Any, a: Any, gamma: Any) -> None:
+    """``ValueError`` unless ``num_super`` is a positive int and ``alpha``, ``a`` and ``gamma``
+    are positive numbers (``gamma`` may also be ``None``: learned, see :func:`stick_sites`)."""
     if not isinstance(num_super, int) or isinstance(num_super, bool) or num_super < 1:
         raise ValueError(
             f"num_super must be a positive int (the truncation level), got {num_super!r}"
         )
     for name, x in (("alpha", alpha), ("a", a), ("gamma", gamma)):
+        if name == "gamma" and x is None:
+            continue
         if not isinstance(x, (int, float)) or isinstance(x, bool) or not x > 0:
-            raise ValueError(f"{name} must be a positive number, got {x!r}")
+            raise ValueError(
+                f"{name} must be a positive number"
+                + (" or None (learned)" if name == "gamma" else "")
+                + f", got {x!r}"
+            )
+
+
+def stick_sites(ppl: Any, num_super: int, gamma: float | None, like: Array) -> Array:
+    """The stick-breaking sites of both HD programs; returns the log weights ``log w``
+    ``(K,)`` of the ``K = num_super`` super-categories. ``K > 1``: site ``v`` ``(K-1,)``,
+    ``v_k ~ Beta(1, gamma)``; with ``gamma=None`` the concentration is learned, a scalar site
+    ``gamma ~ Gamma(1, 1)`` (shape 1, rate 1: the usual vague choice for a Dirichlet-process
+    mixture's concentration, Escobar & West 1995; prior mean 1, today's fixed default), sampled
+    before ``v``. ``K = 1``: no sites (one super-category has weight 1, no sticks, and no
+    ``gamma`` site either). ``like``: an array of the backend, dtype and device to use."""
+    if num_super == 1:
+        return ops.zeros((1,), like=like)
+    one = ops.zeros((), like=like) + 1.0
+    d = ppl.dist
+    conc = ppl.sample("gamma", d.Gamma(one, one)) if gamma is None else gamma * one
+    v = ppl.sample("v", d.Beta(one, conc).expand([num_super - 1]).to_event(1))
+    return stick_breaking_log_weights(v)
+
+
+def gamma_start(v: Any) -> np.float32:
+    """A start for the learned ``gamma`` consistent with stick fractions ``v`` ``(K-1,)``: the
+    mean of its conditional posterior given ``v``, ``Gamma(K, 1 - sum_k log(1 - v_k))`` (the
+    ``Gamma(1, 1)`` prior times ``prod_k gamma (1 - v_k)^(gamma - 1)``)."""
+    v = _host(v, np.float64)
+    return np.float32(len(v) + 1.0) / np.float32(1.0 - np.log1p(-v).sum())
 
 
 def check_init(init: Any) -> None:
@@ -163,9 +197,9 @@ def point_clustering(assign_probs: Array) -> Any:
 
 class HDPosterior:
     """Posterior samples of the HD prior's continuous sites (``v`` ``(S, K-1)``, ``m``
-    ``(S, F)``, ``theta`` ``(S, K, F)``) with the discrete assignments enumerated exactly
-    given each sample. Returned by ``fit_hd_prior`` of either frontend; arrays stay in the
-    backend they came from."""
+    ``(S, F)``, ``theta`` ``(S, K, F)``; ``gamma`` ``(S,)`` when learned) with the discrete
+    assignments enumerated exactly given each sample. Returned by ``fit_hd_prior`` of either
+    frontend; arrays stay in the backend they came from."""
 
     def __init__(self, samples: dict, ones: Array, counts: Array, alpha: float) -> None:
         self.samples, self.ones, self.counts, self.alpha = samples, ones, counts, float(alpha)
@@ -308,7 +342,7 @@ def hd_program(
     num_super: int = 10,
     alpha: float = 5.0,
     a: float = 2.0,
-    gamma: float = 1.0,
+    gamma: float | None = 1.0,
     assignments: Array | None = None,
 ) -> None:
     """The HD prior over the categories' top-level DBM features as a program of the PPL
@@ -317,18 +351,16 @@ def hd_program(
     ``theta`` (each super-category's feature distribution). Each category's feature
     probabilities are integrated out; its super-category ``s`` is summed out in a ``factor``
     (exact enumeration), unless ``assignments`` ``(C,)`` fixes it (then ``s`` is an observed
-    ``Categorical`` site). ``ones`` ``(C, F)`` / ``counts`` ``(C,)``: per-category feature
-    counts (:func:`category_counts`); a tensor keeps its device."""
+    ``Categorical`` site). ``gamma``: the stick-breaking concentration, ``v_k ~ Beta(1,
+    gamma)``; ``None`` learns it, a scalar site ``gamma ~ Gamma(1, 1)`` (:func:`stick_sites`).
+    ``ones`` ``(C, F)`` / ``counts`` ``(C,)``: per-category feature counts
+    (:func:`category_counts`); a tensor keeps its device."""
     check_hd_args(num_super, alpha, a, gamma)
     ones = ppl.asarray(ones, None)
     counts = ppl.asarray(counts, None, like=ones)
     c, f = ones.shape
     one = ops.zeros((), like=ones) + 1.0
-    if num_super > 1:
-        v = ppl.sample("v", ppl.dist.Beta(one, gamma * one).expand([num_super - 1]).to_event(1))
-        log_w = stick_breaking_log_weights(v)
-    else:
-        log_w = ops.zeros((1,), like=ones)
+    log_w = stick_sites(ppl, num_super, gamma, ones)
     m = ppl.sample("m", ppl.dist.Beta(one, one).expand([f]).to_event(1))
     theta = ppl.sample(
         "theta", ppl.dist.Beta(a * m, a * (1.0 - m)).expand([num_super, f]).to_event(2)
@@ -352,7 +384,7 @@ def fit_hd(
     num_super: int = 10,
     alpha: float = 5.0,
     a: float = 2.0,
-    gamma: float = 1.0,
+    gamma: float | None = 1.0,
     num_warmup: int = 500,
     num_samples: int = 500,
     num_chains: int = 1,
@@ -362,12 +394,16 @@ def fit_hd(
 ) -> HDPosterior:
     """NUTS (``ppl.run_nuts``) over the continuous sites of ``model`` (a frontend's
     ``hd_prior``, i.e. :func:`hd_program` for ``ppl``) with the assignments enumerated out,
-    started at the k-means fit (``init="kmeans"``) or uniformly (``"uniform"``); returns an
-    :class:`HDPosterior`."""
+    started at the k-means fit (``init="kmeans"``) or uniformly (``"prior"``); returns an
+    :class:`HDPosterior`. ``gamma=None``: the concentration is learned (a site, sampled by
+    NUTS with the others; the k-means start puts it at :func:`gamma_start` of the k-means
+    sticks), its draws in ``samples["gamma"]`` ``(S,)``."""
     check_init(init)
+    check_hd_args(num_super, alpha, a, gamma)
     ones = ppl.asarray(ones, "float32")
     counts = ppl.asarray(counts, "float32", like=ones)
     values = kmeans_init(ones, counts, num_super) if init == "kmeans" else None
+    values = _with_gamma_start(values, gamma)
     samples = _run_nuts(
         ppl,
         model,
@@ -384,13 +420,23 @@ def fit_hd(
     return HDPosterior(samples, ones, counts, alpha)
 
 
+def _with_gamma_start(values: dict | None, gamma: float | None) -> dict | None:
+    """``values`` (a k-means start) with the learned ``gamma``'s start (:func:`gamma_start` of
+    its ``v``) when ``gamma`` is ``None``; unchanged otherwise."""
+    if values is not None and gamma is None and "v" in values:
+        values["gamma"] = gamma_start(values["v"])
+    return values
+
+
 def _run_nuts(
     ppl: Any, model: Any, args: tuple, rng_key: Any, values: dict | None, num_super: int, **nuts
 ) -> dict:
     """``ppl.run_nuts`` of ``model(*args)`` from ``values`` (a k-means start, or ``None`` for
-    the sampler's own), which with one super-category has no stick-breaking site ``v``."""
+    the sampler's own), which with one super-category has no stick-breaking sites ``v`` and
+    ``gamma``."""
     if values is not None and num_super == 1:
         values.pop("v", None)
+        values.pop("gamma", None)
     return ppl.run_nuts(model, args, rng_key=rng_key, init_values=values, **nuts)
 
 
@@ -534,9 +580,9 @@ def _per_super(x: Array, mu: Array) -> Array:
 class HDNormalPosterior:
     """Posterior samples of the Normal HD prior's continuous sites (``v`` ``(S, K-1)``;
     ``mu`` ``(S, K, F)``; ``sigma``, ``tau`` ``(S, K, F)``, or ``(S, F)`` when shared by all
-    super-categories; the global sites) with the discrete assignments
-    enumerated exactly given each sample. Returned by ``fit_hd_normal_prior`` of either
-    frontend; arrays stay in the backend they came from."""
+    super-categories; the global sites; ``gamma`` ``(S,)`` when learned) with the discrete
+    assignments enumerated exactly given each sample. Returned by ``fit_hd_normal_prior`` of
+    either frontend; arrays stay in the backend they came from."""
 
     def __init__(self, samples: dict, counts: Array, sums: Array, sumsq: Array) -> None:
         self.samples, self.counts, self.sums, self.sumsq = samples, counts, sums, sumsq
@@ -683,7 +729,7 @@ def hd_normal_program(
     sums: Array,
     sumsq: Array,
     num_super: int = 10,
-    gamma: float = 1.0,
+    gamma: float | None = 1.0,
     spread: float = 0.5,
     assignments: Array | None = None,
     shared_variances: bool = False,
@@ -692,7 +738,8 @@ def hd_normal_program(
     """The Normal HD prior over real-valued top-level features (standardised: about zero
     mean, unit variance per feature) as a program of the PPL ``ppl``. Sites:
 
-    * ``v`` ``(K-1,)`` stick-breaking fractions, ``Beta(1, gamma)``;
+    * ``v`` ``(K-1,)`` stick-breaking fractions, ``Beta(1, gamma)``; with ``gamma=None`` the
+      concentration is learned, a scalar site ``gamma ~ Gamma(1, 1)`` (:func:`stick_sites`);
     * ``m`` ``(F,)`` global mean, ``N(0, 1)``; ``lam`` ``(F,)`` how far super-categories lie
       from it, ``HalfNormal(1)``; ``mu`` ``(K, F)`` super-category means, ``N(m, lam^2)``;
     * ``s``, ``t`` ``(F,)`` typical within- and between-category sd, ``LogNormal(0, 1)``;
@@ -728,11 +775,7 @@ def hd_normal_program(
     zero = ops.zeros((), like=sums)
     one = zero + 1.0
     d = ppl.dist
-    if num_super > 1:
-        v = ppl.sample("v", d.Beta(one, gamma * one).expand([num_super - 1]).to_event(1))
-        log_w = stick_breaking_log_weights(v)
-    else:
-        log_w = ops.zeros((1,), like=sums)
+    log_w = stick_sites(ppl, num_super, gamma, sums)
     m = ppl.sample("m", d.Normal(zero, one).expand([f]).to_event(1))
     lam = ppl.sample("lam", d.HalfNormal(one).expand([f]).to_event(1))
     mu = ppl.sample("mu", d.Normal(m, lam).expand([num_super, f]).to_event(2))
@@ -769,7 +812,7 @@ def fit_hd_normal(
     sums: Any,
     sumsq: Any,
     num_super: int = 10,
-    gamma: float = 1.0,
+    gamma: float | None = 1.0,
     spread: float = 0.5,
     num_warmup: int = 500,
     num_samples: int = 500,
@@ -785,8 +828,10 @@ def fit_hd_normal(
     enumerated out, started at :func:`normal_kmeans_init` (``init="kmeans"``) or uniformly
     (``"prior"``); returns an :class:`HDNormalPosterior`. ``learn_spread``: see
     :func:`hd_normal_program` (the k-means start puts ``spread_sigma`` and ``spread_tau`` at
-    the spread of the groups' log variances around their geometric mean)."""
+    the spread of the groups' log variances around their geometric mean). ``gamma=None``: the
+    stick-breaking concentration is learned, as in :func:`fit_hd`."""
     check_init(init)
+    check_hd_args(num_super, 1.0, 1.0, gamma)
     sums = ppl.asarray(sums, "float32")
     counts = ppl.asarray(counts, "float32", like=sums)
     sumsq = ppl.asarray(sumsq, "float32", like=sums)
@@ -799,6 +844,7 @@ def fit_hd_normal(
             for site, typical in (("spread_sigma", "s"), ("spread_tau", "t")):
                 dev = np.log(values[site[7:]]) - np.log(values[typical])
                 values[site] = np.float32(np.clip(np.sqrt((dev**2).mean()), 0.05, 2.0 * spread))
+    values = _with_gamma_start(values, gamma)
     samples = _run_nuts(
         ppl,
         model,

@@ -27,13 +27,14 @@ def hd_prior(
     num_super: int = 10,
     alpha: float = 5.0,
     a: float = 2.0,
-    gamma: float = 1.0,
+    gamma: float | None = 1.0,
     assignments: jax.Array | None = None,
 ) -> None:
     """The HD prior over the categories' top-level DBM features, an ordinary NumPyro program:
     :func:`ebm_ppl.models.hd.hd_program` (sites ``v``, ``m``, ``theta``; super-category
     assignments summed out in a ``factor``, or an observed ``Categorical`` site ``s`` when
-    ``assignments`` is given)."""
+    ``assignments`` is given). ``gamma``: the stick-breaking concentration, ``v_k ~ Beta(1,
+    gamma)``; ``None`` learns it, a scalar site ``gamma ~ Gamma(1, 1)``."""
     hd_program(ppl, ones, counts, num_super, alpha, a, gamma, assignments)
 
 
@@ -50,7 +51,7 @@ def hd_normal_prior(
     sums: jax.Array,
     sumsq: jax.Array,
     num_super: int = 10,
-    gamma: float = 1.0,
+    gamma: float | None = 1.0,
     spread: float = 0.5,
     assignments: jax.Array | None = None,
     shared_variances: bool = False,
@@ -62,8 +63,9 @@ def hd_normal_prior(
     super-category summed out in a ``factor``, or an observed ``Categorical`` site ``s_c`` when
     ``assignments`` is given; ``shared_variances``: one ``sigma`` and ``tau`` for all
     super-categories; ``learn_spread``: how far the super-categories' variances stray from the
-    typical ones is learned, sites ``spread_sigma``, ``spread_tau``). ``counts``, ``sums``,
-    ``sumsq``: :func:`ebm_ppl.models.hd.category_moments`."""
+    typical ones is learned, sites ``spread_sigma``, ``spread_tau``; ``gamma=None``: the
+    stick-breaking concentration is learned, site ``gamma ~ Gamma(1, 1)``). ``counts``,
+    ``sums``, ``sumsq``: :func:`ebm_ppl.models.hd.category_moments`."""
     hd_normal_program(
         ppl,
         counts,

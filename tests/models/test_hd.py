@@ -599,3 +599,222 @@ def test_normal_bad_arguments(backend):
         normal_program_log_density(
             backend, n, s1, s2, values, None, num_super=3, shared_variances=True, learn_spread=True
         )
+
+
+# ---- the stick-breaking concentration gamma learned inside the program -----------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_program_log_density_with_learned_gamma(backend, seed):
+    """``gamma=None``: a site ``gamma ~ Gamma(1, 1)`` and sticks ``v ~ Beta(1, gamma)``, the
+    rest as with a fixed ``gamma`` (the hand computation of the test above with the Gamma
+    prior's log density added and the sticks' Beta at the site's value)."""
+    from scipy.stats import gamma as gamma_dist
+
+    ones, counts, values, s = random_setup(seed)
+    g = [0.4, 1.3, 3.0][seed]
+    values = {**values, "gamma": np.array(g)}
+    alpha, a = 4.0, 3.0
+    kw = dict(num_super=3, alpha=alpha, a=a, gamma=None)
+    v, m, theta = values["v"], values["m"], values["theta"]
+    prior = (
+        gamma_dist.logpdf(g, 1.0, scale=1.0)
+        + beta_dist.logpdf(v, 1.0, g).sum()
+        + beta_dist.logpdf(m, 1.0, 1.0).sum()
+        + beta_dist.logpdf(theta, a * m, a * (1 - m)).sum()
+    )
+    ll = hand_loglik(ones, counts, theta, alpha)
+    lw = hand_log_w(v)
+    want = prior + lw[s].sum() + ll[np.arange(len(s)), s].sum()
+    got = program_log_density(backend, ones, counts, values, s, **kw)
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-3)
+    want = prior + logsumexp(lw[None] + ll, axis=1).sum()
+    got = program_log_density(backend, ones, counts, values, None, **kw)
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-3)
+    # the learned-gamma density differs from a fixed gamma = g by the Gamma prior alone
+    fixed = program_log_density(backend, ones, counts, values, None, **{**kw, "gamma": g})
+    assert got - fixed == pytest.approx(gamma_dist.logpdf(g, 1.0), rel=1e-4, abs=1e-3)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_normal_program_log_density_with_learned_gamma(backend, seed, shared):
+    """The Normal program with ``gamma=None``, by hand: ``log Gamma(gamma | 1, 1)`` + the
+    ``Beta(1, gamma)`` sticks + the other priors + ``log w_s`` + the categories' marginal
+    Gaussians (fixed assignments), or their log-sum-exp over all ``K^C`` joint assignments."""
+    import itertools
+
+    from scipy.stats import gamma as gamma_dist
+    from scipy.stats import halfnorm, lognorm, norm
+
+    from ebm_ppl.models.hd import category_moments
+
+    x, y, values, s = normal_setup(seed)
+    n, s1, s2 = category_moments(x, y, 4)
+    spread, g = 0.7, [0.6, 2.5][seed]
+    v, m, lam, mu = values["v"], values["m"], values["lam"], values["mu"]
+    sd, sigma, t, tau = values["s"], values["sigma"], values["t"], values["tau"]
+    prior = (
+        gamma_dist.logpdf(g, 1.0, scale=1.0)
+        + beta_dist.logpdf(v, 1.0, g).sum()
+        + norm.logpdf(m).sum()
+        + halfnorm.logpdf(lam).sum()
+        + norm.logpdf(mu, m, lam).sum()
+    )
+    if shared:
+        sigma, tau = sigma[0], tau[0]
+        values = {k: a for k, a in values.items() if k not in ("s", "t")}
+        values.update(sigma=sigma, tau=tau)
+        prior += lognorm.logpdf(sigma, 1.0).sum() + lognorm.logpdf(tau, 1.0).sum()
+        sigma, tau = np.broadcast_to(sigma, mu.shape), np.broadcast_to(tau, mu.shape)
+    else:
+        prior += (
+            lognorm.logpdf(sd, 1.0).sum()
+            + lognorm.logpdf(sigma, spread, scale=sd).sum()
+            + lognorm.logpdf(t, 1.0).sum()
+            + lognorm.logpdf(tau, spread, scale=t).sum()
+        )
+    values["gamma"] = np.array(g)
+    kw = dict(num_super=3, gamma=None, spread=spread, shared_variances=shared)
+    ll = hand_normal_loglik(x, y, 4, mu, sigma, tau)
+    lw = hand_log_w(v)
+    rel = 1e-9 if backend.name == "torch" else 1e-5
+    got = normal_program_log_density(backend, n, s1, s2, values, s, **kw)
+    assert got == pytest.approx(prior + lw[s].sum() + ll[np.arange(4), s].sum(), rel=rel)
+    joint = [
+        sum(lw[a[c]] + ll[c, a[c]] for c in range(4)) for a in itertools.product(range(3), repeat=4)
+    ]
+    got = normal_program_log_density(backend, n, s1, s2, values, None, **kw)
+    assert got == pytest.approx(prior + logsumexp(joint), rel=rel)
+
+
+def test_learned_gamma_backends_agree():
+    """Pyro and NumPyro give the same log density for the learned-gamma programs (binary
+    and Normal; assignments summed out) at the same values."""
+    from conftest import Backend
+
+    from ebm_ppl.models.hd import category_moments
+
+    ones, counts, values, _ = random_setup(4)
+    values = {**values, "gamma": np.array(0.8)}
+    kw = dict(num_super=3, alpha=4.0, a=3.0, gamma=None)
+    lp = [
+        program_log_density(Backend(b), ones, counts, values, None, **kw) for b in ("torch", "jax")
+    ]
+    assert lp[0] == pytest.approx(lp[1], rel=1e-5)
+    x, y, values, _ = normal_setup(4)
+    values["gamma"] = np.array(2.2)
+    mom = category_moments(x, y, 4)
+    kw = dict(num_super=3, gamma=None)
+    lp = [
+        normal_program_log_density(Backend(b), *mom, values, None, **kw) for b in ("torch", "jax")
+    ]
+    assert lp[0] == pytest.approx(lp[1], rel=1e-5)
+
+
+def test_learned_gamma_needs_sticks(backend):
+    """With one super-category there are no sticks, so no ``gamma`` site: ``gamma=None``
+    gives the same program as any fixed ``gamma``."""
+    ones, counts, values, _ = random_setup(1)
+    values = {k: a for k, a in values.items() if k != "v"}
+    values["theta"] = values["theta"][:1]
+    kw = dict(num_super=1, alpha=4.0, a=3.0)
+    learned = program_log_density(backend, ones, counts, values, None, gamma=None, **kw)
+    fixed = program_log_density(backend, ones, counts, values, None, gamma=2.0, **kw)
+    assert learned == pytest.approx(fixed, rel=1e-6)
+
+
+def test_gamma_start_is_the_conditional_posterior_mean():
+    """:func:`gamma_start` = ``E[gamma | v]`` under ``Gamma(1, 1)`` times the ``Beta(1, gamma)``
+    sticks, by numerical integration."""
+    from scipy.integrate import quad
+
+    from ebm_ppl.models.hd import gamma_start
+
+    for seed in range(3):
+        v = np.random.default_rng(seed).uniform(0.05, 0.95, 2 + seed)
+
+        def dens(g, v=v):
+            return np.exp(-g + beta_dist.logpdf(v, 1.0, g).sum())
+
+        want = quad(lambda g: g * dens(g), 0, np.inf)[0] / quad(dens, 0, np.inf)[0]
+        assert float(gamma_start(v)) == pytest.approx(want, rel=1e-5)
+
+
+# NumPyro's NUTS compilation takes 15-50 s on 2 cores: its fits run with ``-m slow`` (the
+# benchmark's validation run exercises that path too); the log densities above check both PPLs
+BACKENDS_FIT = ["torch", pytest.param("jax", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("name", BACKENDS_FIT)
+@pytest.mark.parametrize("program, init", [("binary", "prior"), ("normal", "kmeans")])
+def test_fit_with_learned_gamma(name, program, init):
+    """NUTS samples the learned ``gamma`` with the other sites, from the k-means start (which
+    gives it a start, :func:`gamma_start`) or the sampler's own."""
+    from conftest import Backend
+
+    backend = Backend(name)
+    fe = frontend(backend)
+    kw = dict(num_warmup=15, num_samples=8, max_tree_depth=3, init=init, gamma=None, num_super=3)
+    key = () if backend.name == "torch" else (backend.key(0),)
+    if backend.name == "torch":
+        import pyro
+
+        pyro.set_rng_seed(0)
+    if program == "binary":
+        ones, counts, _, _ = synthetic_hierarchy(0, per_category=5)
+        post = fe.fit_hd_prior(*key, ones, counts, **kw)
+    else:
+        mom = category_moments_of_synthetic(0)
+        post = fe.fit_hd_normal_prior(*key, *mom, shared_variances=True, **kw)
+    g = backend.np(post.samples["gamma"])
+    assert g.shape == (8,) and np.all(g > 0) and np.all(np.isfinite(g))
+    assert len(np.unique(g)) > 1  # it moves
+    assert post.assignment_probs().shape == (8, 6, 3)
+
+
+@pytest.mark.parametrize("name", BACKENDS_FIT)
+def test_flat_fit_has_no_gamma(name):
+    """One super-category (the flat prior): no sticks, so no ``gamma`` site, even with
+    ``gamma=None`` and the k-means start (which then drops its ``v`` and ``gamma``)."""
+    from conftest import Backend
+
+    backend = Backend(name)
+    fe = frontend(backend)
+    kw = dict(num_warmup=5, num_samples=3, max_tree_depth=2, gamma=None, num_super=1)
+    key = () if backend.name == "torch" else (backend.key(0),)
+    post = fe.fit_hd_normal_prior(
+        *key, *category_moments_of_synthetic(1), shared_variances=True, **kw
+    )
+    assert "gamma" not in post.samples and "v" not in post.samples
+
+
+def category_moments_of_synthetic(seed):
+    from ebm_ppl.models.hd import category_moments
+
+    rng = np.random.default_rng(seed)
+    means = np.array([[2.0] * 3 + [-2.0] * 3, [-2.0] * 3 + [2.0] * 3])
+    truth = np.array([0, 0, 0, 1, 1, 1])
+    x = np.concatenate([means[s] + rng.standard_normal((5, 6)) for s in truth])
+    return category_moments(x, np.repeat(np.arange(6), 5), 6)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, "learn", True, float("nan")])
+def test_learned_gamma_bad_arguments(backend, bad):
+    """``gamma`` must be a positive number or ``None``: anything else is a ValueError, in the
+    programs and in the fits (before any sampling)."""
+    fe = frontend(backend)
+    ones, counts, values, _ = random_setup(0)
+    with pytest.raises(ValueError, match="gamma"):
+        program_log_density(backend, ones, counts, values, None, num_super=3, gamma=bad)
+    x, y, nvalues, _ = normal_setup(0)
+    from ebm_ppl.models.hd import category_moments
+
+    mom = category_moments(x, y, 4)
+    with pytest.raises(ValueError, match="gamma"):
+        normal_program_log_density(backend, *mom, nvalues, None, num_super=3, gamma=bad)
+    key = () if backend.name == "torch" else (backend.key(0),)
+    with pytest.raises(ValueError, match="gamma"):
+        fe.fit_hd_prior(*key, ones, counts, num_super=3, gamma=bad)
+    with pytest.raises(ValueError, match="gamma"):
+        fe.fit_hd_normal_prior(*key, *mom, num_super=3, gamma=bad)
