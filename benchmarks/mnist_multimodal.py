@@ -201,6 +201,125 @@ def build_mm(prm, total_count, mf_iters):
     )
 
 
+def free_energy(kind, p, v):
+    """Free energy (per row of ``v``) of the modified pretraining RBMs of Salakhutdinov &
+    Hinton's DBM pretraining: ``gauss2`` / ``rsm2`` see their visible layer twice (two tied,
+    always equal copies: ``p(h | v) = g(2 v W + c)``; sigma 1 for the Gaussian, hidden bias
+    scaled by the document length once for the replicated softmax); ``top2`` has two
+    independent copies of its hidden layer (``p(v | h, h') = g(W (h + h') + b)``)."""
+    w, b, c = p["w"], p["b"], p["c"]
+    if kind == "gauss2":
+        return ((v - b) ** 2).sum(-1) - jax.nn.softplus(2 * v @ w + c).sum(-1)
+    if kind == "rsm2":
+        m = v.sum(-1, keepdims=True)
+        return -2 * (v @ b) - jax.nn.softplus(2 * v @ w + m * c).sum(-1)
+    return -(v @ b) - 2 * jax.nn.softplus(v @ w + c).sum(-1)
+
+
+def negative(kind, p, v, key):
+    """One CD sweep of the modified RBM from ``v`` (the tied copies kept equal)."""
+    w, b, c = p["w"], p["b"], p["c"]
+    k1, k2 = jax.random.split(key)
+    if kind == "gauss2":
+        h = jax.random.bernoulli(k1, jax.nn.sigmoid(2 * v @ w + c)).astype(v.dtype)
+        return b + h @ w.T + jax.random.normal(k2, v.shape)
+    if kind == "rsm2":
+        m = v.sum(-1, keepdims=True)
+        h = jax.random.bernoulli(k1, jax.nn.sigmoid(2 * v @ w + m * c)).astype(v.dtype)
+        draws = jax.random.categorical(k2, (b + h @ w.T)[:, None, :], shape=(len(v), 8))
+        keep = (jnp.arange(8)[None, :] < m).astype(v.dtype)
+        return (jax.nn.one_hot(draws, v.shape[1]) * keep[..., None]).sum(1)
+    h = jax.random.bernoulli(k1, jax.nn.sigmoid(v @ w + c), (2, len(v), w.shape[1])).astype(v.dtype)
+    return jax.random.bernoulli(k2, jax.nn.sigmoid(h.sum(0) @ w.T + b)).astype(v.dtype)
+
+
+def train_modified(kind, data, n_hidden, lr, seed, out, sampled=False, epochs=20):
+    """CD-1 of a modified RBM (:func:`free_energy`), with ``mnist_multimodal.py``'s pretraining
+    settings (minibatch 100, momentum 0.9, lr decayed linearly to a tenth, weight decay
+    2e-4); ``sampled``: fresh Bernoulli draws of ``data`` (probabilities) every epoch. Cached
+    in ``out``."""
+    from safetensors.numpy import load_file, save_file
+
+    path = out / f"pre2_{seed}_{kind}_{n_hidden}.safetensors"
+    if path.exists():
+        return {k: jnp.asarray(v) for k, v in load_file(path).items()}
+    t0 = time.time()
+    n, d = data.shape
+    rng = np.random.default_rng(seed)
+    w0 = 0.01 * rng.standard_normal((d, n_hidden))
+    p = {"w": jnp.asarray(w0, jnp.float32), "b": jnp.zeros(d), "c": jnp.zeros(n_hidden)}
+    opt = optax.chain(
+        optax.add_decayed_weights(2e-4, mask={"w": True, "b": False, "c": False}),
+        optax.sgd(optax.linear_schedule(lr, lr * 0.1, epochs * (n // 100)), momentum=0.9),
+    )
+    st = opt.init(p)
+
+    @jax.jit
+    def step(p, st, v, key):
+        vn = jax.lax.stop_gradient(negative(kind, p, v, key))
+        g = jax.grad(lambda q: free_energy(kind, q, v).mean() - free_energy(kind, q, vn).mean())(p)
+        u, st = opt.update(g, st, p)
+        return optax.apply_updates(p, u), st
+
+    key, dj = jax.random.PRNGKey(seed), jnp.asarray(data)
+    for _ in range(epochs):
+        key, kp, kb = jax.random.split(key, 3)
+        src = jax.random.bernoulli(kb, dj).astype(jnp.float32) if sampled else dj
+        perm = jax.random.permutation(kp, n)
+        for i in range(n // 100):
+            key, k = jax.random.split(key)
+            p, st = step(p, st, src[perm[i * 100 : (i + 1) * 100]], k)
+    save_file({k: np.asarray(v) for k, v in p.items()}, str(path))
+    emit(
+        stage="pretrain_modified", kind=kind, n_hidden=n_hidden, seconds=round(time.time() - t0, 1)
+    )
+    return p
+
+
+def pretrain_doubling(xtr, ttr, rec, s, out, sizes=(256, 256, 64, 64, 256)):
+    """Salakhutdinov & Hinton's DBM pretraining for the multimodal DBM: the two bottom RBMs
+    (Gaussian, replicated softmax) with doubled bottom-up input, the joint RBM with doubled
+    top-down input, the middle RBMs plain (CD-1, ``mnist_multimodal.py``'s) and halved; the
+    bottom and joint weights enter the DBM as learned, inner biases are the mean of their two
+    RBMs' (the first text layer keeps the replicated softmax's). ``sizes``: the hidden layers
+    (image 1, image 2, text 1, text 2, joint). Returns the DBM's initial parameters and the
+    pretrained layers ``(g, r2, t1, t2, j)`` (the modified ones as dicts ``w``, ``b``, ``c``)."""
+    f1, f2, g1, g2, nj = sizes
+    out = out / "doubling"  # its own cache: the middle RBMs see other data than the CD stack's
+    out.mkdir(parents=True, exist_ok=True)
+    g = train_modified("gauss2", xtr, f1, rec.pre_lr_gauss, s, out, epochs=rec.pre_epochs)
+    p1 = np.asarray(jax.nn.sigmoid(2 * jnp.asarray(xtr) @ g["w"] + g["c"]))
+    r2 = pretrain("rbm", SampledHidden(p1, s + 1), f2, rec, s + 1, out)
+    q2 = np.asarray(up(r2, p1))
+    t1 = train_modified("rsm2", ttr, g1, rec.pre_lr, s + 2, out, epochs=rec.pre_epochs)
+    m = ttr.sum(1, keepdims=True)
+    u1 = np.asarray(jax.nn.sigmoid(2 * jnp.asarray(ttr) @ t1["w"] + m * t1["c"]))
+    t2 = pretrain("rbm", SampledHidden(u1, s + 3), g2, rec, s + 3, out)
+    u2 = np.asarray(up(t2, u1))
+    j = train_modified(
+        "top2", np.concatenate([q2, u2], 1), nj, rec.pre_lr, s + 4, out, True, rec.pre_epochs
+    )
+    ni = q2.shape[1]
+    init = {
+        "iw0": g["w"],
+        "iw1": 0.5 * r2.weights,
+        "ib0": g["b"],
+        "ib1": 0.5 * (g["c"] + r2.visible_bias),
+        "ib2": 0.5 * (r2.hidden_bias + j["b"][:ni]),
+        "tw0": t1["w"],
+        "tw1": 0.5 * t2.weights,
+        "tb0": t1["b"],
+        "tb1": t1["c"],
+        "tb2": 0.5 * (t2.hidden_bias + j["b"][ni:]),
+        "jw0": j["w"][:ni],
+        "jw1": j["w"][ni:],
+        "jb": j["c"],
+    }
+
+    init = {k: jnp.asarray(v) for k, v in init.items()}
+    return init, (g, r2, t1, t2, j)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/runs/multimodal")
@@ -241,6 +360,14 @@ def main():
         "training stage; the SA epoch and the representation are chosen on it",
     )
     ap.add_argument("--fill-words", type=int, default=3)
+    ap.add_argument(
+        "--pretrain",
+        choices=("cd", "doubling"),
+        default="cd",
+        help="how the DBM is initialised: cd, plain CD-1 RBMs with the interior weights "
+        "halved (combine_pretrained_pathways); doubling, Salakhutdinov & Hinton's DBM "
+        "pretraining (pretrain_doubling). The CD-1 pathways are the baselines either way",
+    )
     ap.add_argument(
         "--summary",
         default="benchmarks/checkpoints/multimodal.json",
@@ -325,6 +452,10 @@ def main():
         "jb": pw["joint_bias"],
     }
     init = {k: jnp.asarray(v) for k, v in init.items()}
+    if args.pretrain == "doubling":  # the DBM starts from S&H's pretraining; the CD-1
+        # pathways above remain the unimodal and late-fusion baselines
+        sizes = (f1, f2, g1, g2, args.joint)
+        init, _ = pretrain_doubling(xtr, ttr.astype(np.float32), args, s, out, sizes)
 
     # ---- 2. joint SA-MLE -------------------------------------------------------------------
     total = jnp.asarray(lengths)

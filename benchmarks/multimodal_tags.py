@@ -27,8 +27,9 @@ early stopping chose at seed 0); the pretrained layers and the snapshot are cach
 ``--out`` (``pre_*`` files as the benchmark names them), so a rerun resumes. Pass a
 ``mnist_multimodal.py`` run folder as ``--out`` to measure its layers. ``--pretrain
 doubling`` replaces the benchmark's plain CD-1 + halving by Salakhutdinov & Hinton's DBM
-pretraining (:func:`pretrain_doubling`). The number of words that mean field fills in is
-chosen on the validation split (the last 10,000 training items), all three reported.
+pretraining (``mnist_multimodal.pretrain_doubling``). The number of words that mean field
+fills in is chosen on the validation split (the last 10,000 training items), all three
+reported.
 One JSON line per measurement on stdout::
 
     EBM_PPL_DATA=../shared/data python benchmarks/multimodal_tags.py --out benchmarks/runs/tags
@@ -156,119 +157,15 @@ def _stack_words(top, w, vb, hb, down, t2, tw, tb):
     return jax.nn.softmax(u1 @ tw.T + tb)
 
 
-def free_energy(kind, p, v):
-    """Free energy (per row of ``v``) of the modified pretraining RBMs of Salakhutdinov &
-    Hinton's DBM pretraining: ``gauss2`` / ``rsm2`` see their visible layer twice (two tied,
-    always equal copies: ``p(h | v) = g(2 v W + c)``; sigma 1 for the Gaussian, hidden bias
-    scaled by the document length once for the replicated softmax); ``top2`` has two
-    independent copies of its hidden layer (``p(v | h, h') = g(W (h + h') + b)``)."""
-    w, b, c = p["w"], p["b"], p["c"]
-    if kind == "gauss2":
-        return ((v - b) ** 2).sum(-1) - jax.nn.softplus(2 * v @ w + c).sum(-1)
-    if kind == "rsm2":
-        m = v.sum(-1, keepdims=True)
-        return -2 * (v @ b) - jax.nn.softplus(2 * v @ w + m * c).sum(-1)
-    return -(v @ b) - 2 * jax.nn.softplus(v @ w + c).sum(-1)
-
-
-def negative(kind, p, v, key):
-    """One CD sweep of the modified RBM from ``v`` (the tied copies kept equal)."""
-    w, b, c = p["w"], p["b"], p["c"]
-    k1, k2 = jax.random.split(key)
-    if kind == "gauss2":
-        h = jax.random.bernoulli(k1, SG(2 * v @ w + c)).astype(v.dtype)
-        return b + h @ w.T + jax.random.normal(k2, v.shape)
-    if kind == "rsm2":
-        m = v.sum(-1, keepdims=True)
-        h = jax.random.bernoulli(k1, SG(2 * v @ w + m * c)).astype(v.dtype)
-        draws = jax.random.categorical(k2, (b + h @ w.T)[:, None, :], shape=(len(v), 8))
-        keep = (jnp.arange(8)[None, :] < m).astype(v.dtype)
-        return (jax.nn.one_hot(draws, v.shape[1]) * keep[..., None]).sum(1)
-    h = jax.random.bernoulli(k1, SG(v @ w + c), (2, len(v), w.shape[1])).astype(v.dtype)
-    return jax.random.bernoulli(k2, SG(h.sum(0) @ w.T + b)).astype(v.dtype)
-
-
-def train_modified(kind, data, n_hidden, lr, seed, out, sampled=False, epochs=20):
-    """CD-1 of a modified RBM (:func:`free_energy`), with ``mnist_multimodal.py``'s pretraining
-    settings (minibatch 100, momentum 0.9, lr decayed linearly to a tenth, weight decay
-    2e-4); ``sampled``: fresh Bernoulli draws of ``data`` (probabilities) every epoch. Cached
-    in ``out``."""
-    from safetensors.numpy import load_file, save_file
-
-    path = out / f"pre2_{seed}_{kind}_{n_hidden}.safetensors"
-    if path.exists():
-        return {k: jnp.asarray(v) for k, v in load_file(path).items()}
-    t0 = time.time()
-    n, d = data.shape
-    rng = np.random.default_rng(seed)
-    w0 = 0.01 * rng.standard_normal((d, n_hidden))
-    p = {"w": jnp.asarray(w0, jnp.float32), "b": jnp.zeros(d), "c": jnp.zeros(n_hidden)}
-    opt = optax.chain(
-        optax.add_decayed_weights(2e-4, mask={"w": True, "b": False, "c": False}),
-        optax.sgd(optax.linear_schedule(lr, lr * 0.1, epochs * (n // 100)), momentum=0.9),
-    )
-    st = opt.init(p)
-
-    @jax.jit
-    def step(p, st, v, key):
-        vn = jax.lax.stop_gradient(negative(kind, p, v, key))
-        g = jax.grad(lambda q: free_energy(kind, q, v).mean() - free_energy(kind, q, vn).mean())(p)
-        u, st = opt.update(g, st, p)
-        return optax.apply_updates(p, u), st
-
-    key, dj = jax.random.PRNGKey(seed), jnp.asarray(data)
-    for _ in range(epochs):
-        key, kp, kb = jax.random.split(key, 3)
-        src = jax.random.bernoulli(kb, dj).astype(jnp.float32) if sampled else dj
-        perm = jax.random.permutation(kp, n)
-        for i in range(n // 100):
-            key, k = jax.random.split(key)
-            p, st = step(p, st, src[perm[i * 100 : (i + 1) * 100]], k)
-    save_file({k: np.asarray(v) for k, v in p.items()}, str(path))
-    emit(
-        stage="pretrain_modified", kind=kind, n_hidden=n_hidden, seconds=round(time.time() - t0, 1)
-    )
-    return p
-
-
 def pretrain_doubling(xtr, ttr, rec, s, out):
-    """Salakhutdinov & Hinton's DBM pretraining for the multimodal DBM: the two bottom RBMs
-    (Gaussian, replicated softmax) with doubled bottom-up input, the joint RBM with doubled
-    top-down input, the middle RBMs plain (CD-1, ``mnist_multimodal.py``'s) and halved; the
-    bottom and joint weights enter the DBM as learned, inner biases are the mean of their two
-    RBMs' (the first text layer keeps the replicated softmax's)."""
-    g = train_modified("gauss2", xtr, 256, rec.pre_lr_gauss, s, out)
-    p1 = np.asarray(SG(2 * jnp.asarray(xtr) @ g["w"] + g["c"]))
-    r2 = mmb.pretrain("rbm", mmb.SampledHidden(p1, s + 1), 256, rec, s + 1, out)
-    q2 = np.asarray(mmb.up(r2, p1))
-    t1 = train_modified("rsm2", ttr, 64, rec.pre_lr, s + 2, out)
-    m = ttr.sum(1, keepdims=True)
-    u1 = np.asarray(SG(2 * jnp.asarray(ttr) @ t1["w"] + m * t1["c"]))
-    t2 = mmb.pretrain("rbm", mmb.SampledHidden(u1, s + 3), 64, rec, s + 3, out)
-    u2 = np.asarray(mmb.up(t2, u1))
-    j = train_modified("top2", np.concatenate([q2, u2], 1), 256, rec.pre_lr, s + 4, out, True)
-    ni = q2.shape[1]
-    init = {
-        "iw0": g["w"],
-        "iw1": 0.5 * r2.weights,
-        "ib0": g["b"],
-        "ib1": 0.5 * (g["c"] + r2.visible_bias),
-        "ib2": 0.5 * (r2.hidden_bias + j["b"][:ni]),
-        "tw0": t1["w"],
-        "tw1": 0.5 * t2.weights,
-        "tb0": t1["b"],
-        "tb1": t1["c"],
-        "tb2": 0.5 * (t2.hidden_bias + j["b"][ni:]),
-        "jw0": j["w"][:ni],
-        "jw1": j["w"][ni:],
-        "jb": j["c"],
-    }
+    """:func:`mnist_multimodal.pretrain_doubling` with the stack's direct readout."""
+    init, (g, r2, t1, t2, j) = mmb.pretrain_doubling(xtr, ttr, rec, s, out)
 
     def readout(x):
         top = SG(SG(2 * x @ g["w"] + g["c"]) @ r2.weights + r2.hidden_bias)
         return _stack_words(top, j["w"], j["b"], j["c"], 2.0, t2, t1["w"], t1["b"])
 
-    return {k: jnp.asarray(v) for k, v in init.items()}, readout
+    return init, readout
 
 
 def main():
