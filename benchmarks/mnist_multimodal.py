@@ -201,6 +201,30 @@ def build_mm(prm, total_count, mf_iters):
     )
 
 
+def sa_trainer(init, total, args, per_epoch):
+    """The joint SA-MLE of the multimodal DBM from parameters ``init``: a mean-field positive
+    phase (``args.mf_iters``), 100 persistent chains with ``args.gibbs`` sweeps, SGD with
+    weight decay 2e-4 on the weights, lr ``args.lr`` decayed linearly to 0 over ``args.epochs``
+    epochs of ``per_epoch`` steps, momentum 0.5 for 5 epochs and 0.9 after."""
+
+    def model(batch):
+        prm = {k: numpyro.param(k, v) for k, v in init.items()}
+        with numpyro.plate("data", batch.shape[0]):
+            d = build_mm(prm, total, args.mf_iters).visible(num_iters=args.mf_iters)
+            numpyro.sample("x", d, obs=batch)
+
+    momentum = optax.join_schedules(
+        [optax.constant_schedule(0.5), optax.constant_schedule(0.9)], [5 * per_epoch]
+    )
+    opt = optax.chain(
+        optax.add_decayed_weights(2e-4, mask=lambda p: {k: "w" in k for k in p}),
+        optax.inject_hyperparams(optax.sgd)(
+            optax.linear_schedule(args.lr, 0.0, args.epochs * per_epoch), momentum=momentum
+        ),
+    )
+    return enp.SAMLE(model, opt, num_gibbs_steps=args.gibbs, num_chains=100)
+
+
 def free_energy(kind, p, v):
     """Free energy (per row of ``v``) of the modified pretraining RBMs of Salakhutdinov &
     Hinton's DBM pretraining: ``gauss2`` / ``rsm2`` see their visible layer twice (two tied,
@@ -460,24 +484,8 @@ def main():
     # ---- 2. joint SA-MLE -------------------------------------------------------------------
     total = jnp.asarray(lengths)
 
-    def model(batch):
-        prm = {k: numpyro.param(k, v) for k, v in init.items()}
-        with numpyro.plate("data", batch.shape[0]):
-            numpyro.sample(
-                "x", build_mm(prm, total, args.mf_iters).visible(num_iters=args.mf_iters), obs=batch
-            )
-
     per_epoch = len(xtr) // 100
-    opt = optax.chain(
-        optax.add_decayed_weights(2e-4, mask=lambda p: {k: "w" in k for k in p}),
-        optax.inject_hyperparams(optax.sgd)(
-            optax.linear_schedule(args.lr, 0.0, args.epochs * per_epoch),
-            momentum=optax.join_schedules(
-                [optax.constant_schedule(0.5), optax.constant_schedule(0.9)], [5 * per_epoch]
-            ),
-        ),
-    )
-    trainer = enp.SAMLE(model, opt, num_gibbs_steps=args.gibbs, num_chains=100)
+    trainer = sa_trainer(init, total, args, per_epoch)
     data = jnp.asarray(np.concatenate([xtr, ttr], 1))
     ck = out / f"joint_{s}.safetensors"
     key = jax.random.PRNGKey(s + 10)

@@ -48,13 +48,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
-import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mnist_multimodal as mmb  # noqa: E402  (the benchmark's recipe, reused)
 
-import ebm_ppl.numpyro as enp  # noqa: E402
 from ebm_ppl.datasets.tagged_digits import (  # noqa: E402
     load_tagged_mnist,
     precision_at_k,
@@ -241,23 +238,7 @@ def main():
     else:
         t0 = time.time()
 
-        def model(batch):
-            prm = {k: numpyro.param(k, v) for k, v in init.items()}
-            with numpyro.plate("data", batch.shape[0]):
-                d = mmb.build_mm(prm, total, rec.mf_iters).visible(num_iters=rec.mf_iters)
-                numpyro.sample("x", d, obs=batch)
-
-        per_epoch = n_fit // 100
-        momentum = optax.join_schedules(
-            [optax.constant_schedule(0.5), optax.constant_schedule(0.9)], [5 * per_epoch]
-        )
-        opt = optax.chain(
-            optax.add_decayed_weights(2e-4, mask=lambda p: {k: "w" in k for k in p}),
-            optax.inject_hyperparams(optax.sgd)(
-                optax.linear_schedule(rec.lr, 0.0, rec.epochs * per_epoch), momentum=momentum
-            ),
-        )
-        trainer = enp.SAMLE(model, opt, num_gibbs_steps=rec.gibbs, num_chains=100)
+        trainer = mmb.sa_trainer(init, total, rec, n_fit // 100)
         data = jnp.asarray(np.concatenate([xtr, ttr], 1))
         state = None
         for epoch in range(args.stop):
