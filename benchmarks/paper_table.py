@@ -99,7 +99,7 @@ EXTRA = {
 
 
 # files holding a list of finished rows each (written from a benchmark's run and analysis)
-ROW_LISTS = ["hd.json", "robust.json"]
+ROW_LISTS = ["hd.json", "robust.json", "multimodal_tags.json"]
 
 
 def command_of(row: str) -> list[str]:
