@@ -201,6 +201,41 @@ def build_mm(prm, total_count, mf_iters):
     )
 
 
+def pretrain_cd(data, sizes, args, s, out):
+    """Stage 1: greedy CD-1 pretraining of the five RBMs (``pretrain``, cached in ``out``):
+    a Gaussian RBM on the images ``data[0]`` and an RBM on its hidden probabilities, a
+    replicated softmax on the tags ``data[1]`` and an RBM on its hidden probabilities, and
+    the joint RBM on the two top layers. ``sizes``: (image 1, image 2, text 1, text 2,
+    joint). Returns ``(r1, r2, t1, t2, rj)``."""
+    xtr, ttr = data
+    f1, f2, g1, g2, nj = sizes
+    r1 = pretrain("gaussian", jnp.asarray(xtr), f1, args, s, out)
+    p1 = np.asarray(r1.hidden_probs(jnp.asarray(xtr)))
+    r2 = pretrain("rbm", SampledHidden(p1, s + 1), f2, args, s + 1, out)
+    q2 = np.asarray(up(r2, p1))
+    t1 = pretrain("rsm", jnp.asarray(ttr), g1, args, s + 2, out)
+    u1 = np.asarray(t1.hidden_probs(jnp.asarray(ttr)))
+    t2 = pretrain("rbm", SampledHidden(u1, s + 3), g2, args, s + 3, out)
+    u2 = np.asarray(up(t2, u1))
+    rj = pretrain("rbm", SampledHidden(np.concatenate([q2, u2], 1), s + 4), nj, args, s + 4, out)
+    return r1, r2, t1, t2, rj
+
+
+def init_from_stack(r1, r2, t1, t2, rj):
+    """The multimodal DBM's initial parameters (``build_mm``'s names) from the CD-1 stack:
+    :func:`combine_pretrained_pathways` (interior weights halved)."""
+    pw = combine_pretrained_pathways(
+        [(r.weights, r.visible_bias, r.hidden_bias) for r in (r1, r2)],
+        [(t1.weights, t1.word_bias, t1.hidden_bias), (t2.weights, t2.visible_bias, t2.hidden_bias)],
+        (rj.weights, rj.visible_bias, rj.hidden_bias),
+    )
+    names = {"iw": ("image_weights", 2), "ib": ("image_biases", 3), "tw": ("text_weights", 2)}
+    names.update({"tb": ("text_biases", 3), "jw": ("joint_weights", 2)})
+    init = {f"{k}{i}": pw[a][i] for k, (a, n) in names.items() for i in range(n)}
+    init["jb"] = pw["joint_bias"]
+    return {k: jnp.asarray(v) for k, v in init.items()}
+
+
 def sa_trainer(init, total, args, per_epoch):
     """The joint SA-MLE of the multimodal DBM from parameters ``init``: a mean-field positive
     phase (``args.mf_iters``), 100 persistent chains with ``args.gibbs`` sweeps, SGD with
@@ -440,42 +475,8 @@ def main():
     s = args.seed
     f1, f2 = args.image_sizes
     g1, g2 = args.text_sizes
-    r1 = pretrain("gaussian", jnp.asarray(xtr), f1, args, s, out)
-    p1 = np.asarray(r1.hidden_probs(jnp.asarray(xtr)))
-    r2 = pretrain("rbm", SampledHidden(p1, s + 1), f2, args, s + 1, out)
-    q2 = np.asarray(up(r2, p1))
-    t1 = pretrain("rsm", jnp.asarray(ttr), g1, args, s + 2, out)
-    u1 = np.asarray(t1.hidden_probs(jnp.asarray(ttr)))
-    t2 = pretrain("rbm", SampledHidden(u1, s + 3), g2, args, s + 3, out)
-    u2 = np.asarray(up(t2, u1))
-    rj = pretrain(
-        "rbm", SampledHidden(np.concatenate([q2, u2], 1), s + 4), args.joint, args, s + 4, out
-    )
-
-    pw = combine_pretrained_pathways(
-        [(r.weights, r.visible_bias, r.hidden_bias) for r in (r1, r2)],
-        [
-            (r.weights, r.word_bias if hasattr(r, "word_bias") else r.visible_bias, r.hidden_bias)
-            for r in (t1, t2)
-        ],
-        (rj.weights, rj.visible_bias, rj.hidden_bias),
-    )
-    init = {
-        "iw0": pw["image_weights"][0],
-        "iw1": pw["image_weights"][1],
-        "ib0": pw["image_biases"][0],
-        "ib1": pw["image_biases"][1],
-        "ib2": pw["image_biases"][2],
-        "tw0": pw["text_weights"][0],
-        "tw1": pw["text_weights"][1],
-        "tb0": pw["text_biases"][0],
-        "tb1": pw["text_biases"][1],
-        "tb2": pw["text_biases"][2],
-        "jw0": pw["joint_weights"][0],
-        "jw1": pw["joint_weights"][1],
-        "jb": pw["joint_bias"],
-    }
-    init = {k: jnp.asarray(v) for k, v in init.items()}
+    r1, r2, t1, t2, rj = pretrain_cd((xtr, ttr), (f1, f2, g1, g2, args.joint), args, s, out)
+    init = init_from_stack(r1, r2, t1, t2, rj)
     if args.pretrain == "doubling":  # the DBM starts from S&H's pretraining; the CD-1
         # pathways above remain the unimodal and late-fusion baselines
         sizes = (f1, f2, g1, g2, args.joint)

@@ -59,7 +59,6 @@ from ebm_ppl.datasets.tagged_digits import (  # noqa: E402
     standardize,
 )
 from ebm_ppl.io import load_model, save_model  # noqa: E402
-from ebm_ppl.models.multimodal import combine_pretrained_pathways  # noqa: E402
 
 KS = (1, 3, 5)
 SG = jax.nn.sigmoid
@@ -92,46 +91,11 @@ def transfer(tags, idx, k):
     return tags[idx[:, :k]].sum(1) + 1e-3 * tags.mean(0)
 
 
-def stack_params(layers):
-    r1, r2, t1, t2, rj = layers
-    pw = combine_pretrained_pathways(
-        [(r.weights, r.visible_bias, r.hidden_bias) for r in (r1, r2)],
-        [(t1.weights, t1.word_bias, t1.hidden_bias), (t2.weights, t2.visible_bias, t2.hidden_bias)],
-        (rj.weights, rj.visible_bias, rj.hidden_bias),
-    )
-    names = {
-        "iw0": ("image_weights", 0),
-        "iw1": ("image_weights", 1),
-        "ib0": ("image_biases", 0),
-        "ib1": ("image_biases", 1),
-        "ib2": ("image_biases", 2),
-        "tw0": ("text_weights", 0),
-        "tw1": ("text_weights", 1),
-        "tb0": ("text_biases", 0),
-        "tb1": ("text_biases", 1),
-        "tb2": ("text_biases", 2),
-        "jw0": ("joint_weights", 0),
-        "jw1": ("joint_weights", 1),
-    }
-    prm = {k: jnp.asarray(pw[a][i]) for k, (a, i) in names.items()}
-    prm["jb"] = jnp.asarray(pw["joint_bias"])
-    return prm
-
-
 def pretrain_cd(xtr, ttr, rec, s, out):
     """``mnist_multimodal.py``'s pretraining (plain CD-1 RBMs, interior weights halved by
     :func:`combine_pretrained_pathways`). Returns the DBM's initial parameters and the
     stack's direct image -> word readout."""
-    r1 = mmb.pretrain("gaussian", jnp.asarray(xtr), 256, rec, s, out)
-    p1 = np.asarray(r1.hidden_probs(jnp.asarray(xtr)))
-    r2 = mmb.pretrain("rbm", mmb.SampledHidden(p1, s + 1), 256, rec, s + 1, out)
-    q2 = np.asarray(mmb.up(r2, p1))
-    t1 = mmb.pretrain("rsm", jnp.asarray(ttr), 64, rec, s + 2, out)
-    u1 = np.asarray(t1.hidden_probs(jnp.asarray(ttr)))
-    t2 = mmb.pretrain("rbm", mmb.SampledHidden(u1, s + 3), 64, rec, s + 3, out)
-    u2 = np.asarray(mmb.up(t2, u1))
-    pair = mmb.SampledHidden(np.concatenate([q2, u2], 1), s + 4)
-    rj = mmb.pretrain("rbm", pair, 256, rec, s + 4, out)
+    r1, r2, t1, t2, rj = mmb.pretrain_cd((xtr, ttr), (256, 256, 64, 64, 256), rec, s, out)
 
     def readout(x):
         """Clamp the image's top pathway code in the joint RBM, infer the text half of its
@@ -141,7 +105,7 @@ def pretrain_cd(xtr, ttr, rec, s, out):
             top, rj.weights, rj.visible_bias, rj.hidden_bias, 1.0, t2, t1.weights, t1.word_bias
         )
 
-    return stack_params((r1, r2, t1, t2, rj)), readout
+    return mmb.init_from_stack(r1, r2, t1, t2, rj), readout
 
 
 def _stack_words(top, w, vb, hb, down, t2, tw, tb):
