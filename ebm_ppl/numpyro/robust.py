@@ -133,3 +133,13 @@ class RobustBMVisible(robust.RobustVisibleMethods, EnergyMethods, _Energy):
     _robust_class = RobustBM
     pytree_data_fields = ("robust",)
     pytree_aux_fields = ("num_iters", "damping", "tol", "collapsed", "init_mask")
+
+    def log_prob_unchecked(self, value):
+        """The mean-field lower bound on ``log p~(v)`` (the bound without ``log Z``), run as one
+        compiled program (per shape and settings) rather than op by op: its fixed-point loop
+        would otherwise dispatch every operation of every sweep on its own."""
+        return _visible_log_prob(self, value)
+
+
+#: :meth:`RobustVisibleMethods.log_prob_unchecked`, compiled (``RobustBMVisible`` is a pytree)
+_visible_log_prob = jax.jit(robust.RobustVisibleMethods.log_prob_unchecked)
