@@ -358,25 +358,58 @@ def pretrain_doubling(xtr, ttr, rec, s, out, sizes=(256, 256, 64, 64, 256)):
     j = train_modified(
         "top2", np.concatenate([q2, u2], 1), nj, rec.pre_lr, s + 4, out, True, rec.pre_epochs
     )
-    ni = q2.shape[1]
-    init = {
-        "iw0": g["w"],
-        "iw1": 0.5 * r2.weights,
-        "ib0": g["b"],
-        "ib1": 0.5 * (g["c"] + r2.visible_bias),
-        "ib2": 0.5 * (r2.hidden_bias + j["b"][:ni]),
-        "tw0": t1["w"],
-        "tw1": 0.5 * t2.weights,
-        "tb0": t1["b"],
-        "tb1": t1["c"],
-        "tb2": 0.5 * (t2.hidden_bias + j["b"][ni:]),
-        "jw0": j["w"][:ni],
-        "jw1": j["w"][ni:],
-        "jb": j["c"],
-    }
-
-    init = {k: jnp.asarray(v) for k, v in init.items()}
+    init = compose_parts(g, r2, t1, t2, j, halve_joint=False)
     return init, (g, r2, t1, t2, j)
+
+
+def compose_parts(img_bottom, img_mid, txt_bottom, txt_mid, joint, halve_joint):
+    """The multimodal DBM's initial parameters (``build_mm``'s names) from pretrained parts:
+    the bottom RBMs as dicts ``w, b, c`` (weights as learned), the middle RBMs (halved), and
+    the joint RBM as a dict ``w, b, c`` over ``[top image layer, top text layer]`` (weights
+    halved when ``halve_joint``, for a plain CD-1 joint RBM; as learned for one pretrained
+    with a doubled hidden layer). An inner layer's bias is the mean of its two RBMs'; the
+    ``M``-scaled first text layer keeps the replicated softmax's."""
+    ni = int(img_mid.weights.shape[1])
+    half = 0.5 if halve_joint else 1.0
+    init = {
+        "iw0": img_bottom["w"],
+        "iw1": 0.5 * img_mid.weights,
+        "ib0": img_bottom["b"],
+        "ib1": 0.5 * (img_bottom["c"] + img_mid.visible_bias),
+        "ib2": 0.5 * (img_mid.hidden_bias + joint["b"][:ni]),
+        "tw0": txt_bottom["w"],
+        "tw1": 0.5 * txt_mid.weights,
+        "tb0": txt_bottom["b"],
+        "tb1": txt_bottom["c"],
+        "tb2": 0.5 * (txt_mid.hidden_bias + joint["b"][ni:]),
+        "jw0": half * joint["w"][:ni],
+        "jw1": half * joint["w"][ni:],
+        "jb": joint["c"],
+    }
+    return {k: jnp.asarray(v) for k, v in init.items()}
+
+
+def pretrain_joint_doubling(stack, data, rec, s, out, n_joint=256):
+    """The CD-1 pathways of ``stack`` (``pretrain_cd``'s ``(r1, r2, t1, t2, rj)``; ``rj``
+    unused) with the joint RBM pretrained for its place in the DBM instead: two copies of its
+    hidden layer (``top2``, trained on fresh draws of the pathways' top codes of ``data`` =
+    ``(images, tags)``, cached in ``out/composition/cd_cd`` as ``multimodal_composition.py``
+    names it) and its weights kept. Returns the DBM's initial parameters."""
+    r1, r2, t1, t2, _ = stack
+    xtr, ttr = (jnp.asarray(a) for a in data)
+    codes = np.concatenate(
+        [np.asarray(up(r2, r1.hidden_probs(xtr))), np.asarray(up(t2, t1.hidden_probs(ttr)))], 1
+    )
+    folder = out / "composition" / "cd_cd"
+    folder.mkdir(parents=True, exist_ok=True)
+    j = train_modified("top2", codes, n_joint, rec.pre_lr, s + 4, folder, True, rec.pre_epochs)
+
+    def bottom(r, b):
+        return {"w": r.weights, "b": b, "c": r.hidden_bias}
+
+    return compose_parts(
+        bottom(r1, r1.visible_bias), r2, bottom(t1, t1.word_bias), t2, j, halve_joint=False
+    )
 
 
 def main():
@@ -421,11 +454,14 @@ def main():
     ap.add_argument("--fill-words", type=int, default=3)
     ap.add_argument(
         "--pretrain",
-        choices=("cd", "doubling"),
+        choices=("cd", "doubling", "joint-doubling"),
         default="cd",
         help="how the DBM is initialised: cd, plain CD-1 RBMs with the interior weights "
         "halved (combine_pretrained_pathways); doubling, Salakhutdinov & Hinton's DBM "
-        "pretraining (pretrain_doubling). The CD-1 pathways are the baselines either way",
+        "pretraining (pretrain_doubling); joint-doubling, the CD-1 pathways with a joint RBM "
+        "pretrained with a doubled hidden layer, weights kept (pretrain_joint_doubling; "
+        "multimodal_composition.py's best cell for both measures). The CD-1 pathways are "
+        "the baselines every time",
     )
     ap.add_argument(
         "--summary",
@@ -481,6 +517,9 @@ def main():
         # pathways above remain the unimodal and late-fusion baselines
         sizes = (f1, f2, g1, g2, args.joint)
         init, _ = pretrain_doubling(xtr, ttr.astype(np.float32), args, s, out, sizes)
+    elif args.pretrain == "joint-doubling":
+        stack = (r1, r2, t1, t2, rj)
+        init = pretrain_joint_doubling(stack, (xtr, ttr), args, s, out, args.joint)
 
     # ---- 2. joint SA-MLE -------------------------------------------------------------------
     total = jnp.asarray(lengths)
