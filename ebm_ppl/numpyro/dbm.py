@@ -19,7 +19,7 @@ from ebm_ppl.models.dbm import (
 )
 from ebm_ppl.models.family import NormalizedLogProb
 from ebm_ppl.numpyro.dbn import _LayerTrainer
-from ebm_ppl.numpyro.distributions import RBM, _as_jax, _Energy
+from ebm_ppl.numpyro.distributions import RBM, _as_jax, _Energy, compiled_log_prob
 
 __all__ = ["DBM", "DBMVisible", "dbm_classifier_init", "greedy_pretrain_dbm"]
 
@@ -48,6 +48,7 @@ class DBM(fc.DBMConstructor, NormalizedLogProb, DBMMethods, _Energy):
     pytree_aux_fields = ("num_gibbs_steps", "_check_inputs", "normalized")
 
 
+@compiled_log_prob
 class DBMVisible(DBMVisibleMethods, _Energy):
     r"""A :class:`DBM` seen through its visible units, for stochastic approximation.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import jax
@@ -28,6 +29,22 @@ def _constraint(kind: str, event_dim: int):
     if kind == "real" and event_dim == 1:
         return constraints.real_vector
     return constraints.independent(getattr(constraints, kind), event_dim)
+
+
+def compiled_log_prob(cls: type) -> type:
+    """Class decorator for a NumPyro energy distribution (a pytree) whose ``log_prob`` runs an
+    iterative inference, such as a mean-field fixed point: its ``log_prob_unchecked`` becomes
+    one compiled program per shape and settings. Called outside ``jit`` it would otherwise
+    dispatch every operation of every sweep on its own; inside ``jit`` nothing changes."""
+    impl = cls.log_prob_unchecked
+    compiled = jax.jit(impl)
+
+    @functools.wraps(impl)  # the uncompiled method stays reachable as ``__wrapped__``
+    def log_prob_unchecked(self, value):
+        return compiled(self, value)
+
+    cls.log_prob_unchecked = log_prob_unchecked
+    return cls
 
 
 class _Energy(Distribution):

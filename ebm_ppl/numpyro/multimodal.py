@@ -15,7 +15,7 @@ from ebm_ppl.models.multimodal import (
     multimodal_classifier_params,
     readout_size,
 )
-from ebm_ppl.numpyro.distributions import _as_jax, _Energy
+from ebm_ppl.numpyro.distributions import _as_jax, _Energy, compiled_log_prob
 
 __all__ = ["MultimodalDBM", "MultimodalDBMVisible", "multimodal_classifier_init"]
 
@@ -41,6 +41,7 @@ class MultimodalDBM(fc.MultimodalDBMConstructor, MultimodalDBMMethods, EnergyMet
     pytree_aux_fields = ("joint", "num_gibbs_steps", "max_words", "_check_inputs")
 
 
+@compiled_log_prob
 class MultimodalDBMVisible(MultimodalVisibleMethods, EnergyMethods, _Energy):
     r"""A :class:`MultimodalDBM` seen through ``[v^m, v^t]`` ``(..., D + K)``, for SA-MLE
     (``numpyro.sample("x", mdbm.visible(), obs=jnp.concatenate([images, counts], -1))``

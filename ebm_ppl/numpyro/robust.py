@@ -10,7 +10,7 @@ from ebm_ppl.models import robust
 from ebm_ppl.models.family import EnergyMethods
 from ebm_ppl.models.robust import MeanField, Noise
 from ebm_ppl.numpyro import ppl
-from ebm_ppl.numpyro.distributions import RBM, GaussianRBM, _Energy
+from ebm_ppl.numpyro.distributions import RBM, GaussianRBM, _Energy, compiled_log_prob
 
 __all__ = ["MeanField", "RobustBM", "RobustBMVisible", "RobustLikelihood"]
 
@@ -124,6 +124,7 @@ class RobustBM(robust.RobustBMMethods):
         return RobustBMVisible(self, num_iters, damping, tol, collapsed, init_mask)
 
 
+@compiled_log_prob
 class RobustBMVisible(robust.RobustVisibleMethods, EnergyMethods, _Energy):
     r"""A :class:`RobustBM` seen through its observed image, for
     :class:`~ebm_ppl.numpyro.SAMLE` (as :class:`ebm_ppl.pyro.RobustBMVisible`)."""
@@ -133,13 +134,3 @@ class RobustBMVisible(robust.RobustVisibleMethods, EnergyMethods, _Energy):
     _robust_class = RobustBM
     pytree_data_fields = ("robust",)
     pytree_aux_fields = ("num_iters", "damping", "tol", "collapsed", "init_mask")
-
-    def log_prob_unchecked(self, value):
-        """The mean-field lower bound on ``log p~(v)`` (the bound without ``log Z``), run as one
-        compiled program (per shape and settings) rather than op by op: its fixed-point loop
-        would otherwise dispatch every operation of every sweep on its own."""
-        return _visible_log_prob(self, value)
-
-
-#: :meth:`RobustVisibleMethods.log_prob_unchecked`, compiled (``RobustBMVisible`` is a pytree)
-_visible_log_prob = jax.jit(robust.RobustVisibleMethods.log_prob_unchecked)
